@@ -1,0 +1,113 @@
+"""The prepared-data store: Parquet tables plus ``meta.json``, keyed by content.
+
+Each prepared dataset lives in ``<cache_dir>/<key>/`` where ``key`` is a hash
+of the input files' bytes, the data/feature configuration and the store's
+schema version — so editing a CSV or a setting gives a new entry, and a
+second prepare of the same inputs reads the first one's.
+
+Writes are atomic: tables are written into a temporary sibling directory
+that is renamed into place only when complete, so a crash or Ctrl-C leaves
+either nothing or a whole entry, never half of one. The set of tables is
+open: later stages add theirs (features, regime latents) under new names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from algospace.errors import DataError
+
+SCHEMA_VERSION = 1
+"""Bump when the layout or meaning of stored tables changes."""
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def store_key(inputs: Iterable[str], config: Mapping[str, Any]) -> str:
+    """Key of a store entry from input digests and a JSON-serialisable config."""
+    payload = json.dumps(
+        {"schema": SCHEMA_VERSION, "inputs": list(inputs), "config": config},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class FeatureStore:
+    """A directory of prepared datasets."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        """Directory of entry ``key``."""
+        return self.root / key
+
+    def exists(self, key: str) -> bool:
+        """Whether a complete entry ``key`` exists."""
+        return (self.path(key) / "meta.json").is_file()
+
+    def write(self, key: str, tables: Mapping[str, pd.DataFrame], meta: Mapping[str, Any]) -> Path:
+        """Write an entry atomically; if another process wrote it first, keep theirs."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
+        try:
+            for name, frame in tables.items():
+                table = pa.Table.from_pandas(frame, preserve_index=True)
+                pq.write_table(table, tmp / f"{name}.parquet")
+            full_meta = {**meta, "key": key, "schema_version": SCHEMA_VERSION,
+                         "tables": sorted(tables)}
+            (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2, default=str))
+            try:
+                os.rename(tmp, self.path(key))
+            except OSError:
+                if not self.exists(key):
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return self.path(key)
+
+    def meta(self, key: str) -> dict[str, Any]:
+        """The entry's ``meta.json``."""
+        if not self.exists(key):
+            raise DataError(f"no prepared data with key {key}", path=self.root,
+                            fix="run `algospace data prepare` first")
+        return json.loads((self.path(key) / "meta.json").read_text())
+
+    def read(self, key: str, name: str) -> pd.DataFrame:
+        """One table of entry ``key``."""
+        file = self.path(key) / f"{name}.parquet"
+        if not file.is_file():
+            raise DataError(f"table {name!r} is not in prepared data {key}", path=self.path(key),
+                            fix="prepare the data again (`algospace data prepare --force`)")
+        return pq.read_table(file).to_pandas()
+
+    def clean_temporary(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary directories left by interrupted writes; return how many."""
+        if not self.root.is_dir():
+            return 0
+        now = time.time()
+        stale = [p for p in self.root.glob(".tmp-*")
+                 if p.is_dir() and now - p.stat().st_mtime > older_than_s]
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
+        return len(stale)

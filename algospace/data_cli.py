@@ -1,0 +1,104 @@
+"""The ``algospace data …`` subcommands (see :mod:`algospace.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from algospace.config import DataConfig, load_data_config, read_yaml
+from algospace.data.loader import load_bars
+from algospace.data.synthetic import SyntheticConfig, generate, to_csv
+from algospace.data.validate import gap_summary
+from algospace.errors import ConfigError
+from algospace.schema import to_dict
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch ``algospace data <command>``."""
+    handlers = {"validate": validate, "synth": synth, "prepare": prepare}
+    return handlers[args.data_command](args)
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Load and validate one file; print its summary."""
+    bars = load_bars(args.file, dayfirst=args.dayfirst, timestamps=args.timestamps or "open")
+    gaps = gap_summary(bars.open_time, bars.bar_minutes)
+    print(f"file:        {args.file}")
+    print(f"rows:        {len(bars):,}")
+    print(f"first bar:   {bars.open_time[0]} (open time)")
+    print(f"last bar:    {bars.open_time[-1]} (open time)")
+    print(f"bar size:    {bars.bar_minutes} min (detected)")
+    print(f"steps:       {gaps['regular_steps']:,} regular {bars.bar_minutes}-min steps")
+    print(f"gaps:        {gaps['gaps_under_4h']:,} under 4 h (daily breaks, missing bars), "
+          f"{gaps['gaps_4h_to_30h']:,} of 4-30 h (overnight), "
+          f"{gaps['gaps_30h_to_80h']:,} of 30-80 h (weekends), "
+          f"{gaps['gaps_over_80h']:,} over 80 h (holidays)")
+    print("ok: the file is valid")
+    return 0
+
+
+def synth(args: argparse.Namespace) -> int:
+    """Write a synthetic-market CSV."""
+    overrides = {
+        "days": args.days, "seed": args.seed, "bar_minutes": args.bar_minutes, "signal": args.signal
+    }
+    cfg = dataclasses.replace(SyntheticConfig(), **{k: v for k, v in overrides.items()
+                                                    if v is not None})
+    market = generate(cfg)
+    to_csv(market, args.out)
+    print(f"wrote {len(market.bars):,} bars of {cfg.bar_minutes} min to {args.out} "
+          f"({market.bars.open_time[0]} to {market.bars.open_time[-1]}, timestamps mark bar open)")
+    if cfg.signal > 0:
+        print(f"planted signal {cfg.signal:g}: oracle Sharpe {market.oracle_sharpe_gross:.2f} "
+              f"before costs, {market.oracle_sharpe_net:.2f} after ES costs (daily, x sqrt(252))")
+    return 0
+
+
+def _prepare_config(args: argparse.Namespace) -> DataConfig:
+    """Data config from an optional YAML file plus command-line overrides."""
+    section: dict[str, Any] = {}
+    if args.config:
+        section = dict(read_yaml(args.config).get("data") or {})
+    if args.csv:
+        section.update(source="csv", path=args.csv)
+    elif args.synthetic:
+        section.update(source="synthetic")
+        section.pop("path", None)
+    for flag, key in (("strategic_csv", "strategic_path"), ("symbol", "symbol"),
+                      ("cache_dir", "cache_dir"), ("dayfirst", "dayfirst"),
+                      ("timestamps", "timestamps")):
+        if getattr(args, flag) is not None:
+            section[key] = getattr(args, flag)
+    synthetic = dict(section.get("synthetic") or {})
+    for key in ("days", "seed", "signal"):
+        if getattr(args, key) is not None:
+            synthetic[key] = getattr(args, key)
+    if synthetic:
+        section["synthetic"] = synthetic
+    if section.get("source", "synthetic") == "csv" and synthetic and not args.config:
+        raise ConfigError("--days/--seed/--signal apply to the synthetic market, not to --csv")
+    return load_data_config(section)
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """Build or find the prepared-data store and say what it holds."""
+    from algospace.data.pipeline import prepare as prepare_data
+
+    cfg = _prepare_config(args)
+    prepared = prepare_data(cfg, force=args.force, log=lambda m: print(f"[data] {m}", flush=True))
+    meta = prepared.meta
+    print(f"prepared data: {prepared.path}  ({'cache hit' if prepared.cache_hit else 'built'})")
+    print(f"  source:     {meta['source']}")
+    print(f"  contract:   {meta['contract']['symbol']} (${meta['contract']['point_value']:g}/pt, "
+          f"tick {meta['contract']['tick_size']:g})")
+    print(f"  bars:       {meta['rows']['base']:,} x {meta['bar_minutes']} min, "
+          f"{meta['rows']['strategic']:,} x {meta['strategic_minutes']} min")
+    for name, info in meta["splits"].items():
+        a, b = info["rows"]
+        print(f"  {name:<6}      rows {a:>8,}-{b:<8,} {info['first']} to {info['last']}")
+    print(f"  tables:     {', '.join(meta['tables'])}")
+    if "oracle_sharpe_gross" in meta and to_dict(cfg.synthetic)["signal"] > 0:
+        print(f"  oracle Sharpe (planted signal): {meta['oracle_sharpe_gross']:.2f} gross, "
+              f"{meta['oracle_sharpe_net']:.2f} net of costs")
+    return 0

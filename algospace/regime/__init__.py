@@ -1,0 +1,1 @@
+"""AlgoSpace regime package."""

@@ -1,0 +1,1 @@
+"""Entry points: benchmarks (``python -m experiments.bench``)."""

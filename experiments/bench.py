@@ -1,0 +1,184 @@
+"""Benchmarks: ``python -m experiments.bench NAME [--json FILE]``.
+
+Each benchmark prints a table of figures (units in the names) with the
+machine they were measured on, and with ``--json`` writes the same figures
+as one flat JSON object. Measurements that need a clean process (peak
+memory) run in a fresh Python subprocess.
+
+Benchmarks so far:
+
+- ``data``: five years of 5-minute bars from the synthetic market (≈350,000
+  rows) written to CSV, then load + validate + resample + align (time and
+  peak memory), a cold ``prepare`` and a cached ``prepare``.
+  Targets: load/validate/resample < 15 s and < 1.5 GB; cached < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Figures = dict[str, Any]
+
+
+def machine() -> Figures:
+    """The machine the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except ImportError:
+        gpu = "unknown (torch not installed)"
+    return {"machine_cpu": cpu, "machine_cores": os.cpu_count(), "machine_gpu": gpu,
+            "python": platform.python_version()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (VmHWM on Linux: not inherited via fork)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return usage / 1024 if sys.platform != "darwin" else usage / 2**20
+
+
+def _child(task: str, args: list[str]) -> Figures:
+    """Run one measurement in a fresh interpreter and return its JSON figures."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.bench", "_child", task, *args],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark step {task} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def child_load(csv: str) -> Figures:
+    """Load + validate + resample + align one CSV; report time and peak memory."""
+    from algospace.data.loader import load_bars
+    from algospace.data.resample import align_index, resample
+
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    bars = load_bars(csv)
+    loaded = time.perf_counter()
+    strategic = resample(bars, 30)
+    align_index(bars, strategic)
+    done = time.perf_counter()
+    return {"rows": len(bars), "load_validate_s": loaded - start,
+            "resample_align_s": done - loaded, "load_validate_resample_s": done - start,
+            "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": baseline}
+
+
+def child_prepare(csv: str, cache: str) -> Figures:
+    """Time one ``prepare`` call (cold or cached) in a fresh process."""
+    from algospace.config import load_data_config
+    from algospace.data.pipeline import prepare
+
+    cfg = load_data_config({"source": "csv", "path": csv, "cache_dir": cache})
+    start = time.perf_counter()
+    prepared = prepare(cfg)
+    return {"seconds": time.perf_counter() - start, "cache_hit": prepared.cache_hit,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def bench_data(days: int) -> Figures:
+    """The ``data`` benchmark (see module docstring)."""
+    from algospace.data.synthetic import SyntheticConfig, generate, to_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = str(Path(tmp) / "ES - 5 min.csv")
+        start = time.perf_counter()
+        market = generate(SyntheticConfig(days=days, seed=0))
+        generated = time.perf_counter()
+        to_csv(market, csv)
+        written = time.perf_counter()
+        load = _child("load", [csv])
+        cache = str(Path(tmp) / "cache")
+        cold = _child("prepare", [csv, cache])
+        warm = _child("prepare", [csv, cache])
+        assert not cold["cache_hit"] and warm["cache_hit"]
+        return {
+            "data_rows": load["rows"],
+            "data_csv_mb": Path(csv).stat().st_size / 2**20,
+            "data_synth_generate_s": generated - start,
+            "data_synth_write_csv_s": written - generated,
+            "data_load_validate_s": load["load_validate_s"],
+            "data_resample_align_s": load["resample_align_s"],
+            "data_load_validate_resample_s": load["load_validate_resample_s"],
+            "data_load_peak_rss_mb": load["peak_rss_mb"],
+            "data_rss_after_imports_mb": load["rss_after_imports_mb"],
+            "data_prepare_cold_s": cold["seconds"],
+            "data_prepare_cold_peak_rss_mb": cold["peak_rss_mb"],
+            "data_prepare_cached_s": warm["seconds"],
+            "data_target_load_s": 15.0,
+            "data_target_load_ratio": load["load_validate_resample_s"] / 15.0,
+            "data_target_peak_mb": 1536.0,
+            "data_target_peak_ratio": load["peak_rss_mb"] / 1536.0,
+            "data_target_cached_s": 1.0,
+            "data_target_cached_ratio": warm["seconds"] / 1.0,
+        }
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
+    "data": lambda args: bench_data(args.days),
+}
+
+
+def print_table(title: str, figures: Figures) -> None:
+    """Print figures as an aligned two-column table."""
+    print(f"\n{title}")
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
+        shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" \
+            if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        print(f"  {key:<{width}}  {shown:>14}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named benchmark."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_child"]:
+        task, rest = argv[1], argv[2:]
+        result = child_load(*rest) if task == "load" else child_prepare(*rest)
+        print(json.dumps(result))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--days", type=int, default=1260,
+                        help="data: trading days of 5-minute bars (default 1260 = 5 years)")
+    args = parser.parse_args(argv)
+    info = machine()
+    print_table("machine", info)
+    figures = BENCHMARKS[args.name](args)
+    print_table(f"benchmark: {args.name}", figures)
+    if args.json:
+        Path(args.json).write_text(json.dumps({**info, **figures}, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -98,6 +98,12 @@ def prepare(args: argparse.Namespace) -> int:
         a, b = info["rows"]
         print(f"  {name:<6}      rows {a:>8,}-{b:<8,} {info['first']} to {info['last']}")
     print(f"  tables:     {', '.join(meta['tables'])}")
+    matrices = prepared.matrices()
+    usable = matrices.usable
+    print(f"  matrices:   30-min {matrices.strategic.shape[0]}x{matrices.strategic.shape[1]}, "
+          f"5-min {matrices.tactical.shape[0]}x{matrices.tactical.shape[1]}; "
+          f"{int(usable.sum()):,} usable 5-min steps "
+          f"from {prepared.base.open_time[usable.argmax()]}")
     if "oracle_sharpe_gross" in meta and to_dict(cfg.synthetic)["signal"] > 0:
         print(f"  oracle Sharpe (planted signal): {meta['oracle_sharpe_gross']:.2f} gross, "
               f"{meta['oracle_sharpe_net']:.2f} net of costs")

@@ -9,8 +9,9 @@ Benchmarks so far:
 
 - ``data``: five years of 5-minute bars from the synthetic market (≈350,000
   rows) written to CSV, then load + validate + resample + align (time and
-  peak memory), a cold ``prepare`` and a cached ``prepare``.
-  Targets: load/validate/resample < 15 s and < 1.5 GB; cached < 1 s.
+  peak memory), all features and both matrices (time and peak memory), a
+  cold ``prepare`` and a cached ``prepare``. Targets: load/validate/resample
+  < 15 s and < 1.5 GB; features < 60 s and < 3 GB; cached < 1 s.
 """
 
 from __future__ import annotations
@@ -91,6 +92,44 @@ def child_load(csv: str) -> Figures:
             "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": baseline}
 
 
+def child_features(csv: str) -> Figures:
+    """Build all features and both matrices for one CSV; report time and peak memory."""
+    from algospace.data.loader import load_bars
+    from algospace.data.resample import align_index, resample
+    from algospace.features.assembler import FeatureMatrices, MatrixAssembler
+    from algospace.features.build import (
+        STRATEGIC_FEATURES,
+        TACTICAL_FEATURES,
+        FeatureConfig,
+        strategic_features,
+        synergy_features,
+        tactical_features,
+    )
+
+    bars = load_bars(csv)
+    strategic = resample(bars, 30)
+    index = align_index(bars, strategic)
+    cfg = FeatureConfig()
+    before = peak_rss_mb()
+    start = time.perf_counter()
+    strat = strategic_features(strategic, cfg)
+    t_strat = time.perf_counter()
+    tact = tactical_features(bars, cfg)
+    t_tact = time.perf_counter()
+    synergy_features(strat, tact, index, cfg)
+    t_syn = time.perf_counter()
+    matrices = FeatureMatrices(
+        MatrixAssembler(strat[list(STRATEGIC_FEATURES)].to_numpy(), cfg.strategic_window),
+        MatrixAssembler(tact[list(TACTICAL_FEATURES)].to_numpy(), cfg.tactical_window), index)
+    usable = matrices.usable
+    done = time.perf_counter()
+    return {"strategic_rows": len(strategic), "strategic_s": t_strat - start,
+            "tactical_s": t_tact - t_strat, "synergy_s": t_syn - t_tact,
+            "matrices_s": done - t_syn, "total_s": done - start,
+            "usable_steps": int(usable.sum()), "peak_rss_mb": peak_rss_mb(),
+            "rss_before_features_mb": before}
+
+
 def child_prepare(csv: str, cache: str) -> Figures:
     """Time one ``prepare`` call (cold or cached) in a fresh process."""
     from algospace.config import load_data_config
@@ -115,6 +154,7 @@ def bench_data(days: int) -> Figures:
         to_csv(market, csv)
         written = time.perf_counter()
         load = _child("load", [csv])
+        feats = _child("features", [csv])
         cache = str(Path(tmp) / "cache")
         cold = _child("prepare", [csv, cache])
         warm = _child("prepare", [csv, cache])
@@ -129,6 +169,14 @@ def bench_data(days: int) -> Figures:
             "data_load_validate_resample_s": load["load_validate_resample_s"],
             "data_load_peak_rss_mb": load["peak_rss_mb"],
             "data_rss_after_imports_mb": load["rss_after_imports_mb"],
+            "features_strategic_rows": feats["strategic_rows"],
+            "features_strategic_s": feats["strategic_s"],
+            "features_tactical_s": feats["tactical_s"],
+            "features_synergy_s": feats["synergy_s"],
+            "features_matrices_s": feats["matrices_s"],
+            "features_total_s": feats["total_s"],
+            "features_usable_steps": feats["usable_steps"],
+            "features_peak_rss_mb": feats["peak_rss_mb"],
             "data_prepare_cold_s": cold["seconds"],
             "data_prepare_cold_peak_rss_mb": cold["peak_rss_mb"],
             "data_prepare_cached_s": warm["seconds"],
@@ -138,6 +186,10 @@ def bench_data(days: int) -> Figures:
             "data_target_peak_ratio": load["peak_rss_mb"] / 1536.0,
             "data_target_cached_s": 1.0,
             "data_target_cached_ratio": warm["seconds"] / 1.0,
+            "features_target_s": 60.0,
+            "features_target_ratio": feats["total_s"] / 60.0,
+            "features_target_peak_mb": 3072.0,
+            "features_target_peak_ratio": feats["peak_rss_mb"] / 3072.0,
         }
 
 
@@ -161,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_child"]:
         task, rest = argv[1], argv[2:]
-        result = child_load(*rest) if task == "load" else child_prepare(*rest)
+        steps: dict[str, Callable[..., Figures]] = {
+            "load": child_load, "features": child_features, "prepare": child_prepare}
+        result = steps[task](*rest)
         print(json.dumps(result))
         return 0
     parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)

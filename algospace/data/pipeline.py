@@ -28,6 +28,15 @@ from algospace.data.store import FeatureStore, file_digest, store_key
 from algospace.data.synthetic import generate
 from algospace.data.validate import gap_summary
 from algospace.errors import DataError
+from algospace.features.assembler import FeatureMatrices, MatrixAssembler
+from algospace.features.build import (
+    STRATEGIC_FEATURES,
+    TACTICAL_FEATURES,
+    FeatureConfig,
+    strategic_features,
+    synergy_features,
+    tactical_features,
+)
 from algospace.schema import to_dict
 
 Log = Callable[[str], None]
@@ -51,6 +60,23 @@ class Prepared:
     def table(self, name: str) -> pd.DataFrame:
         """Read another table of this entry (features, latents, …)."""
         return self.store.read(self.key, name)
+
+    def matrices(self, feature_cfg: FeatureConfig | None = None) -> FeatureMatrices:
+        """Both matrix assemblers over the features, standardised with train-split statistics."""
+        cfg = feature_cfg or FeatureConfig(**self.meta["features"])
+        norms = self.meta["normalisation"]
+        strategic = _standardised(self.table("features_strategic"), STRATEGIC_FEATURES,
+                                  Normalizer.from_dict(norms["features_strategic"]))
+        tactical = _standardised(self.table("features_tactical"), TACTICAL_FEATURES,
+                                 Normalizer.from_dict(norms["features_tactical"]))
+        return FeatureMatrices(MatrixAssembler(strategic, cfg.strategic_window),
+                               MatrixAssembler(tactical, cfg.tactical_window),
+                               self.strategic_index)
+
+
+def _standardised(frame: pd.DataFrame, names: tuple[str, ...], norm: Normalizer) -> np.ndarray:
+    """Columns ``names`` of ``frame``, standardised, as float32."""
+    return norm.select(names).transform(frame).to_numpy(np.float32)
 
 
 def _quiet(_: str) -> None:
@@ -84,7 +110,7 @@ def _inputs(cfg: DataConfig) -> list[str]:
     return [file_digest(p) for p in paths]
 
 
-def _key_config(cfg: DataConfig) -> dict[str, Any]:
+def _key_config(cfg: DataConfig, features: FeatureConfig) -> dict[str, Any]:
     """The parts of the config that change what is stored (not paths or cache location)."""
     keep = to_dict(cfg)
     for name in ("path", "strategic_path", "cache_dir", "symbol"):
@@ -93,18 +119,26 @@ def _key_config(cfg: DataConfig) -> dict[str, Any]:
         keep.pop("synthetic")
     keep["contract"] = to_dict(cfg.contract_spec())
     keep["has_strategic_file"] = cfg.strategic_path is not None
+    keep["features"] = to_dict(features)
     return keep
 
 
-def prepare(cfg: DataConfig, *, force: bool = False, log: Log = _quiet) -> Prepared:
-    """Prepare (or find in the cache) the dataset described by ``cfg``."""
+def prepare(
+    cfg: DataConfig,
+    features: FeatureConfig | None = None,
+    *,
+    force: bool = False,
+    log: Log = _quiet,
+) -> Prepared:
+    """Prepare (or find in the cache) the dataset described by ``cfg`` and ``features``."""
+    features = features or FeatureConfig()
     store = FeatureStore(cfg.cache_dir)
     store.clean_temporary()
-    key = store_key(_inputs(cfg), _key_config(cfg))
+    key = store_key(_inputs(cfg), _key_config(cfg, features))
     if store.exists(key) and not force:
         log(f"found prepared data {key} in {store.root}")
         return _read(store, key)
-    return _build(cfg, store, key, log)
+    return _build(cfg, features, store, key, log)
 
 
 def _timed(log: Log, what: str, fn: Callable[[], Any]) -> Any:
@@ -134,7 +168,19 @@ def _load_base(cfg: DataConfig, log: Log) -> tuple[Bars, pd.DataFrame | None, di
     return bars, None, {"source": path}
 
 
-def _build(cfg: DataConfig, store: FeatureStore, key: str, log: Log) -> Prepared:
+def _feature_tables(base: Bars, strategic: Bars, index: np.ndarray,
+                    cfg: FeatureConfig) -> dict[str, pd.DataFrame]:
+    """Strategic, tactical and synergy feature tables (float32)."""
+    strat = strategic_features(strategic, cfg)
+    tact = tactical_features(base, cfg)
+    syn = synergy_features(strat, tact, index, cfg)
+    return {"features_strategic": strat.astype(np.float32),
+            "features_tactical": tact.astype(np.float32),
+            "synergy": syn.astype(np.float32)}
+
+
+def _build(cfg: DataConfig, features: FeatureConfig, store: FeatureStore, key: str,
+           log: Log) -> Prepared:
     """Run every preparation step and write the store entry."""
     base, truth, info = _load_base(cfg, log)
     log(f"{len(base):,} bars of {base.bar_minutes} min, "
@@ -148,9 +194,14 @@ def _build(cfg: DataConfig, store: FeatureStore, key: str, log: Log) -> Prepared
     splits = chronological_split(base.open_time, cfg.split, cfg.strategic_minutes)
     base_ret, strat_ret = bar_returns(base), bar_returns(strategic)
     strat_train = _strategic_rows(index, splits.train)
+    feats = _timed(log, "computed features", lambda: _feature_tables(base, strategic, index,
+                                                                      features))
     norms = {"returns_base": Normalizer.fit(base_ret, splits.train),
-             "returns_strategic": Normalizer.fit(strat_ret, strat_train)}
+             "returns_strategic": Normalizer.fit(strat_ret, strat_train),
+             "features_tactical": Normalizer.fit(feats["features_tactical"], splits.train),
+             "features_strategic": Normalizer.fit(feats["features_strategic"], strat_train)}
     tables = {
+        **feats,
         "bars_base": base.frame,
         "bars_strategic": strategic.frame,
         "align": pd.DataFrame({"strategic_index": index}, index=base.frame.index),
@@ -173,6 +224,7 @@ def _build(cfg: DataConfig, store: FeatureStore, key: str, log: Log) -> Prepared
         "splits": _split_meta(base, splits),
         "normalisation": {name: n.to_dict() for name, n in norms.items()},
         "normalisation_fitted_on": "train",
+        "features": to_dict(features),
     }
     path = _timed(log, f"wrote prepared data {key}", lambda: store.write(key, tables, meta))
     return Prepared(key, path, base, strategic, index, splits, store.meta(key), False, store)

@@ -9,6 +9,7 @@ applied unchanged to validation and test.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,7 +84,8 @@ class Normalizer:
     def fit(cls, frame: pd.DataFrame, train: tuple[int, int]) -> Normalizer:
         """Fit on rows ``train`` of ``frame`` only (NaN warm-up rows ignored)."""
         rows = frame.iloc[train[0]:train[1]].to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # a column still in warm-up over all of train
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(rows, axis=0)
             std = np.nanstd(rows, axis=0)
         std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
@@ -93,6 +95,11 @@ class Normalizer:
         """Standardise ``frame``'s columns with the fitted statistics."""
         values = (frame[list(self.columns)].to_numpy(np.float64) - self.mean) / self.std
         return pd.DataFrame(values.astype(np.float32), index=frame.index, columns=self.columns)
+
+    def select(self, names: tuple[str, ...]) -> Normalizer:
+        """The statistics of columns ``names`` only."""
+        idx = [self.columns.index(n) for n in names]
+        return Normalizer(tuple(names), self.mean[idx], self.std[idx])
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         """JSON-friendly form: column → {mean, std}."""

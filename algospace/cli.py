@@ -5,6 +5,7 @@ Subcommands so far::
     algospace data validate FILE [--dayfirst|--monthfirst] [--timestamps open|close]
     algospace data synth --out FILE [--days N] [--seed S] [--bar-minutes M] [--signal X]
     algospace data prepare [CONFIG.yaml] [--csv FILE | --synthetic] [--force] ...
+    algospace regime train [CONFIG.yaml] [--csv FILE | --synthetic] [--epochs N] [--out DIR]
 
 Errors caused by input (files, config, arguments) print one line starting
 with ``error:`` on stderr and exit with status 2; nothing is written.
@@ -50,19 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="strength of the planted predictable component (default 0)")
 
     prep = data_sub.add_parser("prepare", help="build (or find) the prepared-data store")
-    prep.add_argument("config", nargs="?", help="experiment YAML whose data section to use")
-    source = prep.add_mutually_exclusive_group()
+    add_data_source_flags(prep)
+    prep.add_argument("--force", action="store_true", help="rebuild even if cached")
+
+    from algospace import regime_cli
+
+    regime_cli.add_parser(sub)
+    return parser
+
+
+def add_data_source_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags choosing the data: a YAML's data section, a CSV or the synthetic market."""
+    parser.add_argument("config", nargs="?", help="experiment YAML whose data section to use")
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--csv", help="base-bar CSV (sets data.source: csv)")
     source.add_argument("--synthetic", action="store_true", help="use the built-in market")
-    prep.add_argument("--strategic-csv", help="optional strategic-bar (e.g. 30-min) CSV")
-    prep.add_argument("--symbol", help="contract root, e.g. ES, NQ")
-    prep.add_argument("--days", type=int, help="synthetic market: trading days")
-    prep.add_argument("--seed", type=int, help="synthetic market: seed")
-    prep.add_argument("--signal", type=float, help="synthetic market: planted signal strength")
-    prep.add_argument("--cache-dir", help="store directory (default .algospace/cache)")
-    prep.add_argument("--force", action="store_true", help="rebuild even if cached")
-    _dayfirst_flags(prep)
-    return parser
+    parser.add_argument("--strategic-csv", help="optional strategic-bar (e.g. 30-min) CSV")
+    parser.add_argument("--symbol", help="contract root, e.g. ES, NQ")
+    parser.add_argument("--days", type=int, help="synthetic market: trading days")
+    parser.add_argument("--seed", type=int, help="synthetic market: seed")
+    parser.add_argument("--signal", type=float, help="synthetic market: planted signal strength")
+    parser.add_argument("--cache-dir", help="store directory (default .algospace/cache)")
+    _dayfirst_flags(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from algospace import data_cli
 
             return data_cli.run(args)
+        if args.command == "regime":
+            from algospace import regime_cli
+
+            return regime_cli.run(args)
     except AlgoSpaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -55,7 +55,7 @@ def synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_config(args: argparse.Namespace) -> DataConfig:
+def prepare_config(args: argparse.Namespace) -> DataConfig:
     """Data config from an optional YAML file plus command-line overrides."""
     section: dict[str, Any] = {}
     if args.config:
@@ -85,7 +85,7 @@ def prepare(args: argparse.Namespace) -> int:
     """Build or find the prepared-data store and say what it holds."""
     from algospace.data.pipeline import prepare as prepare_data
 
-    cfg = _prepare_config(args)
+    cfg = prepare_config(args)
     prepared = prepare_data(cfg, force=args.force, log=lambda m: print(f"[data] {m}", flush=True))
     meta = prepared.meta
     print(f"prepared data: {prepared.path}  ({'cache hit' if prepared.cache_hit else 'built'})")

@@ -9,9 +9,10 @@ Benchmarks so far:
 
 - ``data``: five years of 5-minute bars from the synthetic market (≈350,000
   rows) written to CSV, then load + validate + resample + align (time and
-  peak memory), all features and both matrices (time and peak memory), a
-  cold ``prepare`` and a cached ``prepare``. Targets: load/validate/resample
-  < 15 s and < 1.5 GB; features < 60 s and < 3 GB; cached < 1 s.
+  peak memory), all features and both matrices (time and peak memory), RDE
+  inference over every 30-minute bar, a cold ``prepare`` and a cached
+  ``prepare``. Targets: load/validate/resample < 15 s and < 1.5 GB; features
+  < 60 s and < 3 GB; RDE inference < 30 s; cached < 1 s.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 Figures = dict[str, Any]
 
@@ -130,6 +133,36 @@ def child_features(csv: str) -> Figures:
             "rss_before_features_mb": before}
 
 
+def child_rde_encode(csv: str) -> Figures:
+    """RDE inference (latent mu of every 30-minute bar) with the default model size.
+
+    Timing only: the weights are freshly initialised (inference cost does not
+    depend on their values); training quality is checked by the test suite.
+    """
+    import torch
+
+    from algospace.data.loader import load_bars
+    from algospace.data.resample import resample
+    from algospace.data.splits import Normalizer
+    from algospace.regime.features import regime_features
+    from algospace.regime.train import RDEConfig, build_model, encode_all
+
+    strategic = resample(load_bars(csv), 30)
+    start = time.perf_counter()
+    features = regime_features(strategic)
+    featured = time.perf_counter()
+    cfg = RDEConfig()
+    torch.manual_seed(0)
+    model = build_model(features.shape[1], cfg).eval()
+    normaliser = Normalizer.fit(features, (0, len(features)))
+    encoded = time.perf_counter()
+    mu = encode_all(model, normaliser, features, cfg.window)
+    done = time.perf_counter()
+    return {"rows": len(features), "features_s": featured - start, "encode_s": done - encoded,
+            "finite_rows": int(np.isfinite(mu).all(axis=1).sum()), "peak_rss_mb": peak_rss_mb(),
+            "torch_threads": torch.get_num_threads()}
+
+
 def child_prepare(csv: str, cache: str) -> Figures:
     """Time one ``prepare`` call (cold or cached) in a fresh process."""
     from algospace.config import load_data_config
@@ -155,6 +188,7 @@ def bench_data(days: int) -> Figures:
         written = time.perf_counter()
         load = _child("load", [csv])
         feats = _child("features", [csv])
+        rde = _child("rde_encode", [csv])
         cache = str(Path(tmp) / "cache")
         cold = _child("prepare", [csv, cache])
         warm = _child("prepare", [csv, cache])
@@ -177,6 +211,11 @@ def bench_data(days: int) -> Figures:
             "features_total_s": feats["total_s"],
             "features_usable_steps": feats["usable_steps"],
             "features_peak_rss_mb": feats["peak_rss_mb"],
+            "rde_rows": rde["rows"],
+            "rde_features_s": rde["features_s"],
+            "rde_encode_s": rde["encode_s"],
+            "rde_encode_torch_threads": rde["torch_threads"],
+            "rde_peak_rss_mb": rde["peak_rss_mb"],
             "data_prepare_cold_s": cold["seconds"],
             "data_prepare_cold_peak_rss_mb": cold["peak_rss_mb"],
             "data_prepare_cached_s": warm["seconds"],
@@ -190,6 +229,8 @@ def bench_data(days: int) -> Figures:
             "features_target_ratio": feats["total_s"] / 60.0,
             "features_target_peak_mb": 3072.0,
             "features_target_peak_ratio": feats["peak_rss_mb"] / 3072.0,
+            "rde_target_encode_s": 30.0,
+            "rde_target_encode_ratio": rde["encode_s"] / 30.0,
         }
 
 
@@ -214,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["_child"]:
         task, rest = argv[1], argv[2:]
         steps: dict[str, Callable[..., Figures]] = {
-            "load": child_load, "features": child_features, "prepare": child_prepare}
+            "load": child_load, "features": child_features, "prepare": child_prepare,
+            "rde_encode": child_rde_encode}
         result = steps[task](*rest)
         print(json.dumps(result))
         return 0

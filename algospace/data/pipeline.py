@@ -193,7 +193,7 @@ def _build(cfg: DataConfig, features: FeatureConfig, store: FeatureStore, key: s
     index = align_index(base, strategic)
     splits = chronological_split(base.open_time, cfg.split, cfg.strategic_minutes)
     base_ret, strat_ret = bar_returns(base), bar_returns(strategic)
-    strat_train = _strategic_rows(index, splits.train)
+    strat_train = strategic_rows(index, splits.train)
     feats = _timed(log, "computed features", lambda: _feature_tables(base, strategic, index,
                                                                       features))
     norms = {"returns_base": Normalizer.fit(base_ret, splits.train),
@@ -230,8 +230,8 @@ def _build(cfg: DataConfig, features: FeatureConfig, store: FeatureStore, key: s
     return Prepared(key, path, base, strategic, index, splits, store.meta(key), False, store)
 
 
-def _strategic_rows(index: np.ndarray, rows: tuple[int, int]) -> tuple[int, int]:
-    """Strategic bars that closed within base rows ``rows``."""
+def strategic_rows(index: np.ndarray, rows: tuple[int, int]) -> tuple[int, int]:
+    """Strategic bars that closed within base rows ``rows`` (a split on the 30-minute clock)."""
     visible = index[rows[0]:rows[1]]
     visible = visible[visible >= 0]
     if visible.size == 0:

@@ -86,6 +86,27 @@ class FeatureStore:
                 shutil.rmtree(tmp, ignore_errors=True)
         return self.path(key)
 
+    def add_table(self, key: str, name: str, frame: pd.DataFrame,
+                  meta_update: Mapping[str, Any]) -> Path:
+        """Add (or replace) one table of an existing entry, atomically, recording ``meta_update``.
+
+        Used by later stages (e.g. regime latents); the file and ``meta.json`` are each
+        replaced in one rename, the table first, so a crash leaves the old meta valid.
+        """
+        meta = self.meta(key)
+        entry = self.path(key)
+        tmp = entry / f".tmp-{name}-{os.getpid()}.parquet"
+        try:
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=True), tmp)
+            os.replace(tmp, entry / f"{name}.parquet")
+        finally:
+            tmp.unlink(missing_ok=True)
+        meta = {**meta, **meta_update, "tables": sorted({*meta["tables"], name})}
+        tmp_meta = entry / f".tmp-meta-{os.getpid()}.json"
+        tmp_meta.write_text(json.dumps(meta, indent=2, default=str))
+        os.replace(tmp_meta, entry / "meta.json")
+        return entry / f"{name}.parquet"
+
     def meta(self, key: str) -> dict[str, Any]:
         """The entry's ``meta.json``."""
         if not self.exists(key):

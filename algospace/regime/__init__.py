@@ -1,1 +1,9 @@
-"""AlgoSpace regime package."""
+"""Regime detector (RDE): an unsupervised transformer VAE over 30-minute regime features.
+
+* :mod:`algospace.regime.features` — :func:`regime_features`, the causal per-bar inputs.
+* :mod:`algospace.regime.model` — :class:`RegimeDetector` (encoder, VAE head, window decoder).
+* :mod:`algospace.regime.train` — :class:`RDEConfig`, :func:`train_rde`, :func:`load_rde`,
+  :func:`encode_all` (latent ``mu`` of every bar for the feature store).
+
+Nothing is imported here so that ``algospace.regime.features`` stays usable without torch.
+"""

@@ -85,6 +85,8 @@ def convert(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return {str(k): convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):  # type: ignore[arg-type]  # a built section passes through
+            return value
         return build(tp, value, where)  # type: ignore[arg-type]
     return _convert_scalar(tp, value, where)
 

@@ -13,11 +13,22 @@ Benchmarks so far:
   inference over every 30-minute bar, a cold ``prepare`` and a cached
   ``prepare``. Targets: load/validate/resample < 15 s and < 1.5 GB; features
   < 60 s and < 3 GB; RDE inference < 30 s; cached < 1 s.
+- ``env``: strategic_v0, tactical_v0 and joint_v0 on the built-in synthetic
+  market. Env steps per second with uniformly random actions (drawn before
+  the clock starts; resets at episode ends are timed), in a child pinned to
+  one core, and the same × the number of agents (agent steps, the plain ×8
+  for joint_v0 although its strategic agents decide every 6th step); memory
+  of an extra env (current RSS after 20 more instances, each reset and
+  stepped, minus before, / 20). Targets: joint_v0 ≥ 20,000 env steps/s
+  (160,000 agent steps/s), strategic_v0 and tactical_v0 ≥ 30,000; an extra
+  env < 10 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib
 import json
 import os
 import platform
@@ -65,6 +76,18 @@ def peak_rss_mb() -> float:
         pass
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return usage / 1024 if sys.platform != "darwin" else usage / 2**20
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """Current (not peak) resident memory of this process in MB: ``VmRSS``, or ``RssAnon``
+    (private memory only, without mapped files) from /proc/self/status; NaN elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def _child(task: str, args: list[str]) -> Figures:
@@ -234,8 +257,157 @@ def bench_data(days: int) -> Figures:
         }
 
 
+ENV_NAMES = ("strategic_v0", "tactical_v0", "joint_v0")
+ENV_TARGET_STEPS_PER_S = {"strategic_v0": 30_000.0, "tactical_v0": 30_000.0,
+                          "joint_v0": 20_000.0}
+ENV_TARGET_MB_PER_EXTRA = 10.0
+ENV_EXTRA_INSTANCES = 20
+ENV_WARMUP_STEPS = 2_000
+
+
+def make_env(name: str, cache: str) -> Any:
+    """One ``envs.<name>`` ParallelEnv on the built-in synthetic market, data in ``cache``."""
+    from algospace.config import DataConfig
+
+    return importlib.import_module(f"envs.{name}").parallel_env(data=DataConfig(cache_dir=cache))
+
+
+def random_actions(env: Any, steps: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``steps`` ready-made action dicts (every possible agent), uniform over each action
+    space: ``Discrete(n)`` → int in [0, n); ``MultiDiscrete`` → ndarray row below ``nvec``."""
+    rng = np.random.default_rng(seed)
+    columns: dict[str, list[Any]] = {}
+    for agent in env.possible_agents:
+        space = env.action_space(agent)
+        nvec = getattr(space, "nvec", None)
+        if nvec is not None:
+            columns[agent] = list(rng.integers(0, nvec, size=(steps, len(nvec))))
+        else:
+            columns[agent] = rng.integers(0, int(space.n), size=steps).tolist()
+    return [{agent: column[i] for agent, column in columns.items()} for i in range(steps)]
+
+
+def run_actions(env: Any, actions: list[dict[str, Any]], seconds: float
+                ) -> tuple[int, int, float, float]:
+    """Step through ``actions`` (cycling, reset when an episode ends) for at least
+    ``seconds``; returns steps, resets, wall seconds and CPU seconds."""
+    step, reset = env.step, env.reset
+    steps = resets = 0
+    cpu, start = time.process_time(), time.perf_counter()
+    while True:
+        for action in actions:
+            step(action)
+            if not env.agents:
+                reset()
+                resets += 1
+        steps += len(actions)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return steps, resets, elapsed, time.process_time() - cpu
+
+
+def _pin_one_core() -> int:
+    """Pin this process to one core (the lowest it may use); -1 where unsupported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return -1
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def child_env_prepare(cache: str) -> Figures:
+    """Build the market arrays into ``cache`` (first env construction) and time it."""
+    start = time.perf_counter()
+    make_env("joint_v0", cache)
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
+
+
+def child_env_steps(name: str, cache: str, steps: str, seconds: str) -> Figures:
+    """Single-core env steps per second of ``name`` with pre-drawn uniform random actions."""
+    core = _pin_one_core()
+    start = time.perf_counter()
+    env = make_env(name, cache)
+    built = time.perf_counter()
+    actions = random_actions(env, int(steps))
+    env.reset(seed=0)
+    run_actions(env, actions[:ENV_WARMUP_STEPS], 0.0)
+    env.reset(seed=0)
+    done, resets, elapsed, cpu = run_actions(env, actions, float(seconds))
+    return {"core": core, "agents": len(env.possible_agents), "construct_s": built - start,
+            "steps": done, "resets": resets, "seconds": elapsed, "cpu_s": cpu}
+
+
+def child_env_memory(name: str, cache: str) -> Figures:
+    """Current RSS after one env, then after ``ENV_EXTRA_INSTANCES`` more (each reset and
+    stepped 10 times so its buffers exist)."""
+    importlib.import_module(f"envs.{name}")
+    importlib.import_module("algospace.config")
+    imported = rss_mb()
+    envs = [make_env(name, cache)]
+
+    def exercise(env: Any, seed: int) -> None:
+        env.reset(seed=seed)
+        for action in random_actions(env, 10, seed):
+            env.step(action)
+            if not env.agents:
+                env.reset()
+
+    exercise(envs[0], 0)
+    gc.collect()
+    before, anon_before = rss_mb(), rss_mb("RssAnon")
+    for i in range(ENV_EXTRA_INSTANCES):
+        envs.append(make_env(name, cache))
+        exercise(envs[-1], i + 1)
+    gc.collect()
+    after, anon_after = rss_mb(), rss_mb("RssAnon")
+    return {"rss_after_imports_mb": imported, "rss_one_env_mb": before,
+            "rss_extra_envs_mb": after, "extra": ENV_EXTRA_INSTANCES,
+            "mb_per_extra_env": (after - before) / ENV_EXTRA_INSTANCES,
+            "anon_mb_per_extra_env": (anon_after - anon_before) / ENV_EXTRA_INSTANCES}
+
+
+def bench_env(steps: int, seconds: float) -> Figures:
+    """The ``env`` benchmark (see module docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = str(Path(tmp) / "cache")
+        prep = _child("env_prepare", [cache])
+        figures: Figures = {"env_prepare_cold_s": prep["seconds"],
+                            "env_prepare_peak_rss_mb": prep["peak_rss_mb"],
+                            "env_random_action_steps": steps, "env_min_timed_s": seconds}
+        for name in ENV_NAMES:
+            speed = _child("env_steps", [name, cache, str(steps), str(seconds)])
+            memory = _child("env_memory", [name, cache])
+            per_s = speed["steps"] / speed["seconds"]
+            target = ENV_TARGET_STEPS_PER_S[name]
+            figures.update({
+                f"{name}_env_steps_per_s": per_s,
+                f"{name}_agent_steps_per_s": per_s * speed["agents"],
+                f"{name}_target_steps_per_s": target,
+                f"{name}_steps_vs_target_ratio": per_s / target,
+                f"{name}_us_per_env_step": 1e6 / per_s,
+                f"{name}_timed_steps": speed["steps"],
+                f"{name}_timed_resets": speed["resets"],
+                f"{name}_timed_s": speed["seconds"],
+                f"{name}_cpu_share": speed["cpu_s"] / speed["seconds"],
+                f"{name}_pinned_core": speed["core"],
+                f"{name}_construct_cached_s": speed["construct_s"],
+                f"{name}_rss_after_imports_mb": memory["rss_after_imports_mb"],
+                f"{name}_rss_one_env_mb": memory["rss_one_env_mb"],
+                f"{name}_mb_first_env": memory["rss_one_env_mb"]
+                    - memory["rss_after_imports_mb"],
+                f"{name}_rss_plus_20_envs_mb": memory["rss_extra_envs_mb"],
+                f"{name}_mb_per_extra_env": memory["mb_per_extra_env"],
+                f"{name}_anon_mb_per_extra_env": memory["anon_mb_per_extra_env"],
+                f"{name}_target_mb_per_extra_env": ENV_TARGET_MB_PER_EXTRA,
+                f"{name}_mb_vs_target_ratio":
+                    memory["mb_per_extra_env"] / ENV_TARGET_MB_PER_EXTRA,
+            })
+        return figures
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
     "data": lambda args: bench_data(args.days),
+    "env": lambda args: bench_env(args.steps, args.seconds),
 }
 
 
@@ -256,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         task, rest = argv[1], argv[2:]
         steps: dict[str, Callable[..., Figures]] = {
             "load": child_load, "features": child_features, "prepare": child_prepare,
-            "rde_encode": child_rde_encode}
+            "rde_encode": child_rde_encode, "env_prepare": child_env_prepare,
+            "env_steps": child_env_steps, "env_memory": child_env_memory}
         result = steps[task](*rest)
         print(json.dumps(result))
         return 0
@@ -265,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--days", type=int, default=1260,
                         help="data: trading days of 5-minute bars (default 1260 = 5 years)")
+    parser.add_argument("--steps", type=int, default=20_000,
+                        help="env: random actions drawn before timing, cycled (default 20000)")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="env: minimum timed stepping per env in seconds (default 3)")
     args = parser.parse_args(argv)
     info = machine()
     print_table("machine", info)

@@ -1,0 +1,1 @@
+"""Shared machinery of the AlgoSpace environments: config, arrays, layout, the base env."""

@@ -1,0 +1,101 @@
+"""Environment configuration: one frozen dataclass, built from keywords or a dict.
+
+``EnvConfig`` is what every env takes. ``make_config`` accepts keyword
+arguments (Python) or one mapping (an RLlib ``env_config`` or a YAML
+section) and rejects unknown keys with a did-you-mean hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from algospace.config import DataConfig
+from algospace.errors import ConfigError
+from algospace.schema import build
+from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS, check_state_dim
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How the team reward is computed from the account (see the env cards)."""
+
+    scale: float | None = None
+    """Dollars per unit of reward; ``None``: point value × max_position (one point at full
+    size is 1.0)."""
+    drawdown_penalty: float = 0.1
+    """Extra cost per dollar by which the drawdown from the equity peak grows in a step."""
+    shaping: dict[str, float] = field(default_factory=dict)
+    """Optional per-agent shaping weights (agent name → weight, default 0): a voter gets its
+    own vote × the step's price change at full size; ``portfolio`` and ``risk`` get minus the
+    drawdown growth. Added to that agent's reward only."""
+
+    def __post_init__(self) -> None:
+        if self.scale is not None and not self.scale > 0:
+            raise ConfigError(f"reward.scale must be > 0 dollars, got {self.scale!r}")
+        if self.drawdown_penalty < 0:
+            raise ConfigError("reward.drawdown_penalty must be >= 0, got "
+                              f"{self.drawdown_penalty!r}; use 0 to switch it off")
+        known = (*STRATEGIC_AGENTS, *TACTICAL_AGENTS)
+        for name in self.shaping:
+            if name not in known:
+                raise ConfigError(f"reward.shaping: unknown agent {name!r}; agents are "
+                                  f"{', '.join(known)}")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything an environment takes; every field has a default."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Market data (default: the built-in synthetic market)."""
+    split: Literal["train", "val", "test"] = "train"
+    """Chronological split the episodes are drawn from."""
+    episode_steps: int | None = None
+    """Env steps per episode; ``None``: 92 for strategic_v0 (two sessions of 30-minute bars),
+    276 for tactical_v0 and joint_v0 (one session of 5-minute bars)."""
+    random_start: bool | None = None
+    """Random episode starts; ``None``: random on train, deterministic tiling otherwise."""
+    max_position: int = 5
+    """Position cap in contracts (long or short)."""
+    initial_equity: float = 100_000.0
+    """Account equity at the start of each episode, in dollars."""
+    ruin_fraction: float = 0.5
+    """The episode terminates when equity falls below (1 - ruin_fraction) × initial."""
+    atr_bars: int = 14
+    """Bars in the average true range that scales the ``risk`` agent's stop."""
+    regime_latent: bool = False
+    """Read the RDE latent μ (table ``regime_latent``, written by ``algospace regime train``);
+    False: the 8 latent dimensions are 0."""
+    state_dim: int = 112
+    """Size of the global state; must equal the layout's total (envs/core/layout.py)."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Reward settings."""
+
+    def __post_init__(self) -> None:
+        if self.episode_steps is not None and self.episode_steps < 1:
+            raise ConfigError(f"episode_steps must be >= 1, got {self.episode_steps!r}")
+        if self.max_position < 1:
+            raise ConfigError(f"max_position must be >= 1 contract, got {self.max_position!r}")
+        if not self.initial_equity > 0:
+            raise ConfigError(f"initial_equity must be > 0, got {self.initial_equity!r}")
+        if not 0 < self.ruin_fraction <= 1:
+            raise ConfigError(f"ruin_fraction must be in (0, 1], got {self.ruin_fraction!r}")
+        if self.atr_bars < 1:
+            raise ConfigError(f"atr_bars must be >= 1, got {self.atr_bars!r}")
+        try:
+            check_state_dim(self.state_dim)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
+def make_config(config: EnvConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> EnvConfig:
+    """An :class:`EnvConfig` from a config, a mapping and/or keyword arguments."""
+    if isinstance(config, EnvConfig):
+        if kwargs:
+            raise ConfigError("give either an EnvConfig or keyword arguments, not both")
+        return config
+    merged: dict[str, Any] = dict(config or {})
+    merged.update(kwargs)
+    return build(EnvConfig, merged, "env")

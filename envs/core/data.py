@@ -1,0 +1,259 @@
+"""The arrays every environment reads, built once and shared.
+
+``load_market(cfg)`` prepares the data (or finds it in the feature store),
+derives every array the envs index by an integer step — OHLC, the per-agent
+feature tables, the market part of the global state, ATR, the 30-minute
+alignment — writes them as ``.npy`` files next to the prepared tables, and
+maps them read-only. Within a process every env with the same data settings
+gets the same :class:`MarketArrays` object; across processes on one machine
+the memory-mapped files share the OS page cache. An extra env therefore
+costs its own small buffers only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from algospace.data.contracts import ContractSpec
+from algospace.data.pipeline import Prepared, prepare
+from algospace.data.splits import Normalizer, Splits
+from algospace.errors import DataError
+from algospace.features.assembler import MatrixAssembler
+from algospace.features.build import (
+    STRATEGIC_FEATURES,
+    SYNERGY_FEATURES,
+    TACTICAL_FEATURES,
+    FeatureConfig,
+)
+from algospace.schema import to_dict
+from envs.core.config import EnvConfig
+from envs.core.layout import (
+    AGENT_COLUMNS,
+    LATENT_DIM,
+    RETURN_5,
+    RETURN_30,
+    SHORT_MEAN_BARS,
+    STRATEGIC_AGENTS,
+    TACTICAL_AGENTS,
+    market_state_dim,
+)
+
+ARRAYS_VERSION = 1
+"""Bump when what the saved arrays mean changes."""
+LATENT_TABLE = "regime_latent"
+
+_CACHE: dict[str, MarketArrays] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class MarketArrays:
+    """Read-only arrays on the 5-minute (``T`` rows) and 30-minute (``S`` rows) clocks."""
+
+    key: str
+    """Identifies the data and array settings (cache key)."""
+    contract: ContractSpec
+    """Contract whose point value and costs the account uses."""
+    splits: Splits
+    """Chronological splits as 5-minute row ranges."""
+    strategic_window: int
+    """Rows of a strategic agent's window."""
+    tactical_window: int
+    """Rows of a tactical agent's window."""
+    arrays: dict[str, np.ndarray]
+    """``base_ohlc`` (T×4 float64), ``strategic_ohlc`` (S×4), ``strategic_index`` (T, latest
+    closed 30-minute row), ``close_step`` (S, the 5-minute row where it closed, -1 none),
+    ``is_close`` (T), ``atr`` (T, points), ``market_state`` (T×55 float32), ``usable`` (T),
+    ``s_<agent>``/``t_<agent>`` per-agent tables, ``latent`` (S×8)."""
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    @property
+    def n_base(self) -> int:
+        """Number of 5-minute rows."""
+        return len(self.arrays["base_ohlc"])
+
+
+def load_market(cfg: EnvConfig, log: Callable[[str], None] | None = None) -> MarketArrays:
+    """The shared arrays for ``cfg``'s data settings (prepared and written on first use)."""
+    ident = json.dumps({"data": to_dict(cfg.data), "atr": cfg.atr_bars,
+                        "latent": cfg.regime_latent}, sort_keys=True, default=str)
+    with _LOCK:
+        if ident in _CACHE:
+            return _CACHE[ident]
+        prepared = prepare(cfg.data, log=log or (lambda _: None))
+        market = _load_or_build(prepared, cfg)
+        _CACHE[ident] = market
+        return market
+
+
+def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
+    """Map the saved arrays of this entry, building them first if missing."""
+    meta = prepared.meta
+    if cfg.regime_latent and LATENT_TABLE not in _tables(prepared):
+        raise DataError(
+            f"regime_latent is on but the prepared data {prepared.key} has no "
+            f"'{LATENT_TABLE}' table", path=str(prepared.path),
+            fix="run `algospace regime train` with the same data settings first, or set "
+                "regime_latent: false")
+    settings = {"v": ARRAYS_VERSION, "atr": cfg.atr_bars, "latent": cfg.regime_latent,
+                "regime": meta.get("regime") if cfg.regime_latent else None}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    folder = prepared.path / f"env-arrays-{digest.hexdigest()[:12]}"
+    if not folder.is_dir():
+        _write_atomic(folder, build_arrays(prepared, cfg))
+    arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
+    features = FeatureConfig(**meta["features"])
+    return MarketArrays(f"{prepared.key}/{folder.name}", _contract(prepared), prepared.splits,
+                        features.strategic_window, features.tactical_window, arrays)
+
+
+def _tables(prepared: Prepared) -> set[str]:
+    """Names of the tables stored for this entry."""
+    return {p.stem for p in Path(prepared.path).glob("*.parquet")}
+
+
+def _contract(prepared: Prepared) -> ContractSpec:
+    """The contract spec recorded with the prepared data."""
+    return ContractSpec(**prepared.meta["contract"])
+
+
+def _write_atomic(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write every array into a temporary sibling folder, then rename it into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    try:
+        for name, values in arrays.items():
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(values))
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process won the race; its copy is identical
+            if not folder.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_arrays(prepared: Prepared, cfg: EnvConfig) -> dict[str, np.ndarray]:
+    """Derive every env array from a prepared dataset (the slow, once-only part)."""
+    meta = prepared.meta
+    features = FeatureConfig(**meta["features"])
+    norms = meta["normalisation"]
+    strat = _standardise(prepared.table("features_strategic"), STRATEGIC_FEATURES,
+                         norms["features_strategic"])
+    tact = _standardise(prepared.table("features_tactical"), TACTICAL_FEATURES,
+                        norms["features_tactical"])
+    strat[RETURN_30] = _standardise(prepared.table("returns_strategic"), ("log_return",),
+                                    norms["returns_strategic"])["log_return"]
+    tact[RETURN_5] = _standardise(prepared.table("returns_base"), ("log_return",),
+                                  norms["returns_base"])["log_return"]
+    index = np.asarray(prepared.strategic_index, dtype=np.int64)
+    latent = _latent(prepared, cfg, len(strat))
+    base_ohlc = prepared.base.frame[["open", "high", "low", "close"]].to_numpy(np.float64)
+    out: dict[str, np.ndarray] = {
+        "base_ohlc": base_ohlc,
+        "strategic_ohlc": prepared.strategic.frame[["open", "high", "low", "close"]]
+        .to_numpy(np.float64),
+        "strategic_index": index,
+        "close_step": _close_steps(index, len(strat)),
+        "is_close": _is_close(index),
+        "atr": average_true_range(base_ohlc, cfg.atr_bars),
+        "latent": latent,
+    }
+    synergy = prepared.table("synergy")[list(SYNERGY_FEATURES)].to_numpy(np.float32)
+    out["market_state"] = market_state(strat[list(STRATEGIC_FEATURES)].to_numpy(np.float32),
+                                       tact[list(TACTICAL_FEATURES)].to_numpy(np.float32),
+                                       latent, synergy, index, features.strategic_window)
+    valid = np.isfinite(out["market_state"]).all(axis=1) & (index >= 0)
+    for agent in STRATEGIC_AGENTS:
+        table = strat[list(AGENT_COLUMNS[agent])].to_numpy(np.float32)
+        out[f"s_{agent}"] = table
+        ok = MatrixAssembler(table, features.strategic_window).valid
+        valid &= ok[np.maximum(index, 0)]
+    for agent in TACTICAL_AGENTS:
+        table = tact[list(AGENT_COLUMNS[agent])].to_numpy(np.float32)
+        out[f"t_{agent}"] = table
+        valid &= MatrixAssembler(table, features.tactical_window).valid
+    valid &= np.isfinite(out["atr"])
+    out["usable"] = valid
+    return out
+
+
+def _standardise(frame: pd.DataFrame, names: tuple[str, ...],
+                 stats: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Columns ``names`` standardised with the train-split statistics."""
+    return Normalizer.from_dict(stats).select(names).transform(frame)
+
+
+def _latent(prepared: Prepared, cfg: EnvConfig, rows: int) -> np.ndarray:
+    """Regime latent μ per 30-minute row, or zeros when switched off."""
+    if not cfg.regime_latent:
+        return np.zeros((rows, LATENT_DIM), np.float32)
+    table = prepared.table(LATENT_TABLE).to_numpy(np.float32)
+    if table.shape != (rows, LATENT_DIM):
+        raise DataError(f"table {LATENT_TABLE} has shape {table.shape}, expected "
+                        f"({rows}, {LATENT_DIM})", path=str(prepared.path),
+                        fix="run `algospace regime train` again on this data")
+    return table
+
+
+def _close_steps(index: np.ndarray, rows: int) -> np.ndarray:
+    """For each 30-minute row, the first 5-minute row at which it is visible (-1: never)."""
+    out = np.full(rows, -1, dtype=np.int64)
+    steps = np.flatnonzero(_is_close(index))
+    out[index[steps]] = steps
+    return out
+
+
+def _is_close(index: np.ndarray) -> np.ndarray:
+    """True at 5-minute rows where a new 30-minute bar has just closed."""
+    prev = np.r_[-1, index[:-1]]
+    return (index >= 0) & (index != prev)
+
+
+def average_true_range(ohlc: np.ndarray, bars: int) -> np.ndarray:
+    """Mean true range over the last ``bars`` bars, including the current one (NaN before)."""
+    high, low, close = ohlc[:, 1], ohlc[:, 2], ohlc[:, 3]
+    prev = np.r_[np.nan, close[:-1]]
+    tr = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
+    mean = pd.Series(tr).rolling(bars, min_periods=bars).mean().to_numpy()
+    return np.asarray(mean, dtype=np.float64)
+
+
+def _rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` rows (NaN until complete or when any is NaN)."""
+    return pd.DataFrame(values).rolling(window, min_periods=window).mean().to_numpy(np.float32)
+
+
+def market_state(strat: np.ndarray, tact: np.ndarray, latent: np.ndarray, synergy: np.ndarray,
+                 index: np.ndarray, window: int) -> np.ndarray:
+    """The market blocks of the global state per 5-minute row (see layout.state_blocks)."""
+    seen = index >= 0
+    rows = np.maximum(index, 0)
+    strat_blocks = np.concatenate([strat, _rolling_mean(strat, window), latent], axis=1)[rows]
+    strat_blocks[~seen] = np.nan
+    now, mean48, lat = np.split(strat_blocks, [strat.shape[1], 2 * strat.shape[1]], axis=1)
+    out = np.concatenate([now, mean48, tact, _rolling_mean(tact, SHORT_MEAN_BARS), lat,
+                          synergy], axis=1).astype(np.float32)
+    assert out.shape[1] == market_state_dim()
+    return out
+
+
+def describe(market: MarketArrays) -> dict[str, Any]:
+    """A short JSON-friendly summary (for env metadata and logs)."""
+    return {"key": market.key, "contract": market.contract.symbol, "rows": market.n_base,
+            "splits": {"train": market.splits.train, "val": market.splits.val,
+                       "test": market.splits.test}}

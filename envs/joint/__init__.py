@@ -1,0 +1,82 @@
+"""joint_v0 — all eight agents trade one futures account on two clocks.
+
+Agents (sorted): ``entry``, ``fvg``, ``mlmi``, ``momentum``, ``nwrqk``,
+``portfolio``, ``regime``, ``risk``. One step per 5-minute bar. Episodes start
+at a step where a 30-minute bar has just closed. The strategic agents decide
+only at such steps (``env.decision`` and the context's decision flag are 1);
+their decision holds until the next 30-minute close, and their actions at
+other steps are ignored (they may be left out). Tactical agents act every
+step. For RLlib, :mod:`envs.rllib` turns this into one strategic row per
+decision carrying the sum of team rewards since the previous one.
+
+Actions: strategic ``Discrete(7)`` (HOLD, BUY_CONSERVATIVE, BUY_AGGRESSIVE,
+SELL_CONSERVATIVE, SELL_AGGRESSIVE, REDUCE_RISK, INCREASE_RISK); ``entry``,
+``fvg``, ``momentum`` ``Discrete(5)`` (HOLD, BUY_SMALL, BUY_LARGE,
+SELL_SMALL, SELL_LARGE); ``risk`` ``MultiDiscrete([6, 6, 5])`` (contracts
+0–5, stop 0.5–3.0 × ATR, reward:risk 1–5).
+
+Joint action → target position (contracts)::
+
+    b        = mean strategic vote (0, +0.5, +1, -0.5, -1, 0, 0), latched at closes
+    rho      = clip(rho + 0.25 * step(portfolio), 0, 1), 0.5 at reset, latched at closes
+    s        = mean tactical vote (0, +0.5, +1, -0.5, -1) of entry, fvg, momentum
+    c        = (b + s) / 2                              conviction, in [-1, 1]
+    n        = rho * risk contracts
+    target   = sign(c) * floor(|c| * n + 0.5)
+
+So the strategic layer alone gives at most half size; tactical agreement
+gives full size and tactical disagreement flattens the position.
+
+Bracket: on opening or reversing, stop = fill ∓ m × ATR, target = fill ± rr ×
+m × ATR (m, rr from ``risk``; 14-bar ATR of 5-minute bars at the decision).
+After a stop or target exit the env stays flat while c points the same way.
+
+Execution (:class:`algospace.market.Account`): fills at the next bar's open
+plus slippage against the trade, commission per contract per side; stop and
+target checked against that bar's high/low, stop first; gaps fill at the open.
+
+Reward, the same for every agent::
+
+    r = (equity change over the bar, net of commission and slippage
+         - drawdown_penalty * growth of the drawdown from the equity peak) / scale
+
+No reward for acting; optional per-agent shaping weights (``reward.shaping``).
+
+Observation: ``{"local", "state"}``; strategic agents' ``local`` is their
+48-bar window of 30-minute rows (``regime`` + latent μ), tactical agents'
+their 60-bar window of 5-minute rows, each followed by the 12-d context
+(account, b, s, rho, decision flag); ``state`` is the 112-d global state.
+Only bars closed by the current step are used; a 30-minute bar is visible
+from the 5-minute step at which it closes.
+
+Episodes: ``episode_steps`` 5-minute steps (default 276, one session);
+random starts on train, consecutive tiles on val/test; truncation with final
+observation and reward for all; termination on ruin.
+
+Arguments: fields of :class:`envs.core.config.EnvConfig`; none → built-in
+synthetic market.
+
+Versions: v0 — first version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from envs.core.base import TradingEnv
+
+
+class JointEnv(TradingEnv):
+    """All eight agents; strategic ones decide at 30-minute closes."""
+
+    metadata: ClassVar[dict[str, Any]] = {"name": "joint_v0", "render_modes": [],
+                                          "is_parallelizable": True}
+    STRATEGIC = True
+    TACTICAL = True
+    STRATEGIC_CLOCK = False
+    DEFAULT_EPISODE_STEPS = 276
+
+
+def parallel_env(config: Any = None, **kwargs: Any) -> JointEnv:
+    """A joint_v0 ParallelEnv (keywords: fields of ``EnvConfig``)."""
+    return JointEnv(config, **kwargs)

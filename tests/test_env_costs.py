@@ -1,0 +1,118 @@
+"""Costs are always charged and nothing pays for merely acting.
+
+A uniformly random policy loses reward on average; a policy flipping its
+position every step loses at least its commissions and slippage; an oracle
+that knows the planted signal of the built-in market earns a positive reward.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from algospace.config import DataConfig
+from envs import joint_v0, strategic_v0, tactical_v0
+from envs.core.base import TradingEnv
+from tests.test_envs import STEPS, make, random_actions
+
+ENVS = [strategic_v0, tactical_v0, joint_v0]
+IDS = ["strategic_v0", "tactical_v0", "joint_v0"]
+BUY_A, SELL_A, INCREASE = 2, 4, 6  # strategic actions
+BUY_L, SELL_L = 2, 4  # tactical actions
+WIDE_RISK = np.array([5, 5, 4])  # 5 contracts, stop 3 ATR, reward:risk 5
+
+
+def episode_return(env: TradingEnv, policy: Any, **reset: Any) -> float:
+    """Team reward summed over one episode of ``policy(env) -> actions``."""
+    env.reset(**reset)
+    total = 0.0
+    while env.agents:
+        _, rewards, _, _, _ = env.step(policy(env))
+        total += rewards[env.possible_agents[0]]
+    return total
+
+
+@pytest.mark.parametrize("module", ENVS, ids=IDS)
+def test_random_policy_loses_on_average(module: ModuleType, env_data: DataConfig) -> None:
+    env = make(module, env_data)
+    rng = np.random.default_rng(0)
+    returns = [episode_return(env, lambda e: random_actions(e, rng), seed=s) for s in range(30)]
+    mean = float(np.mean(returns))
+    stderr = float(np.std(returns, ddof=1) / math.sqrt(len(returns)))
+    assert mean + 2 * stderr < 0, (mean, stderr)
+
+
+def flip_policy(env: TradingEnv) -> dict[str, Any]:
+    """Full long on even steps, full short on odd ones."""
+    up = env._pos % 2 == 0
+    actions: dict[str, Any] = {}
+    for agent in env.agents:
+        if agent in ("mlmi", "nwrqk", "regime"):
+            actions[agent] = BUY_A if up else SELL_A
+        elif agent == "portfolio":
+            actions[agent] = INCREASE
+        elif agent == "risk":
+            actions[agent] = WIDE_RISK
+        else:
+            actions[agent] = BUY_L if up else SELL_L
+    return actions
+
+
+@pytest.mark.parametrize("module", ENVS, ids=IDS)
+def test_flipping_loses_at_least_its_costs(module: ModuleType, env_data: DataConfig) -> None:
+    env = make(module, env_data, reward={"drawdown_penalty": 0.0})
+    spec = env.market.contract
+    scale = spec.point_value * env.config.max_position
+    reward = cost = gross = 0.0
+    for seed in range(30):
+        reward += episode_return(env, flip_policy, seed=seed) * scale
+        acct = env.account
+        costs = acct.commissions + acct.slippage_cost
+        assert costs == pytest.approx(acct.turnover * spec.cost_per_side, rel=1e-12)
+        assert acct.turnover >= env.episode_steps  # it really flipped
+        net = acct.equity - env.config.initial_equity
+        cost += costs
+        gross += net + costs
+    assert reward == pytest.approx(gross - cost, rel=1e-9)  # reward is P&L net of every cost
+    assert reward < 0 < cost
+
+
+def oracle_policy(truth: np.ndarray, market: Any) -> Any:
+    """Trades the planted signal's direction for the next bar (known to the oracle only)."""
+    close_step = market["close_step"]
+
+    def policy(env: TradingEnv) -> dict[str, Any]:
+        strategic_next = truth[int(close_step[env._srow]) + 1]
+        tactical_next = truth[env._brow + 1]
+        actions: dict[str, Any] = {}
+        for agent in env.agents:
+            if agent in ("mlmi", "nwrqk", "regime"):
+                actions[agent] = {1: BUY_A, -1: SELL_A}.get(int(strategic_next), 0)
+            elif agent == "portfolio":
+                actions[agent] = INCREASE
+            elif agent == "risk":
+                actions[agent] = WIDE_RISK
+            else:
+                actions[agent] = {1: BUY_L, -1: SELL_L}.get(int(tactical_next), 0)
+        return actions
+
+    return policy
+
+
+@pytest.mark.parametrize("module", ENVS, ids=IDS)
+def test_oracle_of_the_planted_signal_earns(module: ModuleType,
+                                            signal_data: DataConfig) -> None:
+    from algospace.data.pipeline import prepare
+
+    truth = prepare(signal_data).table("synthetic_truth")["signal_direction"].to_numpy()
+    env = module.parallel_env(data=signal_data, split="val", episode_steps=STEPS[module])
+    policy = oracle_policy(truth, env.market)
+    returns = [episode_return(env, policy) for _ in range(env.n_episodes)]
+    assert env.account.turnover > 0
+    assert sum(returns) > 0 and np.mean(np.array(returns) > 0) >= 0.75, returns
+    anti = oracle_policy(-truth, env.market)  # the same trades, wrong way round
+    assert sum(episode_return(env, anti) for _ in range(env.n_episodes)) < 0

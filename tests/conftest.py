@@ -33,3 +33,13 @@ def ray_session() -> Iterator[Any]:
              configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_determinism() -> Iterator[None]:
+    """RLlib's seeding switches torch to deterministic algorithms process-wide; undo it."""
+    import torch
+
+    enabled = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled)

@@ -1,0 +1,250 @@
+"""Decentralised actor: one small MLP policy per agent, with MC-dropout statistics.
+
+:class:`ActorModule` is the RLlib (new API stack) module of every agent kind:
+strategic agents (``Discrete(7)``), tactical voters (``Discrete(5)``) and the
+``risk`` agent (``MultiDiscrete([6, 6, 5])``). It reads only ``obs["local"]``
+of the agent's ``Dict(local=..., state=...)`` observation; the global state is
+for the central critic.
+
+The encoder is ``Linear -> ReLU -> dropout`` per hidden layer and a linear
+head. Dropout is applied with ``torch.nn.functional.dropout(..., training=flag)``,
+so it is on exactly when a pass asks for it, independent of ``module.train()`` /
+``module.eval()``:
+
+* The policy -- the logits used for sampling (exploration), for greedy
+  inference and in PPO's train forward -- is the dropout-OFF network. The
+  sampled action's log-probability and the learner's recomputed one therefore
+  come from the same deterministic function, so PPO's importance ratio is exact
+  (it is 1 on the first minibatch before any update).
+* Only during exploration, ``mc_passes`` extra stochastic passes with dropout ON
+  run (as ONE batched forward on the batch tiled ``mc_passes`` times, see
+  :func:`algospace.models.mc_dropout.mc_probs`, under ``torch.no_grad()``) and
+  their per-row statistics (:data:`algospace.models.mc_dropout.AGENT_STATS`) are
+  returned under :data:`MC_STATS` as a ``[B, 6]`` float tensor. RLlib's
+  env runner stores every column of the module output that is not the action
+  itself in the episode's ``extra_model_outputs`` (per agent and timestep), so
+  the learner can read them back to build the critic's MC features.
+
+``model_config`` keys (defaults in :class:`ActorConfig`; other keys, such as the
+ones RLlib merges in from its default model config, are ignored): ``hidden``,
+``dropout``, ``mc_passes``, ``votes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import (
+    TorchCategorical,
+    TorchMultiCategorical,
+)
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.utils.annotations import override
+from torch import nn
+from torch.nn import functional as F
+
+from algospace.models.mc_dropout import N_AGENT_STATS, agent_stats, agent_stats_multi, mc_probs
+
+MC_STATS = "mc_stats"
+"""Key of the ``[B, 6]`` MC-dropout statistics in the exploration output."""
+LOCAL = "local"
+"""Key of the agent's local observation inside the Dict observation."""
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    """Hyper-parameters of :class:`ActorModule` (``model_config`` keys) and their defaults."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    """Widths of the hidden layers."""
+    dropout: float = 0.1
+    """Dropout probability of the MC passes (never applied to the policy itself)."""
+    mc_passes: int = 8
+    """Stochastic passes per exploration step; 0 turns the statistics off (zeros)."""
+    votes: tuple[float, ...] | None = None
+    """Directional vote of each action (Discrete only, in [-1, 1]); None: direction 0."""
+
+    @classmethod
+    def from_model_config(cls, model_config: Mapping[str, Any] | None) -> ActorConfig:
+        """The config from an RLlib ``model_config`` dict (unknown keys ignored), validated."""
+        mc = dict(model_config or {})
+        default = cls()
+        votes = mc.get("votes", default.votes)
+        config = cls(
+            hidden=tuple(int(h) for h in mc.get("hidden", default.hidden)),
+            dropout=float(mc.get("dropout", default.dropout)),
+            mc_passes=int(mc.get("mc_passes", default.mc_passes)),
+            votes=None if votes is None else tuple(float(v) for v in votes),
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` on an invalid setting."""
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden must be one or more positive widths, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.mc_passes < 0:
+            raise ValueError(f"mc_passes must be >= 0, got {self.mc_passes}")
+        if self.votes is not None and any(abs(v) > 1.0 for v in self.votes):
+            raise ValueError(f"votes must lie in [-1, 1], got {self.votes}")
+
+
+class ActorModule(TorchRLModule):
+    """Dropout-MLP policy over ``obs["local"]`` for Discrete and MultiDiscrete agents."""
+
+    cfg: ActorConfig
+    layers: nn.ModuleList
+    head: nn.Linear
+    input_lens: tuple[int, ...]
+
+    @override(RLModule)
+    def setup(self) -> None:
+        """Build the encoder and the logits head from the spaces and ``model_config``."""
+        self.cfg = ActorConfig.from_model_config(self.model_config)
+        in_dim = _local_dim(self.observation_space)
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            self.input_lens = (int(space.n),)
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            if np.asarray(space.nvec).ndim != 1:
+                raise ValueError(f"only 1-D MultiDiscrete spaces are supported, got {space}")
+            self.input_lens = tuple(int(n) for n in space.nvec)
+        else:
+            raise ValueError(
+                f"ActorModule supports Discrete and MultiDiscrete action spaces, got {space}")
+        self._check_votes()
+        widths = (in_dim, *self.cfg.hidden)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
+        self.head = nn.Linear(widths[-1], sum(self.input_lens))
+        votes = self.cfg.votes
+        self.register_buffer(
+            "votes", None if votes is None else torch.tensor(votes, dtype=torch.float32),
+            persistent=False)
+
+    def _check_votes(self) -> None:
+        """Votes need a Discrete space with one vote per action."""
+        votes = self.cfg.votes
+        if votes is None:
+            return
+        if self.is_multi_discrete:
+            raise ValueError("votes are only supported for Discrete action spaces")
+        if len(votes) != self.input_lens[0]:
+            raise ValueError(
+                f"votes has {len(votes)} entries but the action space has "
+                f"{self.input_lens[0]} actions")
+
+    @property
+    def is_multi_discrete(self) -> bool:
+        """True for a MultiDiscrete action space."""
+        return isinstance(self.action_space, gym.spaces.MultiDiscrete)
+
+    # ------------------------------------------------------------------ network
+    def logits(self, local: torch.Tensor, *, dropout: bool = False) -> torch.Tensor:
+        """Action-distribution inputs ``[..., sum(nvec)]``; dropout only if asked."""
+        x = local
+        for layer in self.layers:
+            x = F.dropout(F.relu(layer(x)), p=self.cfg.dropout, training=dropout)
+        return self.head(x)
+
+    def _local(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The ``obs["local"]`` tensor of a batch, as float32 on the module's device."""
+        obs = batch[Columns.OBS]
+        if not isinstance(obs, Mapping) or LOCAL not in obs:
+            raise KeyError(
+                f"ActorModule expects batch[{Columns.OBS!r}] to be a dict with key {LOCAL!r} "
+                f"(Dict observations, no flattening connector); got {type(obs).__name__}")
+        return torch.as_tensor(obs[LOCAL], dtype=torch.float32, device=self.head.weight.device)
+
+    def mc_stats(self, local: torch.Tensor) -> torch.Tensor:
+        """MC-dropout statistics ``[..., 6]`` from ``mc_passes`` passes in one batched forward."""
+        lead = local.shape[:-1]
+        flat = local.reshape(-1, local.shape[-1])
+        n = self.cfg.mc_passes
+        if n == 0:
+            return flat.new_zeros((*lead, N_AGENT_STATS))
+        with torch.no_grad():
+            if self.is_multi_discrete:
+                probs = mc_probs(self._head_log_probs, flat, n)
+                heads = [p / p.sum(dim=-1, keepdim=True)
+                         for p in torch.split(probs, list(self.input_lens), dim=-1)]
+                stats = agent_stats_multi(heads)
+            else:
+                probs = mc_probs(self._dropout_logits, flat, n)
+                stats = agent_stats(probs, self.votes)
+        return stats.reshape(*lead, N_AGENT_STATS)
+
+    def _dropout_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of one stochastic (dropout-on) pass."""
+        return self.logits(x, dropout=True)
+
+    def _head_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-head log-softmax of a stochastic pass, concatenated.
+
+        A softmax over this concatenation gives each head's probabilities divided by the
+        number of heads; renormalising each head's slice recovers them (up to rounding).
+        """
+        parts = torch.split(self._dropout_logits(x), list(self.input_lens), dim=-1)
+        return torch.cat([torch.log_softmax(p, dim=-1) for p in parts], dim=-1)
+
+    # ----------------------------------------------------------------- forwards
+    @override(TorchRLModule)
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Greedy/evaluation forward: dropout-off logits."""
+        with torch.no_grad():
+            return {Columns.ACTION_DIST_INPUTS: self.logits(self._local(batch))}
+
+    @override(TorchRLModule)
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Sampling forward: dropout-off logits plus the ``[B, 6]`` MC-dropout statistics."""
+        with torch.no_grad():
+            local = self._local(batch)
+            return {Columns.ACTION_DIST_INPUTS: self.logits(local), MC_STATS: self.mc_stats(local)}
+
+    @override(RLModule)
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Training forward: the same dropout-off logits, with gradients."""
+        return {Columns.ACTION_DIST_INPUTS: self.logits(self._local(batch))}
+
+    # ------------------------------------------------------------ distributions
+    def _dist_cls(self) -> Any:
+        """TorchCategorical, or TorchMultiCategorical bound to the head sizes."""
+        if self.is_multi_discrete:
+            return TorchMultiCategorical.get_partial_dist_cls(input_lens=list(self.input_lens))
+        return TorchCategorical
+
+    @override(TorchRLModule)
+    def get_inference_action_dist_cls(self) -> Any:
+        """Distribution class for inference (greedy via ``to_deterministic``)."""
+        return self._dist_cls()
+
+    @override(TorchRLModule)
+    def get_exploration_action_dist_cls(self) -> Any:
+        """Distribution class for sampling."""
+        return self._dist_cls()
+
+    @override(TorchRLModule)
+    def get_train_action_dist_cls(self) -> Any:
+        """Distribution class for the PPO loss."""
+        return self._dist_cls()
+
+
+def _local_dim(space: gym.Space[Any] | None) -> int:
+    """Width of the ``local`` Box of a Dict observation space."""
+    if not isinstance(space, gym.spaces.Dict) or LOCAL not in space.spaces:
+        raise ValueError(f"ActorModule needs a Dict observation space with key {LOCAL!r}, "
+                         f"got {space}")
+    local = space[LOCAL]
+    if not isinstance(local, gym.spaces.Box) or len(local.shape) != 1:
+        raise ValueError(f"obs[{LOCAL!r}] must be a 1-D Box, got {local}")
+    return int(local.shape[0])
+

@@ -1,0 +1,196 @@
+"""The typed training config and the one place it becomes an RLlib ``PPOConfig``.
+
+Defaults follow the MAPPO paper (Yu et al., 2022, "The Surprising
+Effectiveness of PPO in Cooperative Multi-Agent Games"): clip 0.2, GAE λ 0.95,
+γ 0.99, a few epochs over large batches, entropy 0.01, value normalisation,
+Huber value loss (δ 10), gradient-norm clip 10, learning rate 5e-4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from algospace.errors import ConfigError
+from algospace.schema import to_dict
+from envs.core.config import EnvConfig
+from envs.core.layout import STRATEGIC_VOTE, TACTICAL_VOTE, TACTICAL_VOTERS
+
+EnvName = Literal["strategic_v0", "tactical_v0", "joint_v0"]
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """PPO / MAPPO hyperparameters (MAPPO-paper defaults)."""
+
+    lr: float = 5e-4
+    """Adam learning rate of every module."""
+    gamma: float = 0.99
+    """Discount per env row."""
+    lambda_: float = 0.95
+    """GAE λ."""
+    clip_param: float = 0.2
+    """PPO ratio clip."""
+    entropy_coeff: float = 0.01
+    """Entropy bonus."""
+    vf_loss_coeff: float = 1.0
+    """Weight of the critic's loss added to each actor's rows."""
+    value_clip: float | None = 0.2
+    """Clip of the value change (normalised units); None: off."""
+    huber_delta: float | None = 10.0
+    """Huber δ of the value loss; None: squared error."""
+    num_epochs: int = 5
+    """Passes over each train batch."""
+    train_batch_size: int = 4000
+    """Env rows per training iteration (per learner)."""
+    minibatch_size: int = 1000
+    """Rows per SGD minibatch."""
+    grad_clip: float = 10.0
+    """Global gradient-norm clip."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Actor and critic sizes."""
+
+    actor_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layers of each actor's MLP."""
+    critic_hidden: tuple[int, ...] = (128, 128)
+    """Hidden layers of the centralized critic."""
+    dropout: float = 0.1
+    """Dropout rate of the actors' MC passes."""
+    mc_passes: int = 8
+    """Stochastic passes per sampled action (MC-dropout features)."""
+    value_norm: bool = True
+    """Running mean/std normalisation of the critic's targets."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: env, algorithm, hyperparameters, resources."""
+
+    env: EnvName = "strategic_v0"
+    """Environment to train on."""
+    env_config: EnvConfig = field(default_factory=EnvConfig)
+    """Environment settings (data, split, episode length, reward)."""
+    algorithm: Literal["mappo", "ippo"] = "mappo"
+    """``mappo``: shared centralized critic; ``ippo``: per-agent critics on local obs."""
+    iterations: int = 10
+    """Training iterations."""
+    ppo: PPOSettings = field(default_factory=PPOSettings)
+    """Hyperparameters."""
+    model: ModelSettings = field(default_factory=ModelSettings)
+    """Network sizes."""
+    trainable: tuple[str, ...] | None = None
+    """Agents whose modules train (None: all); the others stay frozen."""
+    seed: int = 0
+    """Seed of env sampling and network initialisation."""
+    num_env_runners: int = 1
+    """Sampling processes (0: sample in the driver)."""
+    num_envs_per_env_runner: int = 4
+    """Env copies per runner."""
+    num_gpus_per_learner: float = 0
+    """GPUs per learner (1 on a GPU box)."""
+    out_dir: str = "results"
+    """Where checkpoints and results go."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ConfigError(f"iterations must be >= 1, got {self.iterations!r}")
+        if self.ppo.minibatch_size > self.ppo.train_batch_size:
+            raise ConfigError(
+                f"ppo.minibatch_size ({self.ppo.minibatch_size}) is larger than "
+                f"ppo.train_batch_size ({self.ppo.train_batch_size}); lower it")
+
+
+def rllib_env_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The env config as a plain mapping, with the data cache as an absolute path."""
+    env = to_dict(cfg.env_config)
+    env["data"]["cache_dir"] = str(Path(cfg.env_config.data.cache_dir).resolve())
+    return env
+
+
+def votes_for(agent: str) -> tuple[float, ...] | None:
+    """Directional vote of each action of ``agent`` (None for ``risk``)."""
+    if agent == "risk":
+        return None
+    return TACTICAL_VOTE if agent in TACTICAL_VOTERS else STRATEGIC_VOTE
+
+
+def build_ppo_config(cfg: TrainConfig) -> Any:
+    """The RLlib ``PPOConfig`` for ``cfg`` (registers the envs)."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+
+    from envs.rllib import make_env, register_envs
+
+    register_envs()
+    env_config = rllib_env_config(cfg)
+    probe = make_env(cfg.env, env_config)
+    agents = list(probe.possible_agents)
+    specs = _module_specs(cfg, probe)
+    p = cfg.ppo
+    config = (
+        PPOConfig()
+        .environment(cfg.env, env_config=env_config)
+        .env_runners(num_env_runners=cfg.num_env_runners,
+                     num_envs_per_env_runner=cfg.num_envs_per_env_runner,
+                     batch_mode="complete_episodes")
+        .multi_agent(policies=set(specs), policy_mapping_fn=_same_name,
+                     policies_to_train=list(cfg.trainable or agents)
+                     + (["critic"] if cfg.algorithm == "mappo" else []))
+        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
+        .learners(num_gpus_per_learner=cfg.num_gpus_per_learner)
+        .training(lr=p.lr, gamma=p.gamma, lambda_=p.lambda_, clip_param=p.clip_param,
+                  entropy_coeff=p.entropy_coeff, vf_loss_coeff=p.vf_loss_coeff,
+                  num_epochs=p.num_epochs, train_batch_size_per_learner=p.train_batch_size,
+                  minibatch_size=p.minibatch_size, grad_clip=p.grad_clip,
+                  grad_clip_by="global_norm", use_kl_loss=False,
+                  learner_config_dict={"value_clip": p.value_clip,
+                                       "huber_delta": p.huber_delta})
+        .debugging(seed=cfg.seed)
+    )
+    if cfg.algorithm == "mappo":
+        from algospace.training.mappo import MAPPOTorchLearner
+
+        config = config.training(learner_class=MAPPOTorchLearner, use_critic=False)
+    return config
+
+
+def _same_name(agent_id: str, *args: Any, **kwargs: Any) -> str:
+    """Each agent has its own module, named like the agent."""
+    return agent_id
+
+
+def _module_specs(cfg: TrainConfig, env: Any) -> dict[str, Any]:
+    """One actor spec per agent, plus the shared critic for MAPPO."""
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from algospace.models.actor import ActorModule
+
+    actor_class: type = ActorModule
+    if cfg.algorithm == "ippo":
+        from algospace.models.ippo_actor import IPPOActorModule
+
+        actor_class = IPPOActorModule
+    m = cfg.model
+    specs = {
+        agent: RLModuleSpec(
+            module_class=actor_class,
+            observation_space=env.observation_spaces[agent],
+            action_space=env.action_spaces[agent],
+            model_config={"hidden": m.actor_hidden, "dropout": m.dropout,
+                          "mc_passes": m.mc_passes, "votes": votes_for(agent)})
+        for agent in env.possible_agents
+    }
+    if cfg.algorithm == "mappo":
+        from algospace.models.critic import CentralCritic
+
+        first = env.possible_agents[0]
+        specs["critic"] = RLModuleSpec(
+            module_class=CentralCritic, learner_only=True,
+            observation_space=env.observation_spaces[first],
+            action_space=env.action_spaces[first],
+            model_config={"hidden": m.critic_hidden, "value_norm": m.value_norm})
+    return specs

@@ -1,0 +1,195 @@
+"""MAPPO on RLlib's new API stack: decentralised actors, one centralized critic.
+
+Every actor module (``algospace.models.actor.ActorModule``) stores, with each
+action it samples, its MC-dropout statistics (``mc_stats``, 6 numbers). On the
+learner:
+
+1. :class:`JointMCFeatures` joins those statistics across agents into the 15
+   MC features of DESIGN §6 for every training row. For a row of agent *a* at
+   5-minute row *r* (the env's ``info["row"]``), each agent contributes the
+   statistics of its latest decision at or before *r* — exactly what the
+   actors had computed when they acted. Strategic agents in ``joint_v0``
+   therefore count with their last 30-minute decision. Requires
+   ``batch_mode="complete_episodes"`` (every agent acts at an episode's first
+   step, so every agent has a decision to count).
+2. :class:`CentralGAE` replaces RLlib's GAE piece: the values come from the
+   shared ``critic`` module (112-d state + 15 MC features) on each actor's own
+   rows, then GAE(γ, λ) per agent episode as usual; advantages are
+   standardised per module.
+3. :class:`MAPPOTorchLearner` adds the critic's loss (on value-normalised
+   targets, optional clipping and Huber) to each actor's PPO loss on the same
+   rows — the critic never gets its own N-times-larger batch. The critic's
+   parameters receive the gradients of every actor's rows and are stepped by
+   its own optimizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.connectors.learner import (
+    AddColumnsFromEpisodesToTrainBatch,
+    GeneralAdvantageEstimation,
+)
+from ray.rllib.core.columns import Columns
+from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
+
+from algospace.models.critic import critic_loss
+from algospace.models.mc_dropout import joint_features
+from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
+
+CRITIC_ID = "critic"
+"""Module id of the shared critic."""
+MC_STATS = "mc_stats"
+"""Extra model output of every actor: its 6 MC-dropout statistics per action."""
+MC_FEATURES = "mc_features"
+"""Batch column read by the critic: the 15 joint MC features per row."""
+
+
+class JointMCFeatures(ConnectorV2):
+    """Learner piece: the 15 joint MC features of every row, from the stored statistics."""
+
+    def __init__(self, *args: Any, threshold: float = 0.65, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threshold = threshold
+
+    @override(ConnectorV2)
+    def __call__(self, *, rl_module: Any, batch: dict[str, Any], episodes: list[Any],
+                 **kwargs: Any) -> Any:
+        parents = {ep.id_: ep for ep in episodes}
+        timelines: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        for sa in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
+            parent_id = sa.multi_agent_episode_id
+            if parent_id not in timelines:
+                timelines[parent_id] = _timeline(parents[parent_id].agent_episodes)
+            feats = _features(_rows(sa), timelines[parent_id], self.threshold)
+            self.add_n_batch_items(batch, MC_FEATURES, items_to_add=feats,
+                                   num_items=len(sa), single_agent_episode=sa)
+        return batch
+
+
+def _rows(sa: Any) -> np.ndarray:
+    """The env's 5-minute row at each of an agent episode's action rows."""
+    infos = sa.get_infos()
+    n = len(sa)
+    rows = [int(infos[min(k, len(infos) - 1)]["row"]) for k in range(n)]
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _timeline(agent_episodes: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per agent: the row of each of its decisions and the MC statistics it computed."""
+    out = {}
+    for agent, sa in agent_episodes.items():
+        if len(sa) == 0:
+            continue
+        stats = np.asarray(sa.get_extra_model_outputs(MC_STATS), dtype=np.float32)
+        out[agent] = (_rows(sa), stats.reshape(len(sa), -1))
+    return out
+
+
+def _features(rows: np.ndarray, timeline: dict[str, tuple[np.ndarray, np.ndarray]],
+              threshold: float) -> np.ndarray:
+    """[len(rows), 15]: each agent's latest statistics at or before each row, joined."""
+    def layer(agents: Iterable[str]) -> torch.Tensor | None:
+        present = [a for a in agents if a in timeline]
+        if not present:
+            return None
+        stacked = []
+        for agent in present:
+            agent_rows, stats = timeline[agent]
+            idx = np.searchsorted(agent_rows, rows, side="right") - 1
+            stacked.append(stats[np.clip(idx, 0, None)])
+        return torch.as_tensor(np.stack(stacked, axis=1))
+
+    joined = joint_features(layer(STRATEGIC_AGENTS), layer(TACTICAL_AGENTS),
+                            threshold=threshold)
+    return joined.numpy().astype(np.float32)
+
+
+class CentralGAE(GeneralAdvantageEstimation):
+    """GAE with values from the shared critic on each actor's rows."""
+
+    @override(GeneralAdvantageEstimation)
+    def __call__(self, *, rl_module: Any, episodes: list[Any], batch: dict[str, Any],
+                 **kwargs: Any) -> Any:
+        critic = rl_module[CRITIC_ID]
+        sa_episodes = list(self.single_agent_episode_iterator(episodes,
+                                                              agents_that_stepped_only=False))
+        targets_all = []
+        results: dict[str, dict[str, np.ndarray]] = {}
+        for module_id, module_batch in batch.items():
+            if module_id == CRITIC_ID:
+                continue
+            with torch.no_grad():
+                values = critic.compute_values(module_batch).cpu().numpy()
+            lens = [len(e) for e in sa_episodes if e.module_id in (None, module_id)]
+            targets = compute_value_targets(
+                values=values,
+                rewards=_np(module_batch[Columns.REWARDS]),
+                terminateds=_np(module_batch[Columns.TERMINATEDS]),
+                truncateds=_np(module_batch[Columns.TRUNCATEDS]),
+                gamma=self.gamma, lambda_=self.lambda_)
+            assert targets.shape[0] == sum(lens)
+            adv = targets - values
+            adv = (adv - adv.mean()) / max(1e-4, float(adv.std()))
+            results[module_id] = {Postprocessing.ADVANTAGES: adv.astype(np.float32),
+                                  Postprocessing.VALUE_TARGETS: targets.astype(np.float32),
+                                  Columns.VF_PREDS: values.astype(np.float32)}
+            targets_all.append(targets)
+        if targets_all:
+            critic.update_value_norm(torch.as_tensor(np.concatenate(targets_all)))
+        device = next(critic.parameters()).device
+        for module_id, cols in results.items():
+            for key, value in cols.items():
+                batch[module_id][key] = torch.as_tensor(value, device=device)
+        return batch
+
+
+def _np(x: Any) -> np.ndarray:
+    """A tensor or array as numpy."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class MAPPOTorchLearner(PPOTorchLearner):
+    """PPO learner whose value function is the shared critic (see the module docstring)."""
+
+    @override(PPOTorchLearner)
+    def build(self) -> None:
+        super().build()
+        pipeline = self._learner_connector
+        if pipeline is None:
+            return
+        pipeline.remove(GeneralAdvantageEstimation)
+        pipeline.insert_after(AddColumnsFromEpisodesToTrainBatch, JointMCFeatures())
+        pipeline.append(CentralGAE(gamma=self.config.gamma, lambda_=self.config.lambda_))
+
+    @override(PPOTorchLearner)
+    def rl_module_required_apis(self) -> list[type]:
+        return []
+
+    @override(PPOTorchLearner)
+    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict[str, Any],
+                                fwd_out: dict[str, Any]) -> Any:
+        actor_loss = super().compute_loss_for_module(
+            module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
+        critic = self.module[CRITIC_ID].unwrapped()
+        pred = critic.normalised_values(batch)
+        target = critic.normalise(batch[Postprocessing.VALUE_TARGETS])
+        old = critic.normalise(batch[Columns.VF_PREDS])
+        extra = self.config.learner_config_dict
+        losses = critic_loss(pred, old, target, clip=extra.get("value_clip"),
+                             huber_delta=extra.get("huber_delta"))
+        if Columns.LOSS_MASK in batch:
+            mask = batch[Columns.LOSS_MASK]
+            value_loss = losses[mask].sum() / mask.sum()
+        else:
+            value_loss = losses.mean()
+        self.metrics.log_value((module_id, "critic_loss"), value_loss, window=1)
+        return actor_loss + config.vf_loss_coeff * value_loss

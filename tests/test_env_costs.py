@@ -7,6 +7,7 @@ that knows the planted signal of the built-in market earns a positive reward.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import ModuleType
 from typing import Any
@@ -116,3 +117,15 @@ def test_oracle_of_the_planted_signal_earns(module: ModuleType,
     assert sum(returns) > 0 and np.mean(np.array(returns) > 0) >= 0.75, returns
     anti = oracle_policy(-truth, env.market)  # the same trades, wrong way round
     assert sum(episode_return(env, anti) for _ in range(env.n_episodes)) < 0
+
+
+def test_costs_come_from_the_contract_settings(env_data: DataConfig) -> None:
+    free = dataclasses.replace(env_data, contract={"commission": 0.0, "slippage_ticks": 0.0})
+    env = make(tactical_v0, free, reward={"drawdown_penalty": 0.0})
+    episode_return(env, flip_policy, seed=0)
+    assert env.account.turnover > 0
+    assert env.account.commissions == 0.0 and env.account.slippage_cost == 0.0
+    dear = dataclasses.replace(env_data, contract={"commission": 5.0})
+    costly = make(tactical_v0, dear, reward={"drawdown_penalty": 0.0})
+    episode_return(costly, flip_policy, seed=0)
+    assert costly.account.commissions == pytest.approx(5.0 * costly.account.turnover)

@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from algospace.data.pipeline import Prepared, strategic_rows
+from algospace.data.pipeline import LATENT_TABLE, Prepared, strategic_rows
 from algospace.regime.features import regime_features
 from algospace.regime.train import RDEConfig, RDEResult, encode_all, load_rde, train_rde
-
-LATENT_TABLE = "regime_latent"
 
 
 def train_and_store(prepared: Prepared, cfg: RDEConfig, out_dir: str | Path,

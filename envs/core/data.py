@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from algospace.data.contracts import ContractSpec
-from algospace.data.pipeline import Prepared, prepare
+from algospace.data.pipeline import LATENT_TABLE, Prepared, prepare
 from algospace.data.splits import Normalizer, Splits
 from algospace.errors import DataError
 from algospace.features.assembler import MatrixAssembler
@@ -52,7 +52,6 @@ from envs.core.layout import (
 
 ARRAYS_VERSION = 1
 """Bump when what the saved arrays mean changes."""
-LATENT_TABLE = "regime_latent"
 
 _CACHE: dict[str, MarketArrays] = {}
 _LOCK = threading.Lock()

@@ -47,3 +47,7 @@ class DataError(AlgoSpaceError, ValueError):
         if fix:
             message = f"{message}. Fix: {fix}"
         super().__init__(message)
+
+
+class CheckpointError(AlgoSpaceError, FileNotFoundError):
+    """A checkpoint is missing, incomplete, or does not fit the run that loads it."""

@@ -12,6 +12,17 @@ episode. The reward delivered with that observation is the sum of the team
 rewards since its previous decision, so nothing is lost or counted twice.
 Tactical agents get a row every 5-minute step.
 
+Seeding: the adapter ignores a seed equal to the one it last passed on.
+RLlib 2.60's multi-agent env runner, with ``batch_mode="complete_episodes"``,
+resets its envs with the same seeds (configured seed + env index) at the
+start of every ``sample()`` call, and each call collects one episode per env;
+honouring those seeds would replay the same few episodes (the same start
+positions) for the whole run, and the agents would learn them by heart.
+Seeding once per distinct seed keeps a run reproducible and its episodes
+varied (RLlib's env check, which resets every env with seed 42 first, is
+overridden by the runner's first seed). The PettingZoo envs themselves keep
+Gymnasium's semantics (every ``reset(seed=...)`` reseeds).
+
 ``register_envs()`` registers ``strategic_v0``, ``tactical_v0`` and
 ``joint_v0`` with Ray Tune; their ``env_config`` is any mapping accepted by
 :class:`envs.core.config.EnvConfig`.
@@ -50,10 +61,16 @@ class RLlibEnv(ParallelPettingZooEnv):
         self._slow = tuple(a for a in self.possible_agents if multi_clock
                            and a in STRATEGIC_AGENTS)
         self._pending: dict[str, float] = {}
+        self._last_seed: int | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Reset the env; every agent observes the first step (a decision step)."""
+        """Reset the env (seeded once, see the module docstring); every agent observes."""
+        if seed is not None:
+            if seed == self._last_seed:
+                seed = None
+            else:
+                self._last_seed = seed
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self._pending = dict.fromkeys(self._slow, 0.0)
         self.agents = list(self.par_env.agents)

@@ -408,7 +408,15 @@ def bench_env(steps: int, seconds: float) -> Figures:
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
     "data": lambda args: bench_data(args.days),
     "env": lambda args: bench_env(args.steps, args.seconds),
+    "learn": lambda args: _learn(args),
 }
+
+
+def _learn(args: argparse.Namespace) -> Figures:
+    """The learning benchmark (experiments/learn.py)."""
+    from experiments import learn
+
+    return learn.run(iterations=args.iterations, eval_every=args.eval_every, seed=args.seed)
 
 
 def print_table(title: str, figures: Figures) -> None:
@@ -442,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="env: random actions drawn before timing, cycled (default 20000)")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="env: minimum timed stepping per env in seconds (default 3)")
+    parser.add_argument("--iterations", type=int, default=80,
+                        help="learn: training iterations (default 80)")
+    parser.add_argument("--eval-every", type=int, default=10,
+                        help="learn: backtest the test split every N iterations (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="learn, train: training seed")
     args = parser.parse_args(argv)
     info = machine()
     print_table("machine", info)

@@ -35,11 +35,22 @@ def ray_session() -> Iterator[Any]:
     ray.shutdown()
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_determinism() -> Iterator[None]:
-    """RLlib's seeding switches torch to deterministic algorithms process-wide; undo it."""
+@pytest.fixture(scope="session")
+def _torch_determinism_at_start() -> bool:
+    """Whether torch's deterministic algorithms were on when the session started."""
     import torch
 
-    enabled = torch.are_deterministic_algorithms_enabled()
+    return torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_determinism(_torch_determinism_at_start: bool) -> Iterator[None]:
+    """RLlib's seeding switches torch to deterministic algorithms process-wide; undo it.
+
+    Restores the session's starting value (not the value before this test: a wider-scoped
+    fixture that trained with RLlib may already have switched it on by then).
+    """
+    import torch
+
     yield
-    torch.use_deterministic_algorithms(enabled)
+    torch.use_deterministic_algorithms(_torch_determinism_at_start)

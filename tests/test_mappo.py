@@ -13,7 +13,7 @@ from algospace.config import DataConfig
 from algospace.errors import ConfigError
 from algospace.models.mc_dropout import joint_features
 from algospace.training.builder import PPOSettings, TrainConfig, build_ppo_config
-from algospace.training.mappo import _features
+from algospace.training.mappo import _features, _steps_to_next, value_targets
 from algospace.training.train import train
 from envs.core.config import EnvConfig
 
@@ -72,3 +72,78 @@ def test_ippo_trains_joint(env_data: DataConfig, tmp_path: Path, ray_session: An
 def test_minibatch_larger_than_batch_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"ppo\.minibatch_size \(500\) is larger"):
         TrainConfig(ppo=PPOSettings(train_batch_size=100, minibatch_size=500))
+
+
+def test_value_targets_equal_rllibs_with_a_constant_discount() -> None:
+    from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
+
+    rng = np.random.default_rng(3)
+    n = 12
+    values = rng.normal(size=n).astype(np.float32)
+    rewards = rng.normal(size=n).astype(np.float32)
+    term = np.zeros(n, np.float32)
+    trunc = np.zeros(n, np.float32)
+    term[4] = 1.0  # an episode ending in termination
+    trunc[9] = 1.0  # one ending in truncation (the row after is its bootstrap row)
+    ours = value_targets(values=values, rewards=rewards, terminateds=term, truncateds=trunc,
+                         gammas=np.full(n, 0.9), lambda_=0.8)
+    theirs = compute_value_targets(values=values, rewards=rewards, terminateds=term,
+                                   truncateds=trunc, gamma=0.9, lambda_=0.8)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_value_targets_discount_each_row_by_its_own_gamma() -> None:
+    # Two rows then the bootstrap row: V = (1, 2, 10), rewards (1, 1), the first
+    # transition spans 6 env steps (gamma ** 6), the second 2; the second is truncated.
+    g = 0.9
+    values = np.array([1.0, 2.0, 10.0])
+    rewards = np.array([1.0, 1.0, 0.0])
+    term = np.zeros(3)
+    trunc = np.array([0.0, 1.0, 0.0])
+    got = value_targets(values=values, rewards=rewards, terminateds=term, truncateds=trunc,
+                        gammas=np.array([g ** 6, g ** 2, g]), lambda_=0.5)
+    delta1 = 1.0 + g ** 2 * 10.0 - 2.0
+    delta0 = 1.0 + g ** 6 * 2.0 - 1.0
+    adv0 = delta0 + g ** 6 * 0.5 * delta1
+    np.testing.assert_allclose(got[:2], [adv0 + 1.0, delta1 + 2.0], rtol=1e-6)
+
+
+class _Episode:
+    """The two methods of a single-agent episode that _steps_to_next reads."""
+
+    def __init__(self, clocks: list[int], rows: int) -> None:
+        self.infos = [{"clock": c} for c in clocks]
+        self.rows = rows
+
+    def get_infos(self) -> list[dict[str, int]]:
+        return self.infos
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+def test_steps_to_next_counts_env_steps_between_observations() -> None:
+    # A strategic agent of joint_v0 observing at clocks 0, 6, 12 and the final obs at 15.
+    np.testing.assert_array_equal(_steps_to_next(_Episode([0, 6, 12, 15], 3)), [6, 6, 3])
+    # With the bootstrap row the learner appends (a copy of the final obs and its info).
+    np.testing.assert_array_equal(_steps_to_next(_Episode([0, 6, 12, 15, 15], 4)),
+                                  [6, 6, 3, 1])
+
+
+def test_rllib_sampling_draws_new_episodes_on_every_call(env_data: DataConfig, tmp_path: Path,
+                                                          ray_session: Any) -> None:
+    # RLlib re-sends its seed at every sample() call in complete_episodes mode; the
+    # adapter must not replay the same episodes (see envs/rllib.py).
+    cfg = small("strategic_v0", env_data, tmp_path, seed=5)
+    cfg = TrainConfig(**{**cfg.__dict__, "num_envs_per_env_runner": 2})
+    algo = build_ppo_config(cfg).build_algo()
+    try:
+        def starts() -> list[int]:
+            episodes = algo.env_runner.sample(num_episodes=2, random_actions=True)
+            return [int(e.agent_episodes["mlmi"].get_infos()[0]["clock"]) for e in episodes]
+
+        first, second, third = starts(), starts(), starts()
+        assert first[0] != first[1]  # the vector envs differ
+        assert first != second and second != third
+    finally:
+        algo.stop()

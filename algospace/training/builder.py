@@ -67,6 +67,17 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class ModuleSource:
+    """Modules to load from an earlier checkpoint before training starts."""
+
+    checkpoint: str
+    """An algorithm checkpoint directory (``TrainResult.checkpoint`` of an earlier run)."""
+    modules: tuple[str, ...] | None = None
+    """Module ids to load (agent names, or ``critic``); None: every module of this run
+    that the checkpoint has."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run: env, algorithm, hyperparameters, resources."""
 
@@ -84,6 +95,14 @@ class TrainConfig:
     """Network sizes."""
     trainable: tuple[str, ...] | None = None
     """Agents whose modules train (None: all); the others stay frozen."""
+    init_from: tuple[ModuleSource, ...] = ()
+    """Module weights to load before training (e.g. the strategic and tactical phases'
+    actors for the joint phase); later sources override earlier ones."""
+    resume_from: str | None = None
+    """A checkpoint of this same run to continue from (weights, optimizer state, counters)."""
+    checkpoint_every: int = 10
+    """Save a checkpoint every this many iterations (and always at the end); 0: only at
+    the end."""
     seed: int = 0
     """Seed of env sampling and network initialisation."""
     num_env_runners: int = 1
@@ -98,6 +117,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ConfigError(f"iterations must be >= 1, got {self.iterations!r}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every!r}")
+        if self.trainable is not None and not self.trainable:
+            raise ConfigError("trainable is empty: name at least one agent, or leave it unset "
+                              "to train every agent")
         if self.ppo.minibatch_size > self.ppo.train_batch_size:
             raise ConfigError(
                 f"ppo.minibatch_size ({self.ppo.minibatch_size}) is larger than "
@@ -129,6 +153,10 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
     env_config = rllib_env_config(cfg)
     probe = make_env(cfg.env, env_config)
     agents = list(probe.possible_agents)
+    for name in cfg.trainable or ():
+        if name not in agents:
+            raise ConfigError(f"trainable: {name!r} is not an agent of {cfg.env}; its agents "
+                              f"are {', '.join(agents)}")
     specs = _module_specs(cfg, probe)
     p = cfg.ppo
     config = (
@@ -141,7 +169,8 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
                      policies_to_train=list(cfg.trainable or agents)
                      + (["critic"] if cfg.algorithm == "mappo" else []))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
-        .learners(num_gpus_per_learner=cfg.num_gpus_per_learner)
+        .learners(num_gpus_per_learner=cfg.num_gpus_per_learner,
+                  learner_class=_learner_class(cfg))
         .training(lr=p.lr, gamma=p.gamma, lambda_=p.lambda_, clip_param=p.clip_param,
                   entropy_coeff=p.entropy_coeff, vf_loss_coeff=p.vf_loss_coeff,
                   num_epochs=p.num_epochs, train_batch_size_per_learner=p.train_batch_size,
@@ -152,10 +181,15 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
         .debugging(seed=cfg.seed)
     )
     if cfg.algorithm == "mappo":
-        from algospace.training.mappo import MAPPOTorchLearner
-
-        config = config.training(learner_class=MAPPOTorchLearner, use_critic=False)
+        config = config.training(use_critic=False)
     return config
+
+
+def _learner_class(cfg: TrainConfig) -> type:
+    """MAPPO: shared-critic learner; IPPO: per-agent critics (both discount per row)."""
+    from algospace.training.mappo import IPPOTorchLearner, MAPPOTorchLearner
+
+    return MAPPOTorchLearner if cfg.algorithm == "mappo" else IPPOTorchLearner
 
 
 def _same_name(agent_id: str, *args: Any, **kwargs: Any) -> str:

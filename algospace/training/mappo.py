@@ -4,7 +4,7 @@ Every actor module (``algospace.models.actor.ActorModule``) stores, with each
 action it samples, its MC-dropout statistics (``mc_stats``, 6 numbers). On the
 learner:
 
-1. :class:`JointMCFeatures` joins those statistics across agents into the 15
+1. :class:`RowColumns` joins those statistics across agents into the 15
    MC features of DESIGN §6 for every training row. For a row of agent *a* at
    5-minute row *r* (the env's ``info["row"]``), each agent contributes the
    statistics of its latest decision at or before *r* — exactly what the
@@ -12,10 +12,15 @@ learner:
    therefore count with their last 30-minute decision. Requires
    ``batch_mode="complete_episodes"`` (every agent acts at an episode's first
    step, so every agent has a decision to count).
-2. :class:`CentralGAE` replaces RLlib's GAE piece: the values come from the
+2. :class:`RowGAE` replaces RLlib's GAE piece: the values come from the
    shared ``critic`` module (112-d state + 15 MC features) on each actor's own
-   rows, then GAE(γ, λ) per agent episode as usual; advantages are
-   standardised per module.
+   rows, then GAE(γ, λ) per agent episode; advantages are standardised per
+   module. A row's transition to the agent's next row is discounted by
+   ``γ ** k`` for the ``k`` env steps between them (``steps_to_next``, from the
+   env's ``info["clock"]``): k = 1 everywhere except for the strategic agents
+   of ``joint_v0``, whose rows are 30-minute decisions 6 five-minute steps
+   apart (their reward is the undiscounted sum of the team rewards in
+   between, see :mod:`envs.rllib`).
 3. :class:`MAPPOTorchLearner` adds the critic's loss (on value-normalised
    targets, optional clipping and Huber) to each actor's PPO loss on the same
    rows — the critic never gets its own N-times-larger batch. The critic's
@@ -39,7 +44,6 @@ from ray.rllib.connectors.learner import (
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
-from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 
 from algospace.models.critic import critic_loss
 from algospace.models.mc_dropout import joint_features
@@ -51,13 +55,22 @@ MC_STATS = "mc_stats"
 """Extra model output of every actor: its 6 MC-dropout statistics per action."""
 MC_FEATURES = "mc_features"
 """Batch column read by the critic: the 15 joint MC features per row."""
+STEPS_TO_NEXT = "steps_to_next"
+"""Batch column: env steps from a row's observation to the agent's next one (1, or up to 6
+for a strategic agent in joint_v0); GAE discounts that transition by ``gamma ** steps``."""
 
 
-class JointMCFeatures(ConnectorV2):
-    """Learner piece: the 15 joint MC features of every row, from the stored statistics."""
+class RowColumns(ConnectorV2):
+    """Learner piece: per-row columns read from the episodes.
 
-    def __init__(self, *args: Any, threshold: float = 0.65, **kwargs: Any) -> None:
+    ``steps_to_next`` always; with ``mc_features`` also the 15 joint MC features of every
+    row, from the statistics the actors stored when they acted.
+    """
+
+    def __init__(self, *args: Any, mc_features: bool = True, threshold: float = 0.65,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.mc_features = mc_features
         self.threshold = threshold
 
     @override(ConnectorV2)
@@ -66,21 +79,40 @@ class JointMCFeatures(ConnectorV2):
         parents = {ep.id_: ep for ep in episodes}
         timelines: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         for sa in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
-            parent_id = sa.multi_agent_episode_id
-            if parent_id not in timelines:
-                timelines[parent_id] = _timeline(parents[parent_id].agent_episodes)
-            feats = _features(_rows(sa), timelines[parent_id], self.threshold)
-            self.add_n_batch_items(batch, MC_FEATURES, items_to_add=feats,
+            if self.mc_features:
+                parent_id = sa.multi_agent_episode_id
+                if parent_id not in timelines:
+                    timelines[parent_id] = _timeline(parents[parent_id].agent_episodes)
+                feats = _features(_rows(sa), timelines[parent_id], self.threshold)
+                self.add_n_batch_items(batch, MC_FEATURES, items_to_add=feats,
+                                       num_items=len(sa), single_agent_episode=sa)
+            self.add_n_batch_items(batch, STEPS_TO_NEXT, items_to_add=_steps_to_next(sa),
                                    num_items=len(sa), single_agent_episode=sa)
         return batch
 
 
 def _rows(sa: Any) -> np.ndarray:
-    """The env's 5-minute row at each of an agent episode's action rows."""
+    """The env's 5-minute row (``info["row"]``) at each of an agent episode's rows."""
     infos = sa.get_infos()
     n = len(sa)
     rows = [int(infos[min(k, len(infos) - 1)]["row"]) for k in range(n)]
     return np.asarray(rows, dtype=np.int64)
+
+
+def _steps_to_next(sa: Any) -> np.ndarray:
+    """Env steps between each row's observation and the next one (1 for the last row).
+
+    The infos of an agent episode run one past its rows (the final observation's info),
+    so the last real row sees the final observation; the row the learner pipeline appends
+    to bootstrap from (a copy of the final observation) gets 1.
+    """
+    infos = sa.get_infos()
+    clock = np.asarray([int(i["clock"]) for i in infos], dtype=np.int64)
+    n = len(sa)
+    steps = np.ones(n, dtype=np.float32)
+    m = min(n, len(clock) - 1)
+    steps[:m] = np.maximum(clock[1:m + 1] - clock[:m], 1)
+    return steps
 
 
 def _timeline(agent_episodes: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -113,13 +145,22 @@ def _features(rows: np.ndarray, timeline: dict[str, tuple[np.ndarray, np.ndarray
     return joined.numpy().astype(np.float32)
 
 
-class CentralGAE(GeneralAdvantageEstimation):
-    """GAE with values from the shared critic on each actor's rows."""
+class RowGAE(GeneralAdvantageEstimation):
+    """GAE with a discount per row; values from the shared critic or each actor's own.
+
+    ``shared_critic=True`` (MAPPO): the ``critic`` module values each actor's rows and
+    its value normalisation is updated with all the targets. False (IPPO): each module's
+    own ``compute_values``.
+    """
+
+    def __init__(self, *args: Any, shared_critic: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared_critic = shared_critic
 
     @override(GeneralAdvantageEstimation)
     def __call__(self, *, rl_module: Any, episodes: list[Any], batch: dict[str, Any],
                  **kwargs: Any) -> Any:
-        critic = rl_module[CRITIC_ID]
+        critic = rl_module[CRITIC_ID] if self.shared_critic else None
         sa_episodes = list(self.single_agent_episode_iterator(episodes,
                                                               agents_that_stepped_only=False))
         targets_all = []
@@ -127,15 +168,18 @@ class CentralGAE(GeneralAdvantageEstimation):
         for module_id, module_batch in batch.items():
             if module_id == CRITIC_ID:
                 continue
+            valuer = critic if critic is not None else rl_module[module_id]
             with torch.no_grad():
-                values = critic.compute_values(module_batch).cpu().numpy()
+                values = valuer.compute_values(module_batch).cpu().numpy()
             lens = [len(e) for e in sa_episodes if e.module_id in (None, module_id)]
-            targets = compute_value_targets(
+            steps = _np(module_batch[STEPS_TO_NEXT]) if STEPS_TO_NEXT in module_batch \
+                else np.ones_like(values)
+            targets = value_targets(
                 values=values,
                 rewards=_np(module_batch[Columns.REWARDS]),
                 terminateds=_np(module_batch[Columns.TERMINATEDS]),
                 truncateds=_np(module_batch[Columns.TRUNCATEDS]),
-                gamma=self.gamma, lambda_=self.lambda_)
+                gammas=self.gamma ** steps.astype(np.float64), lambda_=self.lambda_)
             assert targets.shape[0] == sum(lens)
             adv = targets - values
             adv = (adv - adv.mean()) / max(1e-4, float(adv.std()))
@@ -143,13 +187,38 @@ class CentralGAE(GeneralAdvantageEstimation):
                                   Postprocessing.VALUE_TARGETS: targets.astype(np.float32),
                                   Columns.VF_PREDS: values.astype(np.float32)}
             targets_all.append(targets)
-        if targets_all:
+        if targets_all and critic is not None:
             critic.update_value_norm(torch.as_tensor(np.concatenate(targets_all)))
-        device = next(critic.parameters()).device
         for module_id, cols in results.items():
+            device = next(rl_module[module_id].parameters()).device
             for key, value in cols.items():
                 batch[module_id][key] = torch.as_tensor(value, device=device)
         return batch
+
+
+def value_targets(*, values: np.ndarray, rewards: np.ndarray, terminateds: np.ndarray,
+                  truncateds: np.ndarray, gammas: np.ndarray, lambda_: float) -> np.ndarray:
+    """GAE(λ) value targets with a discount per row (RLlib's convention otherwise).
+
+    ``gammas[t]`` discounts the transition from row t to row t+1 (``gamma ** k`` when k
+    env steps lie between them); with every entry equal to γ this is exactly RLlib's
+    ``compute_value_targets``. A terminated row does not bootstrap; a terminated or
+    truncated row stops the recursion (the next row belongs to another episode or is the
+    appended bootstrap row).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    non_terminal = 1.0 - np.asarray(terminateds, dtype=np.float64)
+    propagate = non_terminal * (1.0 - np.asarray(truncateds, dtype=np.float64))
+    nxt = np.append(values[1:], 0.0)
+    g = np.asarray(gammas, dtype=np.float64)
+    delta = np.asarray(rewards, dtype=np.float64) + g * non_terminal * nxt - values
+    carry = g * lambda_ * propagate
+    adv = np.zeros_like(values)
+    running = 0.0
+    for t in range(len(values) - 1, -1, -1):
+        running = delta[t] + carry[t] * running
+        adv[t] = running
+    return (adv + values).astype(np.float32)
 
 
 def _np(x: Any) -> np.ndarray:
@@ -163,12 +232,7 @@ class MAPPOTorchLearner(PPOTorchLearner):
     @override(PPOTorchLearner)
     def build(self) -> None:
         super().build()
-        pipeline = self._learner_connector
-        if pipeline is None:
-            return
-        pipeline.remove(GeneralAdvantageEstimation)
-        pipeline.insert_after(AddColumnsFromEpisodesToTrainBatch, JointMCFeatures())
-        pipeline.append(CentralGAE(gamma=self.config.gamma, lambda_=self.config.lambda_))
+        _install_pieces(self, shared_critic=True)
 
     @override(PPOTorchLearner)
     def rl_module_required_apis(self) -> list[type]:
@@ -193,3 +257,24 @@ class MAPPOTorchLearner(PPOTorchLearner):
             value_loss = losses.mean()
         self.metrics.log_value((module_id, "critic_loss"), value_loss, window=1)
         return actor_loss + config.vf_loss_coeff * value_loss
+
+
+class IPPOTorchLearner(PPOTorchLearner):
+    """RLlib's PPO learner with each agent's own critic, and the per-row discount."""
+
+    @override(PPOTorchLearner)
+    def build(self) -> None:
+        super().build()
+        _install_pieces(self, shared_critic=False)
+
+
+def _install_pieces(learner: PPOTorchLearner, *, shared_critic: bool) -> None:
+    """Swap RLlib's GAE for :class:`RowGAE` and add :class:`RowColumns` before it."""
+    pipeline = learner._learner_connector
+    if pipeline is None:
+        return
+    pipeline.remove(GeneralAdvantageEstimation)
+    pipeline.insert_after(AddColumnsFromEpisodesToTrainBatch,
+                          RowColumns(mc_features=shared_critic))
+    pipeline.append(RowGAE(gamma=learner.config.gamma, lambda_=learner.config.lambda_,
+                           shared_critic=shared_critic))

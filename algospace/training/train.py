@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from algospace.training.builder import TrainConfig, build_ppo_config
+from algospace.errors import CheckpointError
+from algospace.training.builder import ModuleSource, TrainConfig, build_ppo_config
+
+MODULES_DIR = ("learner_group", "learner", "rl_module")
+"""Where an algorithm checkpoint keeps its modules, one directory per module id."""
 
 
 @dataclass(frozen=True)
@@ -46,20 +52,125 @@ def summarise(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def train(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> TrainResult:
-    """Train ``cfg.env`` for ``cfg.iterations`` iterations and save a checkpoint."""
+IterationHook = Callable[[int, Any, dict[str, float]], None]
+"""``hook(iteration, algo, row)`` after each iteration (1-based); may add figures to ``row``."""
+
+
+def actor_modules(algo: Any) -> dict[str, Any]:
+    """The algorithm's current actor modules (the learner's copies: freshest weights)."""
+    learner = getattr(algo.learner_group, "_learner", None)
+    multi = learner.module if learner is not None else None
+    ids = [m for m in algo.config.policies if m != "critic"]
+    if multi is not None:
+        return {m: multi[m] for m in ids}
+    return {m: algo.get_module(m) for m in ids}
+
+
+def modules_dir(checkpoint: str | Path) -> Path:
+    """The module directory of an algorithm checkpoint (CheckpointError if it has none)."""
+    path = Path(checkpoint).expanduser().resolve()
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {checkpoint} does not exist; pass the directory a "
+                              "training run saved (its result's `checkpoint`)")
+    root = path.joinpath(*MODULES_DIR)
+    if not root.is_dir():
+        raise CheckpointError(f"{checkpoint} is not an algorithm checkpoint (it has no "
+                              f"{'/'.join(MODULES_DIR)}); pass the directory a training run "
+                              "saved (its result's `checkpoint`)")
+    return root
+
+
+def checkpoint_modules(checkpoint: str | Path) -> list[str]:
+    """Module ids saved in an algorithm checkpoint."""
+    return sorted(p.name for p in modules_dir(checkpoint).iterdir() if p.is_dir())
+
+
+def load_modules(algo: Any, sources: tuple[ModuleSource, ...],
+                 log: Callable[[str], None] = print) -> list[str]:
+    """Load module weights from earlier checkpoints into ``algo`` (and its env runners)."""
+    ours = set(algo.config.policies)
+    loaded: list[str] = []
+    for src in sources:
+        root = modules_dir(src.checkpoint)
+        present = set(checkpoint_modules(src.checkpoint))
+        wanted = list(src.modules) if src.modules is not None else sorted(ours & present)
+        if not wanted:
+            raise CheckpointError(f"init_from: checkpoint {src.checkpoint} has none of this "
+                                  f"run's modules ({', '.join(sorted(ours))}); it has "
+                                  f"{', '.join(sorted(present)) or 'none'}")
+        for module_id in wanted:
+            if module_id not in ours:
+                raise CheckpointError(f"init_from: module {module_id!r} is not part of this run "
+                                      f"(its modules: {', '.join(sorted(ours))})")
+            if module_id not in present:
+                raise CheckpointError(f"init_from: checkpoint {src.checkpoint} has no module "
+                                      f"{module_id!r} (it has {', '.join(sorted(present))})")
+            try:
+                algo.restore_from_path(str(root / module_id),
+                                       component="/".join((*MODULES_DIR, module_id)))
+            except RuntimeError as err:
+                raise CheckpointError(
+                    f"init_from: module {module_id!r} of {src.checkpoint} does not fit this "
+                    f"run (different observation/action spaces or network sizes): "
+                    f"{str(err).splitlines()[0]}") from None
+            loaded.append(module_id)
+        log(f"[train] loaded {', '.join(wanted)} from {src.checkpoint}")
+    return loaded
+
+
+def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
+          on_iteration: IterationHook | None = None) -> TrainResult:
+    """Train ``cfg.env`` for ``cfg.iterations`` iterations and save a checkpoint.
+
+    With ``cfg.resume_from`` the run continues that checkpoint (its iterations count
+    towards ``cfg.iterations``); ``cfg.init_from`` loads module weights first. A
+    checkpoint is written every ``cfg.checkpoint_every`` iterations and at the end, into
+    ``<out_dir>/<env>-<algorithm>-seed<seed>/checkpoint`` (replaced atomically).
+    """
     algo = build_ppo_config(cfg).build_algo()
     history: list[dict[str, float]] = []
+    out = Path(cfg.out_dir).resolve() / f"{cfg.env}-{cfg.algorithm}-seed{cfg.seed}"
     try:
-        for i in range(cfg.iterations):
+        if cfg.resume_from is not None:
+            modules_dir(cfg.resume_from)
+            algo.restore_from_path(str(Path(cfg.resume_from).resolve()))
+            log(f"[train] resumed from {cfg.resume_from} at iteration {algo.iteration}")
+        if cfg.init_from:
+            load_modules(algo, cfg.init_from, log)
+        for i in range(algo.iteration, cfg.iterations):
+            started = time.perf_counter()
             row = summarise(algo.train())
+            row["seconds"] = time.perf_counter() - started
+            if on_iteration is not None:
+                on_iteration(i + 1, algo, row)
             history.append(row)
             log(f"[train] {i + 1}/{cfg.iterations} env steps {row['env_steps']:,.0f} "
                 f"return {row['episode_return_mean']:.3f} policy loss "
-                f"{row['policy_loss']:.4f} critic loss {row['critic_loss']:.4f}")
-        out = Path(cfg.out_dir).resolve() / f"{cfg.env}-{cfg.algorithm}-seed{cfg.seed}"
-        checkpoint = str(algo.save_to_path(str(out / "checkpoint")))
+                f"{row['policy_loss']:.4f} critic loss {row['critic_loss']:.4f} "
+                f"({row['seconds']:.1f} s)")
+            if cfg.checkpoint_every and (i + 1) % cfg.checkpoint_every == 0 \
+                    and i + 1 < cfg.iterations:
+                save(algo, out / "checkpoint")
+        checkpoint = save(algo, out / "checkpoint")
     finally:
         algo.stop()
     steps = int(history[-1]["env_steps"]) if history else 0
     return TrainResult(checkpoint, len(history), steps, history)
+
+
+def save(algo: Any, path: Path) -> str:
+    """Save ``algo`` to ``path``, replacing an older checkpoint there only once complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    algo.save_to_path(str(tmp))
+    old = path.with_name(f".{path.name}.old")
+    if path.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        path.rename(old)
+    tmp.rename(path)
+    if old.exists():
+        shutil.rmtree(old)
+    return str(path)

@@ -355,7 +355,7 @@ class TradingEnv(ParallelEnv):
         """Per-step info shared by every agent."""
         acct = self._account
         return {"equity": acct.equity, "position": acct.position, "row": self._brow,
-                "strategic_decision": self._decision}
+                "clock": self._pos, "strategic_decision": self._decision}
 
     def state(self) -> np.ndarray:
         """The global state at the current position (see layout.state_names)."""

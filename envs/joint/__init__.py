@@ -49,6 +49,10 @@ their 60-bar window of 5-minute rows, each followed by the 12-d context
 Only bars closed by the current step are used; a 30-minute bar is visible
 from the 5-minute step at which it closes.
 
+Info (the same dict for every agent): ``equity``, ``position``, ``row`` (the
+5-minute row of the current position), ``clock`` (the position on this env's
+clock), ``strategic_decision``.
+
 Episodes: ``episode_steps`` 5-minute steps (default 276, one session);
 random starts on train, consecutive tiles on val/test; truncation with final
 observation and reward for all; termination on ruin.

@@ -34,6 +34,10 @@ Observation of each agent: ``{"local", "state"}``. ``local`` is the agent's
 112-d global state (``envs.core.layout.state_names``). An observation at a
 bar uses only bars closed by then.
 
+Info (the same dict for every agent): ``equity``, ``position``, ``row`` (the
+5-minute row of the current position), ``clock`` (the position on this env's
+clock), ``strategic_decision``.
+
 Episodes: ``episode_steps`` bars (default 92, two sessions) from the chosen
 split; random starts on train, consecutive tiles on val/test; all agents
 truncated at the end with a final observation and reward; terminated if

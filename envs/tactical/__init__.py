@@ -40,6 +40,10 @@ window of its own columns (``envs.core.layout.AGENT_COLUMNS``) followed by the
 = 0); ``state`` is the 112-d global state. Only bars closed by the current
 step are used.
 
+Info (the same dict for every agent): ``equity``, ``position``, ``row`` (the
+5-minute row of the current position), ``clock`` (the position on this env's
+clock), ``strategic_decision``.
+
 Episodes: ``episode_steps`` bars (default 276, one session) from the chosen
 split; random starts on train, consecutive tiles on val/test; truncation at
 the end with final observation and reward for every agent; termination on

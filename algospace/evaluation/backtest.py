@@ -1,0 +1,244 @@
+"""Backtest a policy on one split of an env, with baselines and the oracle on the same bars.
+
+:func:`backtest` runs a :data:`Policy` over every episode tile of the split —
+the same consecutive, non-overlapping tiles the env visits with
+``random_start=False`` — so the agents see exactly the kind of episode they
+were trained on (each tile starts flat, with a fresh account and risk budget).
+The per-bar profit and loss of the tiles is chained into one equity curve
+starting at ``initial_equity``:
+
+- the curve has one point per executed bar (bar ``p + 1`` for the decision
+  at position ``p``), indexed by that bar's open time;
+- a position still open at the end of a tile is closed there at the tile's
+  last close, and the exit's commission and slippage are charged (the next
+  tile starts flat), so tiling never trades for free.
+
+The same executed bars then go through the cost-charging baselines of
+:mod:`algospace.evaluation.metrics` (flat, buy-and-hold, random, each at
+``max_position`` contracts) and, on the built-in synthetic market, through
+the **oracle**: it holds the planted signal's direction × ``max_position``
+on every executed bar (its entry is at that bar's open, the same timing the
+env's fills have), so no policy of the env can do better in expectation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from algospace.data.pipeline import prepare
+from algospace.errors import CheckpointError, ConfigError
+from algospace.evaluation.metrics import (
+    Metrics,
+    compute_metrics,
+    positions_from_fills,
+    run_baselines,
+)
+from algospace.market.account import simulate
+from envs.core.config import EnvConfig
+
+Observations = Mapping[str, Mapping[str, np.ndarray]]
+Policy = Callable[[Observations, bool], dict[str, Any]]
+"""``policy(obs, decision) -> actions``: obs per live agent; ``decision`` is True when the
+strategic agents decide this step (their actions are ignored otherwise)."""
+
+ORACLE = "oracle"
+"""Name of the planted-signal oracle among the baselines (synthetic data only)."""
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """A policy's backtest on one split, and the baselines on the same bars."""
+
+    env: str
+    split: str
+    equity: pd.Series
+    """Equity after each executed bar, indexed by the bar's open time (tiles chained)."""
+    positions: np.ndarray
+    """Contracts held at the close of each executed bar."""
+    trades: pd.DataFrame
+    """Closed round trips of every tile (``Account.trades`` columns plus ``tile``)."""
+    turnover_contracts: float
+    """Contracts traded, including the closes at tile ends."""
+    metrics: Metrics
+    """The policy's metrics (see :mod:`algospace.evaluation.metrics` for conventions)."""
+    baselines: dict[str, Metrics] = field(default_factory=dict)
+    """flat, buy_and_hold, random (and ``oracle`` on synthetic data) on the same bars."""
+    tiles: int = 0
+    """Episodes run."""
+    bars: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    """The executed bars (open, high, low, close), indexed by open time."""
+    oracle_equity: pd.Series | None = field(default=None, repr=False)
+    """The oracle's equity on the same bars (synthetic data only)."""
+
+    def sharpe_ratio_to(self, name: str) -> float:
+        """The policy's Sharpe divided by baseline ``name``'s (nan if that is not > 0)."""
+        other = self.baselines[name].sharpe
+        return self.metrics.sharpe / other if other > 0 else float("nan")
+
+
+def env_class(name: str) -> Any:
+    """The ParallelEnv class registered as ``name``."""
+    from envs.joint import JointEnv
+    from envs.strategic import StrategicEnv
+    from envs.tactical import TacticalEnv
+
+    classes = {"strategic_v0": StrategicEnv, "tactical_v0": TacticalEnv, "joint_v0": JointEnv}
+    if name not in classes:
+        raise ConfigError(f"unknown env {name!r}; choose one of {', '.join(classes)}")
+    return classes[name]
+
+
+def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int = 0,
+             progress: Callable[[str], None] | None = None) -> Backtest:
+    """Run ``policy`` over every tile of ``env_config.split`` and score it against baselines."""
+    if env_config.random_start:
+        raise ConfigError("backtest needs random_start=False (or None on val/test): it runs "
+                          "the split's consecutive tiles")
+    cfg = env_config if env_config.random_start is False else _replace_random_start(env_config)
+    env = env_class(env_name)(cfg)
+    ohlc, times = _clock_bars(env)
+    cost_per_contract = _exit_cost(env)
+    pnl: list[float] = []
+    rows: list[int] = []
+    held: list[int] = []
+    trades: list[pd.DataFrame] = []
+    turnover = 0.0
+    env.reset(seed=seed)
+    n_tiles = env.n_episodes
+    for tile in range(n_tiles):
+        obs, _ = env.reset() if tile else env.reset(seed=seed)
+        acct = env.account
+        before = acct.equity
+        while env.agents:
+            actions = policy(obs, env.decision)
+            pos = env._pos
+            obs, _, _, _, _ = env.step(actions)
+            rows.append(pos + 1)
+            pnl.append(acct.equity - before)
+            before = acct.equity
+            held.append(acct.position)
+        closing = abs(acct.position)
+        if closing:
+            pnl[-1] -= closing * cost_per_contract
+            held[-1] = 0
+        turnover += acct.turnover + closing
+        tile_trades = acct.trades()
+        if len(tile_trades):
+            trades.append(tile_trades.assign(tile=tile))
+        if progress is not None and (tile + 1) % max(1, n_tiles // 10) == 0:
+            progress(f"[backtest] {env_name} {cfg.split}: tile {tile + 1}/{n_tiles}")
+    idx = np.asarray(rows)
+    index = pd.DatetimeIndex(times[idx], name="open_time")
+    initial = cfg.initial_equity
+    equity = pd.Series(initial + np.cumsum(pnl), index=index, name="equity")
+    positions = np.asarray(held, dtype=np.int64)
+    trade_log = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
+    metrics = compute_metrics(equity, positions=positions, trades=trade_log,
+                              turnover_contracts=turnover, initial_equity=initial)
+    bars = pd.DataFrame(ohlc[idx], index=index, columns=["open", "high", "low", "close"])
+    baselines = run_baselines(bars, env.market.contract, size=cfg.max_position, seed=seed,
+                              initial_equity=initial)
+    direction = _signal_direction(env, cfg, idx)
+    oracle_equity = None
+    if direction is not None:
+        baselines[ORACLE], oracle_equity = _oracle(bars, env, direction * cfg.max_position,
+                                                   initial)
+    return Backtest(env_name, cfg.split, equity, positions, trade_log, turnover, metrics,
+                    baselines, n_tiles, bars, oracle_equity)
+
+
+def _replace_random_start(cfg: EnvConfig) -> EnvConfig:
+    """``cfg`` with random_start=False, rejecting a train split left on random starts."""
+    if cfg.split == "train":
+        raise ConfigError("backtest on the train split needs random_start=False explicitly "
+                          "(train episodes start at random by default)")
+    from dataclasses import replace
+
+    return replace(cfg, random_start=False)
+
+
+def _clock_bars(env: Any) -> tuple[np.ndarray, np.ndarray]:
+    """OHLC and open times of the env's clock (30-minute or 5-minute bars)."""
+    prepared = prepare(env.config.data, log=lambda _: None)
+    bars = prepared.strategic if env.STRATEGIC_CLOCK else prepared.base
+    ohlc = np.asarray(env._ohlc, dtype=np.float64)
+    if len(bars) != len(ohlc):
+        raise RuntimeError(f"prepared bars ({len(bars)}) and env arrays ({len(ohlc)}) differ; "
+                           "delete the data cache and run again")
+    return ohlc, bars.open_time.to_numpy()
+
+
+def _exit_cost(env: Any) -> float:
+    """Dollars charged per contract to close at a tile end (commission + slippage)."""
+    c = env.market.contract
+    return float(c.commission + c.slippage_ticks * c.tick_value)
+
+
+def _signal_direction(env: Any, cfg: EnvConfig, rows: np.ndarray) -> np.ndarray | None:
+    """Planted-signal direction of each executed bar (None without synthetic truth)."""
+    prepared = prepare(cfg.data, log=lambda _: None)
+    if not (prepared.path / "synthetic_truth.parquet").is_file():
+        return None
+    base_dir = prepared.table("synthetic_truth")["signal_direction"].to_numpy(np.int64)
+    if env.STRATEGIC_CLOCK:
+        return base_dir[np.asarray(env._close_step)[rows]]
+    return base_dir[rows]
+
+
+def _oracle(bars: pd.DataFrame, env: Any, targets: np.ndarray, initial: float
+            ) -> tuple[Metrics, pd.Series]:
+    """Metrics and equity of holding ``targets`` on ``bars`` through the same account."""
+    cols = [bars[c].to_numpy() for c in ("open", "high", "low", "close")]
+    values, acct = simulate(env.market.contract, targets, *cols,
+                            max_position=env.config.max_position, initial_equity=initial)
+    equity = pd.Series(values, index=bars.index, name="equity")
+    return compute_metrics(equity, trades=acct.trades(),
+                           positions=positions_from_fills(acct.fills(), len(targets)),
+                           turnover_contracts=float(acct.turnover),
+                           initial_equity=initial), equity
+
+
+def greedy_policy(modules: Mapping[str, Any]) -> Policy:
+    """The deterministic policy of actor modules: the most likely action of each head."""
+    import torch
+
+    def act(obs: Observations, decision: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with torch.no_grad():
+            for agent, o in obs.items():
+                module = modules[agent]
+                logits = module.logits(torch.as_tensor(o["local"][None], dtype=torch.float32))
+                heads = torch.split(logits[0], list(module.input_lens))
+                best = [int(torch.argmax(h)) for h in heads]
+                out[agent] = np.asarray(best, dtype=np.int64) if module.is_multi_discrete \
+                    else best[0]
+        return out
+
+    return act
+
+
+def load_actors(checkpoint: str | Path, agents: list[str] | None = None) -> dict[str, Any]:
+    """The actor modules saved in an algorithm checkpoint (all, or ``agents``)."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from algospace.training.train import checkpoint_modules, modules_dir
+
+    root = modules_dir(checkpoint)
+    present = checkpoint_modules(checkpoint)
+    names = agents or [m for m in present if m != "critic"]
+    out = {}
+    for name in names:
+        path = root / name
+        if name not in present:
+            raise CheckpointError(f"checkpoint {checkpoint} has no module {name!r} (it has "
+                                  f"{', '.join(present)})")
+        module = RLModule.from_checkpoint(str(path))
+        module.eval()
+        out[name] = module
+    return out

@@ -75,6 +75,9 @@ class Backtest:
     """The executed bars (open, high, low, close), indexed by open time."""
     oracle_equity: pd.Series | None = field(default=None, repr=False)
     """The oracle's equity on the same bars (synthetic data only)."""
+    ruined_tiles: int = 0
+    """Tiles that ended early because equity fell below the env's ruin level (the bars
+    they did not reach are left out, for the baselines too)."""
 
     def sharpe_ratio_to(self, name: str) -> float:
         """The policy's Sharpe divided by baseline ``name``'s (nan if that is not > 0)."""
@@ -109,20 +112,23 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
     held: list[int] = []
     trades: list[pd.DataFrame] = []
     turnover = 0.0
+    ruined = 0
     env.reset(seed=seed)
     n_tiles = env.n_episodes
     for tile in range(n_tiles):
         obs, _ = env.reset() if tile else env.reset(seed=seed)
         acct = env.account
         before = acct.equity
+        terms: dict[str, bool] = {}
         while env.agents:
             actions = policy(obs, env.decision)
             pos = env._pos
-            obs, _, _, _, _ = env.step(actions)
+            obs, _, terms, _, _ = env.step(actions)
             rows.append(pos + 1)
             pnl.append(acct.equity - before)
             before = acct.equity
             held.append(acct.position)
+        ruined += any(terms.values())
         closing = abs(acct.position)
         if closing:
             pnl[-1] -= closing * cost_per_contract
@@ -150,7 +156,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
         baselines[ORACLE], oracle_equity = _oracle(bars, env, direction * cfg.max_position,
                                                    initial)
     return Backtest(env_name, cfg.split, equity, positions, trade_log, turnover, metrics,
-                    baselines, n_tiles, bars, oracle_equity)
+                    baselines, n_tiles, bars, oracle_equity, ruined)
 
 
 def _replace_random_start(cfg: EnvConfig) -> EnvConfig:

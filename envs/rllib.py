@@ -23,9 +23,17 @@ varied (RLlib's env check, which resets every env with seed 42 first, is
 overridden by the runner's first seed). The PettingZoo envs themselves keep
 Gymnasium's semantics (every ``reset(seed=...)`` reseeds).
 
+Parameter sharing per layer (``env_config["sharing"] = "layer"``; the default
+``"agent"`` gives every agent its own module): the agents of a layer that have
+the same action space share one module — ``strategic`` (mlmi, nwrqk,
+portfolio, regime), ``tactical`` (entry, fvg, momentum) — and ``risk`` keeps
+its own. Their ``local`` observations have different widths, so the adapter
+pads each to the widest of its group with zeros and appends a one-hot agent
+id (:class:`LayerSharing`); the shared module tells the agents apart by it.
+
 ``register_envs()`` registers ``strategic_v0``, ``tactical_v0`` and
 ``joint_v0`` with Ray Tune; their ``env_config`` is any mapping accepted by
-:class:`envs.core.config.EnvConfig`.
+:class:`envs.core.config.EnvConfig`, plus the optional ``sharing`` key.
 """
 
 from __future__ import annotations
@@ -34,12 +42,82 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 from ray.tune.registry import register_env
 
 from envs.core.base import TradingEnv
-from envs.core.layout import STRATEGIC_AGENTS
+from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_VOTERS
+
+SHARING: tuple[str, ...] = ("agent", "layer")
+"""Parameter sharing modes: one module per agent, or one per layer (see the docstring)."""
+LAYER_GROUPS: dict[str, tuple[str, ...]] = {"strategic": STRATEGIC_AGENTS,
+                                            "tactical": TACTICAL_VOTERS, "risk": ("risk",)}
+"""Module id → the agents that share it under ``sharing="layer"``."""
+
+
+def module_of(agent: str, sharing: str = "agent") -> str:
+    """The module id that acts for ``agent``."""
+    if sharing == "agent":
+        return agent
+    for module_id, agents in LAYER_GROUPS.items():
+        if agent in agents:
+            return module_id
+    raise KeyError(f"unknown agent {agent!r}")
+
+
+def agent_module(agent_id: str, *args: Any, **kwargs: Any) -> str:
+    """Policy mapping of ``sharing="agent"``: each agent has its own module."""
+    return agent_id
+
+
+def layer_module(agent_id: str, *args: Any, **kwargs: Any) -> str:
+    """Policy mapping of ``sharing="layer"``."""
+    return module_of(agent_id, "layer")
+
+
+class LayerSharing:
+    """Pads the ``local`` observations of the agents that share a module (zeros + one-hot id).
+
+    ``widths`` are the agents' own ``local`` widths; an agent alone in its group (``risk``,
+    or any agent whose group-mates are not in the env) is left as it is.
+    """
+
+    def __init__(self, widths: Mapping[str, int]) -> None:
+        self.padded: dict[str, int] = {}
+        self.extra: dict[str, np.ndarray] = {}
+        for group in LAYER_GROUPS.values():
+            members = [a for a in group if a in widths]
+            if len(members) < 2:
+                continue
+            widest = max(widths[a] for a in members)
+            for i, agent in enumerate(members):
+                tail = np.zeros(widest - widths[agent] + len(members), np.float32)
+                tail[widest - widths[agent] + i] = 1.0
+                self.extra[agent] = tail
+                self.padded[agent] = widest + len(members)
+
+    @classmethod
+    def for_spaces(cls, spaces: Mapping[str, gym.spaces.Dict]) -> LayerSharing:
+        """Sharing for agents with these Dict observation spaces."""
+        return cls({a: int(sp["local"].shape[0]) for a, sp in spaces.items()})
+
+    def space(self, agent: str, space: gym.spaces.Dict) -> gym.spaces.Dict:
+        """The agent's observation space after padding."""
+        if agent not in self.padded:
+            return space
+        local = gym.spaces.Box(-np.inf, np.inf, (self.padded[agent],), np.float32)
+        return gym.spaces.Dict({"local": local, "state": space["state"]})
+
+    def pad(self, obs: dict[str, Any]) -> dict[str, Any]:
+        """The observations with every shared agent's ``local`` padded (in place)."""
+        for agent, o in obs.items():
+            tail = self.extra.get(agent)
+            if tail is not None:
+                obs[agent] = {"local": np.concatenate((o["local"], tail)), "state": o["state"]}
+        return obs
+
 
 ENV_NAMES: tuple[str, ...] = ("strategic_v0", "tactical_v0", "joint_v0")
 """Names under which the envs are registered."""
@@ -48,12 +126,19 @@ ENV_NAMES: tuple[str, ...] = ("strategic_v0", "tactical_v0", "joint_v0")
 class RLlibEnv(ParallelPettingZooEnv):
     """A registered AlgoSpace env as an RLlib ``MultiAgentEnv``."""
 
-    def __init__(self, env: TradingEnv) -> None:
+    def __init__(self, env: TradingEnv, sharing: str = "agent") -> None:
         MultiAgentEnv.__init__(self)  # not the parent's: it resets and loses agent order
+        if sharing not in SHARING:
+            raise ValueError(f"sharing must be one of {', '.join(SHARING)}, got {sharing!r}")
         self.par_env = env
         self.possible_agents = list(env.possible_agents)
         self.agents = list(self.possible_agents)
         self.observation_spaces = {a: env.observation_space(a) for a in self.possible_agents}
+        self.sharing = LayerSharing.for_spaces(self.observation_spaces) \
+            if sharing == "layer" else None
+        if self.sharing is not None:
+            self.observation_spaces = {a: self.sharing.space(a, sp)
+                                       for a, sp in self.observation_spaces.items()}
         self.action_spaces = {a: env.action_space(a) for a in self.possible_agents}
         self.observation_space = gym.spaces.Dict(self.observation_spaces)
         self.action_space = gym.spaces.Dict(self.action_spaces)
@@ -74,6 +159,8 @@ class RLlibEnv(ParallelPettingZooEnv):
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self._pending = dict.fromkeys(self._slow, 0.0)
         self.agents = list(self.par_env.agents)
+        if self.sharing is not None:
+            obs = self.sharing.pad(obs)
         return obs, infos
 
     def step(self, action_dict: dict[str, Any]) -> tuple[dict[str, Any], ...]:
@@ -92,6 +179,8 @@ class RLlibEnv(ParallelPettingZooEnv):
                 else:
                     for d in (obs, rew, term, trunc, info):
                         del d[agent]
+        if self.sharing is not None:
+            obs = self.sharing.pad(obs)
         terminated = done and any(term.values())
         term["__all__"] = terminated
         trunc["__all__"] = done and not terminated
@@ -100,13 +189,15 @@ class RLlibEnv(ParallelPettingZooEnv):
 
 
 def make_env(name: str, env_config: Mapping[str, Any] | None = None) -> RLlibEnv:
-    """Build the registered env ``name`` from an ``env_config`` mapping."""
+    """Build the registered env ``name`` from an ``env_config`` mapping (+ ``sharing``)."""
     from envs import joint_v0, strategic_v0, tactical_v0
 
     modules = {"strategic_v0": strategic_v0, "tactical_v0": tactical_v0, "joint_v0": joint_v0}
     if name not in modules:
         raise ValueError(f"unknown env {name!r}; choose one of {', '.join(ENV_NAMES)}")
-    return RLlibEnv(modules[name].parallel_env(dict(env_config or {})))
+    config = dict(env_config or {})
+    sharing = str(config.pop("sharing", "agent"))
+    return RLlibEnv(modules[name].parallel_env(config), sharing=sharing)
 
 
 def creator(name: str) -> Callable[[Mapping[str, Any]], RLlibEnv]:

@@ -409,7 +409,24 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
     "data": lambda args: bench_data(args.days),
     "env": lambda args: bench_env(args.steps, args.seconds),
     "learn": lambda args: _learn(args),
+    "train": lambda args: _train(args),
+    "compare": lambda args: _compare(args),
 }
+
+
+def _compare(args: argparse.Namespace) -> Figures:
+    """MAPPO vs IPPO on joint_v0 (experiments/learn.py)."""
+    from experiments import learn
+
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    return learn.compare(iterations=args.iterations, seeds=seeds, eval_every=args.eval_every)
+
+
+def _train(args: argparse.Namespace) -> Figures:
+    """The training-throughput benchmark (experiments/throughput.py)."""
+    from experiments import throughput
+
+    return throughput.run(iterations=args.timed_iterations, gpu=args.gpu)
 
 
 def _learn(args: argparse.Namespace) -> Figures:
@@ -451,10 +468,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="env: minimum timed stepping per env in seconds (default 3)")
     parser.add_argument("--iterations", type=int, default=80,
-                        help="learn: training iterations (default 80)")
+                        help="learn, compare: training iterations (default 80)")
     parser.add_argument("--eval-every", type=int, default=10,
                         help="learn: backtest the test split every N iterations (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="learn, train: training seed")
+    parser.add_argument("--seed", type=int, default=0, help="learn: training seed")
+    parser.add_argument("--seeds", default="0,1",
+                        help="compare: comma-separated training seeds (default 0,1)")
+    parser.add_argument("--timed-iterations", type=int, default=3,
+                        help="train: iterations timed after one warm-up (default 3)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="train: also time our learner on one GPU")
     args = parser.parse_args(argv)
     info = machine()
     print_table("machine", info)

@@ -47,11 +47,12 @@ TIME_LIMIT_S = 600.0
 BASELINE_NAMES = ("flat", "random", "buy_and_hold")
 
 
-def learn_config(*, days: int, signal: float, seed: int, iterations: int,
-                 out: Path) -> TrainConfig:
+def learn_config(*, days: int, signal: float, seed: int, iterations: int, out: Path,
+                 env: str = "strategic_v0", algorithm: str = "mappo") -> TrainConfig:
     """Default training settings on the planted-signal market (default data cache)."""
     data = DataConfig(synthetic=SyntheticConfig(days=days, seed=LEARN_SEED, signal=signal))
-    return TrainConfig(env="strategic_v0", env_config=EnvConfig(data=data),
+    return TrainConfig(env=env, env_config=EnvConfig(data=data),  # type: ignore[arg-type]
+                       algorithm=algorithm,  # type: ignore[arg-type]
                        iterations=iterations, seed=seed, out_dir=str(out))
 
 
@@ -69,13 +70,13 @@ def score(bt: Backtest) -> dict[str, Any]:
 
 
 def run(*, iterations: int, eval_every: int, days: int = LEARN_DAYS,
-        signal: float = LEARN_SIGNAL, seed: int = 0,
-        out: str = "results/bench/learn") -> dict[str, Any]:
+        signal: float = LEARN_SIGNAL, seed: int = 0, out: str = "results/bench/learn",
+        env: str = "strategic_v0", algorithm: str = "mappo") -> dict[str, Any]:
     """Train, evaluate along the way and at the end; the figures of the learning bench."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = learn_config(days=days, signal=signal, seed=seed, iterations=iterations,
-                       out=out_dir)
+                       out=out_dir, env=env, algorithm=algorithm)
     test_env = replace(cfg.env_config, split="test")
     curve: list[dict[str, float]] = []
     train_seconds = 0.0
@@ -100,7 +101,8 @@ def run(*, iterations: int, eval_every: int, days: int = LEARN_DAYS,
     wall = time.perf_counter() - started
     final = backtest(cfg.env, test_env, greedy_policy(load_actors(result.checkpoint)), seed=seed)
     figures: dict[str, Any] = {
-        "env": cfg.env, "market": cfg.env_config.data.synthetic.describe(),
+        "env": cfg.env, "algorithm": cfg.algorithm, "seed": seed,
+        "market": cfg.env_config.data.synthetic.describe(),
         "iterations": result.iterations, "env_steps": result.env_steps,
         "train_seconds": train_seconds, "wall_seconds_with_evaluation": wall,
         **score(final),
@@ -114,12 +116,12 @@ def run(*, iterations: int, eval_every: int, days: int = LEARN_DAYS,
     })
     (out_dir / "curve.json").write_text(json.dumps(curve, indent=2))
     (out_dir / "figures.json").write_text(json.dumps(figures, indent=2, default=str))
-    plot(curve, final, out_dir / "learn.png")
+    plot(curve, final, out_dir / "learn.png", f"{cfg.env} ({cfg.algorithm})")
     figures["plot"] = str(out_dir / "learn.png")
     return figures
 
 
-def plot(curve: list[dict[str, float]], final: Backtest, path: Path) -> None:
+def plot(curve: list[dict[str, float]], final: Backtest, path: Path, title: str) -> None:
     """Learning curve (test Sharpe vs training time) and the final test equity curves."""
     import matplotlib
 
@@ -132,7 +134,7 @@ def plot(curve: list[dict[str, float]], final: Backtest, path: Path) -> None:
     ax1.plot(t, [p["oracle_sharpe"] for p in curve], ls="--", label="oracle (test)")
     ax1.plot(t, [0.5 * p["oracle_sharpe"] for p in curve], ls=":", label="half oracle")
     ax1.set(xlabel="training time (min)", ylabel="annualised Sharpe, test split",
-            title="strategic_v0 on the planted-signal market")
+            title=f"{title} on the planted-signal market")
     ax1.legend()
     initial = final.equity.iloc[-1] - final.metrics.net_pnl
     ax2.plot(final.equity.index, final.equity.to_numpy() - initial, label="policy")
@@ -145,3 +147,26 @@ def plot(curve: list[dict[str, float]], final: Backtest, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def compare(*, iterations: int, seeds: tuple[int, ...], eval_every: int,
+            out: str = "results/bench/compare") -> dict[str, Any]:
+    """MAPPO vs IPPO on joint_v0: same market, budget (iterations) and seeds."""
+    figures: dict[str, Any] = {"env": "joint_v0", "iterations": iterations,
+                               "seeds": ",".join(map(str, seeds))}
+    for algorithm in ("mappo", "ippo"):
+        sharpe, fraction, seconds, returns = [], [], [], []
+        for seed in seeds:
+            row = run(iterations=iterations, eval_every=eval_every, seed=seed,
+                      out=f"{out}/{algorithm}-seed{seed}", env="joint_v0", algorithm=algorithm)
+            for key in ("test_sharpe", "fraction_of_oracle", "train_seconds"):
+                figures[f"{algorithm}_seed{seed}_{key}"] = row[key]
+            sharpe.append(row["test_sharpe"])
+            fraction.append(row["fraction_of_oracle"])
+            seconds.append(row["train_seconds"])
+            returns.append(row["oracle_sharpe"])
+        figures[f"{algorithm}_mean_test_sharpe"] = sum(sharpe) / len(sharpe)
+        figures[f"{algorithm}_mean_fraction_of_oracle"] = sum(fraction) / len(fraction)
+        figures[f"{algorithm}_mean_train_seconds"] = sum(seconds) / len(seconds)
+        figures["oracle_test_sharpe"] = returns[0]
+    return figures

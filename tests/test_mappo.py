@@ -12,6 +12,7 @@ import torch
 from algospace.config import DataConfig
 from algospace.errors import ConfigError
 from algospace.models.mc_dropout import joint_features
+from algospace.schema import to_dict
 from algospace.training.builder import PPOSettings, TrainConfig, build_ppo_config
 from algospace.training.mappo import _features, _steps_to_next, value_targets
 from algospace.training.train import train
@@ -147,3 +148,48 @@ def test_rllib_sampling_draws_new_episodes_on_every_call(env_data: DataConfig, t
         assert first != second and second != third
     finally:
         algo.stop()
+
+
+def test_layer_sharing_pads_observations_with_an_agent_id(env_data: DataConfig) -> None:
+    from envs.rllib import make_env
+
+    env = make_env("joint_v0", {"data": to_dict(env_data), "sharing": "layer"})
+    spaces = env.observation_spaces
+    assert spaces["mlmi"] == spaces["regime"] and spaces["fvg"] == spaces["momentum"]
+    assert spaces["risk"] == env.par_env.observation_space("risk")
+    obs, _ = env.reset(seed=0)
+    raw = env.par_env
+    for i, agent in enumerate(("mlmi", "nwrqk", "portfolio", "regime")):
+        local = obs[agent]["local"]
+        assert spaces[agent].contains(obs[agent])
+        width = raw.observation_space(agent)["local"].shape[0]
+        np.testing.assert_array_equal(local[-4:], np.eye(4, dtype=np.float32)[i])
+        assert not local[width:-4].any()
+
+
+def test_mappo_with_layer_sharing_trains_and_backtests(env_data: DataConfig, tmp_path: Path,
+                                                       ray_session: Any) -> None:
+    from algospace.evaluation.backtest import backtest, greedy_policy, load_actors
+    from algospace.training.builder import ModelSettings
+
+    cfg = small("joint_v0", env_data, tmp_path, model=ModelSettings(sharing="layer"),
+                trainable=("strategic", "risk"))
+    result = train(cfg, log=lambda _: None)
+    assert all(np.isfinite(row["policy_loss"]) for row in result.history)
+    modules = load_actors(result.checkpoint)
+    assert set(modules) == {"strategic", "tactical", "risk"}
+    bt = backtest("joint_v0", EnvConfig(data=env_data, split="test", episode_steps=72),
+                  greedy_policy(modules))
+    assert bt.tiles >= 1 and len(bt.equity) == 72 * bt.tiles
+    with pytest.raises(ConfigError, match="'mlmi' is not an actor module"):
+        build_ppo_config(small("joint_v0", env_data, tmp_path,
+                               model=ModelSettings(sharing="layer"), trainable=("mlmi",)))
+
+
+def test_value_clip_and_huber_reach_the_learner(env_data: DataConfig, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    cfg = replace(small("strategic_v0", env_data, tmp_path),
+                  ppo=PPOSettings(train_batch_size=150, minibatch_size=75, value_clip=None,
+                                  huber_delta=3.0))
+    assert build_ppo_config(cfg).learner_config_dict == {"value_clip": None, "huber_delta": 3.0}

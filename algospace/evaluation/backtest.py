@@ -211,14 +211,29 @@ def _oracle(bars: pd.DataFrame, env: Any, targets: np.ndarray, initial: float
 
 
 def greedy_policy(modules: Mapping[str, Any]) -> Policy:
-    """The deterministic policy of actor modules: the most likely action of each head."""
+    """The deterministic policy of actor modules: the most likely action of each head.
+
+    ``modules`` maps module ids to actor modules: one per agent, or the shared
+    ``strategic`` / ``tactical`` / ``risk`` modules of ``sharing="layer"`` (recognised by
+    their ids; the agents' observations are then padded as in training).
+    """
     import torch
 
+    from envs.rllib import LAYER_GROUPS, LayerSharing, module_of
+
+    layer = any(m in modules for m in LAYER_GROUPS if m != "risk")
+    sharing = "layer" if layer else "agent"
+    padder: list[LayerSharing] = []
+
     def act(obs: Observations, decision: bool) -> dict[str, Any]:
+        if layer:
+            if not padder:
+                padder.append(LayerSharing({a: len(o["local"]) for a, o in obs.items()}))
+            obs = padder[0].pad({a: dict(o) for a, o in obs.items()})
         out: dict[str, Any] = {}
         with torch.no_grad():
             for agent, o in obs.items():
-                module = modules[agent]
+                module = modules[module_of(agent, sharing)]
                 logits = module.logits(torch.as_tensor(o["local"][None], dtype=torch.float32))
                 heads = torch.split(logits[0], list(module.input_lens))
                 best = [int(torch.argmax(h)) for h in heads]

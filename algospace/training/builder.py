@@ -64,6 +64,11 @@ class ModelSettings:
     """Stochastic passes per sampled action (MC-dropout features)."""
     value_norm: bool = True
     """Running mean/std normalisation of the critic's targets."""
+    sharing: Literal["agent", "layer"] = "agent"
+    """Parameter sharing: ``agent`` — one actor module per agent; ``layer`` — one per
+    layer and action space (``strategic``, ``tactical`` for the three voters, ``risk``),
+    the agents told apart by a one-hot id appended to their padded local observation
+    (see :mod:`envs.rllib`)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,8 @@ class TrainConfig:
     model: ModelSettings = field(default_factory=ModelSettings)
     """Network sizes."""
     trainable: tuple[str, ...] | None = None
-    """Agents whose modules train (None: all); the others stay frozen."""
+    """Actor modules that train (None: all); the others stay frozen. Module ids are the
+    agent names, or with ``model.sharing: layer`` strategic / tactical / risk."""
     init_from: tuple[ModuleSource, ...] = ()
     """Module weights to load before training (e.g. the strategic and tactical phases'
     actors for the joint phase); later sources override earlier ones."""
@@ -132,6 +138,7 @@ def rllib_env_config(cfg: TrainConfig) -> dict[str, Any]:
     """The env config as a plain mapping, with the data cache as an absolute path."""
     env = to_dict(cfg.env_config)
     env["data"]["cache_dir"] = str(Path(cfg.env_config.data.cache_dir).resolve())
+    env["sharing"] = cfg.model.sharing
     return env
 
 
@@ -147,16 +154,17 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 
-    from envs.rllib import make_env, register_envs
+    from envs.rllib import agent_module, layer_module, make_env, register_envs
 
     register_envs()
     env_config = rllib_env_config(cfg)
     probe = make_env(cfg.env, env_config)
-    agents = list(probe.possible_agents)
+    actors = actor_ids(cfg, probe.possible_agents)
     for name in cfg.trainable or ():
-        if name not in agents:
-            raise ConfigError(f"trainable: {name!r} is not an agent of {cfg.env}; its agents "
-                              f"are {', '.join(agents)}")
+        if name not in actors:
+            raise ConfigError(f"trainable: {name!r} is not an actor module of {cfg.env} with "
+                              f"sharing {cfg.model.sharing!r}; its modules are "
+                              f"{', '.join(actors)}")
     specs = _module_specs(cfg, probe)
     p = cfg.ppo
     config = (
@@ -165,19 +173,21 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
         .env_runners(num_env_runners=cfg.num_env_runners,
                      num_envs_per_env_runner=cfg.num_envs_per_env_runner,
                      batch_mode="complete_episodes")
-        .multi_agent(policies=set(specs), policy_mapping_fn=_same_name,
-                     policies_to_train=list(cfg.trainable or agents)
+        .multi_agent(policies=set(specs),
+                     policy_mapping_fn=layer_module if cfg.model.sharing == "layer"
+                     else agent_module,
+                     policies_to_train=list(cfg.trainable or actors)
                      + (["critic"] if cfg.algorithm == "mappo" else []))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
         .learners(num_gpus_per_learner=cfg.num_gpus_per_learner,
-                  learner_class=_learner_class(cfg))
+                  learner_class=_learner_class(cfg),
+                  learner_config_dict={"value_clip": p.value_clip,
+                                       "huber_delta": p.huber_delta})
         .training(lr=p.lr, gamma=p.gamma, lambda_=p.lambda_, clip_param=p.clip_param,
                   entropy_coeff=p.entropy_coeff, vf_loss_coeff=p.vf_loss_coeff,
                   num_epochs=p.num_epochs, train_batch_size_per_learner=p.train_batch_size,
                   minibatch_size=p.minibatch_size, grad_clip=p.grad_clip,
-                  grad_clip_by="global_norm", use_kl_loss=False,
-                  learner_config_dict={"value_clip": p.value_clip,
-                                       "huber_delta": p.huber_delta})
+                  grad_clip_by="global_norm", use_kl_loss=False)
         .debugging(seed=cfg.seed)
     )
     if cfg.algorithm == "mappo":
@@ -192,13 +202,15 @@ def _learner_class(cfg: TrainConfig) -> type:
     return MAPPOTorchLearner if cfg.algorithm == "mappo" else IPPOTorchLearner
 
 
-def _same_name(agent_id: str, *args: Any, **kwargs: Any) -> str:
-    """Each agent has its own module, named like the agent."""
-    return agent_id
+def actor_ids(cfg: TrainConfig, agents: list[str]) -> list[str]:
+    """The actor module ids of a run, in first-use order of the sorted agents."""
+    from envs.rllib import module_of
+
+    return list(dict.fromkeys(module_of(a, cfg.model.sharing) for a in agents))
 
 
 def _module_specs(cfg: TrainConfig, env: Any) -> dict[str, Any]:
-    """One actor spec per agent, plus the shared critic for MAPPO."""
+    """One actor spec per actor module (first agent's spaces), plus MAPPO's critic."""
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from algospace.models.actor import ActorModule
@@ -208,23 +220,28 @@ def _module_specs(cfg: TrainConfig, env: Any) -> dict[str, Any]:
         from algospace.models.ippo_actor import IPPOActorModule
 
         actor_class = IPPOActorModule
+    from envs.rllib import module_of
+
     m = cfg.model
+    first: dict[str, str] = {}
+    for agent in env.possible_agents:
+        first.setdefault(module_of(agent, m.sharing), agent)
     specs = {
-        agent: RLModuleSpec(
+        module_id: RLModuleSpec(
             module_class=actor_class,
             observation_space=env.observation_spaces[agent],
             action_space=env.action_spaces[agent],
             model_config={"hidden": m.actor_hidden, "dropout": m.dropout,
                           "mc_passes": m.mc_passes, "votes": votes_for(agent)})
-        for agent in env.possible_agents
+        for module_id, agent in first.items()
     }
     if cfg.algorithm == "mappo":
         from algospace.models.critic import CentralCritic
 
-        first = env.possible_agents[0]
+        probe = env.possible_agents[0]
         specs["critic"] = RLModuleSpec(
             module_class=CentralCritic, learner_only=True,
-            observation_space=env.observation_spaces[first],
-            action_space=env.action_spaces[first],
+            observation_space=env.observation_spaces[probe],
+            action_space=env.action_spaces[probe],
             model_config={"hidden": m.critic_hidden, "value_norm": m.value_norm})
     return specs

@@ -22,6 +22,13 @@ Benchmarks so far:
   stepped, minus before, / 20). Targets: joint_v0 ≥ 20,000 env steps/s
   (160,000 agent steps/s), strategic_v0 and tactical_v0 ≥ 30,000; an extra
   env < 10 MB.
+- ``learn``: MAPPO on ``strategic_v0`` against the planted-signal oracle on
+  the test split (experiments/learn.py); target: half the oracle's Sharpe,
+  above flat/random/buy-and-hold, training within 10 minutes.
+- ``train``: training throughput on ``joint_v0``, ours against plain RLlib
+  PPO (experiments/throughput.py); target: ×1.5 env steps/s.
+- ``compare``: MAPPO vs IPPO on ``joint_v0``, same market, iterations and
+  seeds (experiments/learn.py).
 """
 
 from __future__ import annotations
@@ -467,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="env: random actions drawn before timing, cycled (default 20000)")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="env: minimum timed stepping per env in seconds (default 3)")
-    parser.add_argument("--iterations", type=int, default=80,
-                        help="learn, compare: training iterations (default 80)")
+    parser.add_argument("--iterations", type=int, default=60,
+                        help="learn, compare: training iterations (default 60)")
     parser.add_argument("--eval-every", type=int, default=10,
                         help="learn: backtest the test split every N iterations (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="learn: training seed")

@@ -6,6 +6,7 @@ Subcommands so far::
     algospace data synth --out FILE [--days N] [--seed S] [--bar-minutes M] [--signal X]
     algospace data prepare [CONFIG.yaml] [--csv FILE | --synthetic] [--force] ...
     algospace regime train [CONFIG.yaml] [--csv FILE | --synthetic] [--epochs N] [--out DIR]
+    algospace evaluate CHECKPOINT [--split test|val] [--data FILE] [--out DIR]
 
 Errors caused by input (files, config, arguments) print one line starting
 with ``error:`` on stderr and exit with status 2; nothing is written.
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     from algospace import regime_cli
 
     regime_cli.add_parser(sub)
+    from algospace import evaluate_cli
+
+    evaluate_cli.add_parser(sub)
     return parser
 
 
@@ -87,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from algospace import regime_cli
 
             return regime_cli.run(args)
+        if args.command == "evaluate":
+            from algospace import evaluate_cli
+
+            return evaluate_cli.run(args)
     except AlgoSpaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -54,6 +54,9 @@ def test_constant_long_pnl_matches_a_hand_computation(env_data: DataConfig) -> N
     last = np.arange(len(bt.positions)) % 24 == 23
     assert (bt.positions[~last] == 3).all() and (bt.positions[last] == 0).all()
     assert bt.turnover_contracts == 6 * bt.tiles  # in and out of every tile
+    # Per tile: 3 contracts × (commission + one tick of slippage) on the way in and out.
+    per_side = c.commission + c.slippage_ticks * c.tick_size * c.point_value
+    assert bt.metrics.costs == pytest.approx(bt.tiles * 6 * per_side)
     assert set(bt.baselines) == {"flat", "buy_and_hold", "random", ORACLE}
 
 

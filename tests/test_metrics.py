@@ -289,3 +289,25 @@ def test_argument_validation_errors() -> None:
         run_baselines(TINY.iloc[::-1], ES)
     with pytest.raises(ValueError, match="signal needs one value per bar"):
         run_baselines(TINY, ES, rule_signal=np.ones(2))
+
+
+def test_bar_level_ratios_drawdown_duration_and_trade_averages_golden() -> None:
+    """Bar returns, bars per year, the longest drawdown, average trade and costs."""
+    trades = pd.DataFrame({"pnl_net": [300.0, -100.0, 400.0]})
+    m = compute_metrics(EQUITY, initial_equity=E0, trades=trades, costs=123.5)
+    # 7 bars over 3 trading days: 7/3 bars a day, × 252 = 588 bars a year.
+    assert m.bars_per_year == pytest.approx(588.0)
+    values = EQUITY.to_numpy()
+    before = np.concatenate([[E0], values[:-1]])
+    r = values / before - 1.0
+    mean, sd = r.mean(), r.std(ddof=1)
+    assert m.bar_sharpe == pytest.approx(mean / sd * math.sqrt(588.0), rel=1e-10)
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    assert m.bar_sortino == pytest.approx(mean / downside * math.sqrt(588.0), rel=1e-10)
+    # Running peaks: 100500 after bar 0, 101000 after bar 2. Below the peak: bar 1
+    # (99800 < 100500), and bars 3-6 (100000, 98980, 100500, 100959.6 < 101000): the
+    # longest run is 4 bars, on trading days 2024-01-03 and 2024-01-04.
+    assert m.max_drawdown_bars == 4 and m.max_drawdown_days == 2
+    assert m.avg_trade == pytest.approx(200.0)  # (300 - 100 + 400) / 3
+    assert m.costs == 123.5
+    assert math.isnan(compute_metrics(EQUITY, initial_equity=E0).costs)

@@ -75,6 +75,8 @@ class Backtest:
     """The executed bars (open, high, low, close), indexed by open time."""
     oracle_equity: pd.Series | None = field(default=None, repr=False)
     """The oracle's equity on the same bars (synthetic data only)."""
+    contract: Any = field(default=None, repr=False)
+    """The contract whose costs were charged (a ContractSpec)."""
     ruined_tiles: int = 0
     """Tiles that ended early because equity fell below the env's ruin level (the bars
     they did not reach are left out, for the baselines too)."""
@@ -111,7 +113,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
     rows: list[int] = []
     held: list[int] = []
     trades: list[pd.DataFrame] = []
-    turnover = 0.0
+    turnover = costs = 0.0
     ruined = 0
     env.reset(seed=seed)
     n_tiles = env.n_episodes
@@ -134,6 +136,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
             pnl[-1] -= closing * cost_per_contract
             held[-1] = 0
         turnover += acct.turnover + closing
+        costs += acct.commissions + acct.slippage_cost + closing * cost_per_contract
         tile_trades = acct.trades()
         if len(tile_trades):
             trades.append(tile_trades.assign(tile=tile))
@@ -146,7 +149,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
     positions = np.asarray(held, dtype=np.int64)
     trade_log = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
     metrics = compute_metrics(equity, positions=positions, trades=trade_log,
-                              turnover_contracts=turnover, initial_equity=initial)
+                              turnover_contracts=turnover, initial_equity=initial, costs=costs)
     bars = pd.DataFrame(ohlc[idx], index=index, columns=["open", "high", "low", "close"])
     baselines = run_baselines(bars, env.market.contract, size=cfg.max_position, seed=seed,
                               initial_equity=initial)
@@ -156,7 +159,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
         baselines[ORACLE], oracle_equity = _oracle(bars, env, direction * cfg.max_position,
                                                    initial)
     return Backtest(env_name, cfg.split, equity, positions, trade_log, turnover, metrics,
-                    baselines, n_tiles, bars, oracle_equity, ruined)
+                    baselines, n_tiles, bars, oracle_equity, env.market.contract, ruined)
 
 
 def _replace_random_start(cfg: EnvConfig) -> EnvConfig:

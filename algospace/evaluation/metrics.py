@@ -26,6 +26,10 @@ Conventions (empyrical / quantstats, stated once in :data:`ANNUALISATION`):
   when there was no drawdown. ``profit_factor`` is ``inf`` with wins and no
   losses and 0.0 without trades. ``turnover`` / ``exposure`` are ``nan`` when
   neither positions nor a contract count were given (not measured).
+- **Bar level.** ``bar_sharpe`` / ``bar_sortino`` use per-bar returns
+  ``E_t / E_{t-1} - 1`` (``E_0`` = initial equity) scaled by
+  ``sqrt(bars_per_year)``, where ``bars_per_year`` = bars per trading day in
+  the period × 252 (reported with the figures).
 - **Drawdown** is measured on the per-bar curve (intraday troughs count), with
   ``initial_equity`` as the first peak: ``min(E_t / max_{s<=t} E_s - 1)``.
 - **Trades** are closed round trips (:meth:`Account.trades`); a position still
@@ -50,13 +54,24 @@ from algospace.errors import ConfigError
 from algospace.market.account import simulate
 
 __all__ = [
-    "ANNUALISATION", "BASELINES", "Metrics", "baseline_targets", "compute_metrics",
-    "daily_returns", "positions_from_fills", "run_baselines", "to_dict",
+    "ANNUALISATION",
+    "BASELINES",
+    "Metrics",
+    "baseline_equity",
+    "baseline_targets",
+    "compute_metrics",
+    "daily_returns",
+    "positions_from_fills",
+    "run_baselines",
+    "to_dict",
 ]
 
 ANNUALISATION = (f"daily returns per trading day (18:00–17:00 session), {TRADING_DAYS_PER_YEAR} "
                  f"days a year: returns compound to the power 252/days, volatility, Sharpe "
-                 f"and Sortino scale by sqrt({TRADING_DAYS_PER_YEAR}); risk-free rate 0")
+                 f"and Sortino scale by sqrt({TRADING_DAYS_PER_YEAR}); bar-level Sharpe and "
+                 f"Sortino use per-bar returns scaled by sqrt(bars_per_year), bars_per_year = "
+                 f"bars per trading day in the period × {TRADING_DAYS_PER_YEAR}; risk-free "
+                 f"rate 0")
 """How every annualised figure in :class:`Metrics` is computed."""
 BASELINES: tuple[str, ...] = ("flat", "buy_and_hold", "random", "rule")
 """Names accepted by :func:`baseline_targets`."""
@@ -84,7 +99,8 @@ class Metrics:
     trades: int
     """Number of closed round trips."""
     win_rate: float
-    """Share of closed trades with pnl_net > 0 (fraction); 0.0 without trades."""
+    """Share of closed trades with pnl_net > 0 (fraction); 0.0 without trades. Counted per
+    round trip, so flat periods never enter it."""
     profit_factor: float
     """Sum of winning pnl_net / |sum of losing pnl_net|; inf if no losses, 0.0 if no trades."""
     turnover: float
@@ -95,6 +111,20 @@ class Metrics:
     """Trading days in the period (not annualised)."""
     net_pnl: float
     """equity_end - initial_equity, in dollars, net of commissions and slippage."""
+    bar_sharpe: float = 0.0
+    """mean(bar returns) / std(bar returns, ddof=1) * sqrt(bars_per_year); 0.0 if undefined."""
+    bar_sortino: float = 0.0
+    """Sortino ratio of the bar returns, annualised with sqrt(bars_per_year)."""
+    bars_per_year: float = math.nan
+    """Bars per trading day in this curve (bars / days) × 252: the bar-level annualisation."""
+    max_drawdown_bars: int = 0
+    """Longest stretch of bars below the running equity peak (the drawdown's duration)."""
+    max_drawdown_days: int = 0
+    """Trading days touched by that longest stretch."""
+    avg_trade: float = 0.0
+    """Mean pnl_net per closed trade, in dollars; 0.0 without trades."""
+    costs: float = math.nan
+    """Commissions plus slippage paid, in dollars; nan when not given."""
 
 
 def _bad(message: str) -> ConfigError:
@@ -224,10 +254,41 @@ def _position_stats(positions: np.ndarray | None, turnover_contracts: float | No
     return turnover, exposure
 
 
+def _underwater(values: np.ndarray, start: float, days: np.ndarray) -> tuple[int, int]:
+    """(bars, trading days) of the longest stretch below the running peak."""
+    peak = np.maximum.accumulate(np.concatenate([[start], values]))[1:]
+    below = values < peak
+    best = (0, 0)
+    run_start = -1
+    for i, flag in enumerate(np.append(below, False)):
+        if flag and run_start < 0:
+            run_start = i
+        elif not flag and run_start >= 0:
+            length = i - run_start
+            if length > best[0]:
+                best = (length, len(np.unique(days[run_start:i])))
+            run_start = -1
+    return best
+
+
+def _bar_ratios(values: np.ndarray, start: float, bars_per_year: float) -> tuple[float, float]:
+    """(Sharpe, Sortino) of the per-bar returns, annualised with sqrt(bars_per_year)."""
+    before = np.concatenate([[start], values[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.diff(np.concatenate([[start], values])) / before
+    r = r[before > 0]  # returns are undefined once the equity is gone
+    if not math.isfinite(bars_per_year):
+        return 0.0, 0.0
+    scale = math.sqrt(bars_per_year)
+    sharpe = _sharpe(r) / _ROOT_YEAR * scale
+    sortino = _sortino(r) / _ROOT_YEAR * scale if math.isfinite(_sortino(r)) else _sortino(r)
+    return sharpe, sortino
+
+
 def compute_metrics(equity: pd.Series | np.ndarray, *, positions: np.ndarray | None = None,
                     trades: pd.DataFrame | None = None, turnover_contracts: float | None = None,
-                    initial_equity: float | None = None,
-                    index: pd.Index | None = None) -> Metrics:
+                    initial_equity: float | None = None, index: pd.Index | None = None,
+                    costs: float | None = None) -> Metrics:
     """Metrics of a per-bar equity curve (indexed by bar open time, or an array plus index).
 
     ``turnover_contracts`` (e.g. ``account.turnover``) overrides the turnover derived
@@ -243,6 +304,11 @@ def compute_metrics(equity: pd.Series | np.ndarray, *, positions: np.ndarray | N
     mdd = _max_drawdown(values, start)
     n_trades, win_rate, factor = _trade_stats(trades)
     turnover, exposure = _position_stats(positions, turnover_contracts, len(values), days)
+    bars_per_year = len(values) / days * TRADING_DAYS_PER_YEAR if days else math.nan
+    bar_sharpe, bar_sortino = _bar_ratios(values, start, bars_per_year)
+    day_of_bar = trading_day(pd.DatetimeIndex(eq.index)).to_numpy()
+    dd_bars, dd_days = _underwater(values, start, day_of_bar)
+    avg_trade = float(trades["pnl_net"].mean()) if trades is not None and n_trades else 0.0
     return Metrics(
         total_return=total, annual_return=cagr,
         annual_volatility=0.0 if _is_constant(r) else float(np.std(r, ddof=1)) * _ROOT_YEAR,
@@ -250,6 +316,9 @@ def compute_metrics(equity: pd.Series | np.ndarray, *, positions: np.ndarray | N
         calmar=cagr / abs(mdd) if mdd < 0 else 0.0,
         trades=n_trades, win_rate=win_rate, profit_factor=factor, turnover=turnover,
         exposure=exposure, days=days, net_pnl=float(values[-1]) - start,
+        bar_sharpe=bar_sharpe, bar_sortino=bar_sortino, bars_per_year=bars_per_year,
+        max_drawdown_bars=dd_bars, max_drawdown_days=dd_days, avg_trade=avg_trade,
+        costs=math.nan if costs is None else float(costs),
     )
 
 
@@ -330,6 +399,23 @@ def _ohlc(bars: pd.DataFrame) -> list[np.ndarray]:
     return cols
 
 
+def baseline_equity(name: str, bars: pd.DataFrame, contract: ContractSpec, *, size: int = 1,
+                    seed: int = 0, rule_signal: np.ndarray | None = None,
+                    initial_equity: float = 100_000.0) -> tuple[pd.Series, Metrics]:
+    """Equity curve and metrics of baseline ``name`` on ``bars`` (through :func:`simulate`)."""
+    o, h, l, c = _ohlc(bars)  # noqa: E741
+    size = _check_size(size)
+    targets = baseline_targets(name, len(o), size=size, seed=seed, signal=rule_signal)
+    values, acct = simulate(contract, targets, o, h, l, c, max_position=size,
+                            initial_equity=initial_equity)
+    equity = pd.Series(values, index=bars.index, name="equity")
+    metrics = compute_metrics(
+        equity, trades=acct.trades(), positions=positions_from_fills(acct.fills(), len(o)),
+        turnover_contracts=float(acct.turnover), initial_equity=initial_equity,
+        costs=acct.commissions + acct.slippage_cost)
+    return equity, metrics
+
+
 def run_baselines(bars: pd.DataFrame, contract: ContractSpec, *, size: int = 1, seed: int = 0,
                   rule_signal: np.ndarray | None = None,
                   initial_equity: float = 100_000.0) -> dict[str, Metrics]:
@@ -338,16 +424,7 @@ def run_baselines(bars: pd.DataFrame, contract: ContractSpec, *, size: int = 1, 
     Each runs through :func:`simulate` with ``max_position=size``, so commissions and
     slippage are charged exactly as for the agents.
     """
-    o, h, l, c = _ohlc(bars)  # noqa: E741
-    size = _check_size(size)
     names = [n for n in BASELINES if n != "rule" or rule_signal is not None]
-    out: dict[str, Metrics] = {}
-    for name in names:
-        targets = baseline_targets(name, len(o), size=size, seed=seed, signal=rule_signal)
-        equity, acct = simulate(contract, targets, o, h, l, c, max_position=size,
-                                initial_equity=initial_equity)
-        out[name] = compute_metrics(
-            pd.Series(equity, index=bars.index), trades=acct.trades(),
-            positions=positions_from_fills(acct.fills(), len(o)),
-            turnover_contracts=float(acct.turnover), initial_equity=initial_equity)
-    return out
+    return {name: baseline_equity(name, bars, contract, size=size, seed=seed,
+                                  rule_signal=rule_signal, initial_equity=initial_equity)[1]
+            for name in names}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from algospace.errors import CheckpointError
+from algospace.schema import build, to_dict
 from algospace.training.builder import ModuleSource, TrainConfig, build_ppo_config
 
 MODULES_DIR = ("learner_group", "learner", "rl_module")
@@ -150,21 +152,48 @@ def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
                 f"({row['seconds']:.1f} s)")
             if cfg.checkpoint_every and (i + 1) % cfg.checkpoint_every == 0 \
                     and i + 1 < cfg.iterations:
-                save(algo, out / "checkpoint")
-        checkpoint = save(algo, out / "checkpoint")
+                save(algo, out / "checkpoint", run_info(cfg, algo))
+        checkpoint = save(algo, out / "checkpoint", run_info(cfg, algo))
     finally:
         algo.stop()
     steps = int(history[-1]["env_steps"]) if history else 0
     return TrainResult(checkpoint, len(history), steps, history)
 
 
-def save(algo: Any, path: Path) -> str:
-    """Save ``algo`` to ``path``, replacing an older checkpoint there only once complete."""
+RUN_FILE = "algospace_run.json"
+"""File inside every checkpoint that records the run's TrainConfig (and progress)."""
+
+
+def run_info(cfg: TrainConfig, algo: Any) -> dict[str, Any]:
+    """What a checkpoint records about its run: the full config and how far it got."""
+    config = to_dict(cfg)
+    config["env_config"]["data"]["cache_dir"] = str(
+        Path(cfg.env_config.data.cache_dir).resolve())
+    return {"train_config": config, "iteration": int(algo.iteration),
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def load_train_config(checkpoint: str | Path) -> TrainConfig:
+    """The TrainConfig a checkpoint was trained with (from its ``algospace_run.json``)."""
+    modules_dir(checkpoint)
+    file = Path(checkpoint).expanduser().resolve() / RUN_FILE
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {checkpoint} has no {RUN_FILE} (it was not written "
+                              "by algospace training), so its env and data are unknown")
+    info = json.loads(file.read_text())
+    return build(TrainConfig, info["train_config"], "train_config")
+
+
+def save(algo: Any, path: Path, info: dict[str, Any] | None = None) -> str:
+    """Save ``algo`` (and ``info`` as ``algospace_run.json``) to ``path``; an older
+    checkpoint there is replaced only once the new one is complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     algo.save_to_path(str(tmp))
+    if info is not None:
+        (tmp / RUN_FILE).write_text(json.dumps(info, indent=2, default=str))
     old = path.with_name(f".{path.name}.old")
     if path.exists():
         if old.exists():

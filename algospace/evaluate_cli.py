@@ -1,0 +1,56 @@
+"""``algospace evaluate CHECKPOINT`` (also ``python -m experiments.evaluate``).
+
+Runs the trained agents of a checkpoint over a split of their data (or of
+another CSV) and writes ``report.json``, the PNGs and ``report.html`` (see
+:mod:`algospace.evaluation.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The evaluate command's arguments."""
+    parser.add_argument("checkpoint", help="checkpoint directory of a training run")
+    parser.add_argument("--split", choices=["test", "val", "train"], default="test",
+                        help="split to evaluate on (default test)")
+    parser.add_argument("--data", help="a bar CSV to evaluate on instead of the run's data")
+    parser.add_argument("--out", help="report directory (default <run>/evaluation-<split>)")
+    parser.add_argument("--allow-train-split", action="store_true",
+                        help="allow --split train (in-sample figures)")
+    parser.add_argument("--random-seeds", type=int, default=5,
+                        help="seeds of the random baseline (default 5)")
+    parser.add_argument("--bootstrap", type=int, default=2000,
+                        help="bootstrap resamples of the Sharpe difference (default 2000)")
+    parser.add_argument("--window-days", type=int, default=3,
+                        help="trading days in the positions plot (default 3)")
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``algospace evaluate``."""
+    parser = sub.add_parser("evaluate", help="backtest a checkpoint and write its report")
+    add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the headline figures."""
+    from algospace.evaluation.report import EvaluateConfig, evaluate
+
+    cfg = EvaluateConfig(checkpoint=args.checkpoint, split=args.split, data=args.data,
+                         out=args.out, allow_train=args.allow_train_split,
+                         random_seeds=args.random_seeds, bootstrap=args.bootstrap,
+                         window_days=args.window_days)
+    report = evaluate(cfg)
+    agents = report["agents"]
+    print(f"{report['env']} {report['split']}: Sharpe {agents['sharpe']:.2f}, "
+          f"net P&L ${agents['net_pnl']:,.0f}, max drawdown {agents['max_drawdown']:.1%}, "
+          f"{agents['trades']} trades")
+    for name, m in report["baselines"].items():
+        print(f"  {name:<13} Sharpe {m['sharpe']:.2f}, net P&L ${m['net_pnl']:,.0f}")
+    ci = report["sharpe_difference_vs_best"]
+    print(f"  Sharpe minus {report['best_baseline']}: {ci['point']:.2f} "
+          f"[{ci['low_2.5']:.2f}, {ci['high_97.5']:.2f}] (95 %)")
+    print(f"report: {report['out']}/report.html")
+    return 0

@@ -1,0 +1,108 @@
+"""The evaluation report: files, honesty guards, another CSV, the CLI, the bootstrap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from algospace.cli import main
+from algospace.config import DataConfig
+from algospace.data.synthetic import SyntheticConfig, generate, to_csv
+from algospace.errors import ConfigError
+from algospace.evaluation.report import EvaluateConfig, evaluate, sharpe_difference_ci
+from algospace.training.builder import PPOSettings, TrainConfig
+from algospace.training.train import load_train_config, train
+from envs.core.config import EnvConfig
+
+
+@pytest.fixture(scope="module")
+def checkpoint(env_data: DataConfig, tmp_path_factory: pytest.TempPathFactory,
+               ray_session: Any) -> str:
+    """A two-iteration strategic run."""
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(env="strategic_v0", env_config=EnvConfig(data=env_data, episode_steps=24),
+                      iterations=2, num_env_runners=0, num_envs_per_env_runner=1,
+                      ppo=PPOSettings(train_batch_size=100, minibatch_size=50, num_epochs=1),
+                      out_dir=str(out), checkpoint_every=0)
+    return train(cfg, log=lambda _: None).checkpoint
+
+
+def test_the_checkpoint_records_its_train_config(checkpoint: str, env_data: DataConfig) -> None:
+    cfg = load_train_config(checkpoint)
+    assert cfg.env == "strategic_v0" and cfg.iterations == 2
+    assert cfg.env_config.data.synthetic == env_data.synthetic
+    assert cfg.env_config.episode_steps == 24
+
+
+def test_report_files_and_content(checkpoint: str, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    report = evaluate(EvaluateConfig(checkpoint, out=str(out), random_seeds=3, bootstrap=200),
+                      log=lambda _: None)
+    for name in ("report.json", "report.html", "equity.png", "positions.png", "actions.png",
+                 "monthly.png"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["split"] == "test" and not saved["in_sample"]
+    assert saved["period"]["bars"] == saved["period"]["tiles"] * 24
+    assert saved["costs_assumed"]["symbol"] == "ES"
+    assert "train split of the same data" in saved["normalisation"]
+    assert set(saved["baselines"]) == {"flat", "buy_and_hold", "random", "oracle"}
+    assert saved["baselines"]["random"]["seeds"] == 3
+    assert set(saved["actions"]) == {"mlmi", "nwrqk", "portfolio", "regime"}
+    decisions = saved["period"]["bars"]
+    assert all(sum(counts.values()) == decisions for counts in saved["actions"].values())
+    assert report["agents"]["sharpe"] == saved["agents"]["sharpe"]
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4
+    assert "http://" not in page and "https://" not in page  # opens offline
+    assert not list(tmp_path.glob(".report.tmp*"))
+
+
+def test_training_split_needs_an_explicit_flag(checkpoint: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--allow-train-split"):
+        evaluate(EvaluateConfig(checkpoint, split="train", out=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
+    report = evaluate(EvaluateConfig(checkpoint, split="train", allow_train=True,
+                                     out=str(tmp_path / "r"), bootstrap=100, random_seeds=1),
+                      log=lambda _: None)
+    assert report["in_sample"] and "In-sample" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_evaluating_on_another_csv(checkpoint: str, tmp_path: Path) -> None:
+    csv = tmp_path / "other.csv"
+    to_csv(generate(SyntheticConfig(days=30, seed=99)).bars, csv)
+    report = evaluate(EvaluateConfig(checkpoint, data=str(csv), out=str(tmp_path / "r"),
+                                     bootstrap=100, random_seeds=1), log=lambda _: None)
+    assert not report["data_is_training_data"]
+    assert report["data"] == str(csv.resolve())
+    assert "other.csv itself" in report["normalisation"]
+    assert report["period"]["bars"] > 0
+
+
+def test_cli_errors_and_success(checkpoint: str, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", checkpoint, "--data", str(tmp_path / "nope.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    out = tmp_path / "cli"
+    assert main(["evaluate", checkpoint, "--split", "val", "--out", str(out),
+                 "--bootstrap", "100", "--random-seeds", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "strategic_v0 val: Sharpe" in printed and (out / "report.html").is_file()
+
+
+def test_sharpe_difference_interval() -> None:
+    index = pd.date_range("2024-01-02 09:30", periods=60, freq="D")
+    rng = np.random.default_rng(0)
+    base = pd.Series(100_000 * np.cumprod(1 + rng.normal(0, 0.01, 60)), index=index)
+    same = sharpe_difference_ci(base, base, 100_000.0, 500, 0)
+    assert same["point"] == 0 and same["low_2.5"] == 0 and same["high_97.5"] == 0
+    better = pd.Series(100_000 * np.cumprod(1 + rng.normal(0.01, 0.005, 60)), index=index)
+    ci = sharpe_difference_ci(better, base, 100_000.0, 500, 0)
+    assert ci["low_2.5"] > 0 and ci["share_above_0"] == 1.0 and ci["days"] == 60

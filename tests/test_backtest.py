@@ -57,7 +57,7 @@ def test_constant_long_pnl_matches_a_hand_computation(env_data: DataConfig) -> N
     # Per tile: 3 contracts × (commission + one tick of slippage) on the way in and out.
     per_side = c.commission + c.slippage_ticks * c.tick_size * c.point_value
     assert bt.metrics.costs == pytest.approx(bt.tiles * 6 * per_side)
-    assert set(bt.baselines) == {"flat", "buy_and_hold", "random", ORACLE}
+    assert set(bt.baselines) == {"flat", "buy_and_hold", "random", "rule", ORACLE}
 
 
 def test_a_rule_reading_the_last_close_trades_like_the_oracle(signal_data: DataConfig) -> None:

@@ -51,7 +51,7 @@ def test_report_files_and_content(checkpoint: str, tmp_path: Path) -> None:
     assert saved["period"]["bars"] == saved["period"]["tiles"] * 24
     assert saved["costs_assumed"]["symbol"] == "ES"
     assert "train split of the same data" in saved["normalisation"]
-    assert set(saved["baselines"]) == {"flat", "buy_and_hold", "random", "oracle"}
+    assert set(saved["baselines"]) == {"flat", "buy_and_hold", "random", "rule", "oracle"}
     assert saved["baselines"]["random"]["seeds"] == 3
     assert set(saved["actions"]) == {"mlmi", "nwrqk", "portfolio", "regime"}
     decisions = saved["period"]["bars"]

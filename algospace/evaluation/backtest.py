@@ -14,7 +14,9 @@ starting at ``initial_equity``:
   tile starts flat), so tiling never trades for free.
 
 The same executed bars then go through the cost-charging baselines of
-:mod:`algospace.evaluation.metrics` (flat, buy-and-hold, random, each at
+:mod:`algospace.evaluation.metrics` (flat, buy-and-hold, random, and ``rule``
+— the synergy detector's rule: hold its direction, known at a bar's close,
+over the next bar while a MLMI → NW-RQK → FVG synergy is active — each at
 ``max_position`` contracts) and, on the built-in synthetic market, through
 the **oracle**: it holds the planted signal's direction × ``max_position``
 on every executed bar (its entry is at that bar's open, the same timing the
@@ -78,6 +80,8 @@ class Backtest:
     contract: Any = field(default=None, repr=False)
     """The contract whose costs were charged (a ContractSpec)."""
     ruined_tiles: int = 0
+    rule_signal: np.ndarray | None = field(default=None, repr=False)
+    """The synergy direction at each executed bar (the ``rule`` baseline's signal)."""
     """Tiles that ended early because equity fell below the env's ruin level (the bars
     they did not reach are left out, for the baselines too)."""
 
@@ -151,15 +155,17 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
     metrics = compute_metrics(equity, positions=positions, trades=trade_log,
                               turnover_contracts=turnover, initial_equity=initial, costs=costs)
     bars = pd.DataFrame(ohlc[idx], index=index, columns=["open", "high", "low", "close"])
+    rule_signal = _synergy_direction(env, cfg, idx)
     baselines = run_baselines(bars, env.market.contract, size=cfg.max_position, seed=seed,
-                              initial_equity=initial)
+                              initial_equity=initial, rule_signal=rule_signal)
     direction = _signal_direction(env, cfg, idx)
     oracle_equity = None
     if direction is not None:
         baselines[ORACLE], oracle_equity = _oracle(bars, env, direction * cfg.max_position,
                                                    initial)
     return Backtest(env_name, cfg.split, equity, positions, trade_log, turnover, metrics,
-                    baselines, n_tiles, bars, oracle_equity, env.market.contract, ruined)
+                    baselines, n_tiles, bars, oracle_equity, env.market.contract, ruined,
+                    rule_signal)
 
 
 def _replace_random_start(cfg: EnvConfig) -> EnvConfig:
@@ -198,6 +204,15 @@ def _signal_direction(env: Any, cfg: EnvConfig, rows: np.ndarray) -> np.ndarray 
     if env.STRATEGIC_CLOCK:
         return base_dir[np.asarray(env._close_step)[rows]]
     return base_dir[rows]
+
+
+def _synergy_direction(env: Any, cfg: EnvConfig, rows: np.ndarray) -> np.ndarray:
+    """The synergy detector's direction state at each executed bar (what is known at its
+    close); the ``rule`` baseline holds its sign over the next bar."""
+    prepared = prepare(cfg.data, log=lambda _: None)
+    state = prepared.table("synergy")["synergy_direction"].to_numpy(np.float64)
+    base_rows = np.asarray(env._close_step)[rows] if env.STRATEGIC_CLOCK else rows
+    return np.nan_to_num(state[base_rows])
 
 
 def _oracle(bars: pd.DataFrame, env: Any, targets: np.ndarray, initial: float

@@ -65,7 +65,7 @@ from envs.core.layout import (
 )
 
 Log = Callable[[str], None]
-COMPARED = ("flat", "buy_and_hold", "random")
+COMPARED = ("flat", "buy_and_hold", "random", "rule")
 """Baselines the agents are compared with (the oracle is a ceiling, not a baseline)."""
 
 
@@ -189,9 +189,10 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
     contract = bt.contract
     initial = env_cfg.initial_equity
     size = env_cfg.max_position
+    rule_signal = bt.rule_signal
     curves = {name: baseline_equity(name, bt.bars, contract, size=size, seed=cfg.seed,
-                                    initial_equity=initial)
-              for name in ("flat", "buy_and_hold")}
+                                    initial_equity=initial, rule_signal=rule_signal)
+              for name in ("flat", "buy_and_hold", "rule")}
     randoms = [baseline_equity("random", bt.bars, contract, size=size, seed=cfg.seed + k,
                                initial_equity=initial) for k in range(cfg.random_seeds)]
     curves["random"] = randoms[0]
@@ -328,7 +329,7 @@ def _plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
     x = np.arange(len(bt.equity))
     top.plot(x, bt.equity.to_numpy(), label="agents", lw=1.6)
     for name, (curve, _) in curves.items():
-        top.plot(x, curve.to_numpy(), label=name.replace("_", " "), lw=0.9, alpha=0.8)
+        top.plot(x, curve.to_numpy(), label=_label(name), lw=0.9, alpha=0.8)
     if bt.oracle_equity is not None:
         top.plot(x, bt.oracle_equity.to_numpy(), label="oracle (planted signal)", ls="--",
                  lw=0.9)
@@ -411,6 +412,11 @@ def _plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
     plt.close(fig)
 
 
+def _label(name: str) -> str:
+    """Display name of a strategy column."""
+    return {"rule": "synergy rule"}.get(name, name.replace("_", " "))
+
+
 def _day_ticks(ax: Any, index: pd.DatetimeIndex) -> None:
     """Label a bar-number axis with the first bar of some trading days."""
     days = pd.DatetimeIndex(index + pd.Timedelta(hours=6)).normalize()
@@ -447,7 +453,7 @@ def _fmt(value: Any, pattern: str) -> str:
 def _html(report: dict[str, Any], folder: Path) -> None:
     """The self-contained report page (images embedded)."""
     columns = ["agents", *report["baselines"]]
-    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
+    head = "".join(f"<th>{html.escape(_label(c))}</th>" for c in columns)
     body = []
     for key, label, pattern in _ROWS:
         cells = [_fmt(report["agents"].get(key), pattern)]

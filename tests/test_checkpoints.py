@@ -65,7 +65,7 @@ def test_frozen_agents_stay_bit_identical(env_data: DataConfig, tmp_path: Path,
 
 
 def test_unknown_trainable_agent_is_rejected(env_data: DataConfig, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"trainable: 'fvg' is not an agent of strategic_v0"):
+    with pytest.raises(ConfigError, match=r"'fvg' is not an actor module of strategic_v0"):
         build_ppo_config(tiny(env_data, tmp_path, trainable=("fvg",)))
 
 

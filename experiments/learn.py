@@ -155,7 +155,7 @@ def compare(*, iterations: int, seeds: tuple[int, ...], eval_every: int,
     figures: dict[str, Any] = {"env": "joint_v0", "iterations": iterations,
                                "seeds": ",".join(map(str, seeds))}
     for algorithm in ("mappo", "ippo"):
-        sharpe, fraction, seconds, returns = [], [], [], []
+        sharpe, fraction, seconds, oracles = [], [], [], []
         for seed in seeds:
             row = run(iterations=iterations, eval_every=eval_every, seed=seed,
                       out=f"{out}/{algorithm}-seed{seed}", env="joint_v0", algorithm=algorithm)
@@ -164,9 +164,9 @@ def compare(*, iterations: int, seeds: tuple[int, ...], eval_every: int,
             sharpe.append(row["test_sharpe"])
             fraction.append(row["fraction_of_oracle"])
             seconds.append(row["train_seconds"])
-            returns.append(row["oracle_sharpe"])
+            oracles.append(row["oracle_sharpe"])
         figures[f"{algorithm}_mean_test_sharpe"] = sum(sharpe) / len(sharpe)
         figures[f"{algorithm}_mean_fraction_of_oracle"] = sum(fraction) / len(fraction)
         figures[f"{algorithm}_mean_train_seconds"] = sum(seconds) / len(seconds)
-        figures["oracle_test_sharpe"] = returns[0]
+        figures["oracle_test_sharpe"] = oracles[0]
     return figures

@@ -26,14 +26,14 @@ env's fills have), so no policy of the env can do better in expectation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from algospace.data.pipeline import prepare
+from algospace.data.pipeline import Prepared, prepare
 from algospace.errors import CheckpointError, ConfigError
 from algospace.evaluation.metrics import (
     Metrics,
@@ -111,7 +111,8 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
                           "the split's consecutive tiles")
     cfg = env_config if env_config.random_start is False else _replace_random_start(env_config)
     env = env_class(env_name)(cfg)
-    ohlc, times = _clock_bars(env)
+    prepared = prepare(cfg.data, log=lambda _: None)
+    ohlc, times = _clock_bars(env, prepared)
     cost_per_contract = _exit_cost(env)
     pnl: list[float] = []
     rows: list[int] = []
@@ -155,10 +156,11 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
     metrics = compute_metrics(equity, positions=positions, trades=trade_log,
                               turnover_contracts=turnover, initial_equity=initial, costs=costs)
     bars = pd.DataFrame(ohlc[idx], index=index, columns=["open", "high", "low", "close"])
-    rule_signal = _synergy_direction(env, cfg, idx)
+    base_rows = _base_rows(env, idx)
+    rule_signal = _synergy_direction(prepared, base_rows)
     baselines = run_baselines(bars, env.market.contract, size=cfg.max_position, seed=seed,
                               initial_equity=initial, rule_signal=rule_signal)
-    direction = _signal_direction(env, cfg, idx)
+    direction = _signal_direction(prepared, base_rows)
     oracle_equity = None
     if direction is not None:
         baselines[ORACLE], oracle_equity = _oracle(bars, env, direction * cfg.max_position,
@@ -173,14 +175,11 @@ def _replace_random_start(cfg: EnvConfig) -> EnvConfig:
     if cfg.split == "train":
         raise ConfigError("backtest on the train split needs random_start=False explicitly "
                           "(train episodes start at random by default)")
-    from dataclasses import replace
-
     return replace(cfg, random_start=False)
 
 
-def _clock_bars(env: Any) -> tuple[np.ndarray, np.ndarray]:
+def _clock_bars(env: Any, prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
     """OHLC and open times of the env's clock (30-minute or 5-minute bars)."""
-    prepared = prepare(env.config.data, log=lambda _: None)
     bars = prepared.strategic if env.STRATEGIC_CLOCK else prepared.base
     ohlc = np.asarray(env._ohlc, dtype=np.float64)
     if len(bars) != len(ohlc):
@@ -195,23 +194,23 @@ def _exit_cost(env: Any) -> float:
     return float(c.commission + c.slippage_ticks * c.tick_value)
 
 
-def _signal_direction(env: Any, cfg: EnvConfig, rows: np.ndarray) -> np.ndarray | None:
+def _base_rows(env: Any, rows: np.ndarray) -> np.ndarray:
+    """The 5-minute row at the close of each clock bar (30-minute bars: their last one)."""
+    return np.asarray(env._close_step)[rows] if env.STRATEGIC_CLOCK else rows
+
+
+def _signal_direction(prepared: Prepared, base_rows: np.ndarray) -> np.ndarray | None:
     """Planted-signal direction of each executed bar (None without synthetic truth)."""
-    prepared = prepare(cfg.data, log=lambda _: None)
     if not (prepared.path / "synthetic_truth.parquet").is_file():
         return None
-    base_dir = prepared.table("synthetic_truth")["signal_direction"].to_numpy(np.int64)
-    if env.STRATEGIC_CLOCK:
-        return base_dir[np.asarray(env._close_step)[rows]]
-    return base_dir[rows]
+    direction = prepared.table("synthetic_truth")["signal_direction"].to_numpy(np.int64)
+    return direction[base_rows]
 
 
-def _synergy_direction(env: Any, cfg: EnvConfig, rows: np.ndarray) -> np.ndarray:
+def _synergy_direction(prepared: Prepared, base_rows: np.ndarray) -> np.ndarray:
     """The synergy detector's direction state at each executed bar (what is known at its
     close); the ``rule`` baseline holds its sign over the next bar."""
-    prepared = prepare(cfg.data, log=lambda _: None)
     state = prepared.table("synergy")["synergy_direction"].to_numpy(np.float64)
-    base_rows = np.asarray(env._close_step)[rows] if env.STRATEGIC_CLOCK else rows
     return np.nan_to_num(state[base_rows])
 
 

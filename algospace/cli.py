@@ -7,6 +7,7 @@ Subcommands so far::
     algospace data prepare [CONFIG.yaml] [--csv FILE | --synthetic] [--force] ...
     algospace regime train [CONFIG.yaml] [--csv FILE | --synthetic] [--epochs N] [--out DIR]
     algospace evaluate CHECKPOINT [--split test|val] [--data FILE] [--out DIR]
+    algospace run FILE.yaml [--quick] [--resume] [--address ADDR] [--set KEY=VALUE ...]
 
 Errors caused by input (files, config, arguments) print one line starting
 with ``error:`` on stderr and exit with status 2; nothing is written.
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from algospace import evaluate_cli
 
     evaluate_cli.add_parser(sub)
+    from algospace import run_cli
+
+    run_cli.add_parser(sub)
     return parser
 
 
@@ -95,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from algospace import evaluate_cli
 
             return evaluate_cli.run(args)
+        if args.command == "run":
+            from algospace import run_cli
+
+            return run_cli.run(args)
     except AlgoSpaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -30,18 +31,27 @@ def train_and_store(prepared: Prepared, cfg: RDEConfig, out_dir: str | Path,
     train = strategic_rows(prepared.strategic_index, prepared.splits.train)
     val = strategic_rows(prepared.strategic_index, prepared.splits.val)
     result = train_rde(features, train, val, cfg, out_dir, log=log)
-    model, loaded_cfg, normaliser, _ = load_rde(result.checkpoint_dir)
+    return result, store_latents(prepared, result.checkpoint_dir, log=log)
+
+
+def store_latents(prepared: Prepared, checkpoint: str | Path, log: Any = print) -> pd.DataFrame:
+    """Encode every 30-minute bar with the RDE at ``checkpoint``; write table
+    ``regime_latent`` into the store (μ per bar, NaN before the first full window)."""
+    model, cfg, normaliser, _ = load_rde(checkpoint)
+    features = regime_features(prepared.strategic)
     start = time.perf_counter()
-    mu = encode_all(model, normaliser, features, loaded_cfg.window)
+    mu = encode_all(model, normaliser, features, cfg.window)
     log(f"encoded {len(mu):,} 30-minute bars in {time.perf_counter() - start:.1f} s")
     latents = pd.DataFrame(mu, index=prepared.strategic.frame.index,
                            columns=[f"regime_{i}" for i in range(mu.shape[1])])
+    meta = json.loads((Path(checkpoint) / "rde.json").read_text()).get("metrics", {})
     prepared.store.add_table(prepared.key, LATENT_TABLE, latents, {
-        "regime": {"checkpoint": str(Path(result.checkpoint_dir).resolve()),
-                   "best_epoch": result.best_epoch, "val_recon_mse": result.val_recon_mse,
-                   "baseline_recon_mse": result.baseline_recon_mse,
+        "regime": {"checkpoint": str(Path(checkpoint).resolve()),
+                   "best_epoch": meta.get("best_epoch"),
+                   "val_recon_mse": meta.get("val_recon_mse"),
+                   "baseline_recon_mse": meta.get("baseline_recon_mse"),
                    "latent_rows_finite": int(np.isfinite(mu).all(axis=1).sum())}})
-    return result, latents
+    return latents
 
 
 def add_parser(sub: Any) -> None:

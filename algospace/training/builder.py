@@ -115,6 +115,10 @@ class TrainConfig:
     """Sampling processes (0: sample in the driver)."""
     num_envs_per_env_runner: int = 4
     """Env copies per runner."""
+    num_cpus_per_env_runner: float = 1
+    """CPUs reserved for each runner."""
+    restart_failed_env_runners: bool = True
+    """Replace a crashed env runner and go on sampling with the others meanwhile."""
     num_gpus_per_learner: float = 0
     """GPUs per learner (1 on a GPU box)."""
     out_dir: str = "results"
@@ -172,7 +176,9 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
         .environment(cfg.env, env_config=env_config)
         .env_runners(num_env_runners=cfg.num_env_runners,
                      num_envs_per_env_runner=cfg.num_envs_per_env_runner,
+                     num_cpus_per_env_runner=cfg.num_cpus_per_env_runner,
                      batch_mode="complete_episodes")
+        .fault_tolerance(restart_failed_env_runners=cfg.restart_failed_env_runners)
         .multi_agent(policies=set(specs),
                      policy_mapping_fn=layer_module if cfg.model.sharing == "layer"
                      else agent_module,

@@ -1,0 +1,76 @@
+"""A live progress table of a Tune experiment: one row per trial result, in the driver."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+
+from algospace.experiment import ExperimentConfig
+
+RL_COLUMNS = (("env_steps", "env steps", "{:>11,.0f}"),
+              ("episode_return_mean", "return", "{:>9.3f}"),
+              ("val_sharpe", "val Sharpe", "{:>11.2f}"),
+              ("iteration_seconds", "s/iter", "{:>7.1f}"))
+RDE_COLUMNS = (("val_loss", "val loss", "{:>10.4f}"),
+               ("val_recon_mse", "val MSE", "{:>9.4f}"),
+               ("baseline_recon_mse", "baseline", "{:>9.4f}"),
+               ("epoch_seconds", "s/epoch", "{:>8.1f}"))
+
+
+class ProgressTable(tune.Callback):
+    """Prints ``trial | iteration/budget | figures | ETA`` as results arrive."""
+
+    def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None] = print) -> None:
+        self.rde = cfg.phase == "rde"
+        self.columns = RDE_COLUMNS if self.rde else RL_COLUMNS
+        self.budget = cfg.rde.max_epochs if self.rde else cfg.stop.iterations
+        self.log = log
+        self.started = time.time()
+        self.header = False
+
+    def _line(self, cells: list[str]) -> str:
+        return " ".join(cells)
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any,
+                        result: dict[str, Any], **info: Any) -> None:
+        """One row per reported result."""
+        if not self.header:
+            titles = ["trial".ljust(12), "epoch" if self.rde else "iter".rjust(9)]
+            titles += [t.rjust(len(f.format(0.0))) for _, t, f in self.columns]
+            titles.append("elapsed / ETA")
+            self.log(self._line(titles))
+            self.header = True
+        done = int(result.get("epoch" if self.rde else "training_iteration", 0))
+        cells = [str(trial.trial_id)[:12].ljust(12), f"{done:>4}/{self.budget:<4}"]
+        for key, _, fmt in self.columns:
+            value = result.get(key)
+            width = len(fmt.format(0.0))
+            ok = isinstance(value, int | float) and math.isfinite(value)
+            cells.append(fmt.format(value) if ok else "-".rjust(width))
+        elapsed = float(result.get("time_total_s", time.time() - self.started))
+        eta = elapsed / done * (self.budget - done) if done and not self.rde else math.nan
+        cells.append(f"{_clock(elapsed)} / {_clock(eta)}" if math.isfinite(eta)
+                     else _clock(elapsed))
+        self.log(self._line(cells))
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Say where a failed trial's traceback is."""
+        self.log(f"{trial.trial_id}: failed (traceback in {trial.path}/error.txt); a failed "
+                 "trial is retried from its last checkpoint up to tune.max_failures times")
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any,
+                          **info: Any) -> None:
+        """Say a trial finished."""
+        self.log(f"{trial.trial_id}: finished")
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss``."""
+    if not math.isfinite(seconds):
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"

@@ -1,0 +1,138 @@
+"""Ray Tune trainables of the phases: MAPPO/IPPO for the RL phases, the RDE for phase 0.
+
+Each is a function trainable: Tune calls it once per trial with the trial's sampled
+search-space values; it rebuilds the experiment config with them, trains, reports a row
+of metrics per iteration (per epoch for the RDE) with ``tune.report`` and hands Tune a
+checkpoint every ``checkpoint.every`` iterations and at the end. A restored trial
+(``--resume``, or a restart after a failure) continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from algospace.experiment import Experiment, ExperimentConfig
+from algospace.training.builder import ModuleSource, TrainConfig
+
+VAL_PREFIX = "val_"
+"""Prefix of the validation-backtest metrics in a result row."""
+
+
+def train_config(cfg: ExperimentConfig, sources: tuple[ModuleSource, ...] = (),
+                 out_dir: str = "results") -> TrainConfig:
+    """The TrainConfig of an RL phase's experiment (``sources``: resolved hand-off)."""
+    r = cfg.resources
+    return TrainConfig(
+        env=cfg.env_name, env_config=cfg.env, algorithm=cfg.training.algorithm,
+        iterations=cfg.stop.iterations, ppo=cfg.training.ppo(), model=cfg.model,
+        trainable=cfg.handoff.trainable, init_from=sources, checkpoint_every=cfg.checkpoint.every,
+        seed=cfg.seed, num_env_runners=r.num_env_runners,
+        num_envs_per_env_runner=r.num_envs_per_env_runner,
+        num_cpus_per_env_runner=r.num_cpus_per_env_runner,
+        num_gpus_per_learner=r.num_gpus_per_learner,
+        restart_failed_env_runners=cfg.tune.restart_failed_env_runners, out_dir=out_dir)
+
+
+def validation_metrics(algo: Any, tcfg: TrainConfig) -> dict[str, float]:
+    """Backtest the current actors (greedy) on the validation split: ``val_*`` figures."""
+    from algospace.evaluation.backtest import ORACLE, backtest, greedy_policy
+    from algospace.training.train import actor_modules
+
+    env_cfg = replace(tcfg.env_config, split="val", random_start=False)
+    bt = backtest(tcfg.env, env_cfg, greedy_policy(actor_modules(algo)), seed=tcfg.seed)
+    m = bt.metrics
+    row = {"sharpe": m.sharpe, "sortino": m.sortino, "total_return": m.total_return,
+           "net_pnl": m.net_pnl, "max_drawdown": m.max_drawdown, "trades": float(m.trades),
+           "win_rate": m.win_rate, "exposure": m.exposure, "costs": m.costs}
+    for name in ("buy_and_hold", "rule", ORACLE):
+        if name in bt.baselines:
+            row[f"{name}_sharpe"] = bt.baselines[name].sharpe
+    return {VAL_PREFIX + k: float(v) for k, v in row.items()}
+
+
+def finite(row: dict[str, float]) -> dict[str, float]:
+    """The row without NaN figures (a MAPPO run has no per-agent ``vf_loss``, say)."""
+    return {k: v for k, v in row.items() if math.isfinite(v)}
+
+
+def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
+                 sources: tuple[ModuleSource, ...]) -> None:
+    """One trial of an RL phase (Tune function trainable)."""
+    from ray import tune
+
+    from algospace.training.builder import build_ppo_config
+    from algospace.training.train import load_modules, run_info, summarise
+
+    cfg = experiment.resolved(config)
+    tcfg = train_config(cfg, sources)
+    algo = build_ppo_config(tcfg).build_algo()
+    try:
+        restored = tune.get_checkpoint()
+        if restored is not None:
+            with restored.as_directory() as path:
+                algo.restore_from_path(path)
+            print(f"[trial] resumed from its checkpoint at iteration {algo.iteration}",
+                  flush=True)
+        elif sources:
+            load_modules(algo, sources, log=lambda m: print(m, flush=True))
+        stop = cfg.stop
+        started = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            row = summarise(algo.train())
+            seconds = time.perf_counter() - t0
+            i = int(algo.iteration)
+            steps = row["env_steps"]
+            done = i >= stop.iterations or (
+                stop.env_steps is not None and math.isfinite(steps) and steps >= stop.env_steps
+            ) or (stop.minutes is not None and time.perf_counter() - started
+                  >= 60 * stop.minutes)
+            row["iteration_seconds"] = seconds
+            row["budget_iterations"] = float(stop.iterations)
+            if not (done or i % cfg.checkpoint.every == 0):
+                tune.report(finite(row))
+                continue
+            if cfg.evaluation.validation:
+                row.update(validation_metrics(algo, tcfg))
+            with tempfile.TemporaryDirectory(prefix="algospace-ckpt-") as tmp:
+                algo.save_to_path(tmp)
+                info = run_info(tcfg, algo)
+                info["trial_config"] = config
+                (Path(tmp) / "algospace_run.json").write_text(
+                    json.dumps(info, indent=2, default=str))
+                tune.report(finite(row), checkpoint=tune.Checkpoint.from_directory(tmp))
+            if done:
+                break
+    finally:
+        algo.stop()
+
+
+def rde_trainable(config: dict[str, Any], *, experiment: Experiment) -> None:
+    """One trial of phase 0: train the regime detector (latents are stored by the driver)."""
+    from ray import tune
+
+    from algospace.data.pipeline import prepare, strategic_rows
+    from algospace.regime.features import regime_features
+    from algospace.regime.train import train_rde
+
+    cfg = experiment.resolved(config)
+    prepared = prepare(cfg.data, log=lambda _: None)
+    features = regime_features(prepared.strategic)
+    rows = {name: strategic_rows(prepared.strategic_index, getattr(prepared.splits, name))
+            for name in ("train", "val")}
+    with tempfile.TemporaryDirectory(prefix="algospace-rde-") as tmp:
+        out = Path(tmp) / "rde"
+        result = train_rde(features, rows["train"], rows["val"], cfg.rde, out,
+                           report=lambda m: tune.report({**m, "final": 0.0}),
+                           log=lambda m: print(f"[rde] {m}", flush=True))
+        tune.report({"epoch": float(result.epochs_run), "val_loss": result.best_val_loss,
+                     "val_recon_mse": result.val_recon_mse,
+                     "baseline_recon_mse": result.baseline_recon_mse,
+                     "best_epoch": float(result.best_epoch), "final": 1.0},
+                    checkpoint=tune.Checkpoint.from_directory(str(out)))

@@ -1,0 +1,15 @@
+"""``python -m experiments.run FILE.yaml [--quick] [--resume] [--address ADDR] [--set k=v]``.
+
+Runs one training phase (``tune_configs/strategic.yaml`` …) or a pipeline of phases
+(``pipeline.yaml``) through Ray Tune, evaluates the best checkpoint on the test split and
+writes ``summary.json``. See :mod:`algospace.runner` and the README.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from algospace.runner import main
+
+if __name__ == "__main__":
+    sys.exit(main())

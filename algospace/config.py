@@ -11,6 +11,7 @@ resources and logging sections arrive with the issues that build them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -86,13 +87,23 @@ def load_data_config(data: dict[str, Any] | None, path: str = "data") -> DataCon
     return build(DataConfig, data, path)
 
 
+class YamlLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, but ``1e-4`` (an exponent without a dot) is a float, as
+    in YAML 1.2 — PyYAML (YAML 1.1) would read it as the string ``'1e-4'``."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with clear errors for missing or malformed files."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = yaml.load(path.read_text(encoding="utf-8"), Loader=YamlLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

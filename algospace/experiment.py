@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +41,7 @@ from typing import Any, Literal
 
 import yaml
 
-from algospace.config import DataConfig, read_yaml
+from algospace.config import DataConfig, YamlLoader, read_yaml
 from algospace.errors import ConfigError
 from algospace.regime.train import RDEConfig
 from algospace.schema import build, convert, did_you_mean, to_dict
@@ -397,7 +399,7 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.lr=1e-4")
         try:
-            out[key.strip()] = yaml.safe_load(text)
+            out[key.strip()] = yaml.load(text, Loader=YamlLoader)  # 1e-4 is a float
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     return out
@@ -472,6 +474,13 @@ def _extract_spaces(node: Any, path: str, spaces: dict[str, dict[str, Any]]) -> 
         raise ConfigError(f"{path}: search spaces ({kind}) are allowed only under "
                           f"{', '.join(SEARCHABLE)}")
     values = _space_values(path, str(kind), node[kind])
+    if kind in ("uniform", "loguniform"):
+        try:
+            convert(tp, 0.5, path)
+        except ConfigError:
+            raise ConfigError(f"{path}.{kind}: {kind} draws floats but {path} is not a float; "
+                              "use randint: [low, high] for an integer, or choice: "
+                              "[...]") from None
     for i, value in enumerate(values):
         convert(tp, value, f"{path}.{kind}[{i}]")
     spaces[path] = dict(node)
@@ -540,3 +549,54 @@ def resolved_dict(config: ExperimentConfig) -> dict[str, Any]:
     out["data"]["cache_dir"] = str(Path(config.data.cache_dir).resolve())
     del out["env"]["data"]
     return out
+
+
+# ------------------------------------------------------------------ reference
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (and its bases)."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in itertools.pairwise(body):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def schema_reference() -> str:
+    """Every key of an experiment YAML with its default and meaning (Markdown)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+
+    def walk(cls: Any, prefix: str) -> None:
+        docs = field_docs(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            key = f"{prefix}{f.name}"
+            if key in ("env.data", "env.split"):
+                continue  # the data is top-level; training uses the train split
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                walk(tp, f"{key}.")
+                continue
+            value = f.default if f.default is not dataclasses.MISSING \
+                else f.default_factory()  # type: ignore[operator]
+            shown = json.dumps(to_dict(value), default=str)
+            lines.append(f"| `{key}` | `{shown}` | {docs.get(f.name, '')} |")
+            item = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
+            if item is not None and dataclasses.is_dataclass(item):
+                walk(item, f"{key}[].")
+
+    walk(ExperimentConfig, "")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m algospace.experiment: the key reference
+    print(schema_reference(), end="")

@@ -28,6 +28,7 @@ from algospace.errors import AlgoSpaceError, ConfigError
 from algospace.experiment import (
     Experiment,
     ExperimentConfig,
+    LoadSource,
     load_experiment,
     parse_set,
     resolve_path,
@@ -49,6 +50,8 @@ QUICK: dict[str, Any] = {
     "evaluation.random_seeds": 2, "evaluation.bootstrap": 200,
 }
 """What ``--quick`` sets in every phase (a smoke run, not a result)."""
+QUICK_SAMPLES = 2
+"""``--quick`` runs at most this many samples of a random search."""
 QUICK_DAYS = 20
 """``--quick`` shrinks the built-in market to this many trading days."""
 QUICK_RDE: dict[str, Any] = {"rde.max_epochs": 2, "rde.kl_warmup_epochs": 1,
@@ -102,11 +105,21 @@ def load_phase(file: str, opts: RunOptions) -> Experiment:
         overrides.update(QUICK)
         if raw.get("phase") == "rde":
             overrides.update(QUICK_RDE)
+        tune_section = raw.get("tune") or {}
+        if isinstance(tune_section, dict):
+            samples = tune_section.get("num_samples", 1)
+            overrides["tune.num_samples"] = min(samples, QUICK_SAMPLES) \
+                if isinstance(samples, int) else samples
+            scheduler = tune_section.get("scheduler")
+            if isinstance(scheduler, dict) and scheduler.get("type") == "asha":
+                overrides["tune.scheduler.grace_period"] = 1
         data = raw.get("data") or {}
         if isinstance(data, dict) and data.get("source", "synthetic") == "synthetic":
-            days = (data.get("synthetic") or {}).get("days", QUICK_DAYS)
-            overrides["data.synthetic.days"] = min(int(days), QUICK_DAYS) \
-                if isinstance(days, int) else QUICK_DAYS
+            synthetic = data.get("synthetic") or {}
+            if isinstance(synthetic, dict):  # else the schema check below says what is wrong
+                days = synthetic.get("days", QUICK_DAYS)
+                overrides["data.synthetic.days"] = min(int(days), QUICK_DAYS) \
+                    if isinstance(days, int) else QUICK_DAYS
     overrides.update(parse_set(list(opts.sets)))
     if opts.name:
         overrides["name"] = opts.name
@@ -174,8 +187,6 @@ def agent_modules(cfg: ExperimentConfig) -> list[str]:
 def resolve_handoff(cfg: ExperimentConfig, quick: bool) -> tuple[tuple[ModuleSource, ...],
                                                                     list[dict[str, Any]]]:
     """Checkpoints of ``handoff.load`` (a phase's latest finished run, or a path), checked."""
-    from algospace.training.train import checkpoint_modules
-
     actors = agent_modules(cfg)
     ours = [*actors, "critic"] if cfg.training.algorithm == "mappo" else actors
     for name in cfg.handoff.trainable or ():
@@ -188,19 +199,7 @@ def resolve_handoff(cfg: ExperimentConfig, quick: bool) -> tuple[tuple[ModuleSou
     loaded: set[str] = set()
     for i, src in enumerate(cfg.handoff.load):
         where = f"handoff.load[{i}]"
-        if src.phase is not None:
-            run = latest_finished(cfg.output.dir, src.phase, quick)
-            if run is None:
-                kind = "quick (--quick) " if quick else ""
-                raise ConfigError(
-                    f"{where}: no finished {kind}run of phase {src.phase!r} under "
-                    f"{Path(cfg.output.dir).resolve()}; run `python -m experiments.run "
-                    f"{src.phase}.yaml{' --quick' if quick else ''}` first, or give "
-                    "checkpoint: PATH")
-            checkpoint, origin = run["best_checkpoint"], run["experiment_dir"]
-        else:
-            checkpoint, origin = str(Path(str(src.checkpoint)).expanduser().resolve()), None
-        present = checkpoint_modules(checkpoint)
+        checkpoint, origin, present = _handoff_source(cfg, src, where, quick)
         wanted = list(src.modules) if src.modules is not None else \
             [m for m in ours if m in present]
         for module in wanted:
@@ -226,6 +225,29 @@ def resolve_handoff(cfg: ExperimentConfig, quick: bool) -> tuple[tuple[ModuleSou
                 "handoff.trainable, not loaded by handoff.load); load them from an earlier "
                 "phase or add them to handoff.trainable")
     return tuple(sources), described
+
+
+def _handoff_source(cfg: ExperimentConfig, src: LoadSource, where: str,
+                    quick: bool) -> tuple[str, str | None, list[str]]:
+    """The checkpoint of one ``handoff.load`` entry, the run it came from, its modules."""
+    from algospace.training.train import checkpoint_modules
+
+    if src.phase is not None:
+        run = latest_finished(cfg.output.dir, src.phase, quick)
+        if run is None:
+            kind = "quick (--quick) " if quick else ""
+            raise ConfigError(
+                f"{where}: no finished {kind}run of phase {src.phase!r} under "
+                f"{Path(cfg.output.dir).resolve()}; run `python -m experiments.run "
+                f"{src.phase}.yaml{' --quick' if quick else ''}` first, or give "
+                "checkpoint: PATH")
+        checkpoint, origin = run["best_checkpoint"], run["experiment_dir"]
+    else:
+        checkpoint, origin = str(Path(str(src.checkpoint)).expanduser().resolve()), None
+    try:
+        return checkpoint, origin, checkpoint_modules(checkpoint)
+    except AlgoSpaceError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def latest_finished(root: str, phase: str, quick: bool) -> dict[str, Any] | None:
@@ -308,7 +330,7 @@ def _score(cfg: ExperimentConfig) -> tuple[str, str]:
     return cfg.checkpoint.score, cfg.checkpoint.mode
 
 
-def _callbacks(plan: Plan, log: Log) -> list[Any]:
+def _callbacks(plan: Plan, log: Log, exp_dir: Path) -> list[Any]:
     """Progress rows, and W&B when enabled."""
     from algospace.progress import ProgressTable
 
@@ -317,12 +339,17 @@ def _callbacks(plan: Plan, log: Log) -> list[Any]:
         callbacks.append(ProgressTable(plan.config, log))
     w = plan.config.logging.wandb
     if w.enabled:
-        callbacks.append(wandb_callback(plan))
+        callbacks.append(wandb_callback(plan, exp_dir))
     return callbacks
 
 
-def wandb_callback(plan: Plan) -> Any:
-    """Ray's W&B logger callback: offline unless a key is set (or mode says otherwise)."""
+def wandb_callback(plan: Plan, exp_dir: Path) -> Any:
+    """Ray's W&B logger callback: offline unless a key is set (or mode says otherwise).
+
+    W&B writes its run directories to ``<exp_dir>/wandb/`` (``wandb sync`` them from there):
+    by default they would land in Ray's driver staging directory under /tmp/ray, which Tune
+    copies to the results before W&B has finished writing them.
+    """
     try:
         import wandb  # noqa: F401
     except ImportError:
@@ -340,11 +367,14 @@ def wandb_callback(plan: Plan) -> Any:
                           "or use mode: offline and `wandb sync` later")
     if mode == "offline":
         os.environ["WANDB_MODE"] = "offline"
+        # Not needed offline; Ray would hand it to its W&B logging actors in their
+        # runtime_env, which Ray's runtime-env agent writes in plain text to its session log.
+        os.environ.pop("WANDB_API_KEY", None)
     tags = [cfg.phase, cfg.env_name if cfg.phase != "rde" else "rde", *w.tags]
     if plan.quick:
         tags.append("quick")
     return WandbLoggerCallback(project=w.project, group=w.group or cfg.phase, tags=tags,
-                               mode=mode, log_config=True)
+                               mode=mode, log_config=True, dir=str(exp_dir))
 
 
 def run_phase(plan: Plan, opts: RunOptions, log: Log) -> dict[str, Any]:
@@ -376,6 +406,8 @@ def run_phase(plan: Plan, opts: RunOptions, log: Log) -> dict[str, Any]:
         tuner = _tuner(plan, trainable, exp_dir, score, mode, log)
     log(f"[run] {cfg.phase} phase: results in {exp_dir}")
     results = tuner.fit()
+    if interrupted(results):  # Tune returns normally after Ctrl-C, trials left paused
+        raise KeyboardInterrupt
     wall = time.time() - started
     return finish(plan, results, exp_dir, wall, score, mode, log)
 
@@ -405,7 +437,13 @@ def _tuner(plan: Plan, trainable: Any, exp_dir: Path, score: str, mode: str, log
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=cfg.checkpoint.keep if cfg.phase != "rde" else 1,
                 checkpoint_score_attribute=score, checkpoint_score_order=mode),
-            callbacks=_callbacks(plan, log)))
+            callbacks=_callbacks(plan, log, exp_dir)))
+
+
+def interrupted(results: Any) -> bool:
+    """Whether Tune stopped before every trial ended (Ctrl-C: the trials are paused)."""
+    trials = results._experiment_analysis.trials
+    return any(t.status not in ("TERMINATED", "ERROR") for t in trials)
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -558,9 +596,12 @@ def plan_phase(file: str, opts: RunOptions, log: Log) -> Plan:
     experiment = load_phase(file, opts)
     plan = Plan(experiment, opts.quick)
     attached = bool(opts.address or os.environ.get("RAY_ADDRESS"))
-    check_resources(plan.config, attached)
-    if plan.config.phase != "rde":
-        plan.sources, plan.handoff = resolve_handoff(plan.config, opts.quick)
+    try:
+        check_resources(plan.config, attached)
+        if plan.config.phase != "rde":
+            plan.sources, plan.handoff = resolve_handoff(plan.config, opts.quick)
+    except ConfigError as err:
+        raise ConfigError(f"{experiment.source}: {err}") from None
     return plan
 
 
@@ -571,8 +612,13 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
         files = [opts.file]
     elif opts.name:
         raise ConfigError("--name applies to one phase, not a pipeline")
-    for file in files:  # every phase's schema is checked before the first one runs
-        load_phase(file, opts)
+    attached = bool(opts.address or os.environ.get("RAY_ADDRESS"))
+    for file in files:  # every phase's schema and resources are checked before the first runs
+        experiment = load_phase(file, opts)
+        try:
+            check_resources(experiment.config, attached)
+        except ConfigError as err:
+            raise ConfigError(f"{experiment.source}: {err}") from None
     summaries = []
     started = time.time()
     for n, file in enumerate(files, 1):

@@ -1,0 +1,120 @@
+"""The experiment runner end to end: every phase file with --quick, the hand-off, sweeps."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from algospace.runner import RunOptions, run
+
+pytestmark = pytest.mark.slow
+
+
+def _opts(tmp: Path, file: str, *sets: str) -> RunOptions:
+    return RunOptions(file=file, quick=True,
+                      sets=(f"output.dir={tmp / 'results'}", f"data.cache_dir={tmp / 'cache'}",
+                            "logging.dashboard.enabled=false", *sets))
+
+
+def _weights(checkpoint: str, module: str) -> dict[str, torch.Tensor]:
+    path = Path(checkpoint) / "learner_group" / "learner" / "rl_module" / module
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    return {k: v.detach().clone() for k, v in
+            RLModule.from_checkpoint(str(path)).state_dict().items()}
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def pipeline(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """pipeline.yaml --quick: all five phase files, end to end, each handing off."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    return run(_opts(tmp, "pipeline.yaml"), log=lambda _: None)
+
+
+def test_quick_pipeline_runs_every_phase(pipeline: list[dict[str, Any]]) -> None:
+    assert [s["phase"] for s in pipeline] == ["rde", "strategic", "tactical", "coordination",
+                                             "joint"]
+    for s in pipeline:
+        assert s["status"] == "finished" and s["quick"] and s["failed_trials"] == 0
+        exp = Path(s["experiment_dir"])
+        assert json.loads((exp / "summary.json").read_text())["status"] == "finished"
+        assert Path(s["best_checkpoint"]).is_dir()
+    assert pipeline[0]["rde"]["bars_with_latent"] > 0
+    for s in pipeline[1:]:
+        assert s["config"]["env"]["regime_latent"] is True
+        html = Path(s["evaluation"]["report_html"])
+        assert html.is_file() and (html.parent / "equity.png").is_file()
+        assert s["evaluation"]["split"] == "test"
+        assert s["throughput"]["env_steps_per_s"] > 0
+        trial = Path(s["trials"][0]["path"])
+        progress = pd.read_csv(trial / "progress.csv")
+        assert progress["training_iteration"].tolist() == [1, 2]
+        assert "val_sharpe" in progress and "episode_return_mean" in progress
+
+
+def test_handoff_loads_freezes_and_trains(pipeline: list[dict[str, Any]]) -> None:
+    """Coordination: loaded weights equal phase 1's and the frozen ones stay so; portfolio
+    and risk change. Joint: everything loaded from coordination, everything changes."""
+    _, strategic, tactical, coordination, joint = pipeline
+    sources = {h["phase"]: h for h in coordination["handoff"]}
+    assert sources["strategic"]["checkpoint"] == strategic["best_checkpoint"]
+    assert sources["tactical"]["checkpoint"] == tactical["best_checkpoint"]
+    after = coordination["best_checkpoint"]
+    for phase, modules in (("strategic", ("mlmi", "nwrqk", "regime")),
+                           ("tactical", ("fvg", "momentum", "entry"))):
+        for module in modules:
+            assert _max_diff(_weights(sources[phase]["checkpoint"], module),
+                             _weights(after, module)) == 0.0, module
+    for phase, module in (("strategic", "portfolio"), ("tactical", "risk")):
+        before = _weights(sources[phase]["checkpoint"], module)
+        diff = _max_diff(before, _weights(after, module))
+        assert 0.0 < diff < 0.02, (module, diff)  # loaded, then a few small Adam steps
+        fresh = _weights(joint["best_checkpoint"], module)
+        assert _max_diff(before, fresh) > 0.0
+    [source] = joint["handoff"]
+    assert source["phase"] == "coordination"
+    assert source["checkpoint"] == coordination["best_checkpoint"]
+    assert set(source["modules"]) == {"mlmi", "nwrqk", "regime", "portfolio", "fvg",
+                                      "momentum", "entry", "risk", "critic"}
+    for module in source["modules"]:
+        diff = _max_diff(_weights(coordination["best_checkpoint"], module),
+                         _weights(joint["best_checkpoint"], module))
+        assert 0.0 < diff < 0.02, (module, diff)  # all trainable, at the lower lr
+
+
+def test_grid_sweep_runs_trials_side_by_side(ray_session: Any, tmp_path: Path) -> None:
+    [summary] = run(_opts(tmp_path, "sweeps/strategic_grid.yaml", "env.regime_latent=false"),
+                    log=lambda _: None)
+    trials = summary["trials"]
+    grid = {(t["params"]["training.lr"], t["params"]["training.entropy_coeff"]) for t in trials}
+    assert grid == {(3e-4, 0.0), (3e-4, 0.01), (1e-3, 0.0), (1e-3, 0.01)}
+    spans = []
+    for t in trials:
+        rows = [json.loads(line) for line in (Path(t["path"]) / "result.json").open()]
+        spans.append((rows[0]["timestamp"] - rows[0]["time_this_iter_s"], rows[-1]["timestamp"]))
+    spans.sort()
+    overlaps = sum(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+    assert overlaps >= 1, spans  # 1 CPU per trial on 2 CPUs: two at a time
+    best = summary["best"]
+    scores = [t["last"].get("val_sharpe") for t in trials]
+    assert best["metrics"]["val_sharpe"] >= max(s for s in scores if s is not None) - 1e-9
+
+
+def test_random_search_with_asha(ray_session: Any, tmp_path: Path) -> None:
+    [summary] = run(_opts(tmp_path, "sweeps/strategic_asha.yaml", "env.regime_latent=false"),
+                    log=lambda _: None)
+    assert len(summary["trials"]) == 2  # --quick caps the samples
+    lrs = [t["params"]["training.lr"] for t in summary["trials"]]
+    assert all(1e-4 <= lr <= 2e-3 for lr in lrs) and lrs[0] != lrs[1]
+    assert all(t["params"]["training.num_epochs"] in (3, 5, 8) for t in summary["trials"])

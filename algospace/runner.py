@@ -558,10 +558,11 @@ def final_evaluation(cfg: ExperimentConfig, checkpoint: str, exp_dir: Path,
     headline = evaluation_table(report)
     for line in headline:
         log(line)
-    keys = ("sharpe", "sortino", "total_return", "max_drawdown", "trades", "net_pnl", "costs")
+    keys = ("sharpe", "sortino", "total_return", "max_drawdown", "trades", "net_pnl", "costs",
+            "sharpe_mean_over_seeds")
     return {"out": report["out"], "report_html": str(Path(report["out"]) / "report.html"),
             "split": report["split"], "period": report["period"],
-            "agents": {k: report["agents"].get(k) for k in keys},
+            "agents": {k: report["agents"].get(k) for k in keys[:-1]},
             "baselines": {name: {k: m.get(k) for k in keys}
                           for name, m in report["baselines"].items()},
             "sharpe_difference_vs_best": report["sharpe_difference_vs_best"],
@@ -576,10 +577,15 @@ def evaluation_table(report: dict[str, Any]) -> list[str]:
              f"{period['last_bar']} ({period['trading_days']} days), after costs:",
              f"{'':14}{'Sharpe':>8}{'return':>10}{'max DD':>9}{'trades':>8}"]
     for name, m in rows:
+        if name == "random" and m.get("sharpe_mean_over_seeds") is not None:
+            m = {**m, "sharpe": m["sharpe_mean_over_seeds"]}
+            name = "random*"
         lines.append(f"{name:14}{m.get('sharpe', math.nan):>8.2f}"
                      f"{100 * m.get('total_return', math.nan):>9.2f}%"
                      f"{100 * m.get('max_drawdown', math.nan):>8.2f}%"
                      f"{m.get('trades', 0):>8}")
+    lines.append("* random: Sharpe averaged over its seeds; the other columns are the first "
+                 "seed's")
     return lines
 
 

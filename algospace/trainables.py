@@ -95,7 +95,7 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
                   >= 60 * stop.minutes)
             row["iteration_seconds"] = seconds
             row["budget_iterations"] = float(stop.iterations)
-            if not (done or i % cfg.checkpoint.every == 0):
+            if not (done or i == 1 or i % cfg.checkpoint.every == 0):  # 1: csv header
                 tune.report(finite(row))
                 continue
             if cfg.evaluation.validation:

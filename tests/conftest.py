@@ -26,13 +26,21 @@ def signal_data(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[Any]:
-    """One local Ray instance for every test that needs it."""
+def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local Ray instance for every test that needs it.
+
+    W&B's cache, config and data directories point into a temp dir, set before Ray starts
+    so that its workers (where Ray's W&B logging actors run) inherit them.
+    """
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-    yield ray
-    ray.shutdown()
+    wandb_home = tmp_path_factory.mktemp("wandb-home")
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+            mp.setenv(var, str(wandb_home / var.lower()))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        yield ray
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -324,19 +324,28 @@ def _plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
 
     initial = report["initial_equity"]
     # Equity with drawdown underneath.
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True,
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 6.5), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 1]})
     x = np.arange(len(bt.equity))
     top.plot(x, bt.equity.to_numpy(), label="agents", lw=1.6)
     for name, (curve, _) in curves.items():
         top.plot(x, curve.to_numpy(), label=_label(name), lw=0.9, alpha=0.8)
+    shown = [bt.equity.to_numpy(), *(c.to_numpy() for c, _ in curves.values())]
+    low, high = min(map(np.min, shown)), max(map(np.max, shown))
     if bt.oracle_equity is not None:
-        top.plot(x, bt.oracle_equity.to_numpy(), label="oracle (planted signal)", ls="--",
-                 lw=0.9)
+        oracle = bt.oracle_equity.to_numpy()
+        label = "oracle (planted signal)"
+        off_scale = np.max(oracle) - initial > 3 * max(high - low, 1.0)
+        if off_scale:  # keep the agents and baselines readable; say where the oracle ends
+            label += f", off the scale: ends at ${oracle[-1]:,.0f}"
+        top.plot(x, oracle, label=label, ls="--", lw=0.9)
+        if off_scale:
+            pad = 0.08 * (high - low)
+            top.set_ylim(low - pad, high + pad)
     top.axhline(initial, color="grey", lw=0.5)
     top.set(ylabel="equity ($)", title=f"{report['env']} — {report['split']} split, "
             f"{report['period']['trading_days']} trading days, after costs")
-    top.legend(loc="upper left", fontsize=8)
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     values = bt.equity.to_numpy()
     peak = np.maximum.accumulate(np.concatenate([[initial], values]))[1:]
     bottom.fill_between(x, (values / peak - 1.0) * 100, 0, color="tab:red", alpha=0.5)

@@ -432,6 +432,11 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         raise ConfigError(f"{file}: {err}") from None
 
 
+def experiment_from_raw(raw: dict[str, Any], source: str) -> Experiment:
+    """An experiment from a YAML mapping (overrides applied), e.g. one saved with a run."""
+    return _experiment(copy.deepcopy(raw), source)
+
+
 def _experiment(raw: dict[str, Any], source: str) -> Experiment:
     spaces: dict[str, dict[str, Any]] = {}
     sample = _extract_spaces(copy.deepcopy(raw), "", spaces)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,28 @@ RDE_COLUMNS = (("val_loss", "val loss", "{:>10.4f}"),
                ("val_recon_mse", "val MSE", "{:>9.4f}"),
                ("baseline_recon_mse", "baseline", "{:>9.4f}"),
                ("epoch_seconds", "s/epoch", "{:>8.1f}"))
+
+
+INTERRUPTED = threading.Event()
+"""Set when Ctrl-C (SIGINT) reached the driver during the current Tune run."""
+
+
+class InterruptWatch(tune.Callback):
+    """Notes a Ctrl-C before passing it on to Tune's own handler (which stops the trials
+    gracefully and returns normally, so the runner could not tell otherwise)."""
+
+    def setup(self, **info: Any) -> None:
+        """Wrap the SIGINT handler Tune has just installed."""
+        INTERRUPTED.clear()
+        previous = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is not threading.main_thread() or not callable(previous):
+            return
+
+        def handler(sig: int, frame: Any) -> None:
+            INTERRUPTED.set()
+            previous(sig, frame)
+
+        signal.signal(signal.SIGINT, handler)
 
 
 class ProgressTable(tune.Callback):

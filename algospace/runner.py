@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -86,6 +87,8 @@ class Plan:
     quick: bool
     sources: tuple[ModuleSource, ...] = ()
     handoff: list[dict[str, Any]] = field(default_factory=list)
+    resume_dir: Path | None = None
+    """The unfinished run this plan continues (``--resume``)."""
 
     @property
     def config(self) -> ExperimentConfig:
@@ -102,9 +105,10 @@ def load_phase(file: str, opts: RunOptions) -> Experiment:
     overrides: dict[str, Any] = {}
     if opts.quick:
         raw = read_yaml(resolve_path(file))
-        overrides.update(QUICK)
-        if raw.get("phase") == "rde":
-            overrides.update(QUICK_RDE)
+        quick = {**QUICK, **(QUICK_RDE if raw.get("phase") == "rde" else {})}
+        # a key that holds a search space keeps it: the sweep stays a sweep
+        overrides.update({k: v for k, v in quick.items()
+                          if not isinstance(_raw_value(raw, k), dict)})
         tune_section = raw.get("tune") or {}
         if isinstance(tune_section, dict):
             samples = tune_section.get("num_samples", 1)
@@ -132,6 +136,16 @@ def load_phase(file: str, opts: RunOptions) -> Experiment:
     overrides["data.cache_dir"] = str(Path(cfg.data.cache_dir).expanduser().resolve())
     overrides["output.dir"] = str(Path(cfg.output.dir).expanduser().resolve())
     return load_experiment(file, overrides)
+
+
+def _raw_value(raw: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` of a YAML mapping (None where absent)."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
 
 
 def pipeline_files(file: str) -> list[str] | None:
@@ -332,9 +346,9 @@ def _score(cfg: ExperimentConfig) -> tuple[str, str]:
 
 def _callbacks(plan: Plan, log: Log, exp_dir: Path) -> list[Any]:
     """Progress rows, and W&B when enabled."""
-    from algospace.progress import ProgressTable
+    from algospace.progress import InterruptWatch, ProgressTable
 
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [InterruptWatch()]
     if plan.config.logging.progress:
         callbacks.append(ProgressTable(plan.config, log))
     w = plan.config.logging.wandb
@@ -386,12 +400,8 @@ def run_phase(plan: Plan, opts: RunOptions, log: Log) -> dict[str, Any]:
     trainable = _trainable(plan)
     score, mode = _score(cfg)
     started = time.time()
-    if opts.resume:
-        exp_dir = unfinished_run(root)
-        saved = json.loads((exp_dir / EXPERIMENT_FILE).read_text())
-        if saved["raw"] != plan.experiment.raw:
-            log(f"[run] note: {plan.experiment.source} changed since the run started; "
-                "resuming with the settings it started with")
+    if plan.resume_dir is not None:
+        exp_dir = plan.resume_dir
         log(f"[run] resuming {exp_dir}")
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
     else:
@@ -405,11 +415,63 @@ def run_phase(plan: Plan, opts: RunOptions, log: Log) -> dict[str, Any]:
              "handoff": plan.handoff}, indent=2, default=str))
         tuner = _tuner(plan, trainable, exp_dir, score, mode, log)
     log(f"[run] {cfg.phase} phase: results in {exp_dir}")
+    _resumable_tune_state()
     results = tuner.fit()
-    if interrupted(results):  # Tune returns normally after Ctrl-C, trials left paused
+    if interrupted(results):  # Tune returns normally after Ctrl-C
         raise KeyboardInterrupt
     wall = time.time() - started
     return finish(plan, results, exp_dir, wall, score, mode, log)
+
+
+def _resumable_tune_state() -> None:
+    """Make Tune's saved experiment state follow the checkpoints, whole, for ``--resume``.
+
+    Tune 2.60 saves the state at most every 10 s, or once a trial has checkpointed
+    ``checkpoint.keep`` times; in between, the saved state names an older checkpoint, which
+    Tune may already have deleted (``checkpoint.keep``): a driver killed then (SIGKILL, a
+    lost node) resumes iterations behind, or not at all ("does not exist on storage"). Here
+    it is saved after every trial checkpoint. And Tune copies the state into the experiment
+    directory in place: a driver killed mid-copy leaves a truncated file, and Tune then
+    silently restarts the experiment from scratch. Here each file is copied to a temporary
+    name and renamed.
+    """
+    from ray.train._internal import storage
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as Manager
+
+    original = Manager.on_trial_checkpoint
+    if getattr(original, "algospace", False):
+        return
+
+    def on_trial_checkpoint(self: Any, trial: Any) -> None:
+        original(self, trial)
+        self._should_force_sync_up = True
+
+    upload = storage._upload_to_fs_path
+
+    def upload_whole_files(local_path: str, fs: Any, fs_path: str,
+                           exclude: list[str] | None = None) -> None:
+        import pyarrow.fs
+
+        if exclude or not isinstance(fs, pyarrow.fs.LocalFileSystem) \
+                or not os.path.isdir(local_path):
+            return upload(local_path, fs, fs_path, exclude)
+        for folder, _, files in os.walk(local_path):
+            target = Path(fs_path) / os.path.relpath(folder, local_path)
+            target.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                if name.startswith(".") and "-tmp-" in name:  # Tune's own temporary file
+                    continue
+                tmp = target / f".{name}.algospace-sync"
+                try:
+                    shutil.copyfile(os.path.join(folder, name), tmp)
+                except FileNotFoundError:  # replaced meanwhile (Tune writes via a temp name)
+                    continue
+                os.replace(tmp, target / name)
+        return None
+
+    on_trial_checkpoint.algospace = True  # type: ignore[attr-defined]
+    Manager.on_trial_checkpoint = on_trial_checkpoint
+    storage._upload_to_fs_path = upload_whole_files
 
 
 def _tuner(plan: Plan, trainable: Any, exp_dir: Path, score: str, mode: str, log: Log) -> Any:
@@ -441,9 +503,11 @@ def _tuner(plan: Plan, trainable: Any, exp_dir: Path, score: str, mode: str, log
 
 
 def interrupted(results: Any) -> bool:
-    """Whether Tune stopped before every trial ended (Ctrl-C: the trials are paused)."""
-    trials = results._experiment_analysis.trials
-    return any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    """Whether the run was stopped by Ctrl-C (Tune then returns normally, its trials
+    marked TERMINATED like finished ones; :class:`InterruptWatch` saw the signal)."""
+    from algospace.progress import INTERRUPTED
+
+    return INTERRUPTED.is_set()
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -451,15 +515,44 @@ def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _runs(root: Path) -> list[Path]:
+    """Experiment directories under ``root``, newest first."""
+    return sorted((p for p in root.glob("*") if (p / EXPERIMENT_FILE).is_file()), reverse=True)
+
+
+def _finished(run: Path) -> bool:
+    summary = run / SUMMARY
+    return summary.is_file() and json.loads(summary.read_text()).get("status") == "finished"
+
+
 def unfinished_run(root: Path) -> Path:
     """The newest experiment directory under ``root`` without a finished summary."""
-    runs = sorted((p for p in root.glob("*") if (p / EXPERIMENT_FILE).is_file()), reverse=True)
+    runs = _runs(root)
     for run in runs:
-        summary = run / SUMMARY
-        if not summary.is_file() or json.loads(summary.read_text()).get("status") != "finished":
+        if not _finished(run):
+            if not (run / "tuner.pkl").is_file():
+                raise ConfigError(f"--resume: {run} stopped before Tune saved its state (no "
+                                  "tuner.pkl), so there is nothing to continue; start a new "
+                                  "run without --resume")
             return run
     raise ConfigError(f"--resume: no unfinished run under {root} (runs found: {len(runs)}); "
                       "start a new one without --resume")
+
+
+def resumed_plan(plan: Plan, log: Log) -> Plan:
+    """The plan of the unfinished run to continue, with the settings it started with."""
+    from algospace.experiment import experiment_from_raw
+
+    exp_dir = unfinished_run(Path(plan.config.output.dir) / plan.name)
+    saved = json.loads((exp_dir / EXPERIMENT_FILE).read_text())
+    if saved["raw"] != plan.experiment.raw:
+        log(f"[run] note: {plan.experiment.source} changed since {exp_dir.name} started; "
+            "it resumes with the settings it started with")
+    experiment = experiment_from_raw(saved["raw"], saved["source"])
+    sources = tuple(ModuleSource(h["checkpoint"], tuple(h["modules"]))
+                    for h in saved.get("handoff", []))
+    return Plan(experiment, bool(saved.get("quick")), sources, saved.get("handoff", []),
+                exp_dir)
 
 
 def best_checkpoint(results: Any, score: str, mode: str) -> tuple[Any, dict[str, Any], str]:
@@ -597,10 +690,12 @@ def write_json(path: Path, content: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ entry point
-def plan_phase(file: str, opts: RunOptions, log: Log) -> Plan:
-    """Validate a phase, resolve its hand-off and prepare its data (no Ray yet)."""
+def plan_phase(file: str, opts: RunOptions, log: Log, resume: bool = False) -> Plan:
+    """Validate a phase, resolve its hand-off (or find the run to resume); no Ray yet."""
     experiment = load_phase(file, opts)
     plan = Plan(experiment, opts.quick)
+    if resume:  # nothing to resume: say so before Ray starts
+        return resumed_plan(plan, log)
     attached = bool(opts.address or os.environ.get("RAY_ADDRESS"))
     try:
         check_resources(plan.config, attached)
@@ -627,10 +722,22 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
             raise ConfigError(f"{experiment.source}: {err}") from None
     summaries = []
     started = time.time()
+    fresh = not opts.resume  # once a phase starts afresh, the later ones do too
     for n, file in enumerate(files, 1):
         if len(files) > 1:
             log(f"[pipeline] phase {n}/{len(files)}: {file}")
-        plan = plan_phase(file, opts, log)
+        resume = not fresh
+        if resume and len(files) > 1:  # a pipeline resumes where it stopped
+            phase = Plan(load_phase(file, opts), opts.quick)
+            root = Path(phase.config.output.dir) / phase.name
+            runs = _runs(root)
+            if runs and _finished(runs[0]):
+                log(f"[pipeline] already finished: {runs[0]}")
+                summaries.append(json.loads((runs[0] / SUMMARY).read_text()))
+                continue
+            resume = bool(runs)
+        fresh = fresh or not resume
+        plan = plan_phase(file, opts, log, resume)
         prepare_data(plan, log)
         start_ray(plan.config, opts.address or os.environ.get("RAY_ADDRESS"), log)
         summaries.append(run_phase(plan, opts, log))

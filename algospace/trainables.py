@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 from dataclasses import replace
@@ -100,7 +101,8 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
                 continue
             if cfg.evaluation.validation:
                 row.update(validation_metrics(algo, tcfg))
-            with tempfile.TemporaryDirectory(prefix="algospace-ckpt-") as tmp:
+            # in the trial's working directory (in Ray's session folder), not loose in /tmp
+            with tempfile.TemporaryDirectory(prefix=".ckpt-", dir=os.getcwd()) as tmp:
                 algo.save_to_path(tmp)
                 info = run_info(tcfg, algo)
                 info["trial_config"] = config

@@ -26,8 +26,8 @@ def _weights(checkpoint: str, module: str) -> dict[str, torch.Tensor]:
     path = Path(checkpoint) / "learner_group" / "learner" / "rl_module" / module
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    return {k: v.detach().clone() for k, v in
-            RLModule.from_checkpoint(str(path)).state_dict().items()}
+    module = RLModule.from_checkpoint(str(path))  # parameters (not the value-norm counts)
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
 
 
 def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -91,6 +91,22 @@ def test_handoff_loads_freezes_and_trains(pipeline: list[dict[str, Any]]) -> Non
         diff = _max_diff(_weights(coordination["best_checkpoint"], module),
                          _weights(joint["best_checkpoint"], module))
         assert 0.0 < diff < 0.02, (module, diff)  # all trainable, at the lower lr
+
+
+def test_pipeline_resume_skips_finished_phases(pipeline: list[dict[str, Any]]) -> None:
+    """--resume on a pipeline: finished phases are skipped, an unfinished one continues."""
+    joint = Path(pipeline[-1]["experiment_dir"])
+    (joint / "summary.json").unlink()  # as if the driver died after training, before the end
+    tmp = Path(pipeline[0]["experiment_dir"]).parents[2]
+    lines: list[str] = []
+    opts = _opts(tmp, "pipeline.yaml")
+    again = run(RunOptions(**{**opts.__dict__, "resume": True}), log=lines.append)
+    skipped = [line for line in lines if line.startswith("[pipeline] already finished")]
+    assert len(skipped) == 4
+    assert f"[run] resuming {joint}" in lines
+    assert [s["experiment_dir"] for s in again] == [s["experiment_dir"] for s in pipeline]
+    assert again[-1]["status"] == "finished"
+    assert again[-1]["best_checkpoint"] == pipeline[-1]["best_checkpoint"]
 
 
 def test_grid_sweep_runs_trials_side_by_side(ray_session: Any, tmp_path: Path) -> None:

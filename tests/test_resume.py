@@ -221,7 +221,10 @@ def test_sigkill_resume_continues_the_env_step_counter(killed: Killed) -> None:
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     with _driver(tmp_path, log) as proc:
-        trial = _wait_for_checkpoint(proc, tmp_path, 0, log)
+        # Checkpoint 1 on disk means the driver has taken in checkpoint 0 (a trial waits
+        # for the driver between reports); an interrupt any earlier may leave Tune knowing
+        # no checkpoint, and the resumed trial rightly starts from scratch.
+        trial = _wait_for_checkpoint(proc, tmp_path, 1, log)
         os.kill(proc.pid, signal.SIGINT)
         try:
             proc.wait(60)

@@ -167,7 +167,8 @@ class CheckpointSection:
     every: int = 5
     """Checkpoint (and validation backtest) every this many iterations; always at the end."""
     keep: int | None = 3
-    """Checkpoints kept per trial, the best by ``score`` (None: all)."""
+    """Checkpoints kept per trial when the run ends: the best by ``score``, plus the latest
+    (None: all). All are kept while it runs, so an interrupted run can always resume."""
     score: str = "val_sharpe"
     """Metric ranking checkpoints and trials: ``val_sharpe`` (validation backtest), or any
     reported metric such as ``episode_return_mean``."""

@@ -496,9 +496,12 @@ def _tuner(plan: Plan, trainable: Any, exp_dir: Path, score: str, mode: str, log
         run_config=tune.RunConfig(
             name=exp_dir.name, storage_path=str(exp_dir.parent), stop=stop, verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
+            # Every checkpoint is kept while the run goes on and pruned to checkpoint.keep
+            # when it ends (prune_checkpoints): Tune's own pruning can delete the checkpoint
+            # its last saved state names, which a run killed then could not resume from.
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=cfg.checkpoint.keep if cfg.phase != "rde" else 1,
-                checkpoint_score_attribute=score, checkpoint_score_order=mode),
+                num_to_keep=None, checkpoint_score_attribute=score,
+                checkpoint_score_order=mode),
             callbacks=_callbacks(plan, log, exp_dir)))
 
 
@@ -578,6 +581,32 @@ def best_checkpoint(results: Any, score: str, mode: str) -> tuple[Any, dict[str,
                          "trial logs (error.txt) in the results directory")
 
 
+def prune_checkpoints(results: Any, keep: int | None, score: str, mode: str,
+                      log: Log) -> None:
+    """Keep each trial's ``keep`` best checkpoints by ``score`` and its latest one."""
+    if keep is None:
+        return
+    removed = 0
+    for result in results:
+        kept = result.best_checkpoints or []
+
+        def rank(item: tuple[Any, dict[str, Any]]) -> float:
+            value = item[1].get(score)
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                return -math.inf
+            return float(value) if mode == "max" else -float(value)
+
+        best = {c.path for c, _ in sorted(kept, key=rank, reverse=True)[:keep]}
+        latest = result.checkpoint.path if result.checkpoint is not None else None
+        for c, _ in kept:
+            if c.path not in best and c.path != latest and Path(c.path).is_dir():
+                shutil.rmtree(c.path)
+                removed += 1
+    if removed:
+        log(f"[run] kept the {keep} best checkpoints (by {score}) and the latest of each "
+            f"trial; removed {removed}")
+
+
 def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mode: str,
            log: Log) -> dict[str, Any]:
     """Pick the best checkpoint, evaluate it, write summary.json."""
@@ -595,6 +624,8 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
         if t["error"]:
             log(f"[run] trial {Path(t['path']).name} failed: {t['error'].splitlines()[0]}")
     checkpoint, metrics, chosen_by = best_checkpoint(results, score, mode)
+    prune_checkpoints(results, cfg.checkpoint.keep if cfg.phase != "rde" else 1, score, mode,
+                      log)
     best = {"checkpoint": checkpoint.path, "chosen_by": chosen_by,
             "metrics": {k: v for k, v in metrics.items()
                         if isinstance(v, int | float) and not isinstance(v, bool)}}

@@ -145,6 +145,9 @@ def _check_finished(trial: Path) -> dict[str, Any]:
     assert last["training_iteration"] == ITERATIONS and last["iteration"] == ITERATIONS
     assert Path(summary["best_checkpoint"]).is_dir()
     assert _checkpoints(trial)[last["checkpoint_dir_name"]] == ITERATIONS
+    # all kept during the run (Tune's pruning could delete what its saved state names),
+    # pruned at the end to the checkpoint.keep (2 with --quick) best plus the latest
+    assert len(list(trial.glob("checkpoint_*"))) <= 3
     return summary
 
 

@@ -285,11 +285,12 @@ def latest_finished(root: str, phase: str, quick: bool) -> dict[str, Any] | None
 def prepare_data(plan: Plan, log: Log) -> None:
     """Build (or find) the prepared data before Ray starts; check the RDE latents."""
     from algospace.data.pipeline import LATENT_TABLE, prepare
+    from envs.core.data import stored_tables
 
     cfg = plan.config
     prepared = prepare(cfg.data, log=lambda m: log(f"[data] {m}"))
-    tables = {p.stem for p in Path(prepared.path).glob("*.parquet")}
-    if cfg.phase != "rde" and cfg.env.regime_latent and LATENT_TABLE not in tables:
+    if cfg.phase != "rde" and cfg.env.regime_latent \
+            and LATENT_TABLE not in stored_tables(prepared):
         raise ConfigError(
             f"env.regime_latent is true but the prepared data {prepared.key} has no regime "
             f"latents yet; run `python -m experiments.run rde.yaml"

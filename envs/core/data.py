@@ -102,7 +102,7 @@ def load_market(cfg: EnvConfig, log: Callable[[str], None] | None = None) -> Mar
 def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
     """Map the saved arrays of this entry, building them first if missing."""
     meta = prepared.meta
-    if cfg.regime_latent and LATENT_TABLE not in _tables(prepared):
+    if cfg.regime_latent and LATENT_TABLE not in stored_tables(prepared):
         raise DataError(
             f"regime_latent is on but the prepared data {prepared.key} has no "
             f"'{LATENT_TABLE}' table", path=str(prepared.path),
@@ -120,7 +120,7 @@ def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
                         features.strategic_window, features.tactical_window, arrays)
 
 
-def _tables(prepared: Prepared) -> set[str]:
+def stored_tables(prepared: Prepared) -> set[str]:
     """Names of the tables stored for this entry."""
     return {p.stem for p in Path(prepared.path).glob("*.parquet")}
 

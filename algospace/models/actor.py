@@ -165,36 +165,10 @@ class ActorModule(TorchRLModule):
                 f"(Dict observations, no flattening connector); got {type(obs).__name__}")
         return torch.as_tensor(obs[LOCAL], dtype=torch.float32, device=self.head.weight.device)
 
-    def mc_stats(self, local: torch.Tensor) -> torch.Tensor:
-        """MC-dropout statistics ``[..., 6]`` from ``mc_passes`` passes in one batched forward."""
-        lead = local.shape[:-1]
-        flat = local.reshape(-1, local.shape[-1])
-        n = self.cfg.mc_passes
-        if n == 0:
-            return flat.new_zeros((*lead, N_AGENT_STATS))
-        with torch.no_grad():
-            if self.is_multi_discrete:
-                probs = mc_probs(self._head_log_probs, flat, n)
-                heads = [p / p.sum(dim=-1, keepdim=True)
-                         for p in torch.split(probs, list(self.input_lens), dim=-1)]
-                stats = agent_stats_multi(heads)
-            else:
-                probs = mc_probs(self._dropout_logits, flat, n)
-                stats = agent_stats(probs, self.votes)
-        return stats.reshape(*lead, N_AGENT_STATS)
-
-    def _dropout_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of one stochastic (dropout-on) pass."""
-        return self.logits(x, dropout=True)
-
-    def _head_log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-head log-softmax of a stochastic pass, concatenated.
-
-        A softmax over this concatenation gives each head's probabilities divided by the
-        number of heads; renormalising each head's slice recovers them (up to rounding).
-        """
-        parts = torch.split(self._dropout_logits(x), list(self.input_lens), dim=-1)
-        return torch.cat([torch.log_softmax(p, dim=-1) for p in parts], dim=-1)
+    def mc_stats(self, local: torch.Tensor, passes: int | None = None) -> torch.Tensor:
+        """MC-dropout statistics ``[..., 6]`` from ``passes`` (default ``mc_passes``) passes."""
+        n = self.cfg.mc_passes if passes is None else passes
+        return actor_mc_stats(self, local, n)
 
     # ----------------------------------------------------------------- forwards
     @override(TorchRLModule)
@@ -248,3 +222,35 @@ def _local_dim(space: gym.Space[Any] | None) -> int:
         raise ValueError(f"obs[{LOCAL!r}] must be a 1-D Box, got {local}")
     return int(local.shape[0])
 
+
+def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int) -> torch.Tensor:
+    """MC-dropout statistics ``[..., 6]`` of an actor from ``passes`` stochastic passes.
+
+    ``actor`` has ``logits(x, dropout=...)``, ``input_lens``, ``is_multi_discrete`` and
+    ``votes`` (an :class:`ActorModule`, or an exported actor of
+    :mod:`algospace.inference.export`). The passes run as ONE batched forward on the rows
+    tiled ``passes`` times (:func:`algospace.models.mc_dropout.mc_probs`).
+    """
+    lead = local.shape[:-1]
+    flat = local.reshape(-1, local.shape[-1])
+    if passes == 0:
+        return flat.new_zeros((*lead, N_AGENT_STATS))
+    lens = list(actor.input_lens)
+
+    def dropout_logits(x: torch.Tensor) -> torch.Tensor:
+        return actor.logits(x, dropout=True)
+
+    def head_log_probs(x: torch.Tensor) -> torch.Tensor:
+        # a softmax over the concatenated per-head log-softmaxes gives each head's
+        # probabilities divided by the number of heads; renormalising recovers them
+        parts = torch.split(dropout_logits(x), lens, dim=-1)
+        return torch.cat([torch.log_softmax(p, dim=-1) for p in parts], dim=-1)
+
+    with torch.no_grad():
+        if actor.is_multi_discrete:
+            probs = mc_probs(head_log_probs, flat, passes)
+            heads = [p / p.sum(dim=-1, keepdim=True) for p in torch.split(probs, lens, dim=-1)]
+            stats = agent_stats_multi(heads)
+        else:
+            stats = agent_stats(mc_probs(dropout_logits, flat, passes), actor.votes)
+    return stats.reshape(*lead, N_AGENT_STATS)

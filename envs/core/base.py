@@ -58,8 +58,8 @@ class TradingEnv(ParallelEnv):
     """True: one step per 30-minute bar; False: one step per 5-minute bar."""
     DEFAULT_EPISODE_STEPS: ClassVar[int] = 276
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, *,
+                 market: MarketArrays | None = None, **kwargs: Any) -> None:
         self.config = make_config(config, **kwargs)
         self.render_mode = None
         agents = (STRATEGIC_AGENTS if self.STRATEGIC else ()) + (
@@ -67,7 +67,7 @@ class TradingEnv(ParallelEnv):
         self.possible_agents: list[str] = sorted(agents)
         self.agents: list[str] = []
         self.episode_steps = self.config.episode_steps or self.DEFAULT_EPISODE_STEPS
-        self._bind(load_market(self.config))
+        self._bind(market if market is not None else load_market(self.config))
         self._spaces()
         self._account = Account(self.market.contract, max_position=self.config.max_position,
                                 initial_equity=self.config.initial_equity)
@@ -207,13 +207,27 @@ class TradingEnv(ParallelEnv):
                                                          dict[str, bool], dict[str, bool],
                                                          dict[str, Any]]:
         """Apply the agents' actions, advance one bar, and return the PettingZoo 5-tuple."""
+        return self.execute(self.decide(actions))
+
+    def decide(self, actions: Mapping[str, Any]) -> int:
+        """Latch the agents' actions at the current bar; the target position (contracts).
+
+        The first half of :meth:`step`: nothing is traded until :meth:`execute`. The
+        decision engine calls the two halves apart (the target is known at the bar's close,
+        the next bar fills it).
+        """
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         if self.STRATEGIC and self._decision:
             self._apply_strategic(actions)
         if self.TACTICAL:
             self._apply_tactical(actions)
-        pnl, dd_growth, price_change = self._advance(self._target())
+        return self._target()
+
+    def execute(self, target: int) -> tuple[dict[str, Any], dict[str, float],
+                                            dict[str, bool], dict[str, bool], dict[str, Any]]:
+        """Trade into ``target`` over the next bar and advance: the second half of :meth:`step`."""
+        pnl, dd_growth, price_change = self._advance(target)
         reward_cfg = self.config.reward
         team = (pnl - reward_cfg.drawdown_penalty * dd_growth) / self._scale
         self._pos += 1
@@ -231,6 +245,13 @@ class TradingEnv(ParallelEnv):
         if terminated or truncated:
             self.agents = []
         return obs, rewards, terms, truncs, infos
+
+    def stop_and_target(self) -> tuple[float, float]:
+        """Stop and target distances (points) the latched risk settings give at this bar."""
+        if not self.TACTICAL:
+            return math.nan, math.nan
+        stop_d = self._risk[1] * float(self._atr[self._brow])
+        return stop_d, stop_d * self._risk[2]
 
     def _apply_strategic(self, actions: Mapping[str, Any]) -> None:
         """Latch the strategic bias and risk budget; record the one-hot actions."""
@@ -284,11 +305,7 @@ class TradingEnv(ParallelEnv):
         nxt = self._pos + 1
         o, h, low, c = self._ohlc[nxt].tolist()
         prev_close = float(self._ohlc[self._pos, 3])
-        stop_d = target_d = math.nan
-        if self.TACTICAL:
-            atr = float(self._atr[self._brow])
-            stop_d = self._risk[1] * atr
-            target_d = stop_d * self._risk[2]
+        stop_d, target_d = self.stop_and_target()
         dd_before = acct.drawdown
         pnl = acct.step(target, o, h, low, c, stop_distance=stop_d, target_distance=target_d,
                         t=nxt)

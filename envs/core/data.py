@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,42 +148,63 @@ def _write_atomic(folder: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def build_arrays(prepared: Prepared, cfg: EnvConfig) -> dict[str, np.ndarray]:
     """Derive every env array from a prepared dataset (the slow, once-only part)."""
-    meta = prepared.meta
+    tables = {name: prepared.table(name) for name in DERIVED_FROM}
+    latent = _latent(prepared, cfg, len(tables["features_strategic"]))
+    return derive_arrays(tables, prepared.meta, prepared.base.frame, prepared.strategic.frame,
+                         prepared.strategic_index, latent, cfg.atr_bars)
+
+
+DERIVED_FROM: tuple[str, ...] = ("features_strategic", "features_tactical", "returns_strategic",
+                                 "returns_base", "synergy")
+"""The prepared tables the env arrays are derived from (besides bars and latents)."""
+
+
+def derive_arrays(tables: Mapping[str, pd.DataFrame], meta: Mapping[str, Any],
+                  base: pd.DataFrame, strategic: pd.DataFrame, strategic_index: np.ndarray,
+                  latent: np.ndarray, atr_bars: int) -> dict[str, np.ndarray]:
+    """Every env array from the feature tables, bars and latents (see :class:`MarketArrays`).
+
+    The batch path (:func:`build_arrays`) and the decision engine's bar-by-bar path
+    (:mod:`algospace.inference.stream`) both come here, so a row means the same in both.
+    ``meta`` gives the feature settings and the train-split normalisation.
+    """
     features = FeatureConfig(**meta["features"])
     norms = meta["normalisation"]
-    strat = _standardise(prepared.table("features_strategic"), STRATEGIC_FEATURES,
+    strat = _standardise(tables["features_strategic"], STRATEGIC_FEATURES,
                          norms["features_strategic"])
-    tact = _standardise(prepared.table("features_tactical"), TACTICAL_FEATURES,
+    tact = _standardise(tables["features_tactical"], TACTICAL_FEATURES,
                         norms["features_tactical"])
-    strat[RETURN_30] = _standardise(prepared.table("returns_strategic"), ("log_return",),
+    strat[RETURN_30] = _standardise(tables["returns_strategic"], ("log_return",),
                                     norms["returns_strategic"])["log_return"]
-    tact[RETURN_5] = _standardise(prepared.table("returns_base"), ("log_return",),
+    tact[RETURN_5] = _standardise(tables["returns_base"], ("log_return",),
                                   norms["returns_base"])["log_return"]
-    index = np.asarray(prepared.strategic_index, dtype=np.int64)
-    latent = _latent(prepared, cfg, len(strat))
-    base_ohlc = prepared.base.frame[["open", "high", "low", "close"]].to_numpy(np.float64)
+    index = np.asarray(strategic_index, dtype=np.int64)
+    base_ohlc = base[["open", "high", "low", "close"]].to_numpy(np.float64)
     out: dict[str, np.ndarray] = {
         "base_ohlc": base_ohlc,
-        "strategic_ohlc": prepared.strategic.frame[["open", "high", "low", "close"]]
-        .to_numpy(np.float64),
+        "strategic_ohlc": strategic[["open", "high", "low", "close"]].to_numpy(np.float64),
         "strategic_index": index,
         "close_step": _close_steps(index, len(strat)),
         "is_close": _is_close(index),
-        "atr": average_true_range(base_ohlc, cfg.atr_bars),
+        "atr": average_true_range(base_ohlc, atr_bars),
         "latent": latent,
     }
-    synergy = prepared.table("synergy")[list(SYNERGY_FEATURES)].to_numpy(np.float32)
-    out["market_state"] = market_state(strat[list(STRATEGIC_FEATURES)].to_numpy(np.float32),
-                                       tact[list(TACTICAL_FEATURES)].to_numpy(np.float32),
+    synergy = tables["synergy"][list(SYNERGY_FEATURES)].to_numpy(np.float32)
+    # one conversion per table, then columns by position (pandas column lookups dominate
+    # the cost of the decision engine's per-bar update otherwise)
+    strat_np, strat_at = strat.to_numpy(np.float32), {c: i for i, c in enumerate(strat.columns)}
+    tact_np, tact_at = tact.to_numpy(np.float32), {c: i for i, c in enumerate(tact.columns)}
+    out["market_state"] = market_state(strat_np[:, [strat_at[c] for c in STRATEGIC_FEATURES]],
+                                       tact_np[:, [tact_at[c] for c in TACTICAL_FEATURES]],
                                        latent, synergy, index, features.strategic_window)
     valid = np.isfinite(out["market_state"]).all(axis=1) & (index >= 0)
     for agent in STRATEGIC_AGENTS:
-        table = strat[list(AGENT_COLUMNS[agent])].to_numpy(np.float32)
+        table = strat_np[:, [strat_at[c] for c in AGENT_COLUMNS[agent]]]
         out[f"s_{agent}"] = table
         ok = MatrixAssembler(table, features.strategic_window).valid
         valid &= ok[np.maximum(index, 0)]
     for agent in TACTICAL_AGENTS:
-        table = tact[list(AGENT_COLUMNS[agent])].to_numpy(np.float32)
+        table = tact_np[:, [tact_at[c] for c in AGENT_COLUMNS[agent]]]
         out[f"t_{agent}"] = table
         valid &= MatrixAssembler(table, features.tactical_window).valid
     valid &= np.isfinite(out["atr"])

@@ -1,0 +1,455 @@
+"""The decision engine: a trained team deciding on each new bar, as in the backtest.
+
+:class:`DecisionEngine` is fed 5-minute bars one at a time
+(:meth:`~DecisionEngine.on_bar`) and answers, at each bar's close, the team's
+decision for the next bar: target position, the order to send, stop and
+target distances, every agent's action and confidence, the 15 MC-dropout
+features and both gates (:mod:`algospace.inference.gates`). It needs no Ray:
+the actors are plain torch modules (or their TorchScript export).
+
+**The same decision as the backtest.** The engine runs the env's own code
+(:class:`envs.core.base.TradingEnv`) on arrays that hold only the bars
+received so far (:class:`algospace.inference.stream.MarketStream`); the
+env's :meth:`~envs.core.base.TradingEnv.decide` gives the target at a bar's
+close and :meth:`~envs.core.base.TradingEnv.execute` fills it on the next bar
+when that bar arrives. Sessions follow the backtest's tiles: a session of
+``episode_steps`` clock steps starts flat (fresh account, risk budget 0.5) at
+the first tradeable step on or after ``start``; at its last step the
+position is closed at that bar's close with the exit's commission and
+slippage charged, and the next session starts at the first tradeable step
+from there (on ``joint_v0`` a 30-minute close). With ``gates.enforce`` off
+and the same start, the engine's positions, equity and trades are those of
+:func:`algospace.evaluation.backtest.backtest` on the same bars (tested).
+
+**Determinism.** Actions are greedy (argmax of the dropout-off logits). The
+MC passes of a decision draw their dropout masks from torch's generator
+seeded with ``seed`` and the clock step (the global generator is restored
+afterwards), so a replay gives the same gates every time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from algospace.errors import CheckpointError, ConfigError
+from algospace.inference.gates import GateConfig, GateResult, apply_gates
+from algospace.inference.policy import Actor, TeamPolicy
+from algospace.inference.stream import MarketStream, RegimeEncoder
+from algospace.models.mc_dropout import AGENT_STATS, MC_FEATURES, joint_features_np
+from envs.core.config import EnvConfig
+from envs.core.data import MarketArrays
+from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Decision-time settings."""
+
+    mc_passes: int = 50
+    """Dropout passes per decision for the MC features and gate 2 (0: none, gate 2 shut)."""
+    gates: GateConfig = field(default_factory=GateConfig)
+    """Two-gate settings."""
+    seed: int = 0
+    """Seeds the MC passes' dropout masks (with the clock step)."""
+
+    def __post_init__(self) -> None:
+        if self.mc_passes < 0:
+            raise ConfigError(f"mc_passes must be >= 0, got {self.mc_passes!r}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The team's decision at one bar's close, for the next bar."""
+
+    time: pd.Timestamp
+    """Close time of the bar decided on."""
+    clock: int
+    """Clock step (5-minute row; 30-minute row on strategic_v0)."""
+    session: int
+    """Session (backtest tile) number, from 0."""
+    strategic_decision: bool
+    """True when the strategic agents decided at this bar."""
+    position: int
+    """Contracts held now (after this bar's fills)."""
+    target: int
+    """Target position for the next bar (after the gates)."""
+    wanted: int
+    """Target the agents asked for (before the gates)."""
+    stop_distance: float
+    """Stop distance in points for a position opened on the next bar (nan: none)."""
+    target_distance: float
+    """Profit-target distance in points (nan: none)."""
+    close: float
+    """This bar's close."""
+    equity: float
+    """Session account equity now, in dollars."""
+    actions: dict[str, Any]
+    """Each agent's action (the strategic agents' latched ones between their decisions)."""
+    confidence: dict[str, float]
+    """Probability of each agent's greedy action (mean over heads for ``risk``)."""
+    mc: dict[str, float]
+    """The 15 MC-dropout features (:data:`algospace.models.mc_dropout.MC_FEATURES`)."""
+    gates: GateResult
+    """Both gates and what they let through."""
+    closed_at_session_end: int = 0
+    """Contracts of the previous session closed at this bar's close (its last step)."""
+
+    @property
+    def order(self) -> int:
+        """Contracts to buy (> 0) or sell (< 0) at the next bar's open."""
+        return self.target - self.position
+
+    @property
+    def stop_price(self) -> float:
+        """Indicative stop for the target's side, from this close (nan when flat)."""
+        side = (self.target > 0) - (self.target < 0)
+        return self.close - side * self.stop_distance if side else math.nan
+
+    @property
+    def target_price(self) -> float:
+        """Indicative profit target for the target's side, from this close (nan when flat)."""
+        side = (self.target > 0) - (self.target < 0)
+        return self.close + side * self.target_distance if side else math.nan
+
+    def row(self) -> dict[str, Any]:
+        """One flat row of the decision log."""
+        out: dict[str, Any] = {
+            "time": self.time, "clock": self.clock, "session": self.session,
+            "strategic_decision": self.strategic_decision, "position": self.position,
+            "wanted": self.wanted, "target": self.target, "order": self.order,
+            "stop_distance": self.stop_distance, "target_distance": self.target_distance,
+            "stop_price": self.stop_price, "target_price": self.target_price,
+            "close": self.close, "equity": self.equity,
+            "closed_at_session_end": self.closed_at_session_end,
+            "gate_synergy": self.gates.synergy_open, "gate_consensus": self.gates.consensus_open,
+            "consensus": self.gates.consensus, "threshold": self.gates.threshold,
+            "held_back": self.gates.held_back,
+        }
+        for agent, action in sorted(self.actions.items()):
+            out[f"action_{agent}"] = (" ".join(map(str, action)) if isinstance(action, list)
+                                      else action)
+            out[f"confidence_{agent}"] = self.confidence[agent]
+        out.update({f"mc_{k}": v for k, v in self.mc.items()})
+        return out
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a replay of bars through the engine produced."""
+
+    decisions: pd.DataFrame
+    """One row per decision (:meth:`Decision.row`)."""
+    equity: pd.Series
+    """Equity after each executed bar, sessions chained (as the backtest's curve)."""
+    positions: np.ndarray
+    """Contracts held at the close of each executed bar (0 after a session-end close)."""
+    trades: pd.DataFrame
+    """Closed round trips (``Account.trades`` columns plus ``tile``, the session)."""
+    gate_counts: dict[str, int]
+    """How often each gate was closed, and how often the gates held a trade back."""
+    sessions: int
+    """Sessions started."""
+    seconds_per_bar: float
+    """Mean wall time per streamed bar (features and decision)."""
+
+
+class _StreamEnv:
+    """Mix-in for an env class bound to a stream's arrays: no precomputed episodes."""
+
+    def _episode_starts(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+
+    def _pick_start(self, options: Mapping[str, Any]) -> int:
+        return int(options["start"])
+
+
+def _stream_env(env_name: str, cfg: EnvConfig, market: MarketArrays) -> Any:
+    """An env of ``env_name``'s class reading the stream's arrays."""
+    from algospace.evaluation.backtest import env_class
+
+    base = env_class(env_name)
+    cls = type(f"Stream{base.__name__}", (_StreamEnv, base), {})
+    return cls(cfg, market=market)
+
+
+class DecisionEngine:
+    """Bars in, one decision per bar out (see the module docstring)."""
+
+    def __init__(self, env_name: str, env_config: EnvConfig, actors: Mapping[str, Actor],
+                 meta: Mapping[str, Any], *, regime: RegimeEncoder | None = None,
+                 config: EngineConfig | None = None, start: Any = None) -> None:
+        if env_config.regime_latent and regime is None:
+            raise ConfigError("the agents read the regime latent (env.regime_latent) but no "
+                              "regime detector was given")
+        self.env_name = env_name
+        self.env_config = replace(env_config, random_start=False)
+        self.config = config or EngineConfig()
+        self.actors = dict(actors)
+        self.stream = MarketStream(meta, atr_bars=env_config.atr_bars,
+                                   regime=regime if env_config.regime_latent else None)
+        self.start = None if start is None else pd.Timestamp(start)
+        self.env: Any = None
+        self.policy: TeamPolicy | None = None
+        self._in_session = False
+        self._next_start = 0
+        self._session = -1
+        self._pending = 0
+        self._obs: Any = None
+        self._before = 0.0
+        self._actions: dict[str, Any] = {}
+        self._confidence: dict[str, float] = {}
+        self._stats: dict[str, np.ndarray] = {}
+        self._closing = 0
+        self._cost_per_contract = 0.0
+        self._start_row = 0
+        self.decisions: list[Decision] = []
+        self._rows: list[int] = []
+        self._pnl: list[float] = []
+        self._held: list[int] = []
+        self._trades: list[pd.DataFrame] = []
+        self._streamed = 0
+        self._stream_seconds = 0.0
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, *, config: EngineConfig | None = None,
+                        start: Any = None, exported: str | Path | None = None,
+                        log: Any = None) -> DecisionEngine:
+        """An engine for the actors of a training checkpoint (any phase's).
+
+        The env, its settings and the data the agents were trained on come from the
+        checkpoint's ``algospace_run.json``; the normalisation from that data's prepared
+        entry; the regime detector (when the agents read its latent) from the checkpoint
+        the prepared data records. ``exported``: a folder written by
+        :func:`algospace.inference.export.export_actors` to run instead of the eager actors.
+        """
+        from algospace.data.pipeline import prepare
+        from algospace.evaluation.backtest import load_actors
+        from algospace.training.train import load_train_config
+
+        train_cfg = load_train_config(checkpoint)
+        env_cfg = train_cfg.env_config
+        prepared = prepare(env_cfg.data, log=log or (lambda _: None))
+        regime = None
+        if env_cfg.regime_latent:
+            recorded = prepared.meta.get("regime") or {}
+            path = recorded.get("checkpoint")
+            if not path or not Path(path).is_dir():
+                raise CheckpointError(
+                    f"the agents read the regime latent, but the regime detector their data "
+                    f"was encoded with ({path or 'none recorded'}) is not there; run rde.yaml "
+                    "again with the same data section, or keep that checkpoint")
+            regime = RegimeEncoder.load(path)
+        if exported is not None:
+            from algospace.inference.export import load_exported
+
+            actors: Mapping[str, Actor] = load_exported(exported)
+        else:
+            actors = load_actors(checkpoint)
+        return cls(train_cfg.env, env_cfg, actors, prepared.meta, regime=regime,
+                   config=config, start=start)
+
+    # ------------------------------------------------------------------ bars
+    def warm_up(self, bars: pd.DataFrame) -> None:
+        """Load history in bulk: no features or decisions per bar (bars before ``start``)."""
+        self.stream.extend(bars)
+
+    def on_bar(self, open_time: Any, open_: float, high: float, low: float, close: float,
+               volume: float) -> Decision | None:
+        """Take one 5-minute bar; the decision at its close (None when none is due)."""
+        began = time.perf_counter()
+        rows_before = self.stream.n_strategic
+        closed = self.stream.add(open_time, open_, high, low, close, volume)
+        if self.stream.n_strategic == 0:
+            return None
+        market = self.stream.update()
+        self._bind(market)
+        decision = None
+        if self.env.STRATEGIC_CLOCK:
+            for p in range(rows_before, self.stream.n_strategic) if closed else ():
+                decision = self._clock_step(p)
+        else:
+            decision = self._clock_step(len(self.stream) - 1)
+        self._streamed += 1
+        self._stream_seconds += time.perf_counter() - began
+        return decision
+
+    def run(self, bars: pd.DataFrame, progress: Any = None) -> Replay:
+        """Replay ``bars`` (indexed by open time): warm up before ``start``, then stream."""
+        if self.start is not None:
+            self.warm_up(bars[bars.index < self.start])
+            bars = bars[bars.index >= self.start]
+        values = bars[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
+        n = len(values)
+        for i, (when, row) in enumerate(zip(bars.index, values, strict=True)):
+            self.on_bar(when, *row)
+            if progress is not None and (i + 1) % max(1, n // 10) == 0:
+                progress(f"[decide] {i + 1:,}/{n:,} bars, {len(self.decisions):,} decisions, "
+                         f"{self.seconds_per_bar * 1e3:.1f} ms/bar")
+        return self.replay()
+
+    @property
+    def seconds_per_bar(self) -> float:
+        """Mean wall time per streamed bar so far."""
+        return self._stream_seconds / max(1, self._streamed)
+
+    # ------------------------------------------------------------- internals
+    def _bind(self, market: MarketArrays) -> None:
+        """Point the env at the stream's latest arrays (made on the first bar)."""
+        if self.env is None:
+            self.env = _stream_env(self.env_name, self.env_config, market)
+            widths = {a: int(self.env.observation_space(a)["local"].shape[0])
+                      for a in self.env.possible_agents}
+            self.policy = TeamPolicy(self.actors, widths, mc_passes=self.config.mc_passes)
+            c = market.contract
+            self._cost_per_contract = float(c.commission + c.slippage_ticks * c.tick_value)
+            self._start_row = 0 if self.start is None else int(np.searchsorted(
+                self.stream.bars().open_time, self.start))
+            return
+        self.env._bind(market)
+
+    def _base_row(self, p: int) -> int:
+        """The 5-minute row of clock step ``p``."""
+        return int(self.env._close_step[p]) if self.env.STRATEGIC_CLOCK else p
+
+    def _tradeable(self, p: int) -> bool:
+        """Whether a session may start at clock step ``p``."""
+        row = self._base_row(p)
+        if row < self._start_row or p < self._next_start or not self.env.market["usable"][row]:
+            return False
+        return self.env.STRATEGIC_CLOCK or not self.env.STRATEGIC or \
+            bool(self.env._is_close[p])
+
+    def _clock_step(self, p: int) -> Decision | None:
+        """Fill the pending target on the new bar, end/start sessions, decide at ``p``."""
+        env = self.env
+        closed = 0
+        if self._in_session:
+            acct = env.account
+            self._obs, _, _, _, _ = env.execute(self._pending)
+            self._rows.append(p)
+            self._pnl.append(acct.equity - self._before)
+            self._before = acct.equity
+            self._held.append(acct.position)
+            if env.agents and not env.market["usable"][self._base_row(p)]:
+                env.agents = []  # unusable data mid-session: end it here (the batch has no tile)
+            if not env.agents:
+                closed = self._end_session()
+        if not self._in_session and self._tradeable(p):
+            self._obs, _ = env.reset(options={"start": p})
+            self._in_session = True
+            self._session += 1
+            self._next_start = p + env.episode_steps
+            self._before = env.account.equity
+            self._actions, self._confidence, self._stats = {}, {}, {}
+        if not self._in_session:
+            return None
+        return self._decide(p, closed)
+
+    def _end_session(self) -> int:
+        """Close the session's position at this bar's close (costs charged, as the backtest)."""
+        acct = self.env.account
+        closing = abs(acct.position)
+        if closing:
+            self._pnl[-1] -= closing * self._cost_per_contract
+            self._held[-1] = 0
+        trades = acct.trades()
+        if len(trades):
+            self._trades.append(trades.assign(tile=self._session))
+        self._in_session = False
+        return closing
+
+    def _decide(self, p: int, closed: int) -> Decision:
+        """The decision at clock step ``p`` (the env's current position)."""
+        env = self.env
+        assert self.policy is not None
+        acting = [a for a in env.possible_agents
+                  if a not in STRATEGIC_AGENTS or env.decision or not self._actions]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed * 1_000_003 + p)
+            actions, confidence, stats = self.policy.act(self._obs, acting)
+        self._actions.update(actions)
+        self._confidence.update(confidence)
+        self._stats.update(stats)
+        wanted = env.decide(self._actions)
+        acct = env.account
+        row = self._base_row(p)
+        gates = apply_gates(wanted, acct.position,
+                            synergy_direction=float(env.market["synergy_direction"][row]),
+                            stats=self._stats or _no_stats(env.possible_agents),
+                            drawdown_pct=acct.drawdown * 100.0 / self.env_config.initial_equity,
+                            cfg=self.config.gates)
+        self._pending = gates.target
+        stop_d, target_d = env.stop_and_target()
+        decision = Decision(
+            time=self._close_time(p), clock=p, session=self._session,
+            strategic_decision=bool(env.decision), position=int(acct.position),
+            target=gates.target, wanted=int(wanted), stop_distance=stop_d,
+            target_distance=target_d, close=float(env._ohlc[p, 3]), equity=float(acct.equity),
+            actions={a: (v.tolist() if isinstance(v, np.ndarray) else int(v))
+                     for a, v in self._actions.items()},
+            confidence=dict(self._confidence), mc=self._mc_features(), gates=gates,
+            closed_at_session_end=closed)
+        self.decisions.append(decision)
+        return decision
+
+    def _mc_features(self) -> dict[str, float]:
+        """The 15 MC features from the agents' latest statistics."""
+        if not self._stats:
+            return dict.fromkeys(MC_FEATURES, 0.0)
+
+        def layer(agents: tuple[str, ...]) -> np.ndarray | None:
+            rows = [self._stats[a] for a in agents if a in self._stats]
+            return np.stack(rows)[None] if rows else None
+
+        values = joint_features_np(layer(STRATEGIC_AGENTS), layer(TACTICAL_AGENTS),
+                                   threshold=self.config.gates.threshold)[0]
+        return {k: float(v) for k, v in zip(MC_FEATURES, values, strict=True)}
+
+    def _close_time(self, p: int) -> pd.Timestamp:
+        """Close time of clock bar ``p``."""
+        bars = self.stream.strategic_bars() if self.env.STRATEGIC_CLOCK else None
+        if bars is not None:
+            return pd.Timestamp(bars.close_time[p])
+        minutes = self.stream.bar_minutes
+        return pd.Timestamp(self.stream._times[p]) + pd.Timedelta(minutes=minutes)
+
+    # -------------------------------------------------------------- results
+    def replay(self) -> Replay:
+        """The decision log, equity, positions and trades so far."""
+        if self.env is None:
+            raise ConfigError("no bar has been streamed yet")
+        times = (self.stream.strategic_bars() if self.env.STRATEGIC_CLOCK
+                 else self.stream.bars()).open_time
+        index = pd.DatetimeIndex(times[np.asarray(self._rows, dtype=np.int64)],
+                                 name="open_time")
+        equity = pd.Series(self.env_config.initial_equity + np.cumsum(self._pnl), index=index,
+                           name="equity")
+        trades = list(self._trades)
+        if self._in_session and len(self.env.account.trades()):
+            trades.append(self.env.account.trades().assign(tile=self._session))
+        log = pd.DataFrame([d.row() for d in self.decisions])
+        counts = {
+            "decisions": len(self.decisions),
+            "synergy_closed": sum(not d.gates.synergy_open for d in self.decisions),
+            "consensus_closed": sum(not d.gates.consensus_open for d in self.decisions),
+            "held_back": sum(d.gates.held_back for d in self.decisions),
+        }
+        return Replay(log, equity, np.asarray(self._held, dtype=np.int64),
+                      pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(),
+                      counts, self._session + 1, self.seconds_per_bar)
+
+
+def _no_stats(agents: list[str]) -> dict[str, np.ndarray]:
+    """Zero statistics (no MC passes): consensus 0, gate 2 shut."""
+    return {a: np.zeros(len(AGENT_STATS)) for a in agents}

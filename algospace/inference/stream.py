@@ -1,0 +1,285 @@
+"""Bars in, one at a time; the env's arrays out, computed from the past only.
+
+:class:`MarketStream` is the decision engine's market data. It takes 5-minute
+bars in time order, forms the 30-minute bars the moment they close, and
+recomputes the features, returns, synergy state and regime latents with the
+**same functions** the batch pipeline uses, on the bars received so far —
+nothing later exists when row ``t`` is computed. The env arrays are then
+derived by :func:`envs.core.data.derive_arrays`, the one function the batch
+env arrays come from, with the train-split normalisation of the data the
+agents were trained on.
+
+30-minute bars follow :mod:`algospace.data.resample` exactly: a clock-aligned
+bucket closes with the bar whose close time reaches the bucket's end, or —
+when the bucket was cut short (session close, missing bars) — with the first
+bar of a later bucket, which is the moment ``align_index`` makes it visible in
+the batch pipeline. A bucket still open when the bars end is never used.
+
+Cost: each bar recomputes the 5-minute features over the whole history, and
+each 30-minute close the 30-minute ones (about 5 ms and 70 ms on 30 days of
+bars on one core; both grow with the history). That is small next to a
+5-minute bar and keeps the stream exactly equal to the batch features,
+including the indicators with unbounded memory (RSI's recursion, the MLMI
+neighbour memory). :meth:`MarketStream.extend` loads history in bulk without
+computing anything per bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from algospace.data.bars import COLUMNS, Bars
+from algospace.data.contracts import ContractSpec
+from algospace.data.pipeline import bar_returns
+from algospace.data.splits import Normalizer, Splits
+from algospace.errors import DataError
+from algospace.features.build import (
+    FeatureConfig,
+    strategic_features,
+    synergy_features,
+    tactical_features,
+)
+from envs.core.data import MarketArrays, derive_arrays
+from envs.core.layout import LATENT_DIM, SHORT_MEAN_BARS, STRATEGIC_AGENTS
+
+_NS_PER_MIN = 60_000_000_000
+_STRATEGIC_TABLES = ("features_strategic", "returns_strategic")
+_STRATEGIC_ARRAYS = ("strategic_ohlc", "close_step", "latent",
+                     *(f"s_{agent}" for agent in STRATEGIC_AGENTS))
+
+
+@dataclass(frozen=True)
+class RegimeEncoder:
+    """The regime detector as the stream uses it: μ of the window ending at a 30-minute bar."""
+
+    model: Any
+    """A :class:`algospace.regime.model.RegimeDetector` in eval mode."""
+    normaliser: Normalizer
+    """Its input normalisation (fitted on its training split)."""
+    window: int
+    """30-minute bars per input window."""
+
+    @classmethod
+    def load(cls, checkpoint: str) -> RegimeEncoder:
+        """The encoder of an RDE checkpoint directory (weights loaded with weights_only)."""
+        from algospace.regime.train import load_rde
+
+        model, cfg, normaliser, _ = load_rde(checkpoint)
+        return cls(model, normaliser, cfg.window)
+
+    def encode_from(self, strategic: Bars, first: int) -> np.ndarray:
+        """μ (float32, rows ``first..``) of the windows ending at 30-minute bars ``first`` on;
+        NaN where a window is incomplete (as in the batch ``regime_latent`` table)."""
+        from algospace.regime.features import regime_features
+        from algospace.regime.train import gather_windows, window_ends
+
+        features = regime_features(strategic)  # causal: row j uses bars <= j only
+        values = self.normaliser.transform(features).to_numpy(np.float32)
+        out = np.full((len(strategic) - first, LATENT_DIM), np.nan, np.float32)
+        ends = window_ends(values, self.window, (first, len(strategic)))
+        if ends.size:
+            with torch.no_grad():
+                x = gather_windows(torch.from_numpy(values.copy()), torch.from_numpy(ends),
+                                   self.window)
+                out[ends - first] = self.model.encode(x).numpy()
+        return out
+
+
+class MarketStream:
+    """5-minute bars in time order → the env arrays over every bar received so far.
+
+    ``meta`` is the prepared-data metadata of the data the agents were trained on: its
+    feature settings, contract, bar sizes and train-split normalisation are used as they
+    are (a live stream is never normalised on itself).
+    """
+
+    def __init__(self, meta: Mapping[str, Any], *, atr_bars: int,
+                 regime: RegimeEncoder | None = None, splits: Splits | None = None) -> None:
+        self.meta = meta
+        self.features = FeatureConfig(**meta["features"])
+        self.contract = ContractSpec(**meta["contract"])
+        self.bar_minutes = int(meta["bar_minutes"])
+        self.strategic_minutes = int(meta["strategic_minutes"])
+        self.atr_bars = atr_bars
+        self.regime = regime
+        self._bar_ns = self.bar_minutes * _NS_PER_MIN
+        self._strat_ns = self.strategic_minutes * _NS_PER_MIN
+        self._times: list[int] = []
+        self._values: list[tuple[float, float, float, float, float]] = []
+        self._index: list[int] = []
+        self._strat_times: list[int] = []
+        self._strat_values: list[tuple[float, float, float, float, float]] = []
+        self._bucket: int | None = None
+        self._bucket_rows: list[int] = []
+        self._latents: list[np.ndarray] = []
+        self._strat_tables: dict[str, pd.DataFrame] | None = None
+        self._strat_rows_computed = -1
+        self._splits = splits
+        self.market: MarketArrays | None = None
+        self._buffers: dict[str, np.ndarray] = {}
+        self._rows_done = (0, 0)
+
+    # -------------------------------------------------------------- bars in
+    def __len__(self) -> int:
+        return len(self._times)
+
+    @property
+    def n_strategic(self) -> int:
+        """30-minute bars closed so far."""
+        return len(self._strat_times)
+
+    def add(self, open_time: Any, open_: float, high: float, low: float, close: float,
+            volume: float) -> bool:
+        """Append one 5-minute bar (no features yet); True if a 30-minute bar closed with it."""
+        t = pd.Timestamp(open_time)
+        if t.tzinfo is not None:
+            raise DataError(f"bar at {t}: timestamps must be tz-naive exchange wall clock, as "
+                            "in the training data")
+        ns = int(t.value)
+        values = (float(open_), float(high), float(low), float(close), float(volume))
+        self._check_bar(t, ns, values)
+        closed_before = self.n_strategic
+        bucket = ns - ns % self._strat_ns
+        if self._bucket is not None and bucket != self._bucket:
+            self._close_bucket()  # cut short: visible once a later bucket has begun
+        row = len(self._times)
+        self._times.append(ns)
+        self._values.append(values)
+        if self._bucket is None:
+            self._bucket, self._bucket_rows = bucket, []
+        self._bucket_rows.append(row)
+        if self._bucket + self._strat_ns <= ns + self._bar_ns:
+            self._close_bucket()
+        self._index.append(self.n_strategic - 1)
+        return self.n_strategic > closed_before
+
+    def extend(self, bars: pd.DataFrame) -> None:
+        """Append many bars (``open, high, low, close, volume``, indexed by open time)."""
+        cols = bars[list(COLUMNS)].to_numpy(np.float64)
+        for when, row in zip(bars.index, cols, strict=True):
+            self.add(when, *row)
+
+    def _check_bar(self, t: pd.Timestamp, ns: int, values: tuple[float, ...]) -> None:
+        """Reject a bar out of order, off the bar grid, or with impossible prices."""
+        if self._times and ns <= self._times[-1]:
+            raise DataError(f"bar at {t} is not after the previous bar "
+                            f"({pd.Timestamp(self._times[-1])}); feed bars in time order, once")
+        if ns % self._bar_ns:
+            raise DataError(f"bar at {t} is not on the {self.bar_minutes}-minute grid the "
+                            "agents were trained on")
+        o, h, low, c, v = values
+        if not all(np.isfinite(values)) or min(o, h, low, c) <= 0 or v < 0:
+            raise DataError(f"bar at {t} has non-finite or non-positive values {values}")
+        if not low <= min(o, c) <= max(o, c) <= h:
+            raise DataError(f"bar at {t}: high/low do not enclose open/close {values}")
+
+    def _close_bucket(self) -> None:
+        """Turn the open bucket into a closed 30-minute bar (resample's aggregation)."""
+        assert self._bucket is not None
+        rows = [self._values[r] for r in self._bucket_rows]
+        bar = (rows[0][0], max(r[1] for r in rows), min(r[2] for r in rows), rows[-1][3],
+               float(sum(r[4] for r in rows)))
+        self._strat_times.append(self._bucket)
+        self._strat_values.append(bar)
+        self._bucket, self._bucket_rows = None, []
+
+    # ---------------------------------------------------------- arrays out
+    def bars(self) -> Bars:
+        """The 5-minute bars received so far."""
+        return _bars(self._times, self._values, self.bar_minutes)
+
+    def strategic_bars(self) -> Bars:
+        """The 30-minute bars closed so far."""
+        return _bars(self._strat_times, self._strat_values, self.strategic_minutes)
+
+    def update(self) -> MarketArrays:
+        """Recompute the env arrays over every bar received (call after :meth:`add`)."""
+        if not self._strat_times:
+            raise DataError("no 30-minute bar has closed yet; feed more history first "
+                            f"(the features need about two weeks of {self.bar_minutes}-minute "
+                            "bars)")
+        base = self.bars()
+        strategic = self.strategic_bars()
+        cfg = self.features
+        if self._strat_rows_computed != self.n_strategic:
+            strat = strategic_features(strategic, cfg)
+            self._strat_tables = {"features_strategic": strat,
+                                  "returns_strategic": bar_returns(strategic)}
+            self._latent_rows(strategic)
+            self._strat_rows_computed = self.n_strategic
+        assert self._strat_tables is not None
+        strat = self._strat_tables["features_strategic"]
+        index = np.asarray(self._index, dtype=np.int64)
+        tact = tactical_features(base, cfg)
+        syn = synergy_features(strat, tact, index, cfg)
+        tables = {"features_strategic": strat.astype(np.float32),
+                  "features_tactical": tact.astype(np.float32),
+                  "synergy": syn.astype(np.float32),
+                  "returns_base": bar_returns(base),
+                  "returns_strategic": self._strat_tables["returns_strategic"]}
+        latent = (np.stack(self._latents) if self.regime is not None
+                  else np.zeros((self.n_strategic, LATENT_DIM), np.float32))
+        arrays = self._derive_new_rows(tables, base, strategic, index, latent)
+        n = len(base)
+        splits = self._splits or Splits((0, n), (n, n), (n, n))
+        self.market = MarketArrays(f"stream/{n}", self.contract, splits,
+                                   cfg.strategic_window, cfg.tactical_window, arrays)
+        return self.market
+
+    def _derive_new_rows(self, tables: dict[str, pd.DataFrame], base: Bars, strategic: Bars,
+                         index: np.ndarray, latent: np.ndarray) -> dict[str, np.ndarray]:
+        """The env arrays, deriving only the rows added since the last update.
+
+        Every derived row is a function of a bounded window of earlier rows (rolling means,
+        ATR, the observation windows), so :func:`derive_arrays` runs on a tail of the tables
+        just long enough for those windows, and its new rows are appended to the ones kept
+        from earlier updates (which, being causal, never change).
+        """
+        n, s = len(base), len(strategic)
+        new_base, new_strat = self._rows_done
+        cfg = self.features
+        b0 = max(0, new_base - (max(cfg.tactical_window, SHORT_MEAN_BARS, self.atr_bars) + 2))
+        s0 = max(0, int(index[b0]) - cfg.strategic_window - 1)
+        tail = {name: frame.iloc[s0:] if name in _STRATEGIC_TABLES else frame.iloc[b0:]
+                for name, frame in tables.items()}
+        derived = derive_arrays(tail, self.meta, base.frame.iloc[b0:], strategic.frame.iloc[s0:],
+                                index[b0:] - s0, latent[s0:], self.atr_bars)
+        derived["synergy_direction"] = tail["synergy"]["synergy_direction"].to_numpy(np.float64)
+        derived["strategic_index"] = index[b0:]
+        steps = derived["close_step"]
+        derived["close_step"] = np.where(steps >= 0, steps + b0, -1)
+        out = {}
+        for name, rows in derived.items():
+            strategic_rows = name in _STRATEGIC_ARRAYS
+            first, offset, total = (new_strat, s0, s) if strategic_rows else (new_base, b0, n)
+            buffer = self._buffers.get(name)
+            if buffer is None or len(buffer) < total:
+                grown = np.empty((max(total, 2 * (0 if buffer is None else len(buffer))),
+                                  *rows.shape[1:]), dtype=rows.dtype)
+                if buffer is not None:
+                    grown[:first] = buffer[:first]
+                buffer = self._buffers[name] = grown
+            buffer[first:total] = rows[first - offset:]
+            out[name] = buffer[:total]
+        self._rows_done = (n, s)
+        return out
+
+    def _latent_rows(self, strategic: Bars) -> None:
+        """Encode the 30-minute bars closed since the last update (once each)."""
+        if self.regime is None or len(self._latents) == len(strategic):
+            return
+        self._latents.extend(self.regime.encode_from(strategic, len(self._latents)))
+
+
+def _bars(times: list[int], values: Sequence[tuple[float, ...]], minutes: int) -> Bars:
+    """A Bars table from open times (ns) and OHLCV tuples."""
+    index = pd.DatetimeIndex(np.asarray(times, dtype="datetime64[ns]"), name="open_time")
+    frame = pd.DataFrame(np.asarray(values, dtype=np.float64).reshape(-1, len(COLUMNS)),
+                         index=index, columns=list(COLUMNS))
+    return Bars(frame=frame, bar_minutes=minutes, source="stream")

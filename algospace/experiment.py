@@ -21,7 +21,7 @@ The sections (every key has a default; see ``tune_configs/README.md``)::
     evaluation:  validation metrics during training, the final report
     tune:        samples, search, scheduler, failures
     logging:     progress, W&B, Ray dashboard
-    output:      results directory
+    output:      results directory, Tune storage
 
 Search spaces are accepted in ``training``, ``model``, ``env.reward``, ``rde`` and
 ``seed``: a one-key mapping ``{grid_search: [...]}``, ``{choice: [...]}``,
@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import ipaddress
 import itertools
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,34 @@ class TrainingSection(PPOSettings):
         return PPOSettings(**{n: getattr(self, n) for n in names})
 
 
+LOOPBACK = ("127.0.0.1", "localhost")
+"""``resources.ray_host`` values that keep a local Ray on this machine."""
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+"""Environment variable names never passed through Ray's runtime_env (Ray logs it)."""
+
+
+def check_worker_env(name: str) -> None:
+    """A ``resources.worker_env`` entry: a variable name that does not look like a secret."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ConfigError(f"resources.worker_env: {name!r} is not an environment variable name")
+    if SECRET_NAME.search(name):
+        raise ConfigError(
+            f"resources.worker_env: {name} looks like a secret, and Ray writes a runtime_env "
+            "in plain text to its logs; export it on every node before `ray start` instead "
+            "(workers inherit the environment of the node they run on)")
+
+
+def check_host(host: str) -> None:
+    """``resources.ray_host``: 127.0.0.1, localhost, auto or an IP address."""
+    if host in (*LOOPBACK, "auto"):
+        return
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"resources.ray_host: expected 127.0.0.1, auto or an IP address of "
+                          f"this machine, got {host!r}") from None
+
+
 @dataclass(frozen=True)
 class ResourcesSection:
     """Processes, CPUs and GPUs of each trial."""
@@ -88,6 +118,15 @@ class ResourcesSection:
     """GPUs for the learner (1 on a GPU box); 0: learn on the CPU."""
     max_concurrent_trials: int | None = None
     """Trials run side by side (None: as many as the CPUs and GPUs allow)."""
+    env_runner_resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each env runner needs, e.g. ``{worker_node: 1}`` to place the
+    runners on nodes started with ``ray start --resources='{"worker_node": 4}'``."""
+    worker_env: tuple[str, ...] = ()
+    """Environment variables passed from the driver to every Ray worker when attached to a
+    cluster (Ray's runtime_env; Ray logs it, so names that look like secrets are refused)."""
+    ray_host: str = "127.0.0.1"
+    """Address a local Ray instance (no ``--address``) listens on: 127.0.0.1 keeps every
+    port on the loopback interface; ``auto`` or an IP opens it to the network."""
 
     def __post_init__(self) -> None:
         if self.num_env_runners < 0:
@@ -104,6 +143,20 @@ class ResourcesSection:
                               f"{self.num_gpus_per_learner}")
         if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
             raise ConfigError("resources.max_concurrent_trials must be >= 1 (or null)")
+        for name, amount in self.env_runner_resources.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory") or amount <= 0:
+                raise ConfigError(
+                    f"resources.env_runner_resources.{name}: give custom resources (a name "
+                    f"a node was started with) and an amount > 0, got {amount!r}; CPUs and "
+                    "GPUs are set by num_cpus_per_env_runner")
+        for name in self.worker_env:
+            check_worker_env(name)
+        check_host(self.ray_host)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether a local Ray instance stays on the loopback interface."""
+        return self.ray_host in LOOPBACK
 
     def cpus_per_trial(self) -> float:
         """CPUs one trial reserves: its own process (the learner) plus its runners."""
@@ -285,7 +338,16 @@ class OutputSection:
     """Where results go."""
 
     dir: str = "results"
-    """Root of all experiments: ``<dir>/<name>/<timestamp>/``."""
+    """Root of all experiments: ``<dir>/<name>/<timestamp>/`` (summary, reports, and
+    Tune's trials and checkpoints unless ``storage`` is set)."""
+    storage: str | None = None
+    """Where Tune writes trials and checkpoints: a path every node of a cluster sees (a
+    shared filesystem) or a URI (``s3://bucket/prefix``, ``gs://…``); null: under ``dir``."""
+
+    @property
+    def remote(self) -> bool:
+        """Whether ``storage`` is a URI rather than a path."""
+        return self.storage is not None and "://" in self.storage
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from algospace import cluster, storage
 from algospace.config import read_yaml
 from algospace.errors import AlgoSpaceError, ConfigError
 from algospace.experiment import (
@@ -135,6 +136,8 @@ def load_phase(file: str, opts: RunOptions) -> Experiment:
     cfg = experiment.config
     overrides["data.cache_dir"] = str(Path(cfg.data.cache_dir).expanduser().resolve())
     overrides["output.dir"] = str(Path(cfg.output.dir).expanduser().resolve())
+    if cfg.output.storage is not None and not storage.is_uri(cfg.output.storage):
+        overrides["output.storage"] = str(Path(cfg.output.storage).expanduser().resolve())
     return load_experiment(file, overrides)
 
 
@@ -166,7 +169,8 @@ def pipeline_files(file: str) -> list[str] | None:
 
 
 def check_resources(cfg: ExperimentConfig, attached: bool) -> None:
-    """Resources this machine cannot give (checked before Ray starts)."""
+    """Resources this machine cannot give (checked before Ray starts; a cluster's are
+    checked once attached, by :func:`algospace.cluster.check_cluster`)."""
     r = cfg.resources
     if r.num_gpus_per_learner > 0 and not attached:
         import torch
@@ -299,42 +303,48 @@ def prepare_data(plan: Plan, log: Log) -> None:
 
 
 # ------------------------------------------------------------------ running
-def start_ray(cfg: ExperimentConfig, address: str | None, log: Log) -> None:
-    """Start a local Ray (dashboard on 127.0.0.1 unless configured) or attach to one."""
+def start_ray(plan: Plan, address: str | None, log: Log) -> None:
+    """Start a local Ray (on 127.0.0.1, dashboard too, unless configured) or attach to a
+    cluster and check that it can run this phase."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress table replaces Tune's
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import ray
 
-    if ray.is_initialized():
-        return
+    cfg = plan.config
+    if not ray.is_initialized():
+        ctx = cluster.attach(cfg, address, log) if address else cluster.start_local(cfg, log)
+        url = getattr(ctx, "dashboard_url", None)
+        if url:
+            log(f"[ray] dashboard: http://{url}")
     if address:
-        ctx = ray.init(address=address, log_to_driver=False)
-        log(f"[ray] attached to {address}")
-    else:
-        dash = cfg.logging.dashboard
-        ctx = ray.init(include_dashboard=dash.enabled, dashboard_host=dash.host,
-                       dashboard_port=dash.port, log_to_driver=False)
-    url = getattr(ctx, "dashboard_url", None)
-    if url:
-        log(f"[ray] dashboard: http://{url}")
+        try:
+            cluster.check_attached(cfg, log)
+        except ConfigError as err:
+            raise ConfigError(f"{plan.experiment.source}: {err}") from None
 
 
 def _trainable(plan: Plan) -> Any:
     """The Tune trainable of a plan, with its resources."""
     from ray import tune
 
-    from algospace.trainables import rde_trainable, rl_trainable, train_config
+    from algospace.data.pipeline import prepare
+    from algospace.data.shipping import serve, serve_tree
+    from algospace.trainables import module_parts, rde_trainable, rl_trainable, train_config
 
+    data = serve(prepare(plan.config.data, log=lambda _: None), plan.config.data)
     if plan.config.phase == "rde":
         return tune.with_resources(tune.with_parameters(rde_trainable,
-                                                        experiment=plan.experiment),
+                                                        experiment=plan.experiment, data=data),
                                    {"cpu": 1})
     from ray.rllib.algorithms.ppo import PPO
 
     from algospace.training.builder import build_ppo_config
 
     ppo = build_ppo_config(train_config(plan.config, plan.sources))
-    fn = tune.with_parameters(rl_trainable, experiment=plan.experiment, sources=plan.sources)
+    trees = {src.checkpoint: serve_tree(src.checkpoint, module_parts(src))
+             for src in plan.sources}
+    fn = tune.with_parameters(rl_trainable, experiment=plan.experiment, sources=plan.sources,
+                              data=data, trees=trees)
     return tune.with_resources(fn, PPO.default_resource_request(ppo))
 
 
@@ -359,7 +369,8 @@ def _callbacks(plan: Plan, log: Log, exp_dir: Path) -> list[Any]:
 
 
 def wandb_callback(plan: Plan, exp_dir: Path) -> Any:
-    """Ray's W&B logger callback: offline unless a key is set (or mode says otherwise).
+    """Ray's W&B logger callback: offline unless a key is set (or mode says otherwise); the
+    key never goes into a runtime_env (:mod:`algospace.wandb_logging`).
 
     W&B writes its run directories to ``<exp_dir>/wandb/`` (``wandb sync`` them from there):
     by default they would land in Ray's driver staging directory under /tmp/ray, which Tune
@@ -370,7 +381,7 @@ def wandb_callback(plan: Plan, exp_dir: Path) -> Any:
     except ImportError:
         raise ConfigError("logging.wandb.enabled is true but wandb is not installed; run "
                           ".venv/bin/pip install -e \".[wandb]\" or turn W&B off") from None
-    from ray.air.integrations.wandb import WandbLoggerCallback
+    from algospace.wandb_logging import WandbCallback
 
     cfg = plan.config
     w = cfg.logging.wandb
@@ -382,14 +393,12 @@ def wandb_callback(plan: Plan, exp_dir: Path) -> Any:
                           "or use mode: offline and `wandb sync` later")
     if mode == "offline":
         os.environ["WANDB_MODE"] = "offline"
-        # Not needed offline; Ray would hand it to its W&B logging actors in their
-        # runtime_env, which Ray's runtime-env agent writes in plain text to its session log.
-        os.environ.pop("WANDB_API_KEY", None)
+        os.environ.pop("WANDB_API_KEY", None)  # not needed offline
     tags = [cfg.phase, cfg.env_name if cfg.phase != "rde" else "rde", *w.tags]
     if plan.quick:
         tags.append("quick")
-    return WandbLoggerCallback(project=w.project, group=w.group or cfg.phase, tags=tags,
-                               mode=mode, log_config=True, dir=str(exp_dir))
+    return WandbCallback(project=w.project, group=w.group or cfg.phase, tags=tags, mode=mode,
+                         log_config=True, dir=str(exp_dir))
 
 
 def run_phase(plan: Plan, opts: RunOptions, log: Log) -> dict[str, Any]:
@@ -403,19 +412,24 @@ def run_phase(plan: Plan, opts: RunOptions, log: Log) -> dict[str, Any]:
     started = time.time()
     if plan.resume_dir is not None:
         exp_dir = plan.resume_dir
+        tune_path = tune_dir(exp_dir)
         log(f"[run] resuming {exp_dir}")
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
     else:
         exp_dir = root / time.strftime("%Y%m%d-%H%M%S")
         while exp_dir.exists():
             time.sleep(1)
             exp_dir = root / time.strftime("%Y%m%d-%H%M%S")
         exp_dir.mkdir(parents=True)
+        tune_path = str(exp_dir) if cfg.output.storage is None else \
+            storage.join(cfg.output.storage, plan.name, exp_dir.name)
         (exp_dir / EXPERIMENT_FILE).write_text(json.dumps(
             {"source": plan.experiment.source, "raw": plan.experiment.raw, "quick": plan.quick,
-             "handoff": plan.handoff}, indent=2, default=str))
-        tuner = _tuner(plan, trainable, exp_dir, score, mode, log)
+             "handoff": plan.handoff, "tune_dir": tune_path}, indent=2, default=str))
+        tuner = _tuner(plan, trainable, exp_dir, tune_path, score, mode, log)
     log(f"[run] {cfg.phase} phase: results in {exp_dir}")
+    if tune_path != str(exp_dir):
+        log(f"[run] trials and checkpoints in {tune_path}")
     _resumable_tune_state()
     results = tuner.fit()
     if interrupted(results):  # Tune returns normally after Ctrl-C
@@ -436,7 +450,7 @@ def _resumable_tune_state() -> None:
     silently restarts the experiment from scratch. Here each file is copied to a temporary
     name and renamed.
     """
-    from ray.train._internal import storage
+    from ray.train._internal import storage as train_storage
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as Manager
 
     original = Manager.on_trial_checkpoint
@@ -447,7 +461,7 @@ def _resumable_tune_state() -> None:
         original(self, trial)
         self._should_force_sync_up = True
 
-    upload = storage._upload_to_fs_path
+    upload = train_storage._upload_to_fs_path
 
     def upload_whole_files(local_path: str, fs: Any, fs_path: str,
                            exclude: list[str] | None = None) -> None:
@@ -472,10 +486,17 @@ def _resumable_tune_state() -> None:
 
     on_trial_checkpoint.algospace = True  # type: ignore[attr-defined]
     Manager.on_trial_checkpoint = on_trial_checkpoint
-    storage._upload_to_fs_path = upload_whole_files
+    train_storage._upload_to_fs_path = upload_whole_files
 
 
-def _tuner(plan: Plan, trainable: Any, exp_dir: Path, score: str, mode: str, log: Log) -> Any:
+def tune_dir(exp_dir: Path) -> str:
+    """Where Tune keeps the run of ``exp_dir``: the folder itself, or in ``output.storage``."""
+    saved = json.loads((exp_dir / EXPERIMENT_FILE).read_text())
+    return str(saved.get("tune_dir") or exp_dir)
+
+
+def _tuner(plan: Plan, trainable: Any, exp_dir: Path, tune_path: str, score: str, mode: str,
+           log: Log) -> Any:
     from ray import tune
 
     cfg = plan.config
@@ -495,7 +516,7 @@ def _tuner(plan: Plan, trainable: Any, exp_dir: Path, score: str, mode: str, log
                                     max_concurrent_trials=cfg.resources.max_concurrent_trials,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=exp_dir.name, storage_path=str(exp_dir.parent), stop=stop, verbose=0,
+            name=exp_dir.name, storage_path=tune_path.rsplit("/", 1)[0], stop=stop, verbose=0,
             failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
             # Every checkpoint is kept while the run goes on and pruned to checkpoint.keep
             # when it ends (prune_checkpoints): Tune's own pruning can delete the checkpoint
@@ -534,10 +555,10 @@ def unfinished_run(root: Path) -> Path:
     runs = _runs(root)
     for run in runs:
         if not _finished(run):
-            if not (run / "tuner.pkl").is_file():
+            if not storage.exists(storage.join(tune_dir(run), "tuner.pkl")):
                 raise ConfigError(f"--resume: {run} stopped before Tune saved its state (no "
-                                  "tuner.pkl), so there is nothing to continue; start a new "
-                                  "run without --resume")
+                                  f"tuner.pkl in {tune_dir(run)}), so there is nothing to "
+                                  "continue; start a new run without --resume")
             return run
     raise ConfigError(f"--resume: no unfinished run under {root} (runs found: {len(runs)}); "
                       "start a new one without --resume")
@@ -600,8 +621,7 @@ def prune_checkpoints(results: Any, keep: int | None, score: str, mode: str,
         best = {c.path for c, _ in sorted(kept, key=rank, reverse=True)[:keep]}
         latest = result.checkpoint.path if result.checkpoint is not None else None
         for c, _ in kept:
-            if c.path not in best and c.path != latest and Path(c.path).is_dir():
-                shutil.rmtree(c.path)
+            if c.path not in best and c.path != latest and storage.delete(c):
                 removed += 1
     if removed:
         log(f"[run] kept the {keep} best checkpoints (by {score}) and the latest of each "
@@ -625,23 +645,28 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
         if t["error"]:
             log(f"[run] trial {Path(t['path']).name} failed: {t['error'].splitlines()[0]}")
     checkpoint, metrics, chosen_by = best_checkpoint(results, score, mode)
+    local = storage.local_checkpoint(checkpoint, exp_dir / "best_checkpoint")
     prune_checkpoints(results, cfg.checkpoint.keep if cfg.phase != "rde" else 1, score, mode,
                       log)
-    best = {"checkpoint": checkpoint.path, "chosen_by": chosen_by,
+    best = {"checkpoint": local, "chosen_by": chosen_by,
             "metrics": {k: v for k, v in metrics.items()
                         if isinstance(v, int | float) and not isinstance(v, bool)}}
-    log(f"[run] best checkpoint ({chosen_by}): {checkpoint.path}")
+    if local != checkpoint.path:
+        best["stored_at"] = checkpoint.path
+        log(f"[run] best checkpoint ({chosen_by}): {checkpoint.path}, copied to {local}")
+    else:
+        log(f"[run] best checkpoint ({chosen_by}): {local}")
     summary: dict[str, Any] = {
         "name": plan.name, "phase": cfg.phase, "quick": plan.quick,
         "source": plan.experiment.source, "experiment_dir": str(exp_dir),
         "status": "running", "trials": trials, "failed_trials": failed,
-        "best": best, "best_checkpoint": checkpoint.path,
+        "best": best, "best_checkpoint": local,
         "wall_seconds": wall, "handoff": plan.handoff,
         "config": resolved_dict(cfg), "search_spaces": plan.experiment.spaces,
         "tensorboard": f"tensorboard --logdir {exp_dir}",
     }
     if cfg.phase == "rde":
-        summary["rde"] = store_latents(cfg, checkpoint.path, log)
+        summary["rde"] = store_latents(cfg, local, log)
     else:
         steps = [t["env_steps"] for t in trials if isinstance(t["env_steps"], int | float)]
         secs = [t["time_total_s"] for t in trials if isinstance(t["time_total_s"], int | float)]
@@ -649,7 +674,7 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
             "env_steps": sum(steps), "train_seconds": sum(secs),
             "env_steps_per_s": sum(steps) / sum(secs) if secs and sum(secs) > 0 else None}
         if cfg.evaluation.final:
-            summary["evaluation"] = final_evaluation(cfg, checkpoint.path, exp_dir, log)
+            summary["evaluation"] = final_evaluation(cfg, local, exp_dir, log)
     summary["status"] = "finished"
     summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json(exp_dir / SUMMARY, summary)
@@ -728,7 +753,7 @@ def plan_phase(file: str, opts: RunOptions, log: Log, resume: bool = False) -> P
     plan = Plan(experiment, opts.quick)
     if resume:  # nothing to resume: say so before Ray starts
         return resumed_plan(plan, log)
-    attached = bool(opts.address or os.environ.get("RAY_ADDRESS"))
+    attached = cluster.address(opts.address) is not None
     try:
         check_resources(plan.config, attached)
         if plan.config.phase != "rde":
@@ -745,7 +770,7 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
         files = [opts.file]
     elif opts.name:
         raise ConfigError("--name applies to one phase, not a pipeline")
-    attached = bool(opts.address or os.environ.get("RAY_ADDRESS"))
+    attached = cluster.address(opts.address) is not None
     for file in files:  # every phase's schema and resources are checked before the first runs
         experiment = load_phase(file, opts)
         try:
@@ -771,7 +796,7 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
         fresh = fresh or not resume
         plan = plan_phase(file, opts, log, resume)
         prepare_data(plan, log)
-        start_ray(plan.config, opts.address or os.environ.get("RAY_ADDRESS"), log)
+        start_ray(plan, cluster.address(opts.address), log)
         summaries.append(run_phase(plan, opts, log))
     if len(files) > 1:
         log(f"[pipeline] {len(files)} phases finished in {time.time() - started:.0f} s")

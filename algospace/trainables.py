@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from algospace.data.shipping import Shipped, local_tree, provide
 from algospace.experiment import Experiment, ExperimentConfig
 from algospace.training.builder import ModuleSource, TrainConfig
 
@@ -36,8 +37,29 @@ def train_config(cfg: ExperimentConfig, sources: tuple[ModuleSource, ...] = (),
         seed=cfg.seed, num_env_runners=r.num_env_runners,
         num_envs_per_env_runner=r.num_envs_per_env_runner,
         num_cpus_per_env_runner=r.num_cpus_per_env_runner,
+        custom_resources_per_env_runner=dict(r.env_runner_resources),
         num_gpus_per_learner=r.num_gpus_per_learner,
         restart_failed_env_runners=cfg.tune.restart_failed_env_runners, out_dir=out_dir)
+
+
+def module_parts(source: ModuleSource) -> list[str]:
+    """The folders of a checkpoint that loading ``source``'s modules reads."""
+    from algospace.training.train import MODULES_DIR, checkpoint_modules
+
+    modules = source.modules or tuple(checkpoint_modules(source.checkpoint))
+    return ["/".join((*MODULES_DIR, m)) for m in modules]
+
+
+def local_sources(sources: tuple[ModuleSource, ...],
+                  trees: dict[str, str]) -> tuple[ModuleSource, ...]:
+    """The hand-off sources, each checkpoint copied from the driver if this node lacks it."""
+    out = []
+    for src in sources:
+        name = trees.get(src.checkpoint)
+        path = src.checkpoint if name is None else \
+            local_tree(src.checkpoint, name, module_parts(src), Path(os.getcwd()))
+        out.append(replace(src, checkpoint=path))
+    return tuple(out)
 
 
 def validation_metrics(algo: Any, tcfg: TrainConfig) -> dict[str, float]:
@@ -63,14 +85,22 @@ def finite(row: dict[str, float]) -> dict[str, float]:
 
 
 def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
-                 sources: tuple[ModuleSource, ...]) -> None:
-    """One trial of an RL phase (Tune function trainable)."""
+                 sources: tuple[ModuleSource, ...], data: Shipped | None = None,
+                 trees: dict[str, str] | None = None) -> None:
+    """One trial of an RL phase (Tune function trainable).
+
+    ``data``: the driver's prepared data (read instead of the CSV, here and in the env
+    runners); ``trees``: the depot names of the hand-off checkpoints (copied here when this
+    node does not see them).
+    """
     from ray import tune
 
     from algospace.training.builder import build_ppo_config
     from algospace.training.train import load_modules, run_info, summarise
 
+    provide(data)
     cfg = experiment.resolved(config)
+    sources = local_sources(sources, trees or {})
     tcfg = train_config(cfg, sources)
     algo = build_ppo_config(tcfg).build_algo()
     try:
@@ -115,7 +145,8 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
         algo.stop()
 
 
-def rde_trainable(config: dict[str, Any], *, experiment: Experiment) -> None:
+def rde_trainable(config: dict[str, Any], *, experiment: Experiment,
+                  data: Shipped | None = None) -> None:
     """One trial of phase 0: train the regime detector (latents are stored by the driver)."""
     from ray import tune
 
@@ -123,6 +154,7 @@ def rde_trainable(config: dict[str, Any], *, experiment: Experiment) -> None:
     from algospace.regime.features import regime_features
     from algospace.regime.train import train_rde
 
+    provide(data)
     cfg = experiment.resolved(config)
     prepared = prepare(cfg.data, log=lambda _: None)
     features = regime_features(prepared.strategic)

@@ -189,14 +189,20 @@ class RLlibEnv(ParallelPettingZooEnv):
 
 
 def make_env(name: str, env_config: Mapping[str, Any] | None = None) -> RLlibEnv:
-    """Build the registered env ``name`` from an ``env_config`` mapping (+ ``sharing``)."""
+    """Build the registered env ``name`` from an ``env_config`` mapping (+ ``sharing``, and
+    the driver's prepared data under ``prepared_data``: see algospace.data.shipping)."""
     from envs import joint_v0, strategic_v0, tactical_v0
 
     modules = {"strategic_v0": strategic_v0, "tactical_v0": tactical_v0, "joint_v0": joint_v0}
     if name not in modules:
         raise ValueError(f"unknown env {name!r}; choose one of {', '.join(ENV_NAMES)}")
+    from algospace.data.shipping import ENV_KEY, Shipped, provide
+
     config = dict(env_config or {})
     sharing = str(config.pop("sharing", "agent"))
+    shipped = config.pop(ENV_KEY, None)
+    if shipped is not None:
+        provide(Shipped.from_dict(shipped))
     return RLlibEnv(modules[name].parallel_env(config), sharing=sharing)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from algospace.config import DataConfig
+from algospace.data import shipping
 from algospace.data.bars import Bars
 from algospace.data.loader import load_bars
 from algospace.data.resample import align_index, check_agreement, resample
@@ -133,8 +134,16 @@ def prepare(
     force: bool = False,
     log: Log = _quiet,
 ) -> Prepared:
-    """Prepare (or find in the cache) the dataset described by ``cfg`` and ``features``."""
+    """Prepare (or find in the cache) the dataset described by ``cfg`` and ``features``.
+
+    In a Ray worker that the driver provided this data to (:mod:`algospace.data.shipping`),
+    the driver's entry is read — copied from the driver first if this machine lacks it —
+    and the CSV is never opened.
+    """
     features = features or FeatureConfig()
+    shipped = None if force else shipping.provided(cfg, features)
+    if shipped is not None:
+        return _read(shipping.local_store(cfg, shipped), shipped.key)
     store = FeatureStore(cfg.cache_dir)
     store.clean_temporary()
     key = store_key(_inputs(cfg), _key_config(cfg, features))

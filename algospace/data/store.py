@@ -122,6 +122,45 @@ class FeatureStore:
                             fix="prepare the data again (`algospace data prepare --force`)")
         return pq.read_table(file).to_pandas()
 
+    def files(self, key: str) -> dict[str, bytes]:
+        """The entry's tables and ``meta.json`` as bytes (to copy it to another machine)."""
+        entry = self.path(key)
+        names = [f"{name}.parquet" for name in self.meta(key)["tables"]] + ["meta.json"]
+        return {name: (entry / name).read_bytes() for name in names}
+
+    def missing(self, key: str, tables: Iterable[str]) -> list[str]:
+        """Which of ``tables`` entry ``key`` lacks (all of them when there is no entry)."""
+        if not self.exists(key):
+            return list(tables)
+        return [t for t in tables if not (self.path(key) / f"{t}.parquet").is_file()]
+
+    def put_files(self, key: str, files: Mapping[str, bytes]) -> Path:
+        """Write an entry copied with :meth:`files`: a new entry whole, or the tables an
+        existing one lacks (each file, then ``meta.json``, replaced in one rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        entry = self.path(key)
+        if not self.exists(key):
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
+            try:
+                for name, data in files.items():
+                    (tmp / name).write_bytes(data)
+                try:
+                    os.rename(tmp, entry)
+                except OSError:  # another process won the race; its copy is identical
+                    if not self.exists(key):
+                        raise
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+            return entry
+        for name in sorted(files, key=lambda n: n == "meta.json"):  # meta.json last
+            if name != "meta.json" and (entry / name).is_file():
+                continue
+            tmp_file = entry / f".tmp-{name}-{os.getpid()}"
+            tmp_file.write_bytes(files[name])
+            os.replace(tmp_file, entry / name)
+        return entry
+
     def clean_temporary(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary directories left by interrupted writes; return how many."""
         if not self.root.is_dir():

@@ -117,6 +117,8 @@ class TrainConfig:
     """Env copies per runner."""
     num_cpus_per_env_runner: float = 1
     """CPUs reserved for each runner."""
+    custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each runner needs (places runners on the nodes that have them)."""
     restart_failed_env_runners: bool = True
     """Replace a crashed env runner and go on sampling with the others meanwhile."""
     num_gpus_per_learner: float = 0
@@ -139,10 +141,16 @@ class TrainConfig:
 
 
 def rllib_env_config(cfg: TrainConfig) -> dict[str, Any]:
-    """The env config as a plain mapping, with the data cache as an absolute path."""
+    """The env config as a plain mapping, with the data cache as an absolute path (and the
+    driver's prepared data, where this process was given it)."""
+    from algospace.data.shipping import ENV_KEY, provided
+
     env = to_dict(cfg.env_config)
     env["data"]["cache_dir"] = str(Path(cfg.env_config.data.cache_dir).resolve())
     env["sharing"] = cfg.model.sharing
+    shipped = provided(cfg.env_config.data)
+    if shipped is not None:  # env runners get the driver's prepared data, not the CSV
+        env[ENV_KEY] = shipped.to_dict()
     return env
 
 
@@ -177,6 +185,7 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
         .env_runners(num_env_runners=cfg.num_env_runners,
                      num_envs_per_env_runner=cfg.num_envs_per_env_runner,
                      num_cpus_per_env_runner=cfg.num_cpus_per_env_runner,
+                     custom_resources_per_env_runner=dict(cfg.custom_resources_per_env_runner),
                      batch_mode="complete_episodes")
         .fault_tolerance(restart_failed_env_runners=cfg.restart_failed_env_runners)
         .multi_agent(policies=set(specs),

@@ -29,6 +29,11 @@ Benchmarks so far:
   PPO (experiments/throughput.py); target: ×1.5 env steps/s.
 - ``compare``: MAPPO vs IPPO on ``joint_v0``, same market, iterations and
   seeds (experiments/learn.py).
+- ``latency``: per-bar decision latency on one CPU thread (experiments/latency.py):
+  p50/p99 of the tactical and strategic steps (4 agents each), without and with
+  the 50-pass MC consensus and the gates, eager and TorchScript-exported actors
+  side by side; and the stream's feature update per 5-minute bar. Targets: p99
+  tactical < 1 ms, strategic < 5 ms including the MC passes.
 """
 
 from __future__ import annotations
@@ -418,7 +423,15 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
     "learn": lambda args: _learn(args),
     "train": lambda args: _train(args),
     "compare": lambda args: _compare(args),
+    "latency": lambda args: _latency(args),
 }
+
+
+def _latency(args: argparse.Namespace) -> Figures:
+    """The decision-latency benchmark (experiments/latency.py)."""
+    from experiments import latency
+
+    return latency.run(checkpoint=args.checkpoint, repeats=args.repeats, quick=args.quick)
 
 
 def _compare(args: argparse.Namespace) -> Figures:
@@ -485,6 +498,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="train: iterations timed after one warm-up (default 3)")
     parser.add_argument("--gpu", action="store_true",
                         help="train: also time our learner on one GPU")
+    parser.add_argument("--checkpoint",
+                        help="latency: time this checkpoint's actors (default: fresh ones)")
+    parser.add_argument("--repeats", type=int,
+                        help="latency: timed decision steps per variant (default 5000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="latency: a few repeats only, to check the bench runs")
     args = parser.parse_args(argv)
     info = machine()
     print_table("machine", info)

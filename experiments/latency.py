@@ -1,0 +1,299 @@
+"""Per-bar decision latency of the team on one CPU thread: eager vs TorchScript actors.
+
+``python -m experiments.bench latency [--checkpoint PATH] [--quick] [--json FILE]``.
+
+What one timed **decision step** is — what the decision engine
+(:mod:`algospace.inference.engine`) does for one layer at a bar's close:
+
+* ``mc0``: :meth:`TeamPolicy.act <algospace.inference.policy.TeamPolicy.act>`
+  on the layer's four agents (greedy actions and their probabilities);
+* ``mc50``: the same with 50 MC-dropout passes per agent (one batched forward
+  each), inside the engine's per-decision seeding of the dropout masks
+  (``fork_rng`` + ``manual_seed``), followed by the two gates
+  (:func:`algospace.inference.gates.apply_gates`) over the statistics of all
+  eight agents (the other layer's latched).
+
+The tactical step is ``entry, fvg, momentum, risk`` (every 5-minute bar); the
+strategic step ``mlmi, nwrqk, portfolio, regime`` (every 30-minute close).
+Eager (:class:`~algospace.models.actor.ActorModule`) and exported
+(:mod:`algospace.inference.export`) actors are timed interleaved, on the same
+real env observations (a ``joint_v0`` episode on the synthetic market), with
+``time.perf_counter_ns`` after a warm-up; p50 and p99 in microseconds.
+Targets (p99, one core): tactical < 1 ms, strategic < 5 ms including the 50
+MC passes. The timed work has no data-dependent branches, so without
+``--checkpoint`` freshly initialised actors of the default size stand in for
+trained ones.
+
+Reported separately (it is not part of the decision-step targets): the
+feature update per 5-minute bar of :class:`~algospace.inference.stream.MarketStream`
+(``add`` + ``update``) after ~30 days of history; bars that close a
+30-minute bar also recompute the 30-minute features and cost more.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+Figures = dict[str, Any]
+
+TARGET_P99_US = {"tactical": 1_000.0, "strategic": 5_000.0}
+"""Decision-step targets (p99, microseconds, one core), both including the MC passes."""
+MC_VARIANTS = (0, 50)
+"""MC-dropout passes per agent of the timed variants."""
+IMPLS = ("eager", "exported")
+REPEATS = 5_000
+"""Timed decision steps per variant and implementation."""
+WARMUP = 200
+"""Untimed steps before them."""
+STREAM_BARS = 100
+"""Timed 5-minute bars of the stream's feature update."""
+QUICK = {"repeats": 20, "warmup": 5, "stream_bars": 7}
+"""Sizes of ``--quick`` (a run that only checks the bench works; 7 bars hold a 30-minute close)."""
+OBSERVATIONS = 64
+"""Env observations the timed steps cycle through."""
+SEED = 7
+
+
+def _layers() -> dict[str, tuple[str, ...]]:
+    from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
+
+    return {"tactical": TACTICAL_AGENTS, "strategic": STRATEGIC_AGENTS}
+
+
+def _data(days: int, cache: Path) -> Any:
+    """The built-in synthetic market, ``days`` trading days, cached under ``cache``."""
+    from algospace.config import DataConfig
+    from algospace.data.synthetic import SyntheticConfig
+
+    return DataConfig(synthetic=SyntheticConfig(days=days, seed=SEED), cache_dir=str(cache))
+
+
+def team(checkpoint: str | None, data: Any) -> tuple[Any, dict[str, Any], str]:
+    """An env on ``data`` and the actors to time: a checkpoint's, or fresh default-size ones."""
+    from algospace.evaluation.backtest import env_class, load_actors
+    from algospace.models.actor import ActorModule
+    from algospace.training.builder import votes_for
+    from envs.core.config import EnvConfig
+
+    if checkpoint:
+        from algospace.training.train import load_train_config
+
+        cfg = load_train_config(checkpoint)
+        env_cfg = replace(cfg.env_config, data=data, regime_latent=False, random_start=False)
+        return env_class(cfg.env)(env_cfg), load_actors(checkpoint), f"checkpoint {checkpoint}"
+    env = env_class("joint_v0")(EnvConfig(data=data))
+    torch.manual_seed(0)
+    actors = {a: ActorModule(observation_space=env.observation_space(a),
+                             action_space=env.action_space(a),
+                             model_config={"votes": votes_for(a)})
+              for a in env.possible_agents}
+    actor_cfg = next(iter(actors.values())).cfg
+    hidden = "x".join(map(str, actor_cfg.hidden))
+    return env, actors, (f"fresh joint_v0 actors, hidden {hidden}, dropout {actor_cfg.dropout} "
+                         "(latency does not depend on the weight values)")
+
+
+def observations(env: Any, n: int, seed: int = SEED) -> list[dict[str, Any]]:
+    """``n`` observations of an episode under seeded uniform random actions."""
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    while len(out) < n:
+        actions = {}
+        for agent in env.agents:
+            space = env.action_space(agent)
+            nvec = getattr(space, "nvec", None)
+            actions[agent] = rng.integers(0, nvec) if nvec is not None \
+                else int(rng.integers(space.n))
+        obs, *_ = env.step(actions)
+        if not env.agents:
+            obs, _ = env.reset()
+        out.append(obs)
+    return out
+
+
+def decision_step(policy: Any, agents: tuple[str, ...], latched: Mapping[str, np.ndarray]
+                  ) -> Callable[[Mapping[str, Any], int], Any]:
+    """One layer's decision at a bar (see the module docstring)."""
+    from algospace.inference.gates import GateConfig, apply_gates
+
+    gates = GateConfig()
+    if not policy.mc_passes:
+        return lambda obs, step: policy.act(obs, agents)
+
+    def step_with_mc(obs: Mapping[str, Any], step: int) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(step)
+            _, _, stats = policy.act(obs, agents)
+        return apply_gates(1, 0, synergy_direction=1.0, stats={**latched, **stats},
+                           drawdown_pct=0.0, cfg=gates)
+
+    return step_with_mc
+
+
+def time_interleaved(steps: Mapping[str, Callable[[Mapping[str, Any], int], Any]],
+                     pool: list[dict[str, Any]], warmup: int, repeats: int
+                     ) -> dict[str, np.ndarray]:
+    """Nanoseconds per call of each step, the steps alternating call by call (same load)."""
+    names = list(steps)
+    out = {name: np.empty(repeats, np.int64) for name in names}
+    clock = time.perf_counter_ns
+    for i in range(warmup + repeats):
+        obs = pool[i % len(pool)]
+        order = names if i % 2 else names[::-1]
+        for name in order:
+            began = clock()
+            steps[name](obs, i)
+            spent = clock() - began
+            if i >= warmup:
+                out[name][i - warmup] = spent
+    return out
+
+
+def _percentiles(ns: np.ndarray, scale: float) -> tuple[float, float, float]:
+    """p50, p99 and mean of nanosecond samples divided by ``scale``."""
+    p50, p99 = np.percentile(ns, [50, 99])
+    return float(p50) / scale, float(p99) / scale, float(ns.mean()) / scale
+
+
+def bench_decisions(env: Any, teams: Mapping[str, Mapping[str, Any]], warmup: int,
+                    repeats: int) -> Figures:
+    """Decision-step latency per layer, MC variant and implementation, with ratios."""
+    from algospace.inference.policy import TeamPolicy
+
+    widths = {a: int(env.observation_space(a)["local"].shape[0]) for a in env.possible_agents}
+    pool = observations(env, OBSERVATIONS)
+    latched = TeamPolicy(teams["eager"], widths, mc_passes=max(MC_VARIANTS)).act(
+        pool[0], env.possible_agents)[2]
+    figures: Figures = {}
+    for layer, agents in _layers().items():
+        if not set(agents) <= set(env.possible_agents):
+            continue
+        for mc in MC_VARIANTS:
+            steps = {impl: decision_step(TeamPolicy(teams[impl], widths, mc_passes=mc), agents,
+                                         latched) for impl in IMPLS}
+            times = time_interleaved(steps, pool, warmup, repeats)
+            key = f"{layer}_mc{mc}"
+            for impl in IMPLS:
+                p50, p99, mean = _percentiles(times[impl], 1e3)
+                figures.update({f"{key}_{impl}_p50_us": p50, f"{key}_{impl}_p99_us": p99,
+                                f"{key}_{impl}_mean_us": mean,
+                                f"{key}_{impl}_p99_pass": p99 < TARGET_P99_US[layer]})
+            for q in ("p50", "p99"):
+                figures[f"{key}_exported_vs_eager_{q}_ratio"] = (
+                    figures[f"{key}_exported_{q}_us"] / figures[f"{key}_eager_{q}_us"])
+        figures[f"{layer}_target_p99_us"] = TARGET_P99_US[layer]
+    return figures
+
+
+def bench_stream(data: Any, atr_bars: int, bars: int) -> Figures:
+    """``MarketStream.add`` + ``update`` per 5-minute bar after the rest of ``data``'s bars."""
+    from algospace.data.pipeline import prepare
+    from algospace.inference.stream import MarketStream
+
+    prepared = prepare(data, log=lambda _: None)
+    frame = prepared.base.frame
+    stream = MarketStream(prepared.meta, atr_bars=atr_bars)
+    stream.extend(frame.iloc[:-bars])
+    stream.update()  # the first update computes every row; later ones only the new rows
+    values = frame[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)[-bars:]
+    spent = np.empty(bars, np.int64)
+    closes = np.zeros(bars, bool)
+    for i, (when, row) in enumerate(zip(frame.index[-bars:], values, strict=True)):
+        began = time.perf_counter_ns()
+        closes[i] = stream.add(when, *row)
+        stream.update()
+        spent[i] = time.perf_counter_ns() - began
+    figures: Figures = {"stream_history_bars": len(frame) - bars, "stream_timed_bars": bars,
+                        "stream_strategic_closes": int(closes.sum())}
+    for name, mask in (("all", np.ones(bars, bool)), ("5m_only", ~closes),
+                       ("strategic_close", closes)):
+        if mask.any():
+            p50, p99, mean = _percentiles(spent[mask], 1e6)
+            figures.update({f"stream_bar_{name}_p50_ms": p50, f"stream_bar_{name}_p99_ms": p99,
+                            f"stream_bar_{name}_mean_ms": mean})
+    return figures
+
+
+def run(*, checkpoint: str | None = None, repeats: int | None = None, quick: bool = False,
+        days: int = 30) -> Figures:
+    """The ``latency`` benchmark (see the module docstring); prints its table.
+
+    ``repeats``: timed steps per variant (default :data:`REPEATS`); ``quick``: a few
+    steps and bars only (:data:`QUICK`), to check that the bench runs.
+    """
+    from algospace.inference.export import check_export, export_actors, load_exported
+    from envs.core.config import EnvConfig
+
+    sizes = dict(QUICK) if quick else {"repeats": REPEATS, "warmup": WARMUP,
+                                       "stream_bars": STREAM_BARS}
+    if repeats is not None:
+        sizes["repeats"] = repeats
+    repeats, warmup, stream_bars = sizes["repeats"], sizes["warmup"], sizes["stream_bars"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    load_before = os.getloadavg()[0]
+    try:
+        with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
+            data = _data(days, Path(tmp) / "cache")
+            env, actors, source = team(checkpoint, data)
+            exported = load_exported(export_actors(actors, Path(tmp) / "exported"))
+            gaps = check_export(actors, exported)
+            figures: Figures = {
+                "latency_actors": source, "latency_torch_threads": torch.get_num_threads(),
+                "latency_env": type(env).__name__, "latency_repeats": repeats,
+                "latency_warmup": warmup, "latency_observations": OBSERVATIONS,
+                "latency_export_max_abs_logit_diff": max(gaps.values()),
+                "machine_load_1m_start": load_before}
+            figures.update(bench_decisions(env, {"eager": actors, "exported": exported},
+                                           warmup, repeats))
+            figures.update(bench_stream(data, EnvConfig().atr_bars, stream_bars))
+            figures["machine_load_1m_end"] = os.getloadavg()[0]
+    finally:
+        torch.set_num_threads(threads)
+    print_summary(figures)
+    return figures
+
+
+def print_summary(figures: Figures) -> None:
+    """The side-by-side table with the targets and PASS/MISS."""
+    print(f"\nper-bar decision latency (µs), one CPU thread (torch.set_num_threads(1)), "
+          f"{figures['latency_repeats']:,} timed steps each after "
+          f"{figures['latency_warmup']:,} warm-up\nactors: {figures['latency_actors']}")
+    head = (f"  {'step':<10}{'MC':>4}  {'gates':<6}{'eager p50':>10}{'p99':>9}"
+            f"{'exported p50':>14}{'p99':>9}{'ratio p50':>11}{'p99':>7}  {'target p99':>10}"
+            f"  {'eager':<6}{'exported':<8}")
+    print(head)
+    for layer, target in TARGET_P99_US.items():
+        for mc in MC_VARIANTS:
+            key = f"{layer}_mc{mc}"
+            if f"{key}_eager_p50_us" not in figures:
+                continue
+            verdict = ["PASS" if figures[f"{key}_{impl}_p99_pass"] else "MISS"
+                       for impl in IMPLS]
+            print(f"  {layer:<10}{mc:>4}  {'yes' if mc else 'no':<6}"
+                  f"{figures[f'{key}_eager_p50_us']:>10,.0f}{figures[f'{key}_eager_p99_us']:>9,.0f}"
+                  f"{figures[f'{key}_exported_p50_us']:>14,.0f}"
+                  f"{figures[f'{key}_exported_p99_us']:>9,.0f}"
+                  f"{figures[f'{key}_exported_vs_eager_p50_ratio']:>11.2f}"
+                  f"{figures[f'{key}_exported_vs_eager_p99_ratio']:>7.2f}  < {target:>8,.0f}"
+                  f"  {verdict[0]:<6}{verdict[1]:<8}")
+    if "stream_bar_all_p50_ms" in figures:
+        parts = [f"{name} p50 {figures[f'stream_bar_{name}_p50_ms']:.1f} / p99 "
+                 f"{figures[f'stream_bar_{name}_p99_ms']:.1f}"
+                 for name in ("all", "5m_only", "strategic_close")
+                 if f"stream_bar_{name}_p50_ms" in figures]
+        print(f"feature update per 5-minute bar (ms, not part of the targets; "
+              f"{figures['stream_timed_bars']} bars after {figures['stream_history_bars']:,}): "
+              + "; ".join(parts))
+    print(f"load average (1 min): {figures['machine_load_1m_start']:.2f} at the start, "
+          f"{figures['machine_load_1m_end']:.2f} at the end, on {os.cpu_count()} cores")

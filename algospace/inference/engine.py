@@ -21,6 +21,13 @@ from there (on ``joint_v0`` a 30-minute close). With ``gates.enforce`` off
 and the same start, the engine's positions, equity and trades are those of
 :func:`algospace.evaluation.backtest.backtest` on the same bars (tested).
 
+**Where the two differ by design: holes in the data.** When a step's data is broken
+(features undefined after missing bars, or a 30-minute bar that closed together with the
+next one after an outage), the engine ends the session there, flat, and starts the next
+one at the first good step after the session's planned end. The backtest instead picks
+its tiles knowing where the data is complete, so it never starts a tile that would run
+into a hole; from a hole on, its tiles and the engine's sessions fall at different bars.
+
 **Determinism.** Actions are greedy (argmax of the dropout-off logits). The
 MC passes of a decision draw their dropout masks from torch's generator
 seeded with ``seed`` and the clock step (the global generator is restored
@@ -60,10 +67,16 @@ class EngineConfig:
     """Two-gate settings."""
     seed: int = 0
     """Seeds the MC passes' dropout masks (with the clock step)."""
+    threads: int = 1
+    """Torch CPU threads while deciding (set per bar, restored after). The networks are
+    tiny: one thread is fastest, and a second thread made a 4-pass step 20 times slower on
+    a busy 2-core machine."""
 
     def __post_init__(self) -> None:
         if self.mc_passes < 0:
             raise ConfigError(f"mc_passes must be >= 0, got {self.mc_passes!r}")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads!r}")
 
 
 @dataclass(frozen=True)
@@ -268,6 +281,18 @@ class DecisionEngine:
                volume: float) -> Decision | None:
         """Take one 5-minute bar; the decision at its close (None when none is due)."""
         began = time.perf_counter()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.config.threads)
+        try:
+            decision = self._on_bar(open_time, open_, high, low, close, volume)
+        finally:
+            torch.set_num_threads(threads)
+        self._streamed += 1
+        self._stream_seconds += time.perf_counter() - began
+        return decision
+
+    def _on_bar(self, open_time: Any, open_: float, high: float, low: float, close: float,
+                volume: float) -> Decision | None:
         rows_before = self.stream.n_strategic
         closed = self.stream.add(open_time, open_, high, low, close, volume)
         if self.stream.n_strategic == 0:
@@ -280,8 +305,6 @@ class DecisionEngine:
                 decision = self._clock_step(p)
         else:
             decision = self._clock_step(len(self.stream) - 1)
-        self._streamed += 1
-        self._stream_seconds += time.perf_counter() - began
         return decision
 
     def run(self, bars: pd.DataFrame, progress: Any = None) -> Replay:
@@ -322,10 +345,15 @@ class DecisionEngine:
         """The 5-minute row of clock step ``p``."""
         return int(self.env._close_step[p]) if self.env.STRATEGIC_CLOCK else p
 
+    def _usable(self, p: int) -> bool:
+        """Whether clock step ``p`` has complete data (a 30-minute bar that closed together
+        with a later one, after missing bars, is never observed on its own: not usable)."""
+        row = self._base_row(p)
+        return row >= 0 and bool(self.env.market["usable"][row])
+
     def _tradeable(self, p: int) -> bool:
         """Whether a session may start at clock step ``p``."""
-        row = self._base_row(p)
-        if row < self._start_row or p < self._next_start or not self.env.market["usable"][row]:
+        if self._base_row(p) < self._start_row or p < self._next_start or not self._usable(p):
             return False
         return self.env.STRATEGIC_CLOCK or not self.env.STRATEGIC or \
             bool(self.env._is_close[p])
@@ -341,8 +369,8 @@ class DecisionEngine:
             self._pnl.append(acct.equity - self._before)
             self._before = acct.equity
             self._held.append(acct.position)
-            if env.agents and not env.market["usable"][self._base_row(p)]:
-                env.agents = []  # unusable data mid-session: end it here (the batch has no tile)
+            if env.agents and not self._usable(p):
+                env.agents = []  # data broken mid-session: end it here (see the docstring)
             if not env.agents:
                 closed = self._end_session()
         if not self._in_session and self._tradeable(p):

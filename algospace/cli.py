@@ -8,6 +8,7 @@ Subcommands so far::
     algospace regime train [CONFIG.yaml] [--csv FILE | --synthetic] [--epochs N] [--out DIR]
     algospace evaluate CHECKPOINT [--split test|val] [--data FILE] [--out DIR]
     algospace run FILE.yaml [--quick] [--resume] [--address ADDR] [--set KEY=VALUE ...]
+    algospace decide CHECKPOINT [--data FILE] [--start TIME] [--no-gates] [--export DIR]
 
 Errors caused by input (files, config, arguments) print one line starting
 with ``error:`` on stderr and exit with status 2; nothing is written.
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     from algospace import run_cli
 
     run_cli.add_parser(sub)
+    from algospace import decide_cli
+
+    decide_cli.add_parser(sub)
     return parser
 
 
@@ -103,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from algospace import run_cli
 
             return run_cli.run(args)
+        if args.command == "decide":
+            from algospace import decide_cli
+
+            return decide_cli.run(args)
     except AlgoSpaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

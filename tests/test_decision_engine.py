@@ -67,6 +67,8 @@ class Case:
     start: pd.Timestamp
     batch: Backtest
     regime: RegimeEncoder | None = None
+    calls: list[tuple[dict[str, Any], bool]] | None = None
+    """The batch policy's actions at each step, and whether the strategic agents decided."""
 
     def engine(self, config: EngineConfig) -> DecisionEngine:
         return DecisionEngine(self.env_name, self.cfg, self.actors, self.meta,
@@ -79,13 +81,21 @@ def _case(env_name: str, data: DataConfig, *, regime_latent: bool = False,
     cfg = EnvConfig(data=data, split="test", random_start=False, regime_latent=regime_latent,
                     episode_steps=episode_steps)
     actors = random_actors(env_class(env_name)(cfg), seed)
-    batch = backtest(env_name, cfg, greedy_policy(actors))
+    greedy = greedy_policy(actors)
+    calls: list[tuple[dict[str, Any], bool]] = []
+
+    def recording(obs: Any, decision: bool) -> dict[str, Any]:
+        actions = greedy(obs, decision)
+        calls.append((actions, decision))
+        return actions
+
+    batch = backtest(env_name, cfg, recording)
     lo, _ = prepared.splits.range("test")
     regime = None
     if regime_latent:
         regime = RegimeEncoder.load(prepared.meta["regime"]["checkpoint"])
     return Case(env_name, cfg, actors, prepared.meta, prepared.base.frame,
-                prepared.base.open_time[lo], batch, regime)
+                prepared.base.open_time[lo], batch, regime, calls)
 
 
 UNGATED = EngineConfig(mc_passes=4, gates=GateConfig(enforce=False))
@@ -175,6 +185,23 @@ def test_synthetic_stream_equals_batch_trades(synthetic: tuple[Case, DecisionEng
                                               ) -> None:
     case, _, replay = synthetic
     _assert_same_as_batch(case, replay)
+
+
+def test_synthetic_stream_equals_batch_actions(synthetic: tuple[Case, DecisionEngine, Replay]
+                                               ) -> None:
+    case, engine, _ = synthetic
+    assert case.calls is not None
+    assert len(engine.decisions) > len(case.calls)
+    strategic = 0
+    for (actions, decision), d in zip(case.calls, engine.decisions, strict=False):
+        assert d.strategic_decision == decision
+        for agent, action in actions.items():
+            if agent in ("mlmi", "nwrqk", "regime", "portfolio") and not decision:
+                continue  # ignored by the env between 30-minute closes; the engine latches
+            expected = action.tolist() if isinstance(action, np.ndarray) else int(action)
+            assert d.actions[agent] == expected, (d.time, agent)
+        strategic += decision
+    assert strategic > 10
 
 
 def test_synthetic_stream_equals_batch_features(synthetic: tuple[Case, DecisionEngine, Replay]

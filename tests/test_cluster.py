@@ -1,16 +1,18 @@
-"""A Ray cluster of three nodes on this machine: placement on a worker node, and its loss.
+"""Cluster runs: the checks of an attached cluster, and a real cluster of three nodes on
+this machine — placement on a worker node, and that node's loss.
 
-Each node is its own ``ray start --block`` in its own session (killed whole at the end,
-nothing else): a head (1 CPU, the dashboard on 127.0.0.1 for Ray's state API) and two
-worker nodes that have the custom resource ``worker_node``. Token authentication is on
-with a token made for the test and exported to every node and to the driver. The driver
-is ``python -m experiments.run strategic.yaml --quick --address …`` on a CSV market with
-``resources.env_runner_resources: {worker_node: 1}``, its trials and checkpoints in
-``output.storage`` apart from ``output.dir``. The test reads where the env runner runs
-from Ray's state API, deletes the CSV once the driver has prepared the data (no worker
-may read it again), kills the worker node that hosts the env runner after two
-iterations, and checks that a new env runner comes up on the other worker node and the
-run samples on to its env-step budget.
+The three-node test: each node is its own ``ray start --block`` in its own session (killed
+whole at the end, nothing else; Ray 2.60 replaces the 127.0.0.1 given to ``ray start`` by
+the machine's network address, where the nodes then listen): a head (1 CPU, the dashboard
+on 127.0.0.1 for Ray's state API) and two worker nodes that have the custom resource
+``worker_node``. Token authentication is on with a token made for the test and exported
+to every node and to the driver. The driver is ``python -m experiments.run strategic.yaml
+--quick --address …`` on a CSV market with ``resources.env_runner_resources:
+{worker_node: 1}``, its trials and checkpoints in ``output.storage`` apart from
+``output.dir``. The test reads where the env runner runs from Ray's state API, deletes
+the CSV once the driver has prepared the data (no worker may read it again), kills the
+worker node that hosts the env runner after two iterations, and checks that a new env
+runner comes up on the other worker node and the run samples on to its env-step budget.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ BUDGET = 2900
 rest only after a replacement env runner samples."""
 ITERATION_CAP = 40
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
-                                 reason="finds each node's processes in /proc")]
+multinode = [pytest.mark.slow,
+             pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
+                                reason="finds each node's processes in /proc")]
 
 WATCH = textwrap.dedent("""
     import json, sys, time
@@ -266,6 +268,8 @@ def _worker_nodes(records: list[dict[str, Any]]) -> set[str]:
     return {n["id"] for r in records for n in r["nodes"] if "worker_node" in n["resources"]}
 
 
+@multinode[0]
+@multinode[1]
 def test_env_runner_placed_on_a_worker_node(run: Run) -> None:
     """Ray's state API puts the env runner on a node with the ``worker_node`` resource, not
     the head, and that node's processes are the killed ``ray start``'s."""
@@ -280,6 +284,8 @@ def test_env_runner_placed_on_a_worker_node(run: Run) -> None:
     assert run.killed_node in ("a", "b")
 
 
+@multinode[0]
+@multinode[1]
 def test_training_goes_on_after_the_node_is_lost(run: Run) -> None:
     assert run.returncode == 0, run.output[-3000:]
     replaced = [a for r in run.records for a in _runners(r)
@@ -294,6 +300,8 @@ def test_training_goes_on_after_the_node_is_lost(run: Run) -> None:
     assert trial["iterations"] < ITERATION_CAP
 
 
+@multinode[0]
+@multinode[1]
 def test_results_in_storage_and_no_csv_read_on_workers(run: Run) -> None:
     """Trials and checkpoints in ``output.storage``, the summary in ``output.dir``; the
     CSV was deleted right after the driver prepared it, and no worker missed it."""
@@ -305,3 +313,70 @@ def test_results_in_storage_and_no_csv_read_on_workers(run: Run) -> None:
     assert Path(summary["trials"][0]["path"]).is_relative_to(storage)
     assert not list((run.tmp / "results").glob("*/*/trial_*"))
     assert "[ray] attached to" in run.output and "3 node(s)" in run.output
+
+
+# ------------------------------------------------------------------ checks, no Ray
+def _cfg(**sets: Any) -> Any:
+    from algospace.experiment import TUNE_CONFIGS, load_experiment
+
+    return load_experiment(TUNE_CONFIGS / "strategic.yaml",
+                           {f"resources.{k}": v for k, v in sets.items()}).config
+
+
+def _node(cpu: float, gpu: float = 0, **custom: float) -> dict[str, Any]:
+    return {"Alive": True, "NodeManagerAddress": "10.0.0.1",
+            "Resources": {"CPU": cpu, "GPU": gpu, **custom}}
+
+
+def test_attached_cluster_resources_checked() -> None:
+    """A GPU learner, CPUs and the env runners' custom resources against the cluster's
+    live nodes; each message names the setting and what the nodes have."""
+    from algospace.cluster import check_cluster
+    from algospace.errors import ConfigError
+
+    nodes = [_node(1), _node(1, worker_node=1), _node(1, worker_node=1)]
+    check_cluster(_cfg(env_runner_resources={"worker_node": 1}, num_env_runners=2), nodes)
+    with pytest.raises(ConfigError, match=r"num_gpus_per_learner is 1 but no node of the "
+                                          r"cluster has that many GPUs \(GPUs per node: 0, 0, 0\)"
+                                          r".*set it to 0"):
+        check_cluster(_cfg(num_gpus_per_learner=1), nodes)
+    check_cluster(_cfg(num_gpus_per_learner=1), [*nodes, _node(4, gpu=1)])
+    with pytest.raises(ConfigError, match=r"one trial needs 4 CPUs .* the cluster has 3"):
+        check_cluster(_cfg(num_env_runners=3), nodes)
+    with pytest.raises(ConfigError, match=r"each of the 3 env runner\(s\) needs CPU: 1, "
+                                          r"worker_node: 1, and the cluster's nodes have room "
+                                          r"for 2 .*ray start --address"):
+        check_cluster(_cfg(env_runner_resources={"worker_node": 1}, num_env_runners=3),
+                      [*nodes, _node(2)])
+    with pytest.raises(ConfigError, match="room for 0"):
+        check_cluster(_cfg(env_runner_resources={"gpu_node": 1}), nodes)
+
+
+def test_env_runner_resources_validated() -> None:
+    from algospace.errors import ConfigError
+
+    assert _cfg(env_runner_resources={"worker_node": 0.5}).resources.env_runner_resources \
+        == {"worker_node": 0.5}
+    for bad in ({"CPU": 1}, {"worker_node": 0}):
+        with pytest.raises(ConfigError, match=r"resources\.env_runner_resources"):
+            _cfg(env_runner_resources=bad)
+    with pytest.raises(ConfigError, match=r"ray_host: expected 127\.0\.0\.1, auto or an IP"):
+        _cfg(ray_host="my-laptop")
+
+
+def test_local_storage_on_several_machines_warned(tmp_path: Path) -> None:
+    from algospace.cluster import storage_warning
+
+    cfg = _cfg()
+    lines: list[str] = []
+    storage_warning(cfg, ["10.0.0.1"], lines.append)
+    assert not lines
+    storage_warning(cfg, ["10.0.0.1", "10.0.0.2"], lines.append)
+    [line] = lines
+    assert "WARNING: the cluster spans 2 machines" in line and "output.storage" in line
+    from algospace.experiment import TUNE_CONFIGS, load_experiment
+
+    remote = load_experiment(TUNE_CONFIGS / "strategic.yaml",
+                             {"output.storage": "s3://bucket/runs"}).config
+    storage_warning(remote, ["10.0.0.1", "10.0.0.2"], lines.append)
+    assert len(lines) == 1

@@ -37,6 +37,7 @@ ENV_KEY = "prepared_data"
 """Key of a :class:`Shipped` mapping in an RLlib env config."""
 
 _PROVIDED: dict[str, Shipped] = {}
+_HANDLES: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -85,16 +86,24 @@ class _Depot:
 
 
 def _depot(create: bool) -> Any:
-    """The driver's depot actor (created on the driver's node if ``create``)."""
+    """The driver's depot actor (created on the driver's node if ``create``).
+
+    The driver keeps a handle for as long as it runs: Ray ends a named actor that no
+    handle refers to any more (and a detached one would outlive the driver).
+    """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not create:
         return ray.get_actor(DEPOT)
-    here = ray.get_runtime_context().get_node_id()
-    return ray.remote(_Depot).options(
-        name=DEPOT, get_if_exists=True, num_cpus=0, max_restarts=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+    context = ray.get_runtime_context()
+    job = context.get_job_id()
+    if job not in _HANDLES:
+        _HANDLES[job] = ray.remote(_Depot).options(
+            name=DEPOT, num_cpus=0, max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(context.get_node_id(),
+                                                               soft=False)).remote()
+    return _HANDLES[job]
 
 
 def serve(prepared: Any, cfg: DataConfig) -> Shipped:

@@ -70,7 +70,14 @@ def attach(cfg: ExperimentConfig, where: str, log: Log) -> Any:
 
     env_vars = worker_env(cfg)
     runtime_env = {"env_vars": env_vars} if env_vars else None
-    ctx = ray.init(address=where, log_to_driver=False, runtime_env=runtime_env)
+    try:
+        ctx = ray.init(address=where, log_to_driver=False, runtime_env=runtime_env)
+    except ConnectionError as err:
+        raise ConfigError(
+            f"--address {where}: {err}. Is the head running there (`ray status --address "
+            f"{where}`)? If the cluster uses token authentication (Ray's default), export "
+            "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, "
+            "or ~/.ray/auth_token as on the head)") from None
     nodes = live_nodes()
     machines = {n["NodeManagerAddress"] for n in nodes}
     log(f"[ray] attached to {where}: {len(nodes)} node(s) on {len(machines)} machine(s), "

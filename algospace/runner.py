@@ -178,7 +178,7 @@ def check_resources(cfg: ExperimentConfig, attached: bool) -> None:
         have = torch.cuda.device_count()
         if have < math.ceil(r.num_gpus_per_learner):
             raise ConfigError(
-                f"resources.num_gpus_per_learner is {r.num_gpus_per_learner} but this machine "
+                f"resources.num_gpus_per_learner is {r.num_gpus_per_learner:g} but this machine "
                 f"has {have} CUDA GPU(s) visible to torch; set it to 0 to learn on the CPU, or "
                 "attach to a cluster with GPUs (--address)")
     if not attached:

@@ -137,11 +137,12 @@ def test_rde_weights_refuse_code(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ Ray
 def test_project_never_disables_ray_token_auth() -> None:
-    """Every place the project sets RAY_AUTH_MODE (code, scripts, docs, docker files) sets
-    it to token."""
+    """Every place the project sets RAY_AUTH_MODE (code, scripts, docs, docker and KubeRay
+    files: ``X=v``, ``X: v``, ``["X"] = "v"``, ``"X", "v"``, ``name: X`` + ``value: v``)
+    sets it to token."""
     skip = {".git", ".venv", "results", ".algospace", "__pycache__", ".mypy_cache",
             ".ruff_cache", ".pytest_cache"}
-    setting = re.compile(r"RAY_AUTH_MODE[\"']?\s*[=:,]\s*[\"']?([\w$]+)")
+    setting = re.compile(r"RAY_AUTH_MODE[\"'\]]*(?:\s*[=:,]|\s*\n\s*value:)\s*[\"']?([\w$]+)")
     found = []
     for path in REPO.rglob("*"):
         if skip & set(path.relative_to(REPO).parts) or not path.is_file() \

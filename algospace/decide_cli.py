@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser() if args.out else checkpoint.parent / f"decisions-{name}.csv"
     if args.export:
         _export(checkpoint, Path(args.export).expanduser())
-    print(f"[decide] {engine.env_name}: {len(bars):,} bars of {name}, trading from {start}; "
-          f"gates {'on' if gates.enforce else 'recorded only'}, {cfg.mc_passes} MC passes")
+    warm = int((bars.index < start).sum())
+    print(f"[decide] {engine.env_name}: {len(bars):,} bars of {name} ({warm:,} warm the "
+          f"features up), trading from {start}; gates {'on' if gates.enforce else 'recorded only'}"
+          f", {cfg.mc_passes} MC passes")
     replay = engine.run(bars, progress=print)
     if not len(replay.decisions):
         raise ConfigError(f"no decision was made: the {len(bars):,} bars never gave a "

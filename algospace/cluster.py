@@ -44,7 +44,9 @@ def start_local(cfg: ExperimentConfig, log: Log) -> Any:
         loopback_only()
     elif r.ray_host != "auto":
         kwargs["_node_ip_address"] = r.ray_host
-    ctx = ray.init(include_dashboard=dash.enabled, dashboard_host=dash.host,
+    # "local": a new instance even where `ray start` runs a cluster on this machine (which
+    # a plain ray.init() would join)
+    ctx = ray.init(address="local", include_dashboard=dash.enabled, dashboard_host=dash.host,
                    dashboard_port=dash.port, log_to_driver=False, **kwargs)
     if not r.loopback:
         log(f"[ray] local Ray on {ray.util.get_node_ip_address()} (resources.ray_host: "

@@ -134,3 +134,68 @@ def test_random_search_with_asha(ray_session: Any, tmp_path: Path) -> None:
     lrs = [t["params"]["training.lr"] for t in summary["trials"]]
     assert all(1e-4 <= lr <= 2e-3 for lr in lrs) and lrs[0] != lrs[1]
     assert all(t["params"]["training.num_epochs"] in (3, 5, 8) for t in summary["trials"])
+
+
+def test_decision_engine_replays_a_trained_checkpoint_as_the_backtest(
+        pipeline: list[dict[str, Any]], tmp_path: Path) -> None:
+    """The joint phase's checkpoint (regime latents on): the engine, fed the test split bar
+    by bar, trades exactly as the batch backtest; `algospace decide` writes the same log
+    with the TorchScript export as with the eager actors."""
+    from algospace.cli import main
+    from algospace.data.pipeline import prepare
+    from algospace.evaluation.backtest import backtest, greedy_policy, load_actors
+    from algospace.inference.engine import DecisionEngine, EngineConfig
+    from algospace.inference.gates import GateConfig
+    from algospace.training.train import load_train_config
+
+    checkpoint = pipeline[-1]["best_checkpoint"]
+    cfg = EngineConfig(mc_passes=4, gates=GateConfig(enforce=False))
+    engine = DecisionEngine.from_checkpoint(checkpoint, config=cfg)
+    train_cfg = load_train_config(checkpoint)
+    env_cfg = train_cfg.env_config
+    prepared = prepare(env_cfg.data)
+    lo, _ = prepared.splits.range("test")
+    engine.start = prepared.base.open_time[lo]
+    replay = engine.run(prepared.base.frame)
+    from dataclasses import replace
+
+    batch = backtest(train_cfg.env, replace(env_cfg, split="test", random_start=False),
+                     greedy_policy(load_actors(checkpoint)))
+    n = len(batch.equity)
+    assert (replay.equity.index[:n] == batch.equity.index).all()
+    assert (replay.equity.to_numpy()[:n] == batch.equity.to_numpy()).all()
+    assert (replay.positions[:n] == batch.positions).all()
+    trades = replay.trades[replay.trades["tile"] < batch.tiles] if len(replay.trades) \
+        else replay.trades
+    assert len(trades) == len(batch.trades)
+
+    last_day = str(prepared.base.open_time[-1].normalize())
+    common = [checkpoint, "--start", last_day, "--mc-passes", "8"]
+    exported = tmp_path / "torchscript"
+    assert main(["decide", *common, "--out", str(tmp_path / "eager.csv"),
+                 "--export", str(exported)]) == 0
+    assert (exported / "manifest.json").is_file()
+    assert main(["decide", *common, "--out", str(tmp_path / "exported.csv"),
+                 "--exported", str(exported)]) == 0
+    eager = pd.read_csv(tmp_path / "eager.csv")
+    scripted = pd.read_csv(tmp_path / "exported.csv")
+    assert len(eager) > 50
+    exact = [c for c in eager.columns if c.startswith("action_") or c in
+             ("time", "position", "wanted", "target", "gate_synergy", "gate_consensus")]
+    pd.testing.assert_frame_equal(eager[exact], scripted[exact])
+    pd.testing.assert_frame_equal(eager.drop(columns=exact), scripted.drop(columns=exact),
+                                  check_exact=False, atol=1e-5, rtol=0)
+
+
+def test_decide_bad_input_is_one_clear_error(pipeline: list[dict[str, Any]], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from algospace.cli import main
+
+    checkpoint = pipeline[-1]["best_checkpoint"]
+    assert main(["decide", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["decide", checkpoint, "--data", str(tmp_path / "missing.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["decide", checkpoint, "--exported", str(tmp_path / "none")]) == 2
+    assert str(tmp_path / "none") in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -116,6 +116,10 @@ class ResourcesSection:
     """CPUs reserved for each runner."""
     num_gpus_per_learner: float = 0
     """GPUs for the learner (1 on a GPU box); 0: learn on the CPU."""
+    num_learners: int = 0
+    """Learner processes per trial: 0 learns in the trial's own process; N >= 1 starts N
+    learners (each with ``num_gpus_per_learner`` GPUs, or 1 CPU) that split each batch and
+    average their gradients."""
     max_concurrent_trials: int | None = None
     """Trials run side by side (None: as many as the CPUs and GPUs allow)."""
     env_runner_resources: dict[str, float] = field(default_factory=dict)
@@ -141,6 +145,8 @@ class ResourcesSection:
         if self.num_gpus_per_learner < 0:
             raise ConfigError(f"resources.num_gpus_per_learner must be >= 0, got "
                               f"{self.num_gpus_per_learner}")
+        if self.num_learners < 0:
+            raise ConfigError(f"resources.num_learners must be >= 0, got {self.num_learners}")
         if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
             raise ConfigError("resources.max_concurrent_trials must be >= 1 (or null)")
         for name, amount in self.env_runner_resources.items():
@@ -159,8 +165,20 @@ class ResourcesSection:
         return self.ray_host in LOOPBACK
 
     def cpus_per_trial(self) -> float:
-        """CPUs one trial reserves: its own process (the learner) plus its runners."""
-        return 1 + self.num_env_runners * self.num_cpus_per_env_runner
+        """CPUs one trial reserves: its own process, its learners on CPUs, its runners."""
+        learners = self.num_learners if self.num_gpus_per_learner == 0 else 0
+        return 1 + learners + self.num_env_runners * self.num_cpus_per_env_runner
+
+    def cpus_described(self) -> str:
+        """What :meth:`cpus_per_trial` counts, in words."""
+        runners = f"{self.num_env_runners} env runner(s) × {self.num_cpus_per_env_runner:g}"
+        if self.num_learners == 0 or self.num_gpus_per_learner > 0:
+            return f"1 for the learner + {runners}"
+        return f"1 for the trial + {self.num_learners} learner(s) + {runners}"
+
+    def gpus_per_trial(self) -> float:
+        """GPUs one trial reserves (every learner's)."""
+        return max(1, self.num_learners) * self.num_gpus_per_learner
 
 
 @dataclass(frozen=True)

@@ -176,18 +176,18 @@ def check_resources(cfg: ExperimentConfig, attached: bool) -> None:
         import torch
 
         have = torch.cuda.device_count()
-        if have < math.ceil(r.num_gpus_per_learner):
+        if have < math.ceil(r.gpus_per_trial()):
+            learners = f" for each of {r.num_learners} learners" if r.num_learners > 1 else ""
             raise ConfigError(
-                f"resources.num_gpus_per_learner is {r.num_gpus_per_learner:g} but this machine "
-                f"has {have} CUDA GPU(s) visible to torch; set it to 0 to learn on the CPU, or "
-                "attach to a cluster with GPUs (--address)")
+                f"resources.num_gpus_per_learner is {r.num_gpus_per_learner:g}{learners} but "
+                f"this machine has {have} CUDA GPU(s) visible to torch; set it to 0 to learn on "
+                "the CPU, or attach to a cluster with GPUs (--address)")
     if not attached:
         cpus = os.cpu_count() or 1
         need = r.cpus_per_trial() if cfg.phase != "rde" else 1
         if need > cpus:
             raise ConfigError(
-                f"resources: one trial needs {need:g} CPUs (1 for the learner + "
-                f"{r.num_env_runners} env runner(s) × {r.num_cpus_per_env_runner:g}) but this "
+                f"resources: one trial needs {need:g} CPUs ({r.cpus_described()}) but this "
                 f"machine has {cpus}; lower resources.num_env_runners, or attach to a larger "
                 "cluster (--address)")
 

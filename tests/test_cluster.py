@@ -336,11 +336,17 @@ def test_attached_cluster_resources_checked() -> None:
 
     nodes = [_node(1), _node(1, worker_node=1), _node(1, worker_node=1)]
     check_cluster(_cfg(env_runner_resources={"worker_node": 1}, num_env_runners=2), nodes)
-    with pytest.raises(ConfigError, match=r"num_gpus_per_learner is 1 but no node of the "
-                                          r"cluster has that many GPUs \(GPUs per node: 0, 0, 0\)"
-                                          r".*set it to 0"):
+    with pytest.raises(ConfigError, match=r"num_gpus_per_learner is 1 but the cluster's "
+                                          r"nodes do not have that many GPUs \(GPUs per node: "
+                                          r"0, 0, 0\).*set it to 0"):
         check_cluster(_cfg(num_gpus_per_learner=1), nodes)
     check_cluster(_cfg(num_gpus_per_learner=1), [*nodes, _node(4, gpu=1)])
+    with pytest.raises(ConfigError, match="1 for each of 2 learners"):
+        check_cluster(_cfg(num_gpus_per_learner=1, num_learners=2), [*nodes, _node(4, gpu=1)])
+    check_cluster(_cfg(num_gpus_per_learner=1, num_learners=2),
+                  [*nodes, _node(4, gpu=1), _node(1, gpu=1)])
+    with pytest.raises(ConfigError, match=r"needs 4 CPUs \(1 for the trial \+ 2 learner\(s\)"):
+        check_cluster(_cfg(num_learners=2), nodes)
     with pytest.raises(ConfigError, match=r"one trial needs 4 CPUs .* the cluster has 3"):
         check_cluster(_cfg(num_env_runners=3), nodes)
     with pytest.raises(ConfigError, match=r"each of the 3 env runner\(s\) needs CPU: 1, "
@@ -380,3 +386,22 @@ def test_local_storage_on_several_machines_warned(tmp_path: Path) -> None:
                              {"output.storage": "s3://bucket/runs"}).config
     storage_warning(remote, ["10.0.0.1", "10.0.0.2"], lines.append)
     assert len(lines) == 1
+
+
+@pytest.mark.slow
+def test_remote_learner_trains(ray_session: Any, tmp_path: Path) -> None:
+    """``resources.num_learners: 1``: the learner is a process of its own (1 CPU beside the
+    trial's), the run trains to its budget and its checkpoints record the setting."""
+    from algospace.runner import RunOptions, run
+
+    opts = RunOptions(file="strategic.yaml", quick=True, sets=(
+        f"output.dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}",
+        "env.regime_latent=false", "evaluation.final=false", "resources.num_learners=1",
+        "resources.num_env_runners=0"))
+    [summary] = run(opts, log=lambda _: None)
+    [trial] = summary["trials"]
+    assert trial["error"] is None and trial["iterations"] == 2
+    assert trial["last"]["policy_loss"] == trial["last"]["policy_loss"]  # not NaN
+    info = json.loads((Path(summary["best_checkpoint"]) / "algospace_run.json").read_text())
+    assert info["train_config"]["num_learners"] == 1
+    assert (Path(summary["best_checkpoint"]) / "learner_group" / "learner" / "rl_module").is_dir()

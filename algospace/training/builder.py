@@ -123,6 +123,8 @@ class TrainConfig:
     """Replace a crashed env runner and go on sampling with the others meanwhile."""
     num_gpus_per_learner: float = 0
     """GPUs per learner (1 on a GPU box)."""
+    num_learners: int = 0
+    """Remote learner processes (0: learn in the algorithm's own process)."""
     out_dir: str = "results"
     """Where checkpoints and results go."""
 
@@ -194,7 +196,7 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
                      policies_to_train=list(cfg.trainable or actors)
                      + (["critic"] if cfg.algorithm == "mappo" else []))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
-        .learners(num_gpus_per_learner=cfg.num_gpus_per_learner,
+        .learners(num_learners=cfg.num_learners, num_gpus_per_learner=cfg.num_gpus_per_learner,
                   learner_class=_learner_class(cfg),
                   learner_config_dict={"value_clip": p.value_clip,
                                        "huber_delta": p.huber_delta})

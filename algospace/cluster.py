@@ -121,15 +121,13 @@ def check_cluster(cfg: ExperimentConfig, nodes: Sequence[dict[str, Any]]) -> Non
     r = cfg.resources
     have = [dict(n.get("Resources", {})) for n in nodes]
     gpus = [h.get("GPU", 0.0) for h in have]
-    learners = max(1, r.num_learners)
-    if cfg.phase != "rde" and r.num_gpus_per_learner > 0 and sum(
-            math.floor(g / r.num_gpus_per_learner + 1e-9) for g in gpus) < learners:
-        each = f" for each of {learners} learners" if learners > 1 else ""
+    if cfg.phase != "rde" and r.num_gpus_per_learner > 0 \
+            and not any(g >= r.num_gpus_per_learner for g in gpus):
         raise ConfigError(
-            f"resources.num_gpus_per_learner is {r.num_gpus_per_learner:g}{each} but the "
-            f"cluster's nodes do not have that many GPUs (GPUs per node: "
-            f"{', '.join(f'{g:g}' for g in gpus)}); set it to 0 to learn on the CPU, or add "
-            "a node with a GPU (`ray start --address … --num-gpus 1`)")
+            f"resources.num_gpus_per_learner is {r.num_gpus_per_learner:g} but no node of the "
+            f"cluster has that many GPUs (GPUs per node: {', '.join(f'{g:g}' for g in gpus)});"
+            " set it to 0 to learn on the CPU, or add a node with a GPU "
+            "(`ray start --address … --num-gpus 1`)")
     need = r.cpus_per_trial() if cfg.phase != "rde" else 1
     cpus = sum(h.get("CPU", 0.0) for h in have)
     if need > cpus:

@@ -117,9 +117,8 @@ class ResourcesSection:
     num_gpus_per_learner: float = 0
     """GPUs for the learner (1 on a GPU box); 0: learn on the CPU."""
     num_learners: int = 0
-    """Learner processes per trial: 0 learns in the trial's own process; N >= 1 starts N
-    learners (each with ``num_gpus_per_learner`` GPUs, or 1 CPU) that split each batch and
-    average their gradients."""
+    """0: learn in the trial's own process; 1: in a learner process of its own (with
+    ``num_gpus_per_learner`` GPUs, or 1 CPU), which Ray may place on another node."""
     max_concurrent_trials: int | None = None
     """Trials run side by side (None: as many as the CPUs and GPUs allow)."""
     env_runner_resources: dict[str, float] = field(default_factory=dict)
@@ -145,8 +144,11 @@ class ResourcesSection:
         if self.num_gpus_per_learner < 0:
             raise ConfigError(f"resources.num_gpus_per_learner must be >= 0, got "
                               f"{self.num_gpus_per_learner}")
-        if self.num_learners < 0:
-            raise ConfigError(f"resources.num_learners must be >= 0, got {self.num_learners}")
+        if self.num_learners not in (0, 1):
+            raise ConfigError(
+                f"resources.num_learners must be 0 or 1, got {self.num_learners}: several "
+                "data-parallel learners (torch DDP) would bypass the gradient averaging for "
+                "MAPPO's shared critic, which the learner calls outside DDP's wrapper")
         if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
             raise ConfigError("resources.max_concurrent_trials must be >= 1 (or null)")
         for name, amount in self.env_runner_resources.items():
@@ -176,9 +178,6 @@ class ResourcesSection:
             return f"1 for the learner + {runners}"
         return f"1 for the trial + {self.num_learners} learner(s) + {runners}"
 
-    def gpus_per_trial(self) -> float:
-        """GPUs one trial reserves (every learner's)."""
-        return max(1, self.num_learners) * self.num_gpus_per_learner
 
 
 @dataclass(frozen=True)

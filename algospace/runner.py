@@ -176,12 +176,11 @@ def check_resources(cfg: ExperimentConfig, attached: bool) -> None:
         import torch
 
         have = torch.cuda.device_count()
-        if have < math.ceil(r.gpus_per_trial()):
-            learners = f" for each of {r.num_learners} learners" if r.num_learners > 1 else ""
+        if have < math.ceil(r.num_gpus_per_learner):
             raise ConfigError(
-                f"resources.num_gpus_per_learner is {r.num_gpus_per_learner:g}{learners} but "
-                f"this machine has {have} CUDA GPU(s) visible to torch; set it to 0 to learn on "
-                "the CPU, or attach to a cluster with GPUs (--address)")
+                f"resources.num_gpus_per_learner is {r.num_gpus_per_learner:g} but this machine "
+                f"has {have} CUDA GPU(s) visible to torch; set it to 0 to learn on the CPU, or "
+                "attach to a cluster with GPUs (--address)")
     if not attached:
         cpus = os.cpu_count() or 1
         need = r.cpus_per_trial() if cfg.phase != "rde" else 1

@@ -254,7 +254,7 @@ def test_docker_compose_config_accepts_the_file_and_requires_a_token() -> None:
     base = [*command, "-f", str(COMPOSE), "--profile", "gpu", "config"]
     missing = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60)
     assert missing.returncode != 0 and "RAY_AUTH_TOKEN" in missing.stderr
-    env["RAY_AUTH_TOKEN"] = "placeholder-for-validation"
+    env["RAY_AUTH_TOKEN"] = "token-used-only-to-check-the-file"
     done = subprocess.run([*base, "--format", "json"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -11,7 +11,6 @@ up, so their greedy actions change from bar to bar and the accounts trade a lot.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -250,15 +249,11 @@ def test_decision_log_has_every_field(synthetic: tuple[Case, DecisionEngine, Rep
 def test_session_end_closes_the_position(synthetic: tuple[Case, DecisionEngine, Replay]
                                          ) -> None:
     _, engine, _ = synthetic
-    firsts = [d for d in engine.decisions[1:] if d.session != engine.decisions[0].session]
-    new_sessions = [d for i, d in enumerate(firsts) if i == 0 or d.session != firsts[i - 1].session]
+    pairs = zip(engine.decisions, engine.decisions[1:], strict=False)
+    new_sessions = [d for before, d in pairs if d.session != before.session]
     assert new_sessions
     for d in new_sessions:
-        assert d.position == 0 and d.equity == case_initial(engine)
-
-
-def case_initial(engine: DecisionEngine) -> float:
-    return engine.env_config.initial_equity
+        assert d.position == 0 and d.equity == engine.env_config.initial_equity
 
 
 def test_gated_replay_sends_new_exposure_only_through_open_gates(
@@ -346,8 +341,3 @@ def test_missing_actor_is_named(synthetic: tuple[Case, DecisionEngine, Replay]) 
     engine = DecisionEngine(case.env_name, case.cfg, actors, case.meta, config=UNGATED)
     with pytest.raises(KeyError, match="risk"):
         engine.run(case.base.iloc[:3000])
-
-
-def test_csv_written(csv_case: tuple[Case, DecisionEngine, Replay]) -> None:
-    case, _, _ = csv_case
-    assert Path(str(case.cfg.data.path)).is_file()

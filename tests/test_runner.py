@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,6 @@ def test_decision_engine_replays_a_trained_checkpoint_as_the_backtest(
     lo, _ = prepared.splits.range("test")
     engine.start = prepared.base.open_time[lo]
     replay = engine.run(prepared.base.frame)
-    from dataclasses import replace
-
     batch = backtest(train_cfg.env, replace(env_cfg, split="test", random_start=False),
                      greedy_policy(load_actors(checkpoint)))
     n = len(batch.equity)

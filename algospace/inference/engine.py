@@ -446,11 +446,9 @@ class DecisionEngine:
 
     def _close_time(self, p: int) -> pd.Timestamp:
         """Close time of clock bar ``p``."""
-        bars = self.stream.strategic_bars() if self.env.STRATEGIC_CLOCK else None
-        if bars is not None:
-            return pd.Timestamp(bars.close_time[p])
-        minutes = self.stream.bar_minutes
-        return pd.Timestamp(self.stream._times[p]) + pd.Timedelta(minutes=minutes)
+        strategic = bool(self.env.STRATEGIC_CLOCK)
+        minutes = self.stream.strategic_minutes if strategic else self.stream.bar_minutes
+        return self.stream.open_time(p, strategic=strategic) + pd.Timedelta(minutes=minutes)
 
     # -------------------------------------------------------------- results
     def replay(self) -> Replay:

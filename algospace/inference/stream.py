@@ -189,6 +189,10 @@ class MarketStream:
         self._strat_values.append(bar)
         self._bucket, self._bucket_rows = None, []
 
+    def open_time(self, row: int, *, strategic: bool = False) -> pd.Timestamp:
+        """Open time of 5-minute bar ``row`` (or of 30-minute bar ``row``)."""
+        return pd.Timestamp((self._strat_times if strategic else self._times)[row])
+
     # ---------------------------------------------------------- arrays out
     def bars(self) -> Bars:
         """The 5-minute bars received so far."""

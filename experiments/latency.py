@@ -1,23 +1,34 @@
-"""Per-bar decision latency of the team on one CPU thread: eager vs TorchScript actors.
+"""Per-bar decision latency of the team on one CPU thread: engine, eager and exported actors.
 
 ``python -m experiments.bench latency [--checkpoint PATH] [--quick] [--json FILE]``.
 
 What one timed **decision step** is — what the decision engine
 (:mod:`algospace.inference.engine`) does for one layer at a bar's close:
 
-* ``mc0``: :meth:`TeamPolicy.act <algospace.inference.policy.TeamPolicy.act>`
-  on the layer's four agents (greedy actions and their probabilities);
-* ``mc50``: the same with 50 MC-dropout passes per agent (one batched forward
-  each), inside the engine's per-decision seeding of the dropout masks
-  (``fork_rng`` + ``manual_seed``), followed by the two gates
+* ``mc0``: the greedy actions of the layer's four agents and their probabilities;
+* ``mc50``: the same plus 50 MC-dropout passes per agent, with the masks seeded
+  per decision, followed by the two gates
   (:func:`algospace.inference.gates.apply_gates`) over the statistics of all
   eight agents (the other layer's latched).
 
+Three implementations, timed interleaved on the same real env observations
+(a ``joint_v0`` episode on the synthetic market):
+
+* ``engine`` — what the decision engine runs:
+  :meth:`TeamPolicy.act <algospace.inference.policy.TeamPolicy.act>`, the
+  actors' weights in NumPy (:mod:`algospace.inference.kernel`: greedy logits
+  per agent, the 50 passes of all four agents in one kernel call). It reads
+  the same weights from eager and exported actors (the same numbers, tested),
+  so it is timed once, on the exported actors' weights.
+* ``eager`` — the per-agent torch path of the RLlib
+  :class:`~algospace.models.actor.ActorModule`: ``logits`` at batch size 1 and
+  :func:`~algospace.models.actor.actor_mc_stats` (one batched forward of the
+  50 passes per agent, torch's generator seeded per decision).
+* ``exported`` — the same per-agent torch path on the TorchScript actors
+  (:mod:`algospace.inference.export`).
+
 The tactical step is ``entry, fvg, momentum, risk`` (every 5-minute bar); the
 strategic step ``mlmi, nwrqk, portfolio, regime`` (every 30-minute close).
-Eager (:class:`~algospace.models.actor.ActorModule`) and exported
-(:mod:`algospace.inference.export`) actors are timed interleaved, on the same
-real env observations (a ``joint_v0`` episode on the synthetic market), with
 ``time.perf_counter_ns`` after a warm-up; p50 and p99 in microseconds.
 Targets (p99, one core): tactical < 1 ms, strategic < 5 ms including the 50
 MC passes. The timed work has no data-dependent branches, so without
@@ -49,7 +60,8 @@ TARGET_P99_US = {"tactical": 1_000.0, "strategic": 5_000.0}
 """Decision-step targets (p99, microseconds, one core), both including the MC passes."""
 MC_VARIANTS = (0, 50)
 """MC-dropout passes per agent of the timed variants."""
-IMPLS = ("eager", "exported")
+IMPLS = ("engine", "eager", "exported")
+"""Timed implementations (see the module docstring); the targets are the engine's."""
 REPEATS = 5_000
 """Timed decision steps per variant and implementation."""
 WARMUP = 200
@@ -121,23 +133,47 @@ def observations(env: Any, n: int, seed: int = SEED) -> list[dict[str, Any]]:
     return out
 
 
-def decision_step(policy: Any, agents: tuple[str, ...], latched: Mapping[str, np.ndarray]
-                  ) -> Callable[[Mapping[str, Any], int], Any]:
-    """One layer's decision at a bar (see the module docstring)."""
+def _gates_after(stats: Mapping[str, np.ndarray], latched: Mapping[str, np.ndarray]) -> Any:
+    """The two gates over the layer's fresh statistics and the other layer's latched ones."""
     from algospace.inference.gates import GateConfig, apply_gates
 
-    gates = GateConfig()
+    return apply_gates(1, 0, synergy_direction=1.0, stats={**latched, **stats},
+                       drawdown_pct=0.0, cfg=GateConfig())
+
+
+def decision_step(policy: Any, agents: tuple[str, ...], latched: Mapping[str, np.ndarray]
+                  ) -> Callable[[Mapping[str, Any], int], Any]:
+    """One layer's decision at a bar, as the engine takes it (see the module docstring)."""
     if not policy.mc_passes:
         return lambda obs, step: policy.act(obs, agents)
 
     def step_with_mc(obs: Mapping[str, Any], step: int) -> Any:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(step)
-            _, _, stats = policy.act(obs, agents)
-        return apply_gates(1, 0, synergy_direction=1.0, stats={**latched, **stats},
-                           drawdown_pct=0.0, cfg=gates)
+        _, _, stats = policy.act(obs, agents, seed=(SEED, step))
+        return _gates_after(stats, latched)
 
     return step_with_mc
+
+
+def torch_step(actors: Mapping[str, Any], agents: tuple[str, ...], mc_passes: int,
+               latched: Mapping[str, np.ndarray]) -> Callable[[Mapping[str, Any], int], Any]:
+    """The same decision by the actors' own torch code, one agent after the other."""
+    from algospace.models.actor import actor_mc_stats
+
+    def step(obs: Mapping[str, Any], i: int) -> Any:
+        stats: dict[str, np.ndarray] = {}
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(i)
+            for agent in agents:
+                actor = actors[agent]
+                x = torch.from_numpy(np.asarray(obs[agent]["local"], np.float32))[None]
+                heads = torch.split(actor.logits(x)[0], list(actor.input_lens))
+                best = [int(torch.argmax(h)) for h in heads]
+                [float(torch.softmax(h, dim=-1)[b]) for h, b in zip(heads, best, strict=True)]
+                if mc_passes:
+                    stats[agent] = actor_mc_stats(actor, x, mc_passes)[0].numpy()
+        return _gates_after(stats, latched) if mc_passes else stats
+
+    return step
 
 
 def time_interleaved(steps: Mapping[str, Callable[[Mapping[str, Any], int], Any]],
@@ -179,8 +215,11 @@ def bench_decisions(env: Any, teams: Mapping[str, Mapping[str, Any]], warmup: in
         if not set(agents) <= set(env.possible_agents):
             continue
         for mc in MC_VARIANTS:
-            steps = {impl: decision_step(TeamPolicy(teams[impl], widths, mc_passes=mc), agents,
-                                         latched) for impl in IMPLS}
+            steps = {
+                "engine": decision_step(TeamPolicy(teams["exported"], widths, mc_passes=mc),
+                                        agents, latched),
+                "eager": torch_step(teams["eager"], agents, mc, latched),
+                "exported": torch_step(teams["exported"], agents, mc, latched)}
             times = time_interleaved(steps, pool, warmup, repeats)
             key = f"{layer}_mc{mc}"
             for impl in IMPLS:
@@ -189,8 +228,9 @@ def bench_decisions(env: Any, teams: Mapping[str, Mapping[str, Any]], warmup: in
                                 f"{key}_{impl}_mean_us": mean,
                                 f"{key}_{impl}_p99_pass": p99 < TARGET_P99_US[layer]})
             for q in ("p50", "p99"):
-                figures[f"{key}_exported_vs_eager_{q}_ratio"] = (
-                    figures[f"{key}_exported_{q}_us"] / figures[f"{key}_eager_{q}_us"])
+                for impl in ("exported", "engine"):
+                    figures[f"{key}_{impl}_vs_eager_{q}_ratio"] = (
+                        figures[f"{key}_{impl}_{q}_us"] / figures[f"{key}_eager_{q}_us"])
         figures[f"{layer}_target_p99_us"] = TARGET_P99_US[layer]
     return figures
 
@@ -268,10 +308,13 @@ def print_summary(figures: Figures) -> None:
     """The side-by-side table with the targets and PASS/MISS."""
     print(f"\nper-bar decision latency (µs), one CPU thread (torch.set_num_threads(1)), "
           f"{figures['latency_repeats']:,} timed steps each after "
-          f"{figures['latency_warmup']:,} warm-up\nactors: {figures['latency_actors']}")
-    head = (f"  {'step':<10}{'MC':>4}  {'gates':<6}{'eager p50':>10}{'p99':>9}"
-            f"{'exported p50':>14}{'p99':>9}{'ratio p50':>11}{'p99':>7}  {'target p99':>10}"
-            f"  {'eager':<6}{'exported':<8}")
+          f"{figures['latency_warmup']:,} warm-up\nactors: {figures['latency_actors']}\n"
+          "engine: the decision engine (NumPy kernel on the actors' weights); eager / "
+          "exported: per-agent torch on the ActorModules / TorchScript actors")
+    head = (f"  {'step':<10}{'MC':>4}  {'gates':<6}" + "".join(
+        f"{impl + ' p50':>14}{'p99':>7}" for impl in IMPLS)
+        + f"{'exp/eager p99':>15}{'engine/eager p99':>18}  {'target p99':>10}  "
+        + "".join(f"{impl:<9}" for impl in IMPLS))
     print(head)
     for layer, target in TARGET_P99_US.items():
         for mc in MC_VARIANTS:
@@ -280,13 +323,12 @@ def print_summary(figures: Figures) -> None:
                 continue
             verdict = ["PASS" if figures[f"{key}_{impl}_p99_pass"] else "MISS"
                        for impl in IMPLS]
-            print(f"  {layer:<10}{mc:>4}  {'yes' if mc else 'no':<6}"
-                  f"{figures[f'{key}_eager_p50_us']:>10,.0f}{figures[f'{key}_eager_p99_us']:>9,.0f}"
-                  f"{figures[f'{key}_exported_p50_us']:>14,.0f}"
-                  f"{figures[f'{key}_exported_p99_us']:>9,.0f}"
-                  f"{figures[f'{key}_exported_vs_eager_p50_ratio']:>11.2f}"
-                  f"{figures[f'{key}_exported_vs_eager_p99_ratio']:>7.2f}  < {target:>8,.0f}"
-                  f"  {verdict[0]:<6}{verdict[1]:<8}")
+            cells = "".join(f"{figures[f'{key}_{impl}_p50_us']:>14,.0f}"
+                            f"{figures[f'{key}_{impl}_p99_us']:>7,.0f}" for impl in IMPLS)
+            print(f"  {layer:<10}{mc:>4}  {'yes' if mc else 'no':<6}{cells}"
+                  f"{figures[f'{key}_exported_vs_eager_p99_ratio']:>15.2f}"
+                  f"{figures[f'{key}_engine_vs_eager_p99_ratio']:>18.2f}  < {target:>8,.0f}  "
+                  + "".join(f"{v:<9}" for v in verdict))
     if "stream_bar_all_p50_ms" in figures:
         parts = [f"{name} p50 {figures[f'stream_bar_{name}_p50_ms']:.1f} / p99 "
                  f"{figures[f'stream_bar_{name}_p99_ms']:.1f}"

@@ -62,3 +62,17 @@ def _restore_torch_determinism(_torch_determinism_at_start: bool) -> Iterator[No
 
     yield
     torch.use_deterministic_algorithms(_torch_determinism_at_start)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one intra-op thread for a module (restored after).
+
+    The actor networks are tiny: on a busy 2-core machine a second thread only adds waits.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -33,7 +33,8 @@ def test_quick_latency_bench_writes_every_figure(tmp_path: Path,
                 assert figures[f"{key}_mean_us"] > 0
                 assert isinstance(figures[f"{key}_p99_pass"], bool)
             for q in ("p50", "p99"):
-                assert figures[f"{layer}_mc{mc}_exported_vs_eager_{q}_ratio"] > 0
+                for impl in ("exported", "engine"):
+                    assert figures[f"{layer}_mc{mc}_{impl}_vs_eager_{q}_ratio"] > 0
     assert figures["stream_timed_bars"] == latency.QUICK["stream_bars"]
     assert figures["stream_strategic_closes"] >= 1
     for name in ("all", "5m_only", "strategic_close"):
@@ -42,4 +43,5 @@ def test_quick_latency_bench_writes_every_figure(tmp_path: Path,
 
     printed = capsys.readouterr().out
     assert "one CPU thread" in printed and "does not depend on the weight values" in printed
-    assert printed.count("PASS") + printed.count("MISS") == 2 * 2 * len(latency.MC_VARIANTS)
+    assert printed.count("PASS") + printed.count("MISS") == (
+        2 * len(latency.IMPLS) * len(latency.MC_VARIANTS))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,8 @@ KINDS = {"mlmi": (7,), "fvg": (5,), "risk": (6, 6, 5)}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """The networks are tiny: on a busy machine a second intra-op thread only adds waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Every test here on one torch thread (see the conftest fixture)."""
 
 
 @pytest.fixture(scope="module")
@@ -166,16 +161,18 @@ def test_team_policy_acts_alike_on_env_observations(
     widths = {a: int(env.observation_space(a)["local"].shape[0]) for a in env.possible_agents}
     policies = [TeamPolicy(team, widths, mc_passes=8) for team in (actors, exported)]
     for i, obs in enumerate(_observations(env, 16)):
-        results = []
-        for policy in policies:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(i)
-                results.append(policy.act(obs, env.possible_agents))
+        results = [policy.act(obs, env.possible_agents, seed=i) for policy in policies]
         (act_a, conf_a, stats_a), (act_b, conf_b, stats_b) = results
         for agent in env.possible_agents:
+            # the policy runs the weights it reads out of either form: the same numbers
             np.testing.assert_array_equal(act_a[agent], act_b[agent])
-            assert conf_a[agent] == pytest.approx(conf_b[agent], abs=1e-6)
+            assert conf_a[agent] == conf_b[agent]
             np.testing.assert_array_equal(stats_a[agent], stats_b[agent])
+            # ... and acts as the TorchScript module's own logits say
+            x = torch.as_tensor(policies[1].local(agent, obs[agent]))[None]
+            heads = torch.split(exported[agent].logits(x)[0], list(exported[agent].input_lens))
+            best = [int(torch.argmax(h)) for h in heads]
+            np.testing.assert_array_equal(np.atleast_1d(act_b[agent]), best)
 
 
 def test_layer_shared_modules_export(env: JointEnv, tmp_path: Path) -> None:

@@ -232,14 +232,17 @@ def greedy_policy(modules: Mapping[str, Any]) -> Policy:
 
     ``modules`` maps module ids to actor modules: one per agent, or the shared
     ``strategic`` / ``tactical`` / ``risk`` modules of ``sharing="layer"`` (recognised by
-    their ids; the agents' observations are then padded as in training).
+    their ids; the agents' observations are then padded as in training). The weights are
+    read once, here, and the logits computed by
+    :func:`algospace.inference.kernel.greedy_logits` — the function the decision engine
+    acts through, so streaming and batch decisions are computed identically.
     """
-    import torch
-
+    from algospace.inference.kernel import greedy_action, greedy_logits, net_weights
     from envs.rllib import LAYER_GROUPS, LayerSharing, module_of
 
     layer = any(m in modules for m in LAYER_GROUPS if m != "risk")
     sharing = "layer" if layer else "agent"
+    nets = {m: net_weights(module) for m, module in modules.items()}
     padder: list[LayerSharing] = []
 
     def act(obs: Observations, decision: bool) -> dict[str, Any]:
@@ -248,14 +251,9 @@ def greedy_policy(modules: Mapping[str, Any]) -> Policy:
                 padder.append(LayerSharing({a: len(o["local"]) for a, o in obs.items()}))
             obs = padder[0].pad({a: dict(o) for a, o in obs.items()})
         out: dict[str, Any] = {}
-        with torch.no_grad():
-            for agent, o in obs.items():
-                module = modules[module_of(agent, sharing)]
-                logits = module.logits(torch.as_tensor(o["local"][None], dtype=torch.float32))
-                heads = torch.split(logits[0], list(module.input_lens))
-                best = [int(torch.argmax(h)) for h in heads]
-                out[agent] = np.asarray(best, dtype=np.int64) if module.is_multi_discrete \
-                    else best[0]
+        for agent, o in obs.items():
+            net = nets[module_of(agent, sharing)]
+            out[agent] = greedy_action(net, greedy_logits(net, o["local"]))[0]
         return out
 
     return act

@@ -5,7 +5,8 @@
 decision for the next bar: target position, the order to send, stop and
 target distances, every agent's action and confidence, the 15 MC-dropout
 features and both gates (:mod:`algospace.inference.gates`). It needs no Ray:
-the actors are plain torch modules (or their TorchScript export).
+the actors' weights (read from the checkpoint's modules or their TorchScript
+export) run in NumPy (:mod:`algospace.inference.kernel`).
 
 **The same decision as the backtest.** The engine runs the env's own code
 (:class:`envs.core.base.TradingEnv`) on arrays that hold only the bars
@@ -29,9 +30,9 @@ its tiles knowing where the data is complete, so it never starts a tile that wou
 into a hole; from a hole on, its tiles and the engine's sessions fall at different bars.
 
 **Determinism.** Actions are greedy (argmax of the dropout-off logits). The
-MC passes of a decision draw their dropout masks from torch's generator
-seeded with ``seed`` and the clock step (the global generator is restored
-afterwards), so a replay gives the same gates every time.
+MC passes of a decision draw their dropout masks from a generator seeded with
+``(seed, clock step)`` (:class:`algospace.inference.mc.McKernel`; torch's global
+generator is not touched), so a replay gives the same gates every time.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class EngineConfig:
     gates: GateConfig = field(default_factory=GateConfig)
     """Two-gate settings."""
     seed: int = 0
-    """Seeds the MC passes' dropout masks (with the clock step)."""
+    """Seeds the MC passes' dropout masks (with the clock step); >= 0."""
     threads: int = 1
     """Torch CPU threads while deciding (set per bar, restored after). The networks are
     tiny: one thread is fastest, and a second thread made a 4-pass step 20 times slower on
@@ -77,6 +78,8 @@ class EngineConfig:
             raise ConfigError(f"mc_passes must be >= 0, got {self.mc_passes!r}")
         if self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads!r}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
 
 
 @dataclass(frozen=True)
@@ -403,9 +406,8 @@ class DecisionEngine:
         assert self.policy is not None
         acting = [a for a in env.possible_agents
                   if a not in STRATEGIC_AGENTS or env.decision or not self._actions]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed * 1_000_003 + p)
-            actions, confidence, stats = self.policy.act(self._obs, acting)
+        actions, confidence, stats = self.policy.act(self._obs, acting,
+                                                     seed=(self.config.seed, p))
         self._actions.update(actions)
         self._confidence.update(confidence)
         self._stats.update(stats)

@@ -4,9 +4,10 @@
 ``manifest.json`` (:data:`MANIFEST`) into a folder; :func:`load_exported`
 reads it back as :class:`ExportedActor` objects, which satisfy the
 :class:`~algospace.inference.policy.Actor` protocol, so
-:class:`~algospace.inference.policy.TeamPolicy`,
-:func:`~algospace.models.actor.actor_mc_stats` and the decision engine use them
-unchanged.
+:func:`~algospace.models.actor.actor_mc_stats` uses them unchanged and
+:class:`~algospace.inference.policy.TeamPolicy` (the decision engine) reads
+their weights out of the TorchScript modules
+(:func:`algospace.inference.kernel.net_weights`).
 
 **What is exported.** A small plain module rebuilt from the actor's layers and
 head, whose ``forward(x, dropout)`` computes exactly

@@ -1,14 +1,16 @@
 """The team's actors at decision time: greedy actions, confidence and MC-dropout statistics.
 
-:class:`TeamPolicy` holds one actor per module id — RLlib
+:class:`TeamPolicy` takes one actor per module id — RLlib
 :class:`~algospace.models.actor.ActorModule` objects loaded from a checkpoint,
-or their exported TorchScript form (:mod:`algospace.inference.export`); both
-answer ``logits(x, dropout=...)``. The greedy action of every head is the
-argmax of the dropout-off logits, exactly as in the batch backtest's
+or their exported TorchScript form (:mod:`algospace.inference.export`) — and
+runs their weights in NumPy (:mod:`algospace.inference.kernel`). The greedy
+action of every head is the argmax of the dropout-off logits, computed by the
+same function as in the batch backtest's
 :func:`algospace.evaluation.backtest.greedy_policy`; ``confidence`` is that
-action's probability under the same logits. With ``mc_passes > 0`` each
-acting agent also gets its six MC-dropout statistics from ``mc_passes``
-stochastic passes run as one batched forward.
+action's probability under the same logits (the mean over heads). With
+``mc_passes > 0`` the acting agents also get their six MC-dropout statistics
+from ``mc_passes`` stochastic passes, all agents together in one
+:class:`~algospace.inference.kernel.McKernel` whose masks are seeded per call.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from algospace.models.actor import actor_mc_stats
+from algospace.inference.kernel import (
+    McKernel,
+    NetWeights,
+    first_layer,
+    greedy_action,
+    head_logits,
+    net_weights,
+)
 from envs.rllib import LAYER_GROUPS, LayerSharing, module_of
 
 Observations = Mapping[str, Mapping[str, np.ndarray]]
@@ -45,6 +54,8 @@ class TeamPolicy:
             else "agent"
         self.padder = LayerSharing(widths) if self.sharing == "layer" else None
         self.mc_passes = mc_passes
+        self.nets: dict[str, NetWeights] = {m: net_weights(a) for m, a in self.actors.items()}
+        self._kernels: dict[tuple[str, ...], McKernel] = {}
         missing = [a for a in widths if module_of(a, self.sharing) not in self.actors]
         if missing:
             raise KeyError(f"no actor for agent(s) {', '.join(missing)}; the checkpoint holds "
@@ -57,23 +68,31 @@ class TeamPolicy:
             local = np.concatenate((local, self.padder.extra[agent]))
         return local
 
-    def act(self, obs: Observations, agents: Iterable[str]
+    def kernel(self, agents: tuple[str, ...]) -> McKernel:
+        """The MC kernel of ``agents`` (built once per set of acting agents)."""
+        kernel = self._kernels.get(agents)
+        if kernel is None:
+            nets = [self.nets[module_of(a, self.sharing)] for a in agents]
+            kernel = self._kernels[agents] = McKernel(nets, self.mc_passes)
+        return kernel
+
+    def act(self, obs: Observations, agents: Iterable[str], *, seed: int | tuple[int, ...] = 0
             ) -> tuple[dict[str, Any], dict[str, float], dict[str, np.ndarray]]:
-        """Greedy actions, their probabilities and (with MC passes) the statistics of ``agents``."""
+        """Greedy actions, their probabilities and (with MC passes) the statistics of ``agents``.
+
+        ``seed`` seeds the dropout masks of the MC passes (same seed, same statistics).
+        """
         actions: dict[str, Any] = {}
         confidence: dict[str, float] = {}
+        agents = tuple(agents)
+        first = []
+        for agent in agents:
+            net = self.nets[module_of(agent, self.sharing)]
+            h1 = first_layer(net, self.local(agent, obs[agent]))
+            first.append(h1)
+            actions[agent], confidence[agent] = greedy_action(net, head_logits(net, h1))
         stats: dict[str, np.ndarray] = {}
-        with torch.no_grad():
-            for agent in agents:
-                actor = self.actors[module_of(agent, self.sharing)]
-                x = torch.from_numpy(self.local(agent, obs[agent]))[None]
-                heads = torch.split(actor.logits(x)[0], list(actor.input_lens))
-                best = [int(torch.argmax(h)) for h in heads]
-                probs = [float(torch.softmax(h, dim=-1)[b]) for h, b in zip(heads, best,
-                                                                             strict=True)]
-                actions[agent] = np.asarray(best, dtype=np.int64) if actor.is_multi_discrete \
-                    else best[0]
-                confidence[agent] = float(np.mean(probs))
-                if self.mc_passes:
-                    stats[agent] = actor_mc_stats(actor, x, self.mc_passes)[0].numpy()
+        if self.mc_passes and agents:
+            values = self.kernel(agents).stats_from_first(first, seed)
+            stats = dict(zip(agents, values, strict=True))
         return actions, confidence, stats

@@ -43,11 +43,13 @@ def train_config(cfg: ExperimentConfig, sources: tuple[ModuleSource, ...] = (),
 
 
 def module_parts(source: ModuleSource) -> list[str]:
-    """The folders of a checkpoint that loading ``source``'s modules reads."""
+    """The parts (folders and files) of a checkpoint that loading ``source``'s modules reads:
+    the module folders (they mark it as a checkpoint) and the safe weights."""
     from algospace.training.train import MODULES_DIR, checkpoint_modules
+    from algospace.training.weights import MODULES_FILE, WEIGHTS_FILE
 
     modules = source.modules or tuple(checkpoint_modules(source.checkpoint))
-    return ["/".join((*MODULES_DIR, m)) for m in modules]
+    return ["/".join((*MODULES_DIR, m)) for m in modules] + [MODULES_FILE, WEIGHTS_FILE]
 
 
 def local_sources(sources: tuple[ModuleSource, ...],
@@ -97,6 +99,7 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
 
     from algospace.training.builder import build_ppo_config
     from algospace.training.train import load_modules, run_info, summarise
+    from algospace.training.weights import write_safe_weights
 
     provide(data)
     cfg = experiment.resolved(config)
@@ -134,6 +137,7 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
             # in the trial's working directory (in Ray's session folder), not loose in /tmp
             with tempfile.TemporaryDirectory(prefix=".ckpt-", dir=os.getcwd()) as tmp:
                 algo.save_to_path(tmp)
+                write_safe_weights(algo, tmp)
                 info = run_info(tcfg, algo)
                 info["trial_config"] = config
                 (Path(tmp) / "algospace_run.json").write_text(

@@ -155,12 +155,15 @@ def local_store(cfg: DataConfig, shipped: Shipped) -> FeatureStore:
 
 
 def serve_tree(root: str | Path, parts: list[str]) -> str:
-    """Driver: hand the folders ``parts`` of ``root`` (a checkpoint) to the depot."""
+    """Driver: hand the folders and files ``parts`` of ``root`` (a checkpoint) to the depot."""
     import ray
 
     base = Path(root)
     files = {str(p.relative_to(base)): p.read_bytes()
-             for part in parts for p in sorted((base / part).rglob("*")) if p.is_file()}
+             for part in parts
+             for p in ([base / part] if (base / part).is_file()
+                       else sorted((base / part).rglob("*")))
+             if p.is_file()}
     name = f"tree/{hashlib.sha256(str(base).encode()).hexdigest()[:16]}"
     ray.get(_depot(create=True).put.remote(name, files))
     return name
@@ -168,7 +171,7 @@ def serve_tree(root: str | Path, parts: list[str]) -> str:
 
 def local_tree(root: str, name: str, parts: list[str], into: Path) -> str:
     """Worker: ``root`` if its ``parts`` are here, else a copy from the driver in ``into``."""
-    if all((Path(root) / part).is_dir() for part in parts):
+    if all((Path(root) / part).exists() for part in parts):
         return root
     import ray
 

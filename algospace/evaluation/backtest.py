@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from algospace.data.pipeline import Prepared, prepare
-from algospace.errors import CheckpointError, ConfigError
+from algospace.errors import ConfigError
 from algospace.evaluation.metrics import (
     Metrics,
     compute_metrics,
@@ -260,21 +260,15 @@ def greedy_policy(modules: Mapping[str, Any]) -> Policy:
 
 
 def load_actors(checkpoint: str | Path, agents: list[str] | None = None) -> dict[str, Any]:
-    """The actor modules saved in an algorithm checkpoint (all, or ``agents``)."""
-    from ray.rllib.core.rl_module.rl_module import RLModule
+    """The actor modules of an algorithm checkpoint (all, or ``agents``), in eval mode.
 
-    from algospace.training.train import checkpoint_modules, modules_dir
+    Built from the checkpoint's safe weights (:mod:`algospace.training.weights`,
+    ``torch.load(weights_only=True)``): nothing in the checkpoint is unpickled.
+    """
+    from algospace.training.train import modules_dir
+    from algospace.training.weights import load_safe_modules, read_specs
 
-    root = modules_dir(checkpoint)
-    present = checkpoint_modules(checkpoint)
-    names = agents or [m for m in present if m != "critic"]
-    out = {}
-    for name in names:
-        path = root / name
-        if name not in present:
-            raise CheckpointError(f"checkpoint {checkpoint} has no module {name!r} (it has "
-                                  f"{', '.join(present)})")
-        module = RLModule.from_checkpoint(str(path))
-        module.eval()
-        out[name] = module
-    return out
+    modules_dir(checkpoint)
+    specs = read_specs(checkpoint)
+    names = agents or [m for m in sorted(specs) if specs[m].get("kind") != "critic"]
+    return load_safe_modules(checkpoint, names)

@@ -14,6 +14,7 @@ from typing import Any
 from algospace.errors import CheckpointError
 from algospace.schema import build, to_dict
 from algospace.training.builder import ModuleSource, TrainConfig, build_ppo_config
+from algospace.training.weights import read_states, set_module_states, write_safe_weights
 
 MODULES_DIR = ("learner_group", "learner", "rl_module")
 """Where an algorithm checkpoint keeps its modules, one directory per module id."""
@@ -89,11 +90,15 @@ def checkpoint_modules(checkpoint: str | Path) -> list[str]:
 
 def load_modules(algo: Any, sources: tuple[ModuleSource, ...],
                  log: Callable[[str], None] = print) -> list[str]:
-    """Load module weights from earlier checkpoints into ``algo`` (and its env runners)."""
+    """Load module weights from earlier checkpoints into ``algo`` (and its env runners).
+
+    Reads only each checkpoint's safe weights (:mod:`algospace.training.weights`): nothing
+    in the checkpoint is unpickled.
+    """
     ours = set(algo.config.policies)
     loaded: list[str] = []
     for src in sources:
-        root = modules_dir(src.checkpoint)
+        modules_dir(src.checkpoint)
         present = set(checkpoint_modules(src.checkpoint))
         wanted = list(src.modules) if src.modules is not None else sorted(ours & present)
         if not wanted:
@@ -107,9 +112,13 @@ def load_modules(algo: Any, sources: tuple[ModuleSource, ...],
             if module_id not in present:
                 raise CheckpointError(f"init_from: checkpoint {src.checkpoint} has no module "
                                       f"{module_id!r} (it has {', '.join(sorted(present))})")
+        states = read_states(src.checkpoint)
+        for module_id in wanted:
+            if module_id not in states:
+                raise CheckpointError(f"init_from: {src.checkpoint}'s safe weights lack module "
+                                      f"{module_id!r}")
             try:
-                algo.restore_from_path(str(root / module_id),
-                                       component="/".join((*MODULES_DIR, module_id)))
+                set_module_states(algo, {module_id: states[module_id]})
             except RuntimeError as err:
                 raise CheckpointError(
                     f"init_from: module {module_id!r} of {src.checkpoint} does not fit this "
@@ -192,6 +201,7 @@ def save(algo: Any, path: Path, info: dict[str, Any] | None = None) -> str:
     if tmp.exists():
         shutil.rmtree(tmp)
     algo.save_to_path(str(tmp))
+    write_safe_weights(algo, tmp)
     if info is not None:
         (tmp / RUN_FILE).write_text(json.dumps(info, indent=2, default=str))
     old = path.with_name(f".{path.name}.old")

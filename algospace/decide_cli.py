@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from algospace.errors import ConfigError
@@ -86,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"[decide] {counts['decisions']:,} decisions in {replay.sessions} sessions, "
           f"{metrics.trades} trades, net P&L ${metrics.net_pnl:,.0f}, Sharpe "
           f"{metrics.sharpe:.2f}, {replay.seconds_per_bar * 1e3:.1f} ms per bar")
+    p50, p99 = np.percentile(replay.decision_us, [50, 99])
+    print(f"[decide] decision step (agents, {engine.config.mc_passes} MC passes, gates; "
+          f"without the feature update) p50 {p50:,.0f} µs, p99 {p99:,.0f} µs")
     print(f"[decide] gate 1 (synergy) closed at {counts['synergy_closed']:,}, gate 2 "
           f"(consensus) closed at {counts['consensus_closed']:,} decisions; "
           f"{counts['held_back']:,} trades held back")

@@ -176,6 +176,9 @@ class Replay:
     """Sessions started."""
     seconds_per_bar: float
     """Mean wall time per streamed bar (features and decision)."""
+    decision_us: np.ndarray
+    """Wall time of each decision step alone (the agents, their MC passes and the gates;
+    not the feature update), in microseconds."""
 
 
 class _StreamEnv:
@@ -235,6 +238,7 @@ class DecisionEngine:
         self._trades: list[pd.DataFrame] = []
         self._streamed = 0
         self._stream_seconds = 0.0
+        self._decision_ns: list[int] = []
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -404,6 +408,7 @@ class DecisionEngine:
         """The decision at clock step ``p`` (the env's current position)."""
         env = self.env
         assert self.policy is not None
+        began = time.perf_counter_ns()
         acting = [a for a in env.possible_agents
                   if a not in STRATEGIC_AGENTS or env.decision or not self._actions]
         actions, confidence, stats = self.policy.act(self._obs, acting,
@@ -420,6 +425,7 @@ class DecisionEngine:
                             drawdown_pct=acct.drawdown * 100.0 / self.env_config.initial_equity,
                             cfg=self.config.gates)
         self._pending = gates.target
+        self._decision_ns.append(time.perf_counter_ns() - began)
         stop_d, target_d = env.stop_and_target()
         decision = Decision(
             time=self._close_time(p), clock=p, session=self._session,
@@ -475,7 +481,8 @@ class DecisionEngine:
         }
         return Replay(log, equity, np.asarray(self._held, dtype=np.int64),
                       pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(),
-                      counts, self._session + 1, self.seconds_per_bar)
+                      counts, self._session + 1, self.seconds_per_bar,
+                      np.asarray(self._decision_ns, dtype=np.float64) / 1e3)
 
 
 def _no_stats(agents: list[str]) -> dict[str, np.ndarray]:

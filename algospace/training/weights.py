@@ -133,24 +133,56 @@ def _cpu_tensor(value: Any) -> torch.Tensor:
     return torch.as_tensor(np.array(value))
 
 
+def _entry(module_class: type, observation_space: gym.Space[Any], action_space: gym.Space[Any],
+           model_config: Mapping[str, Any] | None, learner_only: bool) -> dict[str, Any]:
+    """The :data:`MODULES_FILE` entry of one module."""
+    return {"kind": _kind(module_class), "learner_only": bool(learner_only),
+            "observation_space": space_to_json(observation_space),
+            "action_space": space_to_json(action_space),
+            "model_config": _jsonable(dict(model_config or {}))}
+
+
+def _write(folder: Path, entries: Mapping[str, dict[str, Any]],
+           states: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+    """Both files, each written whole or not at all."""
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "modules": dict(entries)}
+    _atomic(folder / WEIGHTS_FILE,
+            lambda p: torch.save({mid: dict(states[mid]) for mid in entries}, p))
+    _atomic(folder / MODULES_FILE, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+
+
 def write_safe_weights(algo: Any, folder: str | Path) -> None:
     """Write :data:`WEIGHTS_FILE` and :data:`MODULES_FILE` of ``algo`` into ``folder``."""
-    folder = Path(folder)
     specs = algo.config.rl_module_spec.rl_module_specs
     states = module_states(algo)
     entries = {}
     for mid, spec in sorted(specs.items()):
         if mid not in states:
             raise CheckpointError(f"the learner holds no weights for module {mid!r}")
-        entries[mid] = {"kind": _kind(spec.module_class),
-                        "learner_only": bool(spec.learner_only),
-                        "observation_space": space_to_json(spec.observation_space),
-                        "action_space": space_to_json(spec.action_space),
-                        "model_config": _jsonable(dict(spec.model_config or {}))}
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "modules": entries}
-    _atomic(folder / WEIGHTS_FILE,
-            lambda p: torch.save({mid: states[mid] for mid in entries}, p))
-    _atomic(folder / MODULES_FILE, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+        entries[mid] = _entry(spec.module_class, spec.observation_space, spec.action_space,
+                              spec.model_config, spec.learner_only)
+    _write(Path(folder), entries, states)
+
+
+def convert(checkpoint: str | Path) -> list[str]:
+    """Write the safe files of an older checkpoint from its RLlib module folders.
+
+    Each module is loaded with RLlib's own loader — which unpickles: only for checkpoints
+    you trust — and its weights, spaces and settings written. Returns the module ids.
+    """
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from algospace.training.train import checkpoint_modules, modules_dir
+
+    root = modules_dir(checkpoint)
+    entries, states = {}, {}
+    for mid in checkpoint_modules(checkpoint):
+        module = RLModule.from_checkpoint(str(root / mid))
+        entries[mid] = _entry(type(module), module.observation_space, module.action_space,
+                              module.model_config, mid == "critic")
+        states[mid] = {k: _cpu_tensor(v) for k, v in module.state_dict().items()}
+    _write(Path(checkpoint), entries, states)
+    return sorted(entries)
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -280,26 +312,18 @@ def set_module_states(algo: Any, states: Mapping[str, Mapping[str, torch.Tensor]
 # --------------------------------------------------------------- converting
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m algospace.training.weights CHECKPOINT``: add the safe files to a
-    checkpoint written before they existed (loads it through RLlib, i.e. pickle)."""
+    checkpoint written before they existed (loads its modules through RLlib, i.e. pickle)."""
     parser = argparse.ArgumentParser(prog="python -m algospace.training.weights",
                                      description=main.__doc__)
     parser.add_argument("checkpoint", help="an algorithm checkpoint directory you trust")
     args = parser.parse_args(argv)
-    from ray.rllib.algorithms.algorithm import Algorithm
-
-    from algospace.training.train import modules_dir
-
     try:
-        modules_dir(args.checkpoint)
+        modules = convert(args.checkpoint)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    algo = Algorithm.from_checkpoint(str(Path(args.checkpoint).resolve()))
-    try:
-        write_safe_weights(algo, args.checkpoint)
-    finally:
-        algo.stop()
-    print(f"wrote {WEIGHTS_FILE} and {MODULES_FILE} into {args.checkpoint}")
+    print(f"wrote {WEIGHTS_FILE} and {MODULES_FILE} ({', '.join(modules)}) into "
+          f"{args.checkpoint}")
     return 0
 
 

@@ -160,6 +160,8 @@ def torch_step(actors: Mapping[str, Any], agents: tuple[str, ...], mc_passes: in
     from algospace.models.actor import actor_mc_stats
 
     def step(obs: Mapping[str, Any], i: int) -> Any:
+        actions: dict[str, list[int]] = {}
+        confidence: dict[str, float] = {}
         stats: dict[str, np.ndarray] = {}
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(i)
@@ -167,11 +169,15 @@ def torch_step(actors: Mapping[str, Any], agents: tuple[str, ...], mc_passes: in
                 actor = actors[agent]
                 x = torch.from_numpy(np.asarray(obs[agent]["local"], np.float32))[None]
                 heads = torch.split(actor.logits(x)[0], list(actor.input_lens))
-                best = [int(torch.argmax(h)) for h in heads]
-                [float(torch.softmax(h, dim=-1)[b]) for h, b in zip(heads, best, strict=True)]
+                actions[agent] = [int(torch.argmax(h)) for h in heads]
+                confidence[agent] = float(np.mean([
+                    float(torch.softmax(h, dim=-1)[b])
+                    for h, b in zip(heads, actions[agent], strict=True)]))
                 if mc_passes:
                     stats[agent] = actor_mc_stats(actor, x, mc_passes)[0].numpy()
-        return _gates_after(stats, latched) if mc_passes else stats
+        if mc_passes:
+            return _gates_after(stats, latched)
+        return actions, confidence
 
     return step
 

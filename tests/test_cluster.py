@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from tests.test_resume import _session_processes
+
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 BUDGET = 2900
@@ -71,18 +73,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _session_processes(sid: int) -> list[int]:
-    """Live (not zombie) processes of session ``sid``."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            text = stat.read_text()
-            state, _ppid, _pgrp, session = text[text.rindex(")") + 2:].split()[:4]
-            if int(session) == sid and state != "Z":
-                pids.append(int(stat.parent.name))
-    return pids
 
 
 def _session_of(pid: int) -> int:

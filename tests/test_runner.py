@@ -198,4 +198,6 @@ def test_decide_bad_input_is_one_clear_error(pipeline: list[dict[str, Any]], tmp
     assert "no such file" in capsys.readouterr().err
     assert main(["decide", checkpoint, "--exported", str(tmp_path / "none")]) == 2
     assert str(tmp_path / "none") in capsys.readouterr().err
+    assert main(["decide", checkpoint, "--seed", "-1"]) == 2
+    assert "seed must be >= 0" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

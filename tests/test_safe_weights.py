@@ -170,3 +170,13 @@ def test_a_checkpoint_without_the_files_says_how_to_add_them(
         for k, v in _state(original[mid]).items():
             assert torch.equal(_state(again[mid])[k], v)
     assert main([str(tmp_path / "nope")]) == 2
+    assert main([str(tmp_path)]) == 2  # a folder, but no checkpoint
+    broken = tmp_path / "broken"
+    shutil.copytree(old, broken)
+    for name in (WEIGHTS_FILE, MODULES_FILE):
+        (broken / name).unlink()
+    for state in broken.joinpath(*MODULES_DIR).rglob("module_state*"):
+        state.write_bytes(b"not a pickle")
+    assert main([str(broken)]) == 2
+    assert "RLlib cannot load module" in capsys.readouterr().err
+    assert not (broken / WEIGHTS_FILE).exists() and not (broken / MODULES_FILE).exists()

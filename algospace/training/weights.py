@@ -177,7 +177,13 @@ def convert(checkpoint: str | Path) -> list[str]:
     root = modules_dir(checkpoint)
     entries, states = {}, {}
     for mid in checkpoint_modules(checkpoint):
-        module = RLModule.from_checkpoint(str(root / mid))
+        try:
+            module = RLModule.from_checkpoint(str(root / mid))
+        except Exception as err:  # RLlib raises whatever unpickling its files raises
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise CheckpointError(f"RLlib cannot load module {mid!r} of {checkpoint} "
+                                  f"({type(err).__name__}: {first}); nothing was "
+                                  "written") from None
         entries[mid] = _entry(type(module), module.observation_space, module.action_space,
                               module.model_config, mid == "critic")
         states[mid] = {k: _cpu_tensor(v) for k, v in module.state_dict().items()}

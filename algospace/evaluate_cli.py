@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bootstrap resamples of the Sharpe difference (default 2000)")
     parser.add_argument("--window-days", type=int, default=3,
                         help="trading days in the positions plot (default 3)")
+    parser.add_argument("--no-gates", action="store_true",
+                        help="skip the run through the two gates of the live decision")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="gate 2 consensus threshold of the gated run (default 0.65)")
+    parser.add_argument("--mc-passes", type=int, default=50,
+                        help="MC-dropout passes per decision of the gated run (default 50)")
 
 
 def add_parser(sub: Any) -> None:
@@ -37,16 +43,25 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the headline figures."""
     from algospace.evaluation.report import EvaluateConfig, evaluate
+    from algospace.inference.gates import GateConfig
 
+    gates = None if args.no_gates else GateConfig(
+        **({} if args.threshold is None else {"threshold": args.threshold}))
     cfg = EvaluateConfig(checkpoint=args.checkpoint, split=args.split, data=args.data,
                          out=args.out, allow_train=args.allow_train_split,
                          random_seeds=args.random_seeds, bootstrap=args.bootstrap,
-                         window_days=args.window_days)
+                         window_days=args.window_days, gates=gates, mc_passes=args.mc_passes)
     report = evaluate(cfg)
     agents = report["agents"]
     print(f"{report['env']} {report['split']}: Sharpe {agents['sharpe']:.2f}, "
           f"net P&L ${agents['net_pnl']:,.0f}, max drawdown {agents['max_drawdown']:.1%}, "
           f"{agents['trades']} trades")
+    if "gated" in report:
+        g, n = report["gated"]["metrics"], report["gated"]["gate_counts"]
+        print(f"  {'gated':<13} Sharpe {g['sharpe']:.2f}, net P&L ${g['net_pnl']:,.0f}, "
+              f"{g['trades']} trades; gate 1 closed at {n['synergy_closed']:,}, gate 2 at "
+              f"{n['consensus_closed']:,} of {n['decisions']:,} decisions, "
+              f"{n['held_back']:,} trades held back")
     for name, m in report["baselines"].items():
         print(f"  {name:<13} Sharpe {m['sharpe']:.2f}, net P&L ${m['net_pnl']:,.0f}")
     ci = report["sharpe_difference_vs_best"]

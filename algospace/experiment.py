@@ -266,6 +266,19 @@ class EvaluationSection:
     """Seeds of the random baseline."""
     bootstrap: int = 2000
     """Resamples of the Sharpe-difference confidence interval."""
+    gates: bool = True
+    """Also run the agents through the two gates of the live decision and report it."""
+    gate_threshold: float = 0.65
+    """Gate 2's MC-consensus threshold in that run."""
+    mc_passes: int = 50
+    """MC-dropout passes per decision in that run."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gate_threshold <= 1.0:
+            raise ConfigError(f"evaluation.gate_threshold must lie in [0, 1], got "
+                              f"{self.gate_threshold!r}")
+        if self.mc_passes < 1:
+            raise ConfigError(f"evaluation.mc_passes must be >= 1, got {self.mc_passes!r}")
 
 
 @dataclass(frozen=True)

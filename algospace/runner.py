@@ -700,10 +700,14 @@ def final_evaluation(cfg: ExperimentConfig, checkpoint: str, exp_dir: Path,
     from algospace.evaluation.report import EvaluateConfig, evaluate
 
     e = cfg.evaluation
+    from algospace.inference.gates import GateConfig
+
     report = evaluate(EvaluateConfig(checkpoint=checkpoint, split=e.split,
                                      out=str(exp_dir / f"evaluation-{e.split}"),
                                      random_seeds=e.random_seeds, bootstrap=e.bootstrap,
-                                     seed=cfg.seed), log=log)
+                                     seed=cfg.seed,
+                                     gates=GateConfig(threshold=e.gate_threshold)
+                                     if e.gates else None, mc_passes=e.mc_passes), log=log)
     headline = evaluation_table(report)
     for line in headline:
         log(line)
@@ -715,12 +719,18 @@ def final_evaluation(cfg: ExperimentConfig, checkpoint: str, exp_dir: Path,
             "baselines": {name: {k: m.get(k) for k in keys}
                           for name, m in report["baselines"].items()},
             "sharpe_difference_vs_best": report["sharpe_difference_vs_best"],
-            "fraction_of_oracle_sharpe": report.get("fraction_of_oracle_sharpe")}
+            "fraction_of_oracle_sharpe": report.get("fraction_of_oracle_sharpe"),
+            **({"gated": {"agents": {k: report["gated"]["metrics"].get(k) for k in keys[:-1]},
+                          "gate_counts": report["gated"]["gate_counts"],
+                          "gates": report["gated"]["gates"]}}
+               if "gated" in report else {})}
 
 
 def evaluation_table(report: dict[str, Any]) -> list[str]:
     """A few lines comparing the agents with the baselines."""
-    rows = [("agents", report["agents"]), *report["baselines"].items()]
+    rows = [("agents", report["agents"]),
+            *([("agents, gated", report["gated"]["metrics"])] if "gated" in report else []),
+            *report["baselines"].items()]
     period = report["period"]
     lines = [f"[evaluate] {report['split']} split, {period['first_bar']} to "
              f"{period['last_bar']} ({period['trading_days']} days), after costs:",
@@ -735,6 +745,12 @@ def evaluation_table(report: dict[str, Any]) -> list[str]:
                      f"{m.get('trades', 0):>8}")
     lines.append("* random: Sharpe averaged over its seeds; the other columns are the first "
                  "seed's")
+    if "gated" in report:
+        n, g = report["gated"]["gate_counts"], report["gated"]["gates"]
+        lines.append(f"gated: through both gates (threshold {g['threshold']:g}, "
+                     f"{g['mc_passes']} MC passes): gate 1 closed at {n['synergy_closed']:,}, "
+                     f"gate 2 at {n['consensus_closed']:,} of {n['decisions']:,} decisions; "
+                     f"{n['held_back']:,} trades held back")
     return lines
 
 

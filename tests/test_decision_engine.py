@@ -24,7 +24,8 @@ from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError, DataError
 from algospace.evaluation.backtest import Backtest, backtest, env_class, greedy_policy
 from algospace.inference.engine import DecisionEngine, EngineConfig, Replay
-from algospace.inference.gates import GateConfig
+from algospace.inference.gates import GateConfig, GateResult
+from algospace.inference.policy import GatedTeam
 from algospace.inference.stream import MarketStream, RegimeEncoder
 from algospace.models.actor import ActorModule
 from algospace.regime.train import RDEConfig
@@ -132,8 +133,8 @@ def csv_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Case, DecisionEn
     return case, engine, engine.run(case.base)
 
 
-def _assert_same_as_batch(case: Case, replay: Replay, before: pd.Timestamp | None = None
-                          ) -> None:
+def _assert_same_as_batch(case: Case, replay: Replay, before: pd.Timestamp | None = None,
+                          *, min_changes: int = 5) -> None:
     """The replay equals the backtest (over the tiles ending before ``before``)."""
     batch = case.batch
     if before is not None:
@@ -144,7 +145,7 @@ def _assert_same_as_batch(case: Case, replay: Replay, before: pd.Timestamp | Non
         batch = replace(batch, positions=case.batch.positions[:len(batch.equity)])
     n = len(batch.equity)
     assert n > 30 and batch.tiles >= 2, "at least two sessions"
-    assert np.count_nonzero(np.diff(batch.positions)) >= 5, "the actors should trade"
+    assert len(batch.trades) >= min_changes, "the actors should trade"
     assert len(replay.equity) >= n
     pd.testing.assert_index_equal(replay.equity.index[:n], batch.equity.index)
     np.testing.assert_array_equal(replay.equity.to_numpy()[:n], batch.equity.to_numpy())
@@ -272,6 +273,76 @@ def test_gated_replay_sends_new_exposure_only_through_open_gates(
             assert np.sign(d.gates.consensus_direction) == np.sign(d.target)
     assert replay.gate_counts["held_back"] > 0, "some wanted trades should be held back"
     assert replay.gate_counts["decisions"] == len(engine.decisions)
+
+
+def test_gated_batch_backtest_equals_gated_replay(
+        synthetic: tuple[Case, DecisionEngine, Replay]) -> None:
+    """With the gates on, the batch backtest (features computed at once) and the engine
+    (bars one at a time) hold back the same trades: same positions, equity, trades and
+    gate counts over the backtest's tiles."""
+    case, _, _ = synthetic
+    # Random actors rarely want what both gates allow; these (seed 8) trade 50 times
+    # ungated, and twice through the gates.
+    actors = random_actors(env_class(case.env_name)(case.cfg), 8)
+    gates = GateConfig(threshold=0.4)
+    engine = DecisionEngine(case.env_name, case.cfg, actors, case.meta, start=case.start,
+                            config=EngineConfig(mc_passes=8, gates=gates, seed=2))
+    replay = engine.run(case.base)
+    team = _RecordingTeam(actors, mc_passes=8, gates=gates, seed=2)
+    batch = backtest(case.env_name, case.cfg, team)
+    ungated = backtest(case.env_name, case.cfg, greedy_policy(actors))
+    counts = batch.gate_counts
+    assert counts is not None and counts["held_back"] > 10, counts
+    assert 0 < counts["synergy_closed"] < counts["decisions"], counts
+    assert len(ungated.trades) > 10 * len(batch.trades) > 0, "the gates let a few through"
+    _assert_same_as_batch(replace(case, batch=batch), replay, min_changes=1)
+    log = replay.decisions[replay.decisions["session"] < batch.tiles]
+    assert {"decisions": len(log), "synergy_closed": int((~log["gate_synergy"]).sum()),
+            "consensus_closed": int((~log["gate_consensus"]).sum()),
+            "held_back": int(log["held_back"].sum())} == counts
+    # the same MC passes (masks seeded by clock step) and adjusted thresholds at every step
+    np.testing.assert_array_equal(log["consensus"].to_numpy(),
+                                  [g.consensus for g in team.results])
+    np.testing.assert_array_equal(log["threshold"].to_numpy(),
+                                  [g.threshold for g in team.results])
+    np.testing.assert_array_equal(log["wanted"].to_numpy(), [g.wanted for g in team.results])
+
+
+class _RecordingTeam(GatedTeam):
+    """A gated team that keeps every gate result."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.results: list[GateResult] = []
+
+    def decide(self, *args: Any, **kwargs: Any) -> GateResult:
+        result = super().decide(*args, **kwargs)
+        self.results.append(result)
+        return result
+
+
+def test_gated_backtest_recording_only_equals_the_plain_backtest(
+        synthetic: tuple[Case, DecisionEngine, Replay]) -> None:
+    case, _, _ = synthetic
+    team = GatedTeam(case.actors, mc_passes=4, gates=GateConfig(enforce=False))
+    batch = backtest(case.env_name, case.cfg, team)
+    pd.testing.assert_series_equal(batch.equity, case.batch.equity)
+    pd.testing.assert_frame_equal(batch.trades, case.batch.trades)
+    assert batch.gate_counts is not None and batch.gate_counts["held_back"] == 0
+
+
+def test_gated_backtest_without_mc_passes_never_opens(
+        synthetic: tuple[Case, DecisionEngine, Replay]) -> None:
+    """No MC passes: consensus 0, gate 2 shut at every step, so no position is ever opened:
+    flat all along, no trades, no costs, equity exactly the initial equity."""
+    case, _, _ = synthetic
+    batch = backtest(case.env_name, case.cfg, GatedTeam(case.actors, mc_passes=0))
+    counts = batch.gate_counts
+    assert counts is not None
+    assert counts["consensus_closed"] == counts["decisions"] == len(batch.equity)
+    assert counts["held_back"] > 0
+    assert not batch.positions.any() and batch.trades.empty
+    assert (batch.equity == case.cfg.initial_equity).all()
 
 
 def test_replay_is_deterministic(synthetic: tuple[Case, DecisionEngine, Replay]) -> None:

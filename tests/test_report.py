@@ -57,7 +57,15 @@ def test_report_files_and_content(checkpoint: str, tmp_path: Path) -> None:
     decisions = saved["period"]["bars"]
     assert all(sum(counts.values()) == decisions for counts in saved["actions"].values())
     assert report["agents"]["sharpe"] == saved["agents"]["sharpe"]
+    gated = saved["gated"]  # the same bars through the two gates (DESIGN §6)
+    counts = gated["gate_counts"]
+    assert counts["decisions"] == decisions
+    assert 0 <= counts["held_back"] <= decisions
+    assert gated["gates"]["threshold"] == 0.65 and gated["gates"]["mc_passes"] == 50
+    assert {"sharpe", "net_pnl", "trades"} <= set(gated["metrics"])
     page = (out / "report.html").read_text()
+    assert "Two-gate decision" in page and "<th>agents, gated</th>" in page
+    assert f"held back {counts['held_back']:,} trades" in page
     assert page.count("data:image/png;base64,") == 4
     assert "http://" not in page and "https://" not in page  # opens offline
     assert not list(tmp_path.glob(".report.tmp*"))
@@ -92,9 +100,19 @@ def test_cli_errors_and_success(checkpoint: str, tmp_path: Path,
     assert "no such file" in capsys.readouterr().err
     out = tmp_path / "cli"
     assert main(["evaluate", checkpoint, "--split", "val", "--out", str(out),
-                 "--bootstrap", "100", "--random-seeds", "1"]) == 0
+                 "--bootstrap", "100", "--random-seeds", "1", "--threshold", "0.4",
+                 "--mc-passes", "8"]) == 0
     printed = capsys.readouterr().out
     assert "strategic_v0 val: Sharpe" in printed and (out / "report.html").is_file()
+    assert "gated" in printed and "trades held back" in printed
+    gates = json.loads((out / "report.json").read_text())["gated"]["gates"]
+    assert gates["threshold"] == 0.4 and gates["mc_passes"] == 8
+    assert main(["evaluate", checkpoint, "--split", "val", "--out", str(out), "--no-gates",
+                 "--bootstrap", "100", "--random-seeds", "1"]) == 0
+    assert "gated" not in capsys.readouterr().out
+    assert "gated" not in json.loads((out / "report.json").read_text())
+    assert main(["evaluate", checkpoint, "--mc-passes", "0", "--out", str(out)]) == 2
+    assert "mc_passes must be >= 1" in capsys.readouterr().err
 
 
 def test_sharpe_difference_interval() -> None:

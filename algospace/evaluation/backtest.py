@@ -21,6 +21,14 @@ over the next bar while a MLMI → NW-RQK → FVG synergy is active — each at
 the **oracle**: it holds the planted signal's direction × ``max_position``
 on every executed bar (its entry is at that bar's open, the same timing the
 env's fills have), so no policy of the env can do better in expectation.
+
+**With the two gates.** Given a :class:`~algospace.inference.policy.GatedTeam`
+instead of a policy, each step goes through the team's gated decision — the
+code the decision engine decides with: the agents act (with their MC-dropout
+passes), the env turns their actions into a target, the gates hold back new
+exposure they do not let through, and the env trades what is left. The
+backtest then also counts how often each gate closed (``gate_counts``); its
+trades equal the engine's gated replay of the same bars (tested).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +51,9 @@ from algospace.evaluation.metrics import (
 )
 from algospace.market.account import simulate
 from envs.core.config import EnvConfig
+
+if TYPE_CHECKING:
+    from algospace.inference.policy import GatedTeam
 
 Observations = Mapping[str, Mapping[str, np.ndarray]]
 Policy = Callable[[Observations, bool], dict[str, Any]]
@@ -80,10 +91,12 @@ class Backtest:
     contract: Any = field(default=None, repr=False)
     """The contract whose costs were charged (a ContractSpec)."""
     ruined_tiles: int = 0
-    rule_signal: np.ndarray | None = field(default=None, repr=False)
-    """The synergy direction at each executed bar (the ``rule`` baseline's signal)."""
     """Tiles that ended early because equity fell below the env's ruin level (the bars
     they did not reach are left out, for the baselines too)."""
+    rule_signal: np.ndarray | None = field(default=None, repr=False)
+    """The synergy direction at each executed bar (the ``rule`` baseline's signal)."""
+    gate_counts: dict[str, int] | None = None
+    """With a gated team: decisions, how often each gate closed, trades held back."""
 
     def sharpe_ratio_to(self, name: str) -> float:
         """The policy's Sharpe divided by baseline ``name``'s (nan if that is not > 0)."""
@@ -103,9 +116,15 @@ def env_class(name: str) -> Any:
     return classes[name]
 
 
-def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int = 0,
-             progress: Callable[[str], None] | None = None) -> Backtest:
-    """Run ``policy`` over every tile of ``env_config.split`` and score it against baselines."""
+def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *,
+             seed: int = 0, progress: Callable[[str], None] | None = None) -> Backtest:
+    """Run ``policy`` over every tile of ``env_config.split`` and score it against baselines.
+
+    ``policy`` is a :data:`Policy`, or a :class:`~algospace.inference.policy.GatedTeam`
+    to trade through the two gates (see the module docstring).
+    """
+    from algospace.inference.policy import GatedTeam, gate_counts
+
     if env_config.random_start:
         raise ConfigError("backtest needs random_start=False (or None on val/test): it runs "
                           "the split's consecutive tiles")
@@ -114,6 +133,10 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
     prepared = prepare(cfg.data, log=lambda _: None)
     ohlc, times = _clock_bars(env, prepared)
     cost_per_contract = _exit_cost(env)
+    team = policy if isinstance(policy, GatedTeam) else None
+    synergy = np.asarray(prepared.table("synergy")["synergy_direction"], dtype=np.float64) \
+        if team is not None else None
+    gates: list[Any] = []
     pnl: list[float] = []
     rows: list[int] = []
     held: list[int] = []
@@ -127,10 +150,20 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
         acct = env.account
         before = acct.equity
         terms: dict[str, bool] = {}
+        if team is not None:
+            team.reset()
         while env.agents:
-            actions = policy(obs, env.decision)
             pos = env._pos
-            obs, _, terms, _, _ = env.step(actions)
+            if team is not None:
+                assert synergy is not None
+                row = int(_base_rows(env, np.asarray([pos]))[0])
+                gate = team.decide(env, obs, pos, synergy_direction=float(synergy[row]),
+                                   initial_equity=cfg.initial_equity)
+                gates.append(gate)
+                obs, _, terms, _, _ = env.execute(gate.target)
+            else:
+                assert not isinstance(policy, GatedTeam)
+                obs, _, terms, _, _ = env.step(policy(obs, env.decision))
             rows.append(pos + 1)
             pnl.append(acct.equity - before)
             before = acct.equity
@@ -167,7 +200,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy, *, seed: int 
                                                    initial)
     return Backtest(env_name, cfg.split, equity, positions, trade_log, turnover, metrics,
                     baselines, n_tiles, bars, oracle_equity, env.market.contract, ruined,
-                    rule_signal)
+                    rule_signal, gate_counts(gates) if team is not None else None)
 
 
 def _replace_random_start(cfg: EnvConfig) -> EnvConfig:

@@ -16,6 +16,14 @@ greedy policy over the chosen split (default ``test``) with
 - ``report.html`` — one self-contained page with all of it (images inline,
   opens offline).
 
+The agents are run twice on the same bars: greedily as they are, and through
+the two gates of the live decision (DESIGN §6,
+:mod:`algospace.inference.gates`: a new position only when the synergy detector
+and the agents' MC-dropout consensus agree), with the engine's own decision
+code (:class:`algospace.inference.policy.GatedTeam`). The report gives the gated
+run's figures beside the plain ones and counts how often each gate closed and
+how many trades the gates held back (``gates=None``: the plain run only).
+
 Evaluating on the training split needs ``allow_train=True``; the report says
 so. With ``data`` (a CSV of base bars) the agents are evaluated on that file
 instead of the data they trained on; its features are standardised with the
@@ -32,7 +40,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +65,7 @@ from algospace.evaluation.metrics import (
     daily_returns,
     to_dict,
 )
+from algospace.inference.gates import GateConfig
 from envs.core.layout import (
     RISK_CONTRACTS,
     STRATEGIC_ACTIONS,
@@ -91,8 +100,19 @@ class EvaluateConfig:
     """Trading days shown in the positions plot (the last ones of the split)."""
     seed: int = 0
     """Seed of the random baseline's first draw and of the bootstrap."""
+    gates: GateConfig | None = field(default_factory=GateConfig)
+    """The two gates of the gated run (None: no gated run)."""
+    mc_passes: int = 50
+    """MC-dropout passes per decision of the gated run (gate 2's consensus)."""
+    gate_seed: int = 0
+    """Seeds the gated run's dropout masks (with the clock step), as ``decide --seed``."""
 
     def __post_init__(self) -> None:
+        if self.mc_passes < 1:
+            raise ConfigError(f"mc_passes must be >= 1 (gate 2 reads the MC consensus), got "
+                              f"{self.mc_passes!r}")
+        if self.gate_seed < 0:
+            raise ConfigError(f"gate_seed must be >= 0, got {self.gate_seed!r}")
         if self.random_seeds < 1:
             raise ConfigError(f"random_seeds must be >= 1, got {self.random_seeds!r}")
         if self.bootstrap < 100:
@@ -116,13 +136,21 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
     policy = _recording(greedy_policy(modules), counts)
     log(f"[evaluate] {train_cfg.env} {cfg.split} split of {_describe(data)}")
     bt = backtest(train_cfg.env, env_cfg, policy, seed=cfg.seed, progress=log)
+    gated = None
+    if cfg.gates is not None:
+        from algospace.inference.policy import GatedTeam
+
+        log(f"[evaluate] the same bars through the two gates (threshold {cfg.gates.threshold}, "
+            f"{cfg.mc_passes} MC passes)")
+        team = GatedTeam(modules, mc_passes=cfg.mc_passes, gates=cfg.gates, seed=cfg.gate_seed)
+        gated = backtest(train_cfg.env, env_cfg, team, seed=cfg.seed, progress=log)
     out = _out_dir(cfg)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        report = _report(cfg, train_cfg, env_cfg, bt, counts, tmp)
+        report = _report(cfg, train_cfg, env_cfg, bt, counts, tmp, gated)
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json))
         _html(report, tmp)
         if out.exists():
@@ -181,7 +209,8 @@ def _out_dir(cfg: EvaluateConfig) -> Path:
 
 # ------------------------------------------------------------------ figures
 def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
-            counts: dict[str, Counter[int]], folder: Path) -> dict[str, Any]:
+            counts: dict[str, Counter[int]], folder: Path, gated: Backtest | None = None
+            ) -> dict[str, Any]:
     """Every figure of the report (and the PNGs, written into ``folder``)."""
     from algospace.data.pipeline import prepare
 
@@ -240,7 +269,21 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
         oracle = bt.baselines[ORACLE].sharpe
         report["fraction_of_oracle_sharpe"] = bt.metrics.sharpe / oracle if oracle > 0 \
             else math.nan
-    _plots(bt, curves, counts, report, folder, cfg.window_days)
+    if gated is not None:
+        assert cfg.gates is not None and gated.gate_counts is not None
+        report["gated"] = {
+            "policy": "greedy, a new position only when both gates are open (the live "
+                      "decision of algospace decide)",
+            "gates": {"threshold": cfg.gates.threshold,
+                      "regime_adjustment": cfg.gates.regime_adjustment,
+                      "drawdown_adjustment": cfg.gates.drawdown_adjustment,
+                      "max_threshold": cfg.gates.max_threshold,
+                      "mc_passes": cfg.mc_passes, "seed": cfg.gate_seed},
+            "gate_counts": dict(gated.gate_counts),
+            "metrics": to_dict(gated.metrics),
+        }
+    _plots(bt, curves, counts, report, folder, cfg.window_days,
+           None if gated is None else gated.equity)
     return report
 
 
@@ -313,25 +356,25 @@ def _json(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------- plots
-def _plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
-           counts: dict[str, Counter[int]], report: dict[str, Any], folder: Path,
-           window_days: int) -> None:
-    """Write the four PNGs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _equity_plot(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
+                 report: dict[str, Any], folder: Path, gated: pd.Series | None) -> None:
+    """``equity.png``: the agents' equity (and the gated run's), the baselines and the
+    oracle, with the agents' drawdown underneath."""
     import matplotlib.pyplot as plt
 
     initial = report["initial_equity"]
-    # Equity with drawdown underneath.
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 6.5), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 1]})
     x = np.arange(len(bt.equity))
     top.plot(x, bt.equity.to_numpy(), label="agents", lw=1.6)
+    shown = [bt.equity.to_numpy(), *(c.to_numpy() for c, _ in curves.values())]
+    if gated is not None:  # same bars, unless a tile was ruined in one run only
+        on_bars = gated[~gated.index.duplicated()].reindex(bt.equity.index).to_numpy()
+        top.plot(x, on_bars, label="agents, gated", lw=1.3)
+        shown.append(on_bars)
     for name, (curve, _) in curves.items():
         top.plot(x, curve.to_numpy(), label=_label(name), lw=0.9, alpha=0.8)
-    shown = [bt.equity.to_numpy(), *(c.to_numpy() for c, _ in curves.values())]
-    low, high = min(map(np.min, shown)), max(map(np.max, shown))
+    low, high = min(map(np.nanmin, shown)), max(map(np.nanmax, shown))
     if bt.oracle_equity is not None:
         oracle = bt.oracle_equity.to_numpy()
         label = "oracle (planted signal)"
@@ -354,6 +397,18 @@ def _plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
     fig.tight_layout()
     fig.savefig(folder / "equity.png", dpi=100)
     plt.close(fig)
+
+
+def _plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
+           counts: dict[str, Counter[int]], report: dict[str, Any], folder: Path,
+           window_days: int, gated: pd.Series | None = None) -> None:
+    """Write the four PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _equity_plot(bt, curves, report, folder, gated)
 
     # Price, position and trades over the last days.
     days = pd.DatetimeIndex(bt.equity.index + pd.Timedelta(hours=6)).normalize()
@@ -461,11 +516,14 @@ def _fmt(value: Any, pattern: str) -> str:
 
 def _html(report: dict[str, Any], folder: Path) -> None:
     """The self-contained report page (images embedded)."""
-    columns = ["agents", *report["baselines"]]
+    gated = report.get("gated")
+    columns = ["agents", *(["agents, gated"] if gated else []), *report["baselines"]]
     head = "".join(f"<th>{html.escape(_label(c))}</th>" for c in columns)
     body = []
     for key, label, pattern in _ROWS:
         cells = [_fmt(report["agents"].get(key), pattern)]
+        if gated:
+            cells.append(_fmt(gated["metrics"].get(key), pattern))
         cells += [_fmt(report["baselines"][b].get(key), pattern) for b in report["baselines"]]
         body.append(f"<tr><td>{label}</td>" + "".join(f"<td>{c}</td>" for c in cells)
                     + "</tr>")
@@ -479,6 +537,18 @@ def _html(report: dict[str, Any], folder: Path) -> None:
     if "fraction_of_oracle_sharpe" in report:
         oracle = (f"<p>Planted-signal oracle Sharpe {report['baselines'][ORACLE]['sharpe']:.2f}; "
                   f"the agents reach {report['fraction_of_oracle_sharpe']:.0%} of it.</p>")
+
+    gates = ""
+    if gated:
+        g, n = gated["gates"], gated["gate_counts"]
+        gates = (f"<p><b>Two-gate decision</b> (the live decision of <code>algospace "
+                 f"decide</code>; threshold {g['threshold']:g}, {g['mc_passes']} MC passes): "
+                 f"gate 1 (synergy) closed at {n['synergy_closed']:,} and gate 2 (MC "
+                 f"consensus) at {n['consensus_closed']:,} of {n['decisions']:,} decisions; "
+                 f"the gates held back {n['held_back']:,} trades. Gated: Sharpe "
+                 f"{gated['metrics']['sharpe']:.2f}, net P&L "
+                 f"${gated['metrics']['net_pnl']:,.0f}, {gated['metrics']['trades']} "
+                 "trades (column <i>agents, gated</i>).</p>")
 
     def img(name: str, alt: str) -> str:
         data = base64.b64encode((folder / name).read_bytes()).decode("ascii")
@@ -508,6 +578,7 @@ tick(s) slippage per contract per side; up to {report['max_position']} contracts
 ({ci['method']}, {ci['resamples']} resamples). Random baseline: Sharpe
 {random['sharpe_mean_over_seeds']:.2f} ± {random['sharpe_sd_over_seeds']:.2f} over
 {random['seeds']} seeds (the table shows the first seed).</p>
+{gates}
 <table><tr><th></th>{head}</tr>{''.join(body)}</table>
 {img('equity.png', 'equity and drawdown')}
 {img('positions.png', 'price, trades and position')}

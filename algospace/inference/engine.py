@@ -49,13 +49,11 @@ import pandas as pd
 import torch
 
 from algospace.errors import CheckpointError, ConfigError
-from algospace.inference.gates import GateConfig, GateResult, apply_gates
-from algospace.inference.policy import Actor, TeamPolicy
+from algospace.inference.gates import GateConfig, GateResult
+from algospace.inference.policy import Actor, GatedTeam, TeamPolicy, gate_counts
 from algospace.inference.stream import MarketStream, RegimeEncoder
-from algospace.models.mc_dropout import AGENT_STATS, MC_FEATURES, joint_features_np
 from envs.core.config import EnvConfig
 from envs.core.data import MarketArrays
-from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
 
 
 @dataclass(frozen=True)
@@ -218,16 +216,14 @@ class DecisionEngine:
                                    regime=regime if env_config.regime_latent else None)
         self.start = None if start is None else pd.Timestamp(start)
         self.env: Any = None
-        self.policy: TeamPolicy | None = None
+        self.team = GatedTeam(self.actors, mc_passes=self.config.mc_passes,
+                              gates=self.config.gates, seed=self.config.seed)
         self._in_session = False
         self._next_start = 0
         self._session = -1
         self._pending = 0
         self._obs: Any = None
         self._before = 0.0
-        self._actions: dict[str, Any] = {}
-        self._confidence: dict[str, float] = {}
-        self._stats: dict[str, np.ndarray] = {}
         self._closing = 0
         self._cost_per_contract = 0.0
         self._start_row = 0
@@ -278,6 +274,11 @@ class DecisionEngine:
             actors = load_actors(checkpoint)
         return cls(train_cfg.env, env_cfg, actors, prepared.meta, regime=regime,
                    config=config, start=start)
+
+    @property
+    def policy(self) -> TeamPolicy | None:
+        """The team policy (built on the first bar)."""
+        return self.team.policy
 
     # ------------------------------------------------------------------ bars
     def warm_up(self, bars: pd.DataFrame) -> None:
@@ -338,9 +339,7 @@ class DecisionEngine:
         """Point the env at the stream's latest arrays (made on the first bar)."""
         if self.env is None:
             self.env = _stream_env(self.env_name, self.env_config, market)
-            widths = {a: int(self.env.observation_space(a)["local"].shape[0])
-                      for a in self.env.possible_agents}
-            self.policy = TeamPolicy(self.actors, widths, mc_passes=self.config.mc_passes)
+            self.team.bind(self.env)
             c = market.contract
             self._cost_per_contract = float(c.commission + c.slippage_ticks * c.tick_value)
             self._start_row = 0 if self.start is None else int(np.searchsorted(
@@ -386,7 +385,7 @@ class DecisionEngine:
             self._session += 1
             self._next_start = p + env.episode_steps
             self._before = env.account.equity
-            self._actions, self._confidence, self._stats = {}, {}, {}
+            self.team.reset()
         if not self._in_session:
             return None
         return self._decide(p, closed)
@@ -407,50 +406,27 @@ class DecisionEngine:
     def _decide(self, p: int, closed: int) -> Decision:
         """The decision at clock step ``p`` (the env's current position)."""
         env = self.env
-        assert self.policy is not None
+        team = self.team
         began = time.perf_counter_ns()
-        acting = [a for a in env.possible_agents
-                  if a not in STRATEGIC_AGENTS or env.decision or not self._actions]
-        actions, confidence, stats = self.policy.act(self._obs, acting,
-                                                     seed=(self.config.seed, p))
-        self._actions.update(actions)
-        self._confidence.update(confidence)
-        self._stats.update(stats)
-        wanted = env.decide(self._actions)
-        acct = env.account
         row = self._base_row(p)
-        gates = apply_gates(wanted, acct.position,
+        gates = team.decide(env, self._obs, p,
                             synergy_direction=float(env.market["synergy_direction"][row]),
-                            stats=self._stats or _no_stats(env.possible_agents),
-                            drawdown_pct=acct.drawdown * 100.0 / self.env_config.initial_equity,
-                            cfg=self.config.gates)
+                            initial_equity=self.env_config.initial_equity)
         self._pending = gates.target
+        acct = env.account
         self._decision_ns.append(time.perf_counter_ns() - began)
         stop_d, target_d = env.stop_and_target()
         decision = Decision(
             time=self._close_time(p), clock=p, session=self._session,
             strategic_decision=bool(env.decision), position=int(acct.position),
-            target=gates.target, wanted=int(wanted), stop_distance=stop_d,
+            target=gates.target, wanted=gates.wanted, stop_distance=stop_d,
             target_distance=target_d, close=float(env._ohlc[p, 3]), equity=float(acct.equity),
             actions={a: (v.tolist() if isinstance(v, np.ndarray) else int(v))
-                     for a, v in self._actions.items()},
-            confidence=dict(self._confidence), mc=self._mc_features(), gates=gates,
+                     for a, v in team.actions.items()},
+            confidence=dict(team.confidence), mc=team.mc_features(), gates=gates,
             closed_at_session_end=closed)
         self.decisions.append(decision)
         return decision
-
-    def _mc_features(self) -> dict[str, float]:
-        """The 15 MC features from the agents' latest statistics."""
-        if not self._stats:
-            return dict.fromkeys(MC_FEATURES, 0.0)
-
-        def layer(agents: tuple[str, ...]) -> np.ndarray | None:
-            rows = [self._stats[a] for a in agents if a in self._stats]
-            return np.stack(rows)[None] if rows else None
-
-        values = joint_features_np(layer(STRATEGIC_AGENTS), layer(TACTICAL_AGENTS),
-                                   threshold=self.config.gates.threshold)[0]
-        return {k: float(v) for k, v in zip(MC_FEATURES, values, strict=True)}
 
     def _close_time(self, p: int) -> pd.Timestamp:
         """Close time of clock bar ``p``."""
@@ -473,18 +449,9 @@ class DecisionEngine:
         if self._in_session and len(self.env.account.trades()):
             trades.append(self.env.account.trades().assign(tile=self._session))
         log = pd.DataFrame([d.row() for d in self.decisions])
-        counts = {
-            "decisions": len(self.decisions),
-            "synergy_closed": sum(not d.gates.synergy_open for d in self.decisions),
-            "consensus_closed": sum(not d.gates.consensus_open for d in self.decisions),
-            "held_back": sum(d.gates.held_back for d in self.decisions),
-        }
+        counts = gate_counts(d.gates for d in self.decisions)
         return Replay(log, equity, np.asarray(self._held, dtype=np.int64),
                       pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(),
                       counts, self._session + 1, self.seconds_per_bar,
                       np.asarray(self._decision_ns, dtype=np.float64) / 1e3)
 
-
-def _no_stats(agents: list[str]) -> dict[str, np.ndarray]:
-    """Zero statistics (no MC passes): consensus 0, gate 2 shut."""
-    return {a: np.zeros(len(AGENT_STATS)) for a in agents}

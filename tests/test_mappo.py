@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +196,53 @@ def test_value_clip_and_huber_reach_the_learner(env_data: DataConfig, tmp_path: 
                   ppo=PPOSettings(train_batch_size=150, minibatch_size=75, value_clip=None,
                                   huber_delta=3.0))
     assert build_ppo_config(cfg).learner_config_dict == {"value_clip": None, "huber_delta": 3.0}
+
+
+REPRODUCE = """
+import hashlib, sys
+import ray
+from algospace.config import DataConfig
+from algospace.data.synthetic import SyntheticConfig
+from algospace.training.builder import PPOSettings, TrainConfig, build_ppo_config
+from envs.core.config import EnvConfig
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+data = DataConfig(synthetic=SyntheticConfig(days=30, seed=7), cache_dir=sys.argv[1])
+cfg = TrainConfig(env="joint_v0", env_config=EnvConfig(data=data, episode_steps=48),
+                  iterations=2, num_env_runners=0, num_envs_per_env_runner=1,
+                  ppo=PPOSettings(train_batch_size=150, minibatch_size=50, num_epochs=2),
+                  out_dir=sys.argv[1])
+algo = build_ppo_config(cfg).build_algo()
+for _ in range(2):
+    algo.train()
+module = algo.learner_group._learner.module
+digest = hashlib.sha256()
+for name in sorted(module.keys()):
+    for key, value in sorted(module[name].state_dict().items()):
+        digest.update(value.detach().cpu().numpy().tobytes())
+print("WEIGHTS", sorted(module.keys()), digest.hexdigest(), flush=True)
+algo.stop()
+"""
+
+
+@pytest.mark.slow
+def test_training_is_reproducible_across_hash_seeds(env_data: DataConfig, tmp_path: Path
+                                                    ) -> None:
+    """The same seed trains the same weights in two processes whose string hashes differ.
+
+    RLlib visits the agents of a step and fills the learner's batch in the order of a
+    Python set of agent ids, which follows PYTHONHASHSEED. Every actor samples from its own
+    generator and the learner sorts its batch by module, so that order no longer matters
+    (before, two such runs diverged within the first iteration)."""
+    assert env_data.cache_dir is not None
+    digests = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        env.pop("RAY_ADDRESS", None)
+        done = subprocess.run([sys.executable, "-c", REPRODUCE, env_data.cache_dir], env=env,
+                              capture_output=True, text=True, timeout=600,
+                              cwd=Path(__file__).resolve().parents[1])
+        lines = [line for line in done.stdout.splitlines() if line.startswith("WEIGHTS")]
+        assert done.returncode == 0 and lines, done.stderr[-3000:]
+        digests.append(lines[-1])
+    assert "critic" in digests[0] and "risk" in digests[0]
+    assert digests[0] == digests[1]

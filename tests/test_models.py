@@ -154,7 +154,7 @@ def test_actor_rows_are_independent(space: gym.Space[Any]) -> None:
     b[Columns.OBS]["local"][0] = a[Columns.OBS]["local"][0]
     outs = []
     for batch in (a, b):
-        torch.manual_seed(0)  # same dropout masks for the same batch size
+        module.seed_sampling(0)  # same dropout masks for the same batch size
         outs.append(module.forward_exploration(batch))
     for key in (Columns.ACTION_DIST_INPUTS, MC_STATS):
         torch.testing.assert_close(outs[0][key][0], outs[1][key][0], rtol=0, atol=1e-6)
@@ -397,3 +397,46 @@ def test_one_optimizer_step_reduces_the_critic_loss() -> None:
     with torch.no_grad():
         after = loss()
     assert float(after) < float(before.detach())
+
+
+# ----------------------------------------------------------- sampling
+@SPACES
+def test_sampled_actions_follow_the_policy(space: gym.Space[Any]) -> None:
+    """The module's own draws: each head's action frequencies within 5 sigma of its softmax,
+    and the log-probability returned is the distribution's log-probability of the draw."""
+    module = _actor(space)
+    one = {Columns.OBS: {k: v[:1].repeat(20_000, 1) for k, v in _obs()[Columns.OBS].items()}}
+    out = module.forward_exploration(one)
+    actions = out[Columns.ACTIONS]
+    assert actions.shape == ((20_000,) if space is DISCRETE else (20_000, 3))
+    dist = module.get_exploration_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    torch.testing.assert_close(out[Columns.ACTION_LOGP], dist.logp(actions))
+    heads = actions.reshape(20_000, -1).T
+    logits = torch.split(out[Columns.ACTION_DIST_INPUTS][0], list(module.input_lens))
+    for head, head_logits in zip(heads, logits, strict=True):
+        p = torch.softmax(head_logits, dim=-1).double()
+        freq = torch.bincount(head, minlength=len(p)).double() / len(head)
+        sigma = torch.sqrt(p * (1 - p) / len(head))
+        assert bool(((freq - p).abs() <= 5 * sigma + 1e-9).all()), (freq, p)
+
+
+def test_sampling_does_not_depend_on_the_global_generator_or_call_order() -> None:
+    """RLlib calls the modules of a step in an order that changes between processes; each
+    module draws from its own generator, so its actions and MC statistics do not."""
+    torch.manual_seed(5)
+    a, b = _actor(DISCRETE, dropout=0.3), _actor(MULTI, dropout=0.3)
+    batch = _obs(rows=64)
+
+    def run(order: tuple[Any, ...], global_seed: int) -> list[dict[str, Any]]:
+        for m, seed in zip((a, b), (11, 12), strict=True):
+            m.seed_sampling(seed)
+        torch.manual_seed(global_seed)
+        outs = {id(m): [m.forward_exploration(batch) for _ in range(3)] for m in order}
+        return [outs[id(a)], outs[id(b)]]
+
+    first, second = run((a, b), 0), run((b, a), 1)
+    for x, y in zip(first, second, strict=True):
+        for step_x, step_y in zip(x, y, strict=True):
+            for key in (Columns.ACTIONS, MC_STATS):
+                assert torch.equal(step_x[key], step_y[key]), key
+    assert not torch.equal(first[0][0][Columns.ACTIONS], first[0][1][Columns.ACTIONS])

@@ -25,6 +25,16 @@ so it is on exactly when a pass asks for it, independent of ``module.train()`` /
   itself in the episode's ``extra_model_outputs`` (per agent and timestep), so
   the learner can read them back to build the critic's MC features.
 
+**Reproducible sampling.** The module samples its own actions (and draws the
+masks of its MC passes) from a generator of its own, seeded at construction
+from torch's global generator — which RLlib seeds from the run's seed and the
+env runner's index, and which modules are built from in a fixed order. RLlib
+calls the modules of one step in the order of a Python ``set`` of agent ids,
+which changes with ``PYTHONHASHSEED`` from process to process; drawing from
+the shared global generator made every run with the same seed sample
+different actions. With a generator per module, the same seed gives the same
+run (tested across processes with different hash seeds).
+
 ``model_config`` keys (defaults in :class:`ActorConfig`; other keys, such as the
 ones RLlib merges in from its default model config, are ignored): ``hidden``,
 ``dropout``, ``mc_passes``, ``votes``.
@@ -111,6 +121,9 @@ class ActorModule(TorchRLModule):
     def setup(self) -> None:
         """Build the encoder and the logits head from the spaces and ``model_config``."""
         self.cfg = ActorConfig.from_model_config(self.model_config)
+        # the seed of this module's sampling generator (see the module docstring)
+        self._sample_seed = int(torch.randint(0, 2**62, (1,)).item())
+        self._sample_rng: torch.Generator | None = None
         in_dim = _local_dim(self.observation_space)
         space = self.action_space
         if isinstance(space, gym.spaces.Discrete):
@@ -149,12 +162,44 @@ class ActorModule(TorchRLModule):
         return isinstance(self.action_space, gym.spaces.MultiDiscrete)
 
     # ------------------------------------------------------------------ network
-    def logits(self, local: torch.Tensor, *, dropout: bool = False) -> torch.Tensor:
-        """Action-distribution inputs ``[..., sum(nvec)]``; dropout only if asked."""
+    def logits(self, local: torch.Tensor, *, dropout: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Action-distribution inputs ``[..., sum(nvec)]``; dropout only if asked.
+
+        With ``generator`` the dropout masks are drawn from it (inverted dropout, as
+        ``F.dropout``); otherwise from torch's global generator.
+        """
         x = local
+        p = self.cfg.dropout
         for layer in self.layers:
-            x = F.dropout(F.relu(layer(x)), p=self.cfg.dropout, training=dropout)
+            x = F.relu(layer(x))
+            if dropout and generator is not None and p > 0:
+                keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
+                x = x * keep / (1.0 - p)
+            else:
+                x = F.dropout(x, p=p, training=dropout)
         return self.head(x)
+
+    def seed_sampling(self, seed: int) -> None:
+        """Restart this module's sampling generator from ``seed``."""
+        self._sample_seed = int(seed)
+        self._sample_rng = None
+
+    def sample_generator(self, device: torch.device) -> torch.Generator:
+        """This module's sampling generator on ``device`` (made on first use)."""
+        rng = self._sample_rng
+        if rng is None or rng.device != device:
+            rng = self._sample_rng = torch.Generator(device=device)
+            rng.manual_seed(self._sample_seed)
+        return rng
+
+    def sample(self, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Actions drawn from the softmax of each head: ``[B]`` or ``[B, heads]``."""
+        flat = logits.reshape(-1, logits.shape[-1])
+        heads = [torch.multinomial(torch.softmax(part, dim=-1), 1, generator=generator)
+                 .squeeze(-1) for part in torch.split(flat, list(self.input_lens), dim=-1)]
+        actions = torch.stack(heads, dim=-1) if self.is_multi_discrete else heads[0]
+        return actions.reshape(*logits.shape[:-1], *actions.shape[1:])
 
     def _local(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """The ``obs["local"]`` tensor of a batch, as float32 on the module's device."""
@@ -165,10 +210,11 @@ class ActorModule(TorchRLModule):
                 f"(Dict observations, no flattening connector); got {type(obs).__name__}")
         return torch.as_tensor(obs[LOCAL], dtype=torch.float32, device=self.head.weight.device)
 
-    def mc_stats(self, local: torch.Tensor, passes: int | None = None) -> torch.Tensor:
+    def mc_stats(self, local: torch.Tensor, passes: int | None = None, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """MC-dropout statistics ``[..., 6]`` from ``passes`` (default ``mc_passes``) passes."""
         n = self.cfg.mc_passes if passes is None else passes
-        return actor_mc_stats(self, local, n)
+        return actor_mc_stats(self, local, n, generator=generator)
 
     # ----------------------------------------------------------------- forwards
     @override(TorchRLModule)
@@ -179,10 +225,17 @@ class ActorModule(TorchRLModule):
 
     @override(TorchRLModule)
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Sampling forward: dropout-off logits plus the ``[B, 6]`` MC-dropout statistics."""
+        """Sampling forward: dropout-off logits, the actions sampled from them (with their
+        log-probabilities) and the ``[B, 6]`` MC-dropout statistics, all random draws from
+        this module's own generator."""
         with torch.no_grad():
             local = self._local(batch)
-            return {Columns.ACTION_DIST_INPUTS: self.logits(local), MC_STATS: self.mc_stats(local)}
+            logits = self.logits(local)
+            rng = self.sample_generator(local.device)
+            actions = self.sample(logits, rng)
+            logp = self._dist_cls().from_logits(logits).logp(actions)
+            return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: actions,
+                    Columns.ACTION_LOGP: logp, MC_STATS: self.mc_stats(local, generator=rng)}
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -223,13 +276,15 @@ def _local_dim(space: gym.Space[Any] | None) -> int:
     return int(local.shape[0])
 
 
-def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int) -> torch.Tensor:
+def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int, *,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
     """MC-dropout statistics ``[..., 6]`` of an actor from ``passes`` stochastic passes.
 
     ``actor`` has ``logits(x, dropout=...)``, ``input_lens``, ``is_multi_discrete`` and
     ``votes`` (an :class:`ActorModule`, or an exported actor of
     :mod:`algospace.inference.export`). The passes run as ONE batched forward on the rows
-    tiled ``passes`` times (:func:`algospace.models.mc_dropout.mc_probs`).
+    tiled ``passes`` times (:func:`algospace.models.mc_dropout.mc_probs`). ``generator``
+    (an :class:`ActorModule`'s only) draws the dropout masks instead of torch's global one.
     """
     lead = local.shape[:-1]
     flat = local.reshape(-1, local.shape[-1])
@@ -238,6 +293,8 @@ def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int) -> torch.Tensor
     lens = list(actor.input_lens)
 
     def dropout_logits(x: torch.Tensor) -> torch.Tensor:
+        if generator is not None:
+            return actor.logits(x, dropout=True, generator=generator)
         return actor.logits(x, dropout=True)
 
     def head_log_probs(x: torch.Tensor) -> torch.Tensor:

@@ -190,7 +190,7 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
                      custom_resources_per_env_runner=dict(cfg.custom_resources_per_env_runner),
                      batch_mode="complete_episodes")
         .fault_tolerance(restart_failed_env_runners=cfg.restart_failed_env_runners)
-        .multi_agent(policies=set(specs),
+        .multi_agent(policies=list(specs),
                      policy_mapping_fn=layer_module if cfg.model.sharing == "layer"
                      else agent_module,
                      policies_to_train=list(cfg.trainable or actors)

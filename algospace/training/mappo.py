@@ -165,7 +165,7 @@ class RowGAE(GeneralAdvantageEstimation):
                                                               agents_that_stepped_only=False))
         targets_all = []
         results: dict[str, dict[str, np.ndarray]] = {}
-        for module_id, module_batch in batch.items():
+        for module_id, module_batch in sorted(batch.items()):
             if module_id == CRITIC_ID:
                 continue
             valuer = critic if critic is not None else rl_module[module_id]
@@ -193,7 +193,9 @@ class RowGAE(GeneralAdvantageEstimation):
             device = next(rl_module[module_id].parameters()).device
             for key, value in cols.items():
                 batch[module_id][key] = torch.as_tensor(value, device=device)
-        return batch
+        # RLlib fills the batch in the order of a Python set of agent ids, which changes with
+        # PYTHONHASHSEED; the minibatch shuffles and the loss follow the batch's module order
+        return {module_id: batch[module_id] for module_id in sorted(batch)}
 
 
 def value_targets(*, values: np.ndarray, rewards: np.ndarray, terminateds: np.ndarray,

@@ -281,9 +281,9 @@ def test_gated_batch_backtest_equals_gated_replay(
     (bars one at a time) hold back the same trades: same positions, equity, trades and
     gate counts over the backtest's tiles."""
     case, _, _ = synthetic
-    # Random actors rarely want what both gates allow; these (seed 8) trade 50 times
-    # ungated, and twice through the gates.
-    actors = random_actors(env_class(case.env_name)(case.cfg), 8)
+    # Random actors rarely want what both gates allow; these (seed 1) trade often ungated
+    # and a few times through the gates, and gate 2 closes at some decisions.
+    actors = random_actors(env_class(case.env_name)(case.cfg), 1)
     gates = GateConfig(threshold=0.4)
     engine = DecisionEngine(case.env_name, case.cfg, actors, case.meta, start=case.start,
                             config=EngineConfig(mc_passes=8, gates=gates, seed=2))
@@ -294,7 +294,8 @@ def test_gated_batch_backtest_equals_gated_replay(
     counts = batch.gate_counts
     assert counts is not None and counts["held_back"] > 10, counts
     assert 0 < counts["synergy_closed"] < counts["decisions"], counts
-    assert len(ungated.trades) > 10 * len(batch.trades) > 0, "the gates let a few through"
+    assert counts["consensus_closed"] > 0, counts
+    assert len(ungated.trades) > 2 * len(batch.trades) > 0, "the gates let a few through"
     _assert_same_as_batch(replace(case, batch=batch), replay, min_changes=1)
     log = replay.decisions[replay.decisions["session"] < batch.tiles]
     assert {"decisions": len(log), "synergy_closed": int((~log["gate_synergy"]).sum()),

@@ -115,6 +115,10 @@ BAD_FILES: list[tuple[str, str, list[str]]] = [
       "Did you mean 'mappo'?"]),
     ("bad-evaluation-split", OK + "evaluation:\n  split: tset\n",
      ["{file}: evaluation.split: expected one of ['val', 'test']", "Did you mean 'test'?"]),
+    ("gate-threshold-out-of-range", OK + "evaluation:\n  gate_threshold: 1.5\n",
+     ["{file}", "evaluation.gate_threshold must lie in [0, 1], got 1.5"]),
+    ("no-mc-passes-for-the-gates", OK + "evaluation:\n  mc_passes: 0\n",
+     ["{file}", "evaluation.mc_passes must be >= 1, got 0"]),
     # search spaces
     ("space-kind-typo", OK + "training:\n  lr:\n    logunifrom: [1e-5, 1e-3]\n",
      ["{file}: training.lr: expected a value or a search space", SPACE,

@@ -113,6 +113,8 @@ def test_cli_errors_and_success(checkpoint: str, tmp_path: Path,
     assert "gated" not in json.loads((out / "report.json").read_text())
     assert main(["evaluate", checkpoint, "--mc-passes", "0", "--out", str(out)]) == 2
     assert "mc_passes must be >= 1" in capsys.readouterr().err
+    assert main(["evaluate", checkpoint, "--threshold", "2", "--out", str(out)]) == 2
+    assert "gates.threshold must lie in [0, 1], got 2.0" in capsys.readouterr().err
 
 
 def test_sharpe_difference_interval() -> None:

@@ -134,7 +134,9 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
     ohlc, times = _clock_bars(env, prepared)
     cost_per_contract = _exit_cost(env)
     team = policy if isinstance(policy, GatedTeam) else None
-    synergy = np.asarray(prepared.table("synergy")["synergy_direction"], dtype=np.float64) \
+    plain = None if isinstance(policy, GatedTeam) else policy
+    # the synergy state at each clock step's close (gate 1), looked up once
+    synergy = _synergy_direction(prepared, _base_rows(env, np.arange(len(ohlc)))) \
         if team is not None else None
     gates: list[Any] = []
     pnl: list[float] = []
@@ -154,16 +156,14 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
             team.reset()
         while env.agents:
             pos = env._pos
-            if team is not None:
-                assert synergy is not None
-                row = int(_base_rows(env, np.asarray([pos]))[0])
-                gate = team.decide(env, obs, pos, synergy_direction=float(synergy[row]),
+            if plain is not None:
+                obs, _, terms, _, _ = env.step(plain(obs, env.decision))
+            else:
+                assert team is not None and synergy is not None
+                gate = team.decide(env, obs, pos, synergy_direction=float(synergy[pos]),
                                    initial_equity=cfg.initial_equity)
                 gates.append(gate)
                 obs, _, terms, _, _ = env.execute(gate.target)
-            else:
-                assert not isinstance(policy, GatedTeam)
-                obs, _, terms, _, _ = env.step(policy(obs, env.decision))
             rows.append(pos + 1)
             pnl.append(acct.equity - before)
             before = acct.equity

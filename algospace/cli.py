@@ -47,11 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = data_sub.add_parser("synth", help="write a CSV from the built-in synthetic market")
     synth.add_argument("--out", required=True, help="CSV file to write")
-    synth.add_argument("--days", type=int, default=None, help="trading days (default 60)")
+    synth.add_argument("--days", type=int, default=None, help="trading days (default 250)")
     synth.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     synth.add_argument("--bar-minutes", type=int, default=None, help="bar size (default 5)")
     synth.add_argument("--signal", type=float, default=None,
-                       help="strength of the planted predictable component (default 0)")
+                       help="scale of the planted 30- and 5-minute components (default 1.0, "
+                            "the calibrated market; 0: none)")
 
     prep = data_sub.add_parser("prepare", help="build (or find) the prepared-data store")
     add_data_source_flags(prep)
@@ -82,7 +83,8 @@ def add_data_source_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbol", help="contract root, e.g. ES, NQ")
     parser.add_argument("--days", type=int, help="synthetic market: trading days")
     parser.add_argument("--seed", type=int, help="synthetic market: seed")
-    parser.add_argument("--signal", type=float, help="synthetic market: planted signal strength")
+    parser.add_argument("--signal", type=float,
+                        help="synthetic market: scale of the planted components (1.0: calibrated)")
     parser.add_argument("--cache-dir", help="store directory (default .algospace/cache)")
     _dayfirst_flags(parser)
 

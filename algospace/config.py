@@ -27,6 +27,10 @@ from algospace.schema import build
 DEFAULT_CACHE_DIR = ".algospace/cache"
 
 
+SYNTHETIC_SYMBOL = "MES"
+"""The contract the built-in market trades by default."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the bars come from and how they are read, split and cached."""
@@ -38,7 +42,9 @@ class DataConfig:
     strategic_path: str | None = None
     """Optional strategic-bar CSV (e.g. 30-minute); checked against bars resampled from ``path``."""
     symbol: str | None = None
-    """Contract root (ES, NQ, …); guessed from the file name when omitted, ES for synthetic."""
+    """Contract root (ES, NQ, …); guessed from the file name when omitted; the built-in market
+    trades MES (the micro E-mini, $5 a point) so that the default $100k account holds several
+    contracts within the leverage cap."""
     contract: dict[str, float] = field(default_factory=dict)
     """Overrides of the contract spec: point_value, tick_size, commission, slippage_ticks."""
     timestamps: Literal["open", "close"] = "open"
@@ -70,7 +76,8 @@ class DataConfig:
             raise ConfigError(f"data.strategic_minutes must be > 0, got {self.strategic_minutes}")
 
     def contract_spec(self) -> ContractSpec:
-        """The contract spec: explicit symbol, else guessed from the file name, else ES."""
+        """The contract spec: explicit symbol, else guessed from the file name, else MES on the
+        built-in market (ES for a CSV given contract overrides only)."""
         symbol = self.symbol
         if symbol is None and self.path:
             symbol = symbol_from_filename(Path(self.path).name)
@@ -79,7 +86,8 @@ class DataConfig:
                     f"data.symbol: cannot tell the contract from the file name "
                     f"{Path(self.path).name!r}; set data.symbol (e.g. ES, NQ, CL)"
                 )
-        return get_contract(symbol or "ES", **self.contract)
+        default = SYNTHETIC_SYMBOL if self.source == "synthetic" else "ES"
+        return get_contract(symbol or default, **self.contract)
 
 
 def load_data_config(data: dict[str, Any] | None, path: str = "data") -> DataConfig:

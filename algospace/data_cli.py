@@ -8,10 +8,10 @@ from typing import Any
 
 from algospace.config import DataConfig, load_data_config, read_yaml
 from algospace.data.loader import load_bars
+from algospace.data.oracle import default_account, market_oracles
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.data.validate import gap_summary
 from algospace.errors import ConfigError
-from algospace.schema import to_dict
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +49,22 @@ def synth(args: argparse.Namespace) -> int:
     to_csv(market, args.out)
     print(f"wrote {len(market.bars):,} bars of {cfg.bar_minutes} min to {args.out} "
           f"({market.bars.open_time[0]} to {market.bars.open_time[-1]}, timestamps mark bar open)")
-    if cfg.signal > 0:
-        print(f"planted signal {cfg.signal:g}: oracle Sharpe {market.oracle_sharpe_gross:.2f} "
-              f"before costs, {market.oracle_sharpe_net:.2f} after ES costs (daily, x sqrt(252))")
+    if cfg.strategic_loading > 0 or cfg.tactical_loading > 0:
+        account = default_account(market)
+        print(f"planted signal x{cfg.signal:g} (strategic {cfg.strategic_strength:g}, tactical "
+              f"{cfg.tactical_strength:g} sigma per bar); causal oracles on "
+              f"{account.contract.symbol}, ${account.capital:,.0f}, limit {account.limit}:")
+        _print_oracles({name: {"expected_net_sharpe": f.expected_net_sharpe,
+                               "expected_net_pnl": f.expected_net_pnl}
+                        for name, f in market_oracles(market, account).items()}, "  ")
     return 0
+
+
+def _print_oracles(oracles: dict[str, dict[str, float]], indent: str) -> None:
+    """One line per oracle: expected net daily dollar Sharpe and expected net P&L."""
+    for name, fig in oracles.items():
+        print(f"{indent}{name:<9} oracle Sharpe {fig['expected_net_sharpe']:5.2f} (expected, "
+              f"net, daily $ x sqrt(252)), expected net P&L ${fig['expected_net_pnl']:,.0f}")
 
 
 def prepare_config(args: argparse.Namespace) -> DataConfig:
@@ -104,7 +116,10 @@ def prepare(args: argparse.Namespace) -> int:
           f"5-min {matrices.tactical.shape[0]}x{matrices.tactical.shape[1]}; "
           f"{int(usable.sum()):,} usable 5-min steps "
           f"from {prepared.base.open_time[usable.argmax()]}")
-    if "oracle_sharpe_gross" in meta and to_dict(cfg.synthetic)["signal"] > 0:
-        print(f"  oracle Sharpe (planted signal): {meta['oracle_sharpe_gross']:.2f} gross, "
-              f"{meta['oracle_sharpe_net']:.2f} net of costs")
+    if "oracles" in meta and (cfg.synthetic.strategic_loading > 0
+                              or cfg.synthetic.tactical_loading > 0):
+        account = meta["oracle_account"]
+        print(f"  oracles:    causal, on {account['contract']}, ${account['capital']:,.0f}, "
+              f"limit {account['position_limit']}, whole market")
+        _print_oracles(meta["oracles"], "    ")
     return 0

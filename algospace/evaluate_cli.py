@@ -52,20 +52,9 @@ def run(args: argparse.Namespace) -> int:
                          random_seeds=args.random_seeds, bootstrap=args.bootstrap,
                          window_days=args.window_days, gates=gates, mc_passes=args.mc_passes)
     report = evaluate(cfg)
-    agents = report["agents"]
-    print(f"{report['env']} {report['split']}: Sharpe {agents['sharpe']:.2f}, "
-          f"net P&L ${agents['net_pnl']:,.0f}, max drawdown {agents['max_drawdown']:.1%}, "
-          f"{agents['trades']} trades")
-    if "gated" in report:
-        g, n = report["gated"]["metrics"], report["gated"]["gate_counts"]
-        print(f"  {'gated':<13} Sharpe {g['sharpe']:.2f}, net P&L ${g['net_pnl']:,.0f}, "
-              f"{g['trades']} trades; gate 1 closed at {n['synergy_closed']:,}, gate 2 at "
-              f"{n['consensus_closed']:,} of {n['decisions']:,} decisions, "
-              f"{n['held_back']:,} trades held back")
-    for name, m in report["baselines"].items():
-        print(f"  {name:<13} Sharpe {m['sharpe']:.2f}, net P&L ${m['net_pnl']:,.0f}")
-    ci = report["sharpe_difference_vs_best"]
-    print(f"  Sharpe minus {report['best_baseline']}: {ci['point']:.2f} "
-          f"[{ci['low_2.5']:.2f}, {ci['high_97.5']:.2f}] (95 %)")
+    from algospace.evaluation.table import evaluation_table
+
+    for line in evaluation_table(report):
+        print(line)
     print(f"report: {report['out']}/report.html")
     return 0

@@ -21,7 +21,15 @@ import pandas as pd
 
 from algospace.data.pipeline import LATENT_TABLE, Prepared, strategic_rows
 from algospace.regime.features import regime_features
-from algospace.regime.train import RDEConfig, RDEResult, encode_all, load_rde, train_rde
+from algospace.regime.train import (
+    RDEConfig,
+    RDEResult,
+    baseline_warning,
+    beats_baseline,
+    encode_all,
+    load_rde,
+    train_rde,
+)
 
 
 def train_and_store(prepared: Prepared, cfg: RDEConfig, out_dir: str | Path,
@@ -50,8 +58,17 @@ def store_latents(prepared: Prepared, checkpoint: str | Path, log: Any = print) 
                    "best_epoch": meta.get("best_epoch"),
                    "val_recon_mse": meta.get("val_recon_mse"),
                    "baseline_recon_mse": meta.get("baseline_recon_mse"),
+                   "beats_baseline": _beats(meta),
                    "latent_rows_finite": int(np.isfinite(mu).all(axis=1).sum())}})
     return latents
+
+
+def _beats(metrics: dict[str, Any]) -> bool | None:
+    """Whether the stored detector beat its baseline (None when the figures are missing)."""
+    recon, baseline = metrics.get("val_recon_mse"), metrics.get("baseline_recon_mse")
+    if recon is None or baseline is None:
+        return None
+    return beats_baseline(float(recon), float(baseline))
 
 
 def add_parser(sub: Any) -> None:
@@ -84,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"checkpoint:  {result.checkpoint_dir} (best epoch {result.best_epoch} "
           f"of {result.epochs_run})")
     print(f"validation:  reconstruction MSE {result.val_recon_mse:.4f} vs "
-          f"{result.baseline_recon_mse:.4f} for the window-mean baseline")
+          f"{result.baseline_recon_mse:.4f} for the trivial baseline")
+    warning = baseline_warning(result.val_recon_mse, result.baseline_recon_mse)
+    if warning:
+        print(f"[rde] {warning}")
     print(f"latents:     table {LATENT_TABLE} in {prepared.path} "
           f"({int(latents.notna().all(axis=1).sum()):,} of {len(latents):,} bars)")
     return 0

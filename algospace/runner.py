@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from algospace import cluster, storage
 from algospace.config import read_yaml
 from algospace.errors import AlgoSpaceError, ConfigError
+from algospace.evaluation.oracles import CAPTURE_KEYS
 from algospace.experiment import (
     Experiment,
     ExperimentConfig,
@@ -299,6 +302,12 @@ def prepare_data(plan: Plan, log: Log) -> None:
             f"latents yet; run `python -m experiments.run rde.yaml"
             f"{' --quick' if plan.quick else ''}` with the same data section first, or set "
             "env.regime_latent: false")
+    regime = prepared.meta.get("regime") or {}
+    if cfg.phase != "rde" and cfg.env.regime_latent and regime.get("beats_baseline") is False:
+        log(f"[run] note: the regime latents come from a detector that does not beat its "
+            f"window-mean baseline (validation MSE {regime.get('val_recon_mse', math.nan):.4f} "
+            f"vs {regime.get('baseline_recon_mse', math.nan):.4f}): they carry no more than "
+            "that baseline")
 
 
 # ------------------------------------------------------------------ running
@@ -667,6 +676,8 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
     if cfg.phase == "rde":
         summary["rde"] = store_latents(cfg, local, log)
     else:
+        summary["selection"] = selection_trials(results)
+        write_json(exp_dir / SELECTION, summary["selection"])
         steps = [t["env_steps"] for t in trials if isinstance(t["env_steps"], int | float)]
         secs = [t["time_total_s"] for t in trials if isinstance(t["time_total_s"], int | float)]
         summary["throughput"] = {
@@ -680,9 +691,45 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
     return summary
 
 
+SELECTION = "selection.json"
+"""What model selection looked at (for the Deflated Sharpe Ratio), next to summary.json."""
+
+
+def selection_trials(results: Any) -> dict[str, Any]:
+    """The candidates model selection compared: every validation backtest of every trial.
+
+    Their daily validation P&L (``val_daily_pnl``) gives the variance of their Sharpe
+    ratios and an effective number of independent trials (a trial's successive
+    checkpoints are highly correlated and count as far fewer than their number).
+    """
+    from algospace.evaluation.stats import effective_trials
+
+    series: list[list[float]] = []
+    for result in results:
+        frame = getattr(result, "metrics_dataframe", None)
+        if frame is None or "val_daily_pnl" not in frame.columns:
+            continue
+        for text in frame["val_daily_pnl"].dropna():
+            values = json.loads(text) if isinstance(text, str) else None
+            if values:
+                series.append([float(v) for v in values])
+    lengths = {len(v) for v in series}
+    if not series or len(lengths) != 1:
+        return {"candidates": len(series), "effective_trials": 1.0, "sharpe_variance": 0.0,
+                "note": "no comparable validation series; the DSR counts one trial"}
+    matrix = np.asarray(series)
+    sd = matrix.std(axis=1, ddof=1)
+    sharpe = np.divide(matrix.mean(axis=1), sd, out=np.zeros(len(sd)), where=sd > 0)
+    return {"candidates": len(series), "effective_trials": float(effective_trials(matrix)),
+            "sharpe_variance": float(np.var(sharpe, ddof=1)) if len(sharpe) > 1 else 0.0,
+            "note": "per-day (non-annualised) validation Sharpe ratios of every checkpoint "
+                    "evaluated in every trial"}
+
+
 def store_latents(cfg: ExperimentConfig, checkpoint: str, log: Log) -> dict[str, Any]:
     """Copy the best RDE next to the summary and write its latents into the data store."""
     from algospace.data.pipeline import LATENT_TABLE, prepare
+    from algospace.regime.train import baseline_warning
     from algospace.regime_cli import store_latents as write_latents
 
     prepared = prepare(cfg.data, log=lambda _: None)
@@ -690,8 +737,15 @@ def store_latents(cfg: ExperimentConfig, checkpoint: str, log: Log) -> dict[str,
     finite = int(latents.notna().all(axis=1).sum())
     log(f"[rde] latents: table {LATENT_TABLE} in {prepared.path} ({finite:,} of "
         f"{len(latents):,} bars)")
+    recorded = prepared.store.meta(prepared.key).get("regime", {})
+    warning = baseline_warning(recorded.get("val_recon_mse", math.nan),
+                               recorded.get("baseline_recon_mse", math.nan))
+    if warning:
+        log(f"[rde] {warning}")
     return {"latent_table": LATENT_TABLE, "store": str(prepared.path), "bars": len(latents),
-            "bars_with_latent": finite}
+            "bars_with_latent": finite, "val_recon_mse": recorded.get("val_recon_mse"),
+            "baseline_recon_mse": recorded.get("baseline_recon_mse"),
+            "beats_baseline": recorded.get("beats_baseline")}
 
 
 def final_evaluation(cfg: ExperimentConfig, checkpoint: str, exp_dir: Path,
@@ -707,51 +761,29 @@ def final_evaluation(cfg: ExperimentConfig, checkpoint: str, exp_dir: Path,
                                      random_seeds=e.random_seeds, bootstrap=e.bootstrap,
                                      seed=cfg.seed,
                                      gates=GateConfig(threshold=e.gate_threshold)
-                                     if e.gates else None, mc_passes=e.mc_passes), log=log)
+                                     if e.gates else None, mc_passes=e.mc_passes,
+                                     selection=str(exp_dir / SELECTION)), log=log)
+    from algospace.evaluation.table import evaluation_table
+
     headline = evaluation_table(report)
     for line in headline:
         log(line)
     keys = ("sharpe", "sortino", "total_return", "max_drawdown", "trades", "net_pnl", "costs",
-            "sharpe_mean_over_seeds")
+            "probabilistic_sharpe", "ruined", "sharpe_mean_over_seeds")
     return {"out": report["out"], "report_html": str(Path(report["out"]) / "report.html"),
             "split": report["split"], "period": report["period"],
             "agents": {k: report["agents"].get(k) for k in keys[:-1]},
             "baselines": {name: {k: m.get(k) for k in keys}
                           for name, m in report["baselines"].items()},
             "sharpe_difference_vs_best": report["sharpe_difference_vs_best"],
-            "fraction_of_oracle_sharpe": report.get("fraction_of_oracle_sharpe"),
+            "pnl_difference_vs_best": report["pnl_difference_vs_best"],
+            **{k: report["agents"].get(k) for k in CAPTURE_KEYS if k in report["agents"]},
+            "deflated_sharpe": report["agents"].get("deflated_sharpe"),
+            "oracles": report.get("oracles", {}),
             **({"gated": {"agents": {k: report["gated"]["metrics"].get(k) for k in keys[:-1]},
                           "gate_counts": report["gated"]["gate_counts"],
                           "gates": report["gated"]["gates"]}}
                if "gated" in report else {})}
-
-
-def evaluation_table(report: dict[str, Any]) -> list[str]:
-    """A few lines comparing the agents with the baselines."""
-    rows = [("agents", report["agents"]),
-            *([("agents, gated", report["gated"]["metrics"])] if "gated" in report else []),
-            *report["baselines"].items()]
-    period = report["period"]
-    lines = [f"[evaluate] {report['split']} split, {period['first_bar']} to "
-             f"{period['last_bar']} ({period['trading_days']} days), after costs:",
-             f"{'':14}{'Sharpe':>8}{'return':>10}{'max DD':>9}{'trades':>8}"]
-    for name, m in rows:
-        if name == "random" and m.get("sharpe_mean_over_seeds") is not None:
-            m = {**m, "sharpe": m["sharpe_mean_over_seeds"]}
-            name = "random*"
-        lines.append(f"{name:14}{m.get('sharpe', math.nan):>8.2f}"
-                     f"{100 * m.get('total_return', math.nan):>9.2f}%"
-                     f"{100 * m.get('max_drawdown', math.nan):>8.2f}%"
-                     f"{m.get('trades', 0):>8}")
-    lines.append("* random: Sharpe averaged over its seeds; the other columns are the first "
-                 "seed's")
-    if "gated" in report:
-        n, g = report["gated"]["gate_counts"], report["gated"]["gates"]
-        lines.append(f"gated: through both gates (threshold {g['threshold']:g}, "
-                     f"{g['mc_passes']} MC passes): gate 1 closed at {n['synergy_closed']:,}, "
-                     f"gate 2 at {n['consensus_closed']:,} of {n['decisions']:,} decisions; "
-                     f"{n['held_back']:,} trades held back")
-    return lines
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:

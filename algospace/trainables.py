@@ -64,26 +64,39 @@ def local_sources(sources: tuple[ModuleSource, ...],
     return tuple(out)
 
 
-def validation_metrics(algo: Any, tcfg: TrainConfig) -> dict[str, float]:
-    """Backtest the current actors (greedy) on the validation split: ``val_*`` figures."""
-    from algospace.evaluation.backtest import ORACLE, backtest, greedy_policy
+def validation_metrics(algo: Any, tcfg: TrainConfig) -> dict[str, Any]:
+    """Backtest the current actors (greedy) on the validation split: ``val_*`` figures.
+
+    Besides the figures, ``val_daily_pnl`` holds the day-by-day dollar P&L as a JSON list:
+    the run's model selection reads it back to count how many independent candidates it
+    looked at (the Deflated Sharpe Ratio's trials).
+    """
+    from algospace.evaluation.backtest import backtest, greedy_policy
+    from algospace.evaluation.metrics import daily_pnl
     from algospace.training.train import actor_modules
 
     env_cfg = replace(tcfg.env_config, split="val", random_start=False)
     bt = backtest(tcfg.env, env_cfg, greedy_policy(actor_modules(algo)), seed=tcfg.seed)
     m = bt.metrics
-    row = {"sharpe": m.sharpe, "sortino": m.sortino, "total_return": m.total_return,
-           "net_pnl": m.net_pnl, "max_drawdown": m.max_drawdown, "trades": float(m.trades),
-           "win_rate": m.win_rate, "exposure": m.exposure, "costs": m.costs}
-    for name in ("buy_and_hold", "rule", ORACLE):
+    row: dict[str, float] = {
+        "sharpe": m.sharpe, "sortino": m.sortino, "total_return": m.total_return,
+        "net_pnl": m.net_pnl, "max_drawdown": m.max_drawdown, "trades": float(m.trades),
+        "win_rate": m.win_rate, "exposure": m.exposure, "costs": m.costs}
+    for name in ("buy_and_hold", "rule"):
         if name in bt.baselines:
             row[f"{name}_sharpe"] = bt.baselines[name].sharpe
-    return {VAL_PREFIX + k: float(v) for k, v in row.items()}
+    for key in ("expected_capture", "capture_of_oracle", "expected_capture_of_joint_oracle"):
+        if key in bt.capture:
+            row[key] = bt.capture[key]
+    out: dict[str, Any] = {VAL_PREFIX + k: float(v) for k, v in row.items()}
+    pnl = daily_pnl(bt.equity, initial_equity=env_cfg.initial_equity).to_numpy()
+    out[VAL_PREFIX + "daily_pnl"] = json.dumps([round(float(x), 2) for x in pnl])
+    return out
 
 
-def finite(row: dict[str, float]) -> dict[str, float]:
+def finite(row: dict[str, Any]) -> dict[str, Any]:
     """The row without NaN figures (a MAPPO run has no per-agent ``vf_loss``, say)."""
-    return {k: v for k, v in row.items() if math.isfinite(v)}
+    return {k: v for k, v in row.items() if isinstance(v, str) or math.isfinite(v)}
 
 
 def rl_trainable(config: dict[str, Any], *, experiment: Experiment,

@@ -22,13 +22,18 @@ Benchmarks so far:
   stepped, minus before, / 20). Targets: joint_v0 ≥ 20,000 env steps/s
   (160,000 agent steps/s), strategic_v0 and tactical_v0 ≥ 30,000; an extra
   env < 10 MB.
-- ``learn``: MAPPO on ``strategic_v0`` against the planted-signal oracle on
-  the test split (experiments/learn.py); target: half the oracle's Sharpe,
-  above flat/random/buy-and-hold, training within 10 minutes.
+- ``learn``: MAPPO on ``strategic_v0``, three seeds, evaluated on a fresh long
+  market against the strategic oracle (experiments/learn.py); headline: expected
+  capture, target 0.25, and more net P&L than every baseline; training within
+  10 minutes per seed.
 - ``train``: training throughput on ``joint_v0``, ours against plain RLlib
   PPO (experiments/throughput.py); target: ×1.5 env steps/s.
 - ``compare``: MAPPO vs IPPO on ``joint_v0``, same market, iterations and
   seeds (experiments/learn.py).
+- ``market``: the default synthetic market's three causal oracles (strategic,
+  tactical, joint) per split and over the whole market: expected and realised
+  net daily dollar Sharpe and net P&L, joint over the better single layer
+  (experiments/market.py); ``--days`` (default 250) and ``--seed`` set the market.
 - ``latency``: per-bar decision latency on one CPU thread (experiments/latency.py):
   p50/p99 of the tactical and strategic steps (4 agents each), without and with
   the 50-pass MC consensus and the gates, eager and TorchScript-exported actors
@@ -418,13 +423,21 @@ def bench_env(steps: int, seconds: float) -> Figures:
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
-    "data": lambda args: bench_data(args.days),
+    "data": lambda args: bench_data(1260 if args.days is None else args.days),
     "env": lambda args: bench_env(args.steps, args.seconds),
     "learn": lambda args: _learn(args),
     "train": lambda args: _train(args),
     "compare": lambda args: _compare(args),
     "latency": lambda args: _latency(args),
+    "market": lambda args: _market(args),
 }
+
+
+def _market(args: argparse.Namespace) -> Figures:
+    """The synthetic market's oracles (experiments/market.py)."""
+    from experiments import market
+
+    return market.run(days=250 if args.days is None else args.days, seed=args.seed)
 
 
 def _latency(args: argparse.Namespace) -> Figures:
@@ -438,8 +451,18 @@ def _compare(args: argparse.Namespace) -> Figures:
     """MAPPO vs IPPO on joint_v0 (experiments/learn.py)."""
     from experiments import learn
 
-    seeds = tuple(int(s) for s in args.seeds.split(","))
-    return learn.compare(iterations=args.iterations, seeds=seeds, eval_every=args.eval_every)
+    return learn.compare(iterations=args.iterations, seeds=_seeds(args, "0,1"),
+                         eval_every=args.eval_every, eval_days=args.eval_days)
+
+
+def _seeds(args: argparse.Namespace, default: str) -> tuple[int, ...]:
+    """``--seeds`` as a tuple of ints (``default`` when not given)."""
+    text = args.seeds or default
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise SystemExit(f"error: --seeds {text!r}: give comma-separated integers, e.g. "
+                         "0,1,2") from None
 
 
 def _train(args: argparse.Namespace) -> Figures:
@@ -453,7 +476,8 @@ def _learn(args: argparse.Namespace) -> Figures:
     """The learning benchmark (experiments/learn.py)."""
     from experiments import learn
 
-    return learn.run(iterations=args.iterations, eval_every=args.eval_every, seed=args.seed)
+    return learn.run_seeds(iterations=args.iterations, eval_every=args.eval_every,
+                           seeds=_seeds(args, "0,1,2"), eval_days=args.eval_days)
 
 
 def print_table(title: str, figures: Figures) -> None:
@@ -481,8 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__)
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    parser.add_argument("--days", type=int, default=1260,
-                        help="data: trading days of 5-minute bars (default 1260 = 5 years)")
+    parser.add_argument("--days", type=int, default=None,
+                        help="data: trading days of 5-minute bars (default 1260 = 5 years); "
+                             "market: days of the market (default 250)")
     parser.add_argument("--steps", type=int, default=20_000,
                         help="env: random actions drawn before timing, cycled (default 20000)")
     parser.add_argument("--seconds", type=float, default=3.0,
@@ -490,10 +515,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=60,
                         help="learn, compare: training iterations (default 60)")
     parser.add_argument("--eval-every", type=int, default=10,
-                        help="learn: backtest the test split every N iterations (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="learn: training seed")
-    parser.add_argument("--seeds", default="0,1",
-                        help="compare: comma-separated training seeds (default 0,1)")
+                        help="learn: backtest the validation split every N iterations "
+                             "(default 10)")
+    parser.add_argument("--eval-days", type=int, default=1000,
+                        help="learn, compare: trading days of the fresh market the final "
+                             "policy is evaluated on (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="market: the market's seed")
+    parser.add_argument("--seeds", default=None,
+                        help="learn (default 0,1,2), compare (default 0,1): comma-separated "
+                             "training seeds; the market seed varies with each")
     parser.add_argument("--timed-iterations", type=int, default=3,
                         help="train: iterations timed after one warm-up (default 3)")
     parser.add_argument("--gpu", action="store_true",

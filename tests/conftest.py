@@ -14,14 +14,14 @@ from algospace.data.synthetic import SyntheticConfig
 @pytest.fixture(scope="session")
 def env_data(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
     """30 synthetic days, no planted signal, in a session-wide cache."""
-    return DataConfig(synthetic=SyntheticConfig(days=30, seed=7),
+    return DataConfig(synthetic=SyntheticConfig(days=30, seed=7, signal=0.0),
                       cache_dir=str(tmp_path_factory.mktemp("env-cache")))
 
 
 @pytest.fixture(scope="session")
 def signal_data(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
-    """30 synthetic days with a planted 30-minute signal (oracle Sharpe ≈ 26 net)."""
-    return DataConfig(synthetic=SyntheticConfig(days=30, seed=7, signal=0.3),
+    """30 synthetic days of the calibrated two-timescale market (planted components on)."""
+    return DataConfig(synthetic=SyntheticConfig(days=30, seed=7, signal=1.0),
                       cache_dir=str(tmp_path_factory.mktemp("signal-cache")))
 
 

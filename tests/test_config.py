@@ -14,7 +14,7 @@ from algospace.errors import ConfigError
 def test_defaults() -> None:
     cfg = load_data_config(None)
     assert cfg.source == "synthetic" and cfg.split == (0.7, 0.15, 0.15)
-    assert cfg.contract_spec().symbol == "ES"
+    assert cfg.contract_spec().symbol == "MES"  # the built-in market trades the micro
 
 
 @pytest.mark.parametrize(

@@ -78,8 +78,9 @@ class Case:
 def _case(env_name: str, data: DataConfig, *, regime_latent: bool = False,
           seed: int = 0, episode_steps: int | None = None) -> Case:
     prepared = prepare(data)
+    # five contracts: room for the random actors to trade on the ES CSV as on MES bars
     cfg = EnvConfig(data=data, split="test", random_start=False, regime_latent=regime_latent,
-                    episode_steps=episode_steps)
+                    episode_steps=episode_steps, max_position=5)
     actors = random_actors(env_class(env_name)(cfg), seed)
     greedy = greedy_policy(actors)
     calls: list[tuple[dict[str, Any], bool]] = []
@@ -104,7 +105,7 @@ UNGATED = EngineConfig(mc_passes=4, gates=GateConfig(enforce=False))
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Case, DecisionEngine, Replay]:
     """joint_v0 on the built-in market (planted signal), replayed bar by bar."""
-    data = DataConfig(synthetic=SyntheticConfig(days=30, seed=7, signal=0.3), split=SPLIT,
+    data = DataConfig(synthetic=SyntheticConfig(days=30, seed=9, signal=1.0), split=SPLIT,
                       cache_dir=str(tmp_path_factory.mktemp("engine-synthetic")))
     case = _case("joint_v0", data, episode_steps=96)
     engine = case.engine(UNGATED)

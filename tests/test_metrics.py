@@ -1,14 +1,16 @@
 """Backtest metrics and baselines: golden numbers worked out by hand.
 
-Trading days: a session runs 18:00–17:00, so trading_day(t) is the date of
-t + 6 h — a bar opening at 2024-01-01 18:00 belongs to 2024-01-02, one at
-2024-01-02 17:59 still to 2024-01-02. ES: $50/point, tick 0.25, $2.50
-commission and 1 tick ($12.50) slippage per contract per side.
+Dollar-true convention: daily P&L over the FIXED capital base (initial equity),
+never the compounding equity. Trading days: a session runs 18:00–17:00, so
+trading_day(t) is the date of t + 6 h — a bar opening at 2024-01-01 18:00 belongs
+to 2024-01-02, one at 2024-01-02 17:59 still to 2024-01-02. ES: $50/point, tick
+0.25, $2.50 commission and 1 tick ($12.50) slippage per contract per side.
 """
 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -18,11 +20,14 @@ from algospace.data.contracts import get_contract
 from algospace.evaluation.metrics import (
     ANNUALISATION,
     Metrics,
+    baseline_equity,
     baseline_targets,
     compute_metrics,
+    daily_pnl,
     daily_returns,
     positions_from_fills,
     run_baselines,
+    stop_at_ruin,
     to_dict,
 )
 from algospace.market import simulate
@@ -36,45 +41,54 @@ TIMES = pd.DatetimeIndex([
     "2024-01-02 18:30", "2024-01-03 10:00",                      # day 2024-01-03
     "2024-01-04 09:30", "2024-01-04 16:59",                      # day 2024-01-04
 ])
-EQUITY = pd.Series([100_500.0, 99_800.0, 101_000.0, 100_000.0, 98_980.0, 100_500.0, 100_959.6],
+EQUITY = pd.Series([100_500.0, 99_800.0, 101_000.0, 100_000.0, 99_000.0, 100_500.0, 101_000.0],
                    index=TIMES)
 
 
 def test_three_day_curve_golden() -> None:
-    """Daily returns, total/annual return, volatility, Sharpe, Sortino, drawdown, Calmar."""
+    """Daily P&L and returns on the capital, annual figures, Sharpe, Sortino, drawdown, PSR."""
+    pnl = daily_pnl(EQUITY, initial_equity=E0)
+    assert list(pnl.index) == list(pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04"]))
+    # Day closes 101000, 99000, 101000 from 100000: +1000, -2000, +2000 dollars.
+    np.testing.assert_allclose(pnl.to_numpy(), [1000.0, -2000.0, 2000.0], rtol=0, atol=1e-9)
     r = daily_returns(EQUITY, initial_equity=E0)
-    assert list(r.index) == list(pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04"]))
-    # 101000/100000 - 1 = 0.01; 98980/101000 - 1 = -0.02; 100959.6/98980 - 1 = 0.02
     np.testing.assert_allclose(r.to_numpy(), [0.01, -0.02, 0.02], rtol=1e-12)
     m = compute_metrics(EQUITY, initial_equity=E0)
     assert m.days == 3
-    assert m.total_return == pytest.approx(0.009596, rel=1e-12)  # 100959.6 / 100000 - 1
-    assert m.net_pnl == pytest.approx(959.6, rel=1e-12)
-    # CAGR: 1.009596 ** (252 / 3) - 1 = 1.009596 ** 84 - 1 ≈ 1.2304895
-    assert m.annual_return == pytest.approx(1.009596 ** 84 - 1, rel=1e-10)
-    assert m.annual_return == pytest.approx(1.2304895, rel=1e-6)
-    # mean = 1/300; deviations (2, -7, 5)/300 -> var = 78/90000/2 = 39/90000,
-    # std = sqrt(39)/300; vol = sqrt(39)/300 * sqrt(252) ≈ 0.330454
-    assert m.annual_volatility == pytest.approx(math.sqrt(39) / 300 * math.sqrt(252), rel=1e-10)
+    assert m.net_pnl == pytest.approx(1000.0, abs=1e-9)
+    assert m.total_return == pytest.approx(0.01, abs=1e-12)  # 1000 / 100000
+    # mean r = 1/300; annual return = 252/300 = 0.84 (arithmetic, no compounding)
+    assert m.annual_return == pytest.approx(0.84, abs=1e-12)
+    # deviations (2, -7, 5)/300 -> var = 78/90000/2 = 39/90000, std = sqrt(39)/300
+    assert m.annual_volatility == pytest.approx(math.sqrt(39) / 300 * math.sqrt(252), abs=1e-12)
     # Sharpe = (1/300) / (sqrt(39)/300) * sqrt(252) = sqrt(252/39) ≈ 2.541956
-    assert m.sharpe == pytest.approx(math.sqrt(252 / 39), rel=1e-10)
+    assert m.sharpe == pytest.approx(math.sqrt(252 / 39), abs=1e-12)
     # downside dev = sqrt((0 + 0.02^2 + 0) / 3) = 0.02/sqrt(3);
-    # Sortino = (1/300) / (0.02/sqrt(3)) * sqrt(252) = sqrt(3)/6 * sqrt(252) = sqrt(21) ≈ 4.5826
-    assert m.sortino == pytest.approx(math.sqrt(21), rel=1e-10)
-    # Per-bar peaks 100500, 101000; trough 98980 -> 98980/101000 - 1 = -0.02
-    assert m.max_drawdown == pytest.approx(-0.02, rel=1e-12)
-    assert m.calmar == pytest.approx((1.009596 ** 84 - 1) / 0.02, rel=1e-10)
+    # Sortino = (1/300) / (0.02/sqrt(3)) * sqrt(252) = sqrt(3)/6 * sqrt(252) = sqrt(21)
+    assert m.sortino == pytest.approx(math.sqrt(21), abs=1e-12)
+    # Per-bar peaks 100500, 101000; trough 99000 -> -2000 dollars = -0.02 of the capital
+    assert m.max_drawdown_usd == pytest.approx(-2000.0, abs=1e-9)
+    assert m.max_drawdown == pytest.approx(-0.02, abs=1e-12)
+    assert m.calmar == pytest.approx(42.0, abs=1e-10)  # 0.84 / 0.02
+    # PSR: per-day SR = 1/sqrt(39); biased moments of the deviations (2, -7, 5)/300:
+    # m2 = (4 + 49 + 25)/3 = 26, m3 = (8 - 343 + 125)/3 = -70, m4 = (16 + 2401 + 625)/3 =
+    # 1014 (in units of 1/300^k) -> skew = -70 / 26^1.5, kurtosis = 1014 / 26² = 1.5.
+    sr, skew = 1 / math.sqrt(39), -70 / 26 ** 1.5
+    psr = NormalDist().cdf(sr * math.sqrt(2) / math.sqrt(1 - skew * sr + 0.5 / 4 * sr ** 2))
+    assert m.probabilistic_sharpe == pytest.approx(psr, abs=1e-12)
+    assert not m.ruined and m.ruin_time is None
     # Nothing about positions or trades was given.
     assert (m.trades, m.win_rate, m.profit_factor) == (0, 0.0, 0.0)
     assert math.isnan(m.turnover) and math.isnan(m.exposure)
 
 
 def test_initial_equity_defaults_to_first_bar_and_numpy_input() -> None:
-    """Default start = equity.iloc[0]; a numpy array needs index=."""
+    """Default capital = equity.iloc[0]; a numpy array needs index=."""
     r = daily_returns(EQUITY)
-    assert r.iloc[0] == pytest.approx(101_000 / 100_500 - 1, rel=1e-12)
+    assert r.iloc[0] == pytest.approx(500 / 100_500, rel=1e-12)  # (101000 - 100500) / 100500
+    assert r.iloc[1] == pytest.approx(-2000 / 100_500, rel=1e-12)  # capital, not 101000
     m = compute_metrics(EQUITY.to_numpy(), index=TIMES)
-    assert m.total_return == pytest.approx(100_959.6 / 100_500 - 1, rel=1e-12)
+    assert m.total_return == pytest.approx(500 / 100_500, rel=1e-12)
     assert m == compute_metrics(EQUITY)
 
 
@@ -84,11 +98,85 @@ def test_max_drawdown_sees_intraday_trough() -> None:
                               "2024-01-03 16:00"])
     eq = pd.Series([101_000.0, 95_950.0, 101_000.0, 100_990.0], index=times)
     m = compute_metrics(eq, initial_equity=E0)
-    assert m.max_drawdown == pytest.approx(-0.05, rel=1e-12)  # 95950 / 101000 - 1
-    # On daily closes (101000, 100990) the drawdown would only be -10/101000.
-    assert m.max_drawdown < 100_990 / 101_000 - 1
-    # CAGR over 2 days: 1.0099 ** 126 - 1; Calmar divides by 0.05.
-    assert m.calmar == pytest.approx((1.0099 ** 126 - 1) / 0.05, rel=1e-10)
+    assert m.max_drawdown_usd == pytest.approx(-5050.0, abs=1e-9)  # 95950 - 101000
+    assert m.max_drawdown == pytest.approx(-0.0505, abs=1e-12)  # of the 100000 capital
+    # Daily P&L +1000, -10 -> mean r = 0.00495, × 252 = 1.2474; Calmar divides by 0.0505.
+    assert m.annual_return == pytest.approx(1.2474, abs=1e-12)
+    assert m.calmar == pytest.approx(1.2474 / 0.0505, rel=1e-12)
+
+
+def test_fixed_capital_not_compounding_equity() -> None:
+    """The same +1000 dollar day is the same return whether the account is up or down."""
+    times = pd.bdate_range("2024-01-02", periods=4) + pd.Timedelta(hours=10)
+    eq = pd.Series([150_000.0, 151_000.0, 51_000.0, 52_000.0], index=times)
+    np.testing.assert_allclose(daily_returns(eq, initial_equity=E0).to_numpy(),
+                               [0.5, 0.01, -1.0, 0.01], rtol=1e-12)
+
+
+def test_losing_curve_below_zero_has_negative_sharpe() -> None:
+    """100k -> 50k -> -10k -> -30k -> -60k: the compounding ratio gave Sharpe +3.3."""
+    times = pd.bdate_range("2024-01-02", periods=5) + pd.Timedelta(hours=10)
+    eq = pd.Series([100_000.0, 50_000.0, -10_000.0, -30_000.0, -60_000.0], index=times)
+    closes = np.concatenate([[E0], eq.to_numpy()])
+    old = closes[1:] / closes[:-1] - 1  # 0, -0.5, -1.2, +2, +1: the old convention
+    assert old.mean() / old.std(ddof=1) * math.sqrt(252) == pytest.approx(3.2753, abs=1e-4)
+    m = compute_metrics(eq, initial_equity=E0)
+    # daily P&L 0, -50k, -60k, -20k, -30k: mean -32k, so every ratio is negative.
+    assert m.sharpe < 0 and m.sortino < 0 and m.annual_return < 0
+    assert m.net_pnl == -160_000.0 and m.total_return == pytest.approx(-1.6, abs=1e-12)
+    assert m.max_drawdown_usd == -160_000.0 and m.max_drawdown == pytest.approx(-1.6)
+    assert m.bar_sharpe < 0 and m.probabilistic_sharpe < 0.5
+
+
+def test_ratios_do_not_change_when_every_pnl_is_scaled() -> None:
+    """Five times the contracts, same capital: Sharpe, Sortino, win rate, PF unchanged."""
+    rng = np.random.default_rng(11)
+    times = pd.date_range("2024-01-02 09:30", periods=400, freq="2h")
+    pnl = rng.normal(30.0, 900.0, len(times))
+    trades = _trades(list(rng.normal(20.0, 300.0, 25)))
+    one = compute_metrics(pd.Series(E0 + np.cumsum(pnl), index=times), initial_equity=E0,
+                          trades=trades)
+    five = compute_metrics(pd.Series(E0 + 5 * np.cumsum(pnl), index=times), initial_equity=E0,
+                           trades=trades.assign(pnl_net=5 * trades["pnl_net"]))
+    assert one.sharpe != 0 and 0 < one.win_rate < 1 and 0 < one.profit_factor < math.inf
+    for name in ("sharpe", "sortino", "win_rate", "profit_factor", "bar_sharpe",
+                 "bar_sortino", "probabilistic_sharpe"):
+        assert getattr(five, name) == pytest.approx(getattr(one, name), abs=1e-9), name
+    assert five.net_pnl == pytest.approx(5 * one.net_pnl, rel=1e-12)
+    assert five.max_drawdown == pytest.approx(5 * one.max_drawdown, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sharpe_sign_is_net_pnl_sign(seed: int) -> None:
+    """Any curve, even one far below zero: sign(Sharpe) == sign(net P&L)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(24, 200))  # 3 h bars: at least 3 trading days
+    times = pd.date_range("2024-01-02 09:30", periods=n, freq="3h")
+    pnl = rng.normal(rng.normal(0, 500), rng.uniform(100, 40_000), n)
+    m = compute_metrics(pd.Series(E0 + np.cumsum(pnl), index=times), initial_equity=E0)
+    assert len(np.unique(daily_pnl(pd.Series(E0 + np.cumsum(pnl), index=times),
+                                   initial_equity=E0))) > 1
+    assert np.sign(m.sharpe) == np.sign(m.net_pnl) != 0
+    assert np.sign(m.sortino) == np.sign(m.net_pnl)
+    assert np.sign(m.annual_return) == np.sign(m.net_pnl)
+
+
+def test_matches_empyrical_on_the_daily_returns() -> None:
+    """Reference library golden: empyrical on our daily_returns gives our ratios."""
+    empyrical = pytest.importorskip("empyrical")
+    rng = np.random.default_rng(7)
+    times = pd.date_range("2023-01-02 09:30", periods=900, freq="4h")
+    eq = pd.Series(E0 + np.cumsum(rng.normal(40.0, 1_500.0, len(times))), index=times)
+    r = daily_returns(eq, initial_equity=E0)
+    m = compute_metrics(eq, initial_equity=E0)
+    assert m.days == len(r) > 100
+    assert m.sharpe == pytest.approx(empyrical.sharpe_ratio(r, period="daily"), abs=1e-9)
+    assert m.sortino == pytest.approx(empyrical.sortino_ratio(r, period="daily"), abs=1e-9)
+    vol = empyrical.annual_volatility(r, period="daily")
+    assert m.annual_volatility == pytest.approx(vol, abs=1e-9)
+    # empyrical.annual_return compounds (CAGR of the returns as if reinvested); a
+    # fixed-contract futures account does not reinvest, so ours is the arithmetic mean.
+    assert m.annual_return == pytest.approx(float(r.mean()) * 252, abs=1e-12)
 
 
 def _trades(pnl: list[float]) -> pd.DataFrame:
@@ -134,6 +222,10 @@ def test_constant_equity_is_all_zero() -> None:
     same_day = pd.DatetimeIndex(["2024-01-02 10:00", "2024-01-02 15:00"])
     one_day = compute_metrics(pd.Series([E0, E0 + 10], index=same_day))
     assert one_day.days == 1 and one_day.sharpe == 0.0  # std of one day undefined
+    assert math.isnan(m.probabilistic_sharpe) and math.isnan(one_day.probabilistic_sharpe)
+    two_days = compute_metrics(pd.Series([E0 + 10, E0 - 5], index=times[:2]),
+                               initial_equity=E0)
+    assert two_days.sharpe != 0.0 and math.isnan(two_days.probabilistic_sharpe)  # < 3 days
 
 
 def test_sortino_without_losing_days_is_inf() -> None:
@@ -149,7 +241,7 @@ def test_sharpe_matches_numpy_on_random_returns() -> None:
     rng = np.random.default_rng(3)
     r = rng.normal(0.0005, 0.01, 300)
     times = pd.bdate_range("2023-01-02", periods=300) + pd.Timedelta(hours=10)
-    eq = pd.Series(E0 * np.cumprod(1 + r), index=times)
+    eq = pd.Series(E0 * (1 + np.cumsum(r)), index=times)  # r = dollar P&L / capital
     m = compute_metrics(eq, initial_equity=E0)
     assert m.days == 300
     assert m.sharpe == pytest.approx(np.mean(r) / np.std(r, ddof=1) * np.sqrt(252), abs=1e-12)
@@ -264,6 +356,10 @@ def test_equity_validation_errors() -> None:
         compute_metrics(np.ones(3), index=TIMES)
     with pytest.raises(ValueError, match="initial_equity"):
         compute_metrics(EQUITY, initial_equity=0.0)
+    with pytest.raises(ValueError, match="initial_equity"):
+        daily_pnl(EQUITY, initial_equity=-1.0)
+    with pytest.raises(ValueError, match="no timestamps"):
+        daily_pnl(np.ones(3))
 
 
 def test_argument_validation_errors() -> None:
@@ -297,17 +393,108 @@ def test_bar_level_ratios_drawdown_duration_and_trade_averages_golden() -> None:
     m = compute_metrics(EQUITY, initial_equity=E0, trades=trades, costs=123.5)
     # 7 bars over 3 trading days: 7/3 bars a day, × 252 = 588 bars a year.
     assert m.bars_per_year == pytest.approx(588.0)
-    values = EQUITY.to_numpy()
-    before = np.concatenate([[E0], values[:-1]])
-    r = values / before - 1.0
+    r = np.diff(np.concatenate([[E0], EQUITY.to_numpy()])) / E0  # bar P&L / capital
     mean, sd = r.mean(), r.std(ddof=1)
     assert m.bar_sharpe == pytest.approx(mean / sd * math.sqrt(588.0), rel=1e-10)
     downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
     assert m.bar_sortino == pytest.approx(mean / downside * math.sqrt(588.0), rel=1e-10)
+    np.testing.assert_allclose(r * E0, [500, -700, 1200, -1000, -1000, 1500, 500], atol=1e-9)
     # Running peaks: 100500 after bar 0, 101000 after bar 2. Below the peak: bar 1
-    # (99800 < 100500), and bars 3-6 (100000, 98980, 100500, 100959.6 < 101000): the
-    # longest run is 4 bars, on trading days 2024-01-03 and 2024-01-04.
-    assert m.max_drawdown_bars == 4 and m.max_drawdown_days == 2
+    # (99800 < 100500), and bars 3-5 (100000, 99000, 100500 < 101000; bar 6 is back at
+    # 101000): the longest run is 3 bars, on trading days 2024-01-03 and 2024-01-04.
+    assert m.max_drawdown_bars == 3 and m.max_drawdown_days == 2
     assert m.avg_trade == pytest.approx(200.0)  # (300 - 100 + 400) / 3
     assert m.costs == 123.5
     assert math.isnan(compute_metrics(EQUITY, initial_equity=E0).costs)
+
+
+# --- ruin ----------------------------------------------------------------------------------
+
+def test_stop_at_ruin_golden() -> None:
+    """Bar 2 closes at 400 <= 500: pay 3 × 15 to exit there, flat and constant after."""
+    equity = np.array([1000.0, 700.0, 400.0, 900.0, -50.0])
+    positions = np.array([3, 3, -3, 1, 1])
+    ruin = stop_at_ruin(equity, positions, ruin_level=500.0, exit_cost_per_contract=15.0)
+    assert ruin.bar == 2
+    np.testing.assert_array_equal(ruin.equity, [1000.0, 700.0, 355.0, 355.0, 355.0])
+    np.testing.assert_array_equal(ruin.positions, [3, 3, 0, 0, 0])
+    assert equity[2] == 400.0 and positions[2] == -3  # inputs untouched
+    never = stop_at_ruin(equity, positions, ruin_level=-100.0, exit_cost_per_contract=15.0)
+    assert never.bar is None
+    np.testing.assert_array_equal(never.equity, equity)
+    np.testing.assert_array_equal(never.positions, positions)
+    at_level = stop_at_ruin(equity, positions, ruin_level=400.0, exit_cost_per_contract=0.0)
+    assert at_level.bar == 2  # "at or below"
+
+
+def test_stop_at_ruin_validation() -> None:
+    with pytest.raises(ValueError, match="stop_at_ruin: equity and positions must be 1-D"):
+        stop_at_ruin(np.ones(3), np.ones(2), ruin_level=0.0, exit_cost_per_contract=1.0)
+    with pytest.raises(ValueError, match="stop_at_ruin: needs finite"):
+        stop_at_ruin(np.array([1.0, np.nan]), np.ones(2), ruin_level=0.0,
+                     exit_cost_per_contract=1.0)
+    with pytest.raises(ValueError, match=r"exit_cost_per_contract=-1\.0"):
+        stop_at_ruin(np.ones(2), np.ones(2), ruin_level=0.0, exit_cost_per_contract=-1.0)
+    with pytest.raises(ValueError, match="ruin_level=nan"):
+        stop_at_ruin(np.ones(2), np.ones(2), ruin_level=math.nan, exit_cost_per_contract=1.0)
+
+
+def _falling(n: int = 120) -> pd.DataFrame:
+    """A market that falls 2 points every 30-minute bar, over several trading days."""
+    open_ = 4000.0 - 2.0 * np.arange(n)
+    close = open_ - 2.0
+    return pd.DataFrame({"open": open_, "high": open_ + 0.5, "low": close - 0.5,
+                         "close": close}, index=pd.date_range("2024-01-02 09:30", periods=n,
+                                                              freq="30min"))
+
+
+def test_buy_and_hold_is_stopped_at_ruin() -> None:
+    """20 ES contracts long lose ~2000 dollars a bar; stopped at the first close <= 50k."""
+    bars, size, level = _falling(), 20, 50_000.0
+    targets = baseline_targets("buy_and_hold", len(bars), size=size)
+    raw, acct = simulate(ES, targets, *(bars[c].to_numpy() for c in ("open", "high", "low",
+                                                                       "close")),
+                         max_position=size)
+    pos = positions_from_fills(acct.fills(), len(bars))
+    ruin = stop_at_ruin(raw, pos, ruin_level=level, exit_cost_per_contract=ES.cost_per_side)
+    i = ruin.bar
+    assert i is not None and 10 < i < len(bars) - 10 and raw[-1] < level
+    assert (ruin.equity[:i] > level).all() and (ruin.equity[i:] == ruin.equity[i]).all()
+    assert (ruin.positions[i:] == 0).all() and (ruin.positions[:i] == size).all()
+    assert ruin.equity[i] == pytest.approx(raw[i] - size * 15.0, abs=1e-9)  # 2.50 + 12.50
+    equity, m = baseline_equity("buy_and_hold", bars, ES, size=size, ruin_level=level)
+    np.testing.assert_allclose(equity.to_numpy(), ruin.equity, atol=1e-9)
+    assert m.ruined and m.ruin_time == str(bars.index[i])
+    assert m.net_pnl == pytest.approx(ruin.equity[i] - E0, abs=1e-9)
+    assert m.exposure == pytest.approx(i / len(bars))
+    assert m.turnover * m.days == pytest.approx(2 * size)  # bought once, sold at ruin
+    assert m.costs == pytest.approx(2 * size * 15.0)
+    free = baseline_equity("buy_and_hold", bars, ES, size=size)[1]
+    assert not free.ruined and free.net_pnl < m.net_pnl and free.ruin_time is None
+
+
+def test_random_baseline_at_ruin_keeps_trades_closed_before_it() -> None:
+    """Trade count, turnover and costs stop at the ruin bar; run_baselines passes the level."""
+    bars, size, level = _falling(300), 10, 80_000.0
+    targets = baseline_targets("random", len(bars), size=size, seed=2)
+    _, acct = simulate(ES, targets, *(bars[c].to_numpy() for c in ("open", "high", "low",
+                                                                   "close")),
+                       max_position=size)
+    res = run_baselines(bars, ES, size=size, seed=2, ruin_level=level)
+    m = res["random"]
+    assert m.ruined and res["buy_and_hold"].ruined and not res["flat"].ruined
+    i = int(bars.index.get_loc(pd.Timestamp(m.ruin_time)))
+    trades = acct.trades()
+    assert 0 < m.trades == int((trades["exit_t"] <= i).sum()) < len(trades)
+    fills = acct.fills()
+    kept = fills[fills["t"] <= i]
+    held = abs(int(positions_from_fills(fills, len(bars))[i]))
+    assert m.turnover * m.days == pytest.approx(kept["qty"].abs().sum() + held)
+    assert m.costs == pytest.approx(15.0 * (kept["qty"].abs().sum() + held))
+
+
+def test_compute_metrics_ruin_bar() -> None:
+    m = compute_metrics(EQUITY, ruin_bar=4)
+    assert m.ruined and m.ruin_time == str(TIMES[4])
+    with pytest.raises(ValueError, match=r"ruin_bar: must be a bar index in \[0, 7\)"):
+        compute_metrics(EQUITY, ruin_bar=7)

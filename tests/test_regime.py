@@ -13,6 +13,7 @@ import torch
 
 from algospace.data.bars import Bars
 from algospace.data.resample import resample
+from algospace.data.splits import Normalizer
 from algospace.data.synthetic import SyntheticConfig, generate
 from algospace.errors import AlgoSpaceError, ConfigError
 from algospace.regime.features import REGIME_FEATURES, bar_labels, regime_features
@@ -21,6 +22,10 @@ from algospace.regime.train import (
     RDECheckpointError,
     RDEConfig,
     RDEResult,
+    _split_ends,
+    baseline_mse,
+    baseline_warning,
+    beats_baseline,
     encode_all,
     load_rde,
     train_rde,
@@ -102,12 +107,23 @@ def test_eval_is_deterministic_and_per_sample() -> None:
     torch.testing.assert_close(recon, model.decode(mu))
 
 
-def test_training_beats_window_mean_baseline(trained: RDEResult) -> None:
-    """Validation reconstruction is clearly better than predicting each window's mean.
+def test_training_reaches_the_linear_baseline(trained: RDEResult, market: Market) -> None:
+    """Validation reconstruction is clearly better than predicting each window's mean, and
+    about as good as the window's first 8 principal components (the trivial baseline).
 
-    Measured over 4 markets x 2 training seeds: val MSE / baseline 0.74-0.93.
+    On this market: window mean 0.50, 8 principal components 0.40, the detector 0.40; on an
+    i.i.d. market 0.62, 0.50 and 0.50. Reconstruction alone does not show regime knowledge
+    (the latent-probe test below does), so a run warns when the detector does not beat the
+    linear baseline clearly (``beats_baseline``).
     """
-    assert trained.val_recon_mse < 0.95 * trained.baseline_recon_mse
+    values = torch.from_numpy(
+        Normalizer.fit(market.features, market.train).transform(market.features)
+        .to_numpy(np.float32).copy())
+    ends = torch.from_numpy(_split_ends(values.numpy(), SMALL.window, "val", market.val))
+    window_mean = baseline_mse(values, ends, SMALL.window)
+    assert trained.baseline_recon_mse < 0.9 * window_mean
+    assert trained.val_recon_mse < 0.9 * window_mean
+    assert trained.val_recon_mse < 1.05 * trained.baseline_recon_mse
     assert 1 <= trained.best_epoch <= trained.epochs_run <= SMALL.max_epochs
     first = trained.history[0]
     assert set(first) >= {"epoch", "train_loss", "val_loss", "val_recon_mse", "val_kl",
@@ -242,3 +258,18 @@ def test_bad_split_rows(market: Market, tmp_path: Path) -> None:
         train_rde(market.features, market.train, (100, 10**7), cfg, tmp_path)
     with pytest.raises(AlgoSpaceError, match=r"train split .* has no complete 24-bar window"):
         train_rde(market.features, (0, 300), market.val, cfg, tmp_path)
+
+
+def test_a_detector_on_a_market_without_regimes_is_flagged(tmp_path: Path) -> None:
+    """On i.i.d. returns there is nothing to detect: the run must say so."""
+    market = generate(SyntheticConfig(days=120, seed=1, regimes=False, signal=0.0))
+    assert set(np.unique(market.regimes)) == {0}
+    features = regime_features(resample(market.bars, 30))
+    n = len(features)
+    result = train_rde(features, (0, int(0.6 * n)), (int(0.6 * n), int(0.8 * n)),
+                       dataclasses.replace(SMALL, max_epochs=8), tmp_path / "rde")
+    assert not result.beats_baseline
+    line = baseline_warning(result.val_recon_mse, result.baseline_recon_mse)
+    assert line is not None and "does not beat its trivial baseline" in line
+    assert beats_baseline(0.9, 1.0) and not beats_baseline(0.99, 1.0)
+    assert baseline_warning(0.5, 1.0) is None

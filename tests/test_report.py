@@ -49,9 +49,20 @@ def test_report_files_and_content(checkpoint: str, tmp_path: Path) -> None:
     saved = json.loads((out / "report.json").read_text())
     assert saved["split"] == "test" and not saved["in_sample"]
     assert saved["period"]["bars"] == saved["period"]["tiles"] * 24
-    assert saved["costs_assumed"]["symbol"] == "ES"
+    assert saved["costs_assumed"]["symbol"] == "MES"
+    assert saved["sizing"]["leverage_at_reference_price"] <= saved["sizing"]["leverage_cap"]
+    assert saved["ruin_level"] == 50_000.0
     assert "train split of the same data" in saved["normalisation"]
-    assert set(saved["baselines"]) == {"flat", "buy_and_hold", "random", "rule", "oracle"}
+    assert set(saved["baselines"]) == {"flat", "buy_and_hold", "random", "rule"}
+    assert set(saved["oracles"]) == {"strategic", "tactical", "joint"}
+    for key in ("capture_of_oracle", "capture_of_joint_oracle", "expected_capture",
+                "probabilistic_sharpe", "deflated_sharpe"):
+        assert key in saved["agents"], key
+    rows = {"agents": saved["agents"], "gated": saved["gated"]["metrics"],
+            **saved["baselines"], **saved["oracles"]}
+    for name, row in rows.items():  # dollar-true: a Sharpe has the sign of its P&L
+        if row["net_pnl"] != 0 and row["sharpe"] != 0:
+            assert np.sign(row["sharpe"]) == np.sign(row["net_pnl"]), name
     assert saved["baselines"]["random"]["seeds"] == 3
     assert set(saved["actions"]) == {"mlmi", "nwrqk", "portfolio", "regime"}
     decisions = saved["period"]["bars"]
@@ -103,7 +114,8 @@ def test_cli_errors_and_success(checkpoint: str, tmp_path: Path,
                  "--bootstrap", "100", "--random-seeds", "1", "--threshold", "0.4",
                  "--mc-passes", "8"]) == 0
     printed = capsys.readouterr().out
-    assert "strategic_v0 val: Sharpe" in printed and (out / "report.html").is_file()
+    assert "[evaluate] val split" in printed and "net P&L" in printed
+    assert "random*" in printed and (out / "report.html").is_file()
     assert "gated" in printed and "trades held back" in printed
     gates = json.loads((out / "report.json").read_text())["gated"]["gates"]
     assert gates["threshold"] == 0.4 and gates["mc_passes"] == 8

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from algospace.config import DataConfig
-from algospace.data import shipping
+from algospace.data import oracle, shipping
 from algospace.data.bars import Bars
 from algospace.data.loader import load_bars
 from algospace.data.resample import align_index, check_agreement, resample
@@ -162,18 +162,22 @@ def _timed(log: Log, what: str, fn: Callable[[], Any]) -> Any:
 
 
 def _load_base(cfg: DataConfig, log: Log) -> tuple[Bars, pd.DataFrame | None, dict[str, Any]]:
-    """Base bars, the synthetic ground truth (if synthetic) and source info for meta."""
+    """Base bars, the synthetic ground truth (if synthetic) and source info for meta.
+
+    On the built-in market the truth holds, per bar, the regime, each planted component's
+    expected drift and the model sigma (points), and the causal oracles' unit positions;
+    meta gets the oracles' figures over the whole market (:mod:`algospace.data.oracle`)
+    for the config's contract, $100k and the limit at the training split's highest close.
+    """
     if cfg.source == "synthetic":
         market = _timed(log, f"generated synthetic market ({cfg.synthetic.days} days)",
                         lambda: generate(cfg.synthetic))
-        truth = pd.DataFrame(
-            {"regime": market.regimes, "signal_direction": market.signal_direction},
-            index=market.bars.frame.index,
-        )
-        info = {"source": market.bars.source,
-                "oracle_sharpe_gross": market.oracle_sharpe_gross,
-                "oracle_sharpe_net": market.oracle_sharpe_net}
-        return market.bars, truth, info
+        splits = chronological_split(market.bars.open_time, cfg.split, cfg.strategic_minutes)
+        account = oracle.default_account(market, cfg.contract_spec(),
+                                         reference_price=reference_price(market.bars, splits))
+        truth, figures = _timed(log, "computed the oracles",
+                                lambda: oracle.oracle_truth(market, account))
+        return market.bars, truth, {"source": market.bars.source, **figures}
     path = str(cfg.path)
     bars = _timed(log, f"loaded and validated {path}",
                   lambda: load_bars(path, dayfirst=cfg.dayfirst, timestamps=cfg.timestamps))
@@ -236,6 +240,7 @@ def _build(cfg: DataConfig, features: FeatureConfig, store: FeatureStore, key: s
         "splits": _split_meta(base, splits),
         "normalisation": {name: n.to_dict() for name, n in norms.items()},
         "normalisation_fitted_on": "train",
+        "reference_price": reference_price(base, splits),
         "features": to_dict(features),
     }
     path = _timed(log, f"wrote prepared data {key}", lambda: store.write(key, tables, meta))
@@ -261,6 +266,12 @@ def _split_meta(base: Bars, splits: Splits) -> dict[str, Any]:
     return out
 
 
+def reference_price(base: Bars, splits: Splits) -> float:
+    """The training split's highest close: what the default position limit is sized at."""
+    lo, hi = splits.train
+    return float(np.max(base.column("close")[lo:hi]))
+
+
 def _read(store: FeatureStore, key: str) -> Prepared:
     """Load a prepared entry from the store."""
     meta = store.meta(key)
@@ -270,4 +281,6 @@ def _read(store: FeatureStore, key: str) -> Prepared:
     index = store.read(key, "align")["strategic_index"].to_numpy()
     sp = meta["splits"]
     splits = Splits(*(tuple(sp[name]["rows"]) for name in SPLIT_NAMES))
+    if "reference_price" not in meta:  # entries prepared before position limits existed
+        meta = {**meta, "reference_price": reference_price(base, splits)}
     return Prepared(key, store.path(key), base, strategic, index, splits, meta, True, store)

@@ -1,8 +1,15 @@
 """AlgoSpace evaluation package.
 
 :mod:`algospace.evaluation.metrics` turns a per-bar equity curve (plus positions
-and the trade log) into :class:`~algospace.evaluation.metrics.Metrics` — returns,
-Sharpe / Sortino on daily returns per 18:00–17:00 trading day annualised with
-sqrt(252), per-bar max drawdown, trade statistics — and runs flat, buy-and-hold,
-random and rule baselines through the same cost-charging simulator as the agents.
+and the trade log) into :class:`~algospace.evaluation.metrics.Metrics`, dollar-true:
+daily dollar P&L over a fixed capital base per 18:00–17:00 trading day, Sharpe /
+Sortino annualised with sqrt(252), per-bar dollar drawdown, trade statistics, the
+probabilistic Sharpe ratio, ruin stops. It runs flat, buy-and-hold, random and rule
+baselines through the same cost-charging simulator as the agents.
+:mod:`algospace.evaluation.stats` holds the probabilistic and deflated Sharpe ratios.
 """
+
+from algospace.evaluation.metrics import Metrics, compute_metrics
+from algospace.evaluation.stats import deflated_sharpe_ratio, probabilistic_sharpe_ratio
+
+__all__ = ["Metrics", "compute_metrics", "deflated_sharpe_ratio", "probabilistic_sharpe_ratio"]

@@ -13,14 +13,20 @@ starting at ``initial_equity``:
   last close, and the exit's commission and slippage are charged (the next
   tile starts flat), so tiling never trades for free.
 
+**Ruin.** The chained curve is the reported account: when its equity at a
+bar's close falls to ``(1 - ruin_fraction) × initial_equity``, the strategy is
+flattened there (the exit charged) and stays flat for the rest of the split.
+The baselines and the oracles stop at ruin by the same rule
+(:func:`algospace.evaluation.metrics.stop_at_ruin`).
+
 The same executed bars then go through the cost-charging baselines of
 :mod:`algospace.evaluation.metrics` (flat, buy-and-hold, random, and ``rule``
 — the synergy detector's rule: hold its direction, known at a bar's close,
 over the next bar while a MLMI → NW-RQK → FVG synergy is active — each at
-``max_position`` contracts) and, on the built-in synthetic market, through
-the **oracle**: it holds the planted signal's direction × ``max_position``
-on every executed bar (its entry is at that bar's open, the same timing the
-env's fills have), so no policy of the env can do better in expectation.
+the env's position limit) and, on the built-in synthetic market, through the
+three **oracles** of :mod:`algospace.evaluation.oracles` (strategic-only,
+tactical-only, joint), whose dollar P&L, realised and expected, gives the
+agents' capture.
 
 **With the two gates.** Given a :class:`~algospace.inference.policy.GatedTeam`
 instead of a policy, each step goes through the team's gated decision — the
@@ -46,10 +52,20 @@ from algospace.errors import ConfigError
 from algospace.evaluation.metrics import (
     Metrics,
     compute_metrics,
-    positions_from_fills,
     run_baselines,
+    stop_at_ruin,
 )
-from algospace.market.account import simulate
+from algospace.evaluation.oracles import (
+    LAYERS,
+    TRUTH,
+    OracleRun,
+    capture,
+    expected_pnl,
+    read_truth,
+    run_oracle,
+    span_rows,
+)
+from algospace.market.account import TRADE_COLUMNS
 from envs.core.config import EnvConfig
 
 if TYPE_CHECKING:
@@ -60,10 +76,6 @@ Policy = Callable[[Observations, bool], dict[str, Any]]
 """``policy(obs, decision) -> actions``: obs per live agent; ``decision`` is True when the
 strategic agents decide this step (their actions are ignored otherwise)."""
 
-ORACLE = "oracle"
-"""Name of the planted-signal oracle among the baselines (synthetic data only)."""
-
-
 @dataclass(frozen=True)
 class Backtest:
     """A policy's backtest on one split, and the baselines on the same bars."""
@@ -71,7 +83,8 @@ class Backtest:
     env: str
     split: str
     equity: pd.Series
-    """Equity after each executed bar, indexed by the bar's open time (tiles chained)."""
+    """Equity after each executed bar, indexed by the bar's open time (tiles chained,
+    stopped at ruin)."""
     positions: np.ndarray
     """Contracts held at the close of each executed bar."""
     trades: pd.DataFrame
@@ -81,27 +94,32 @@ class Backtest:
     metrics: Metrics
     """The policy's metrics (see :mod:`algospace.evaluation.metrics` for conventions)."""
     baselines: dict[str, Metrics] = field(default_factory=dict)
-    """flat, buy_and_hold, random (and ``oracle`` on synthetic data) on the same bars."""
+    """flat, buy_and_hold, random and rule on the same bars, stopped at ruin alike."""
     tiles: int = 0
     """Episodes run."""
     bars: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     """The executed bars (open, high, low, close), indexed by open time."""
     oracle_equity: pd.Series | None = field(default=None, repr=False)
-    """The oracle's equity on the same bars (synthetic data only)."""
+    """Unused (kept for positional compatibility); see ``oracles``."""
     contract: Any = field(default=None, repr=False)
     """The contract whose costs were charged (a ContractSpec)."""
     ruined_tiles: int = 0
-    """Tiles that ended early because equity fell below the env's ruin level (the bars
-    they did not reach are left out, for the baselines too)."""
+    """Tiles that ended early because the tile's own account fell below the env's ruin
+    level (the bars they did not reach are left out, for the baselines too)."""
     rule_signal: np.ndarray | None = field(default=None, repr=False)
     """The synergy direction at each executed bar (the ``rule`` baseline's signal)."""
     gate_counts: dict[str, int] | None = None
     """With a gated team: decisions, how often each gate closed, trades held back."""
-
-    def sharpe_ratio_to(self, name: str) -> float:
-        """The policy's Sharpe divided by baseline ``name``'s (nan if that is not > 0)."""
-        other = self.baselines[name].sharpe
-        return self.metrics.sharpe / other if other > 0 else float("nan")
+    position_limit: int = 0
+    """Contracts the agents, baselines and oracles may hold (long or short)."""
+    ruin_level: float = 0.0
+    """Equity at which every strategy is flattened and stays flat (dollars)."""
+    oracles: dict[str, OracleRun] = field(default_factory=dict, repr=False)
+    """strategic, tactical and joint oracles on the same span (built-in market only)."""
+    capture: dict[str, float] = field(default_factory=dict)
+    """Realised and expected capture of the oracles (built-in market only)."""
+    layer: str = "joint"
+    """The env's own layer: which oracle ``capture_of_oracle`` divides by."""
 
 
 def env_class(name: str) -> Any:
@@ -183,24 +201,63 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
     idx = np.asarray(rows)
     index = pd.DatetimeIndex(times[idx], name="open_time")
     initial = cfg.initial_equity
-    equity = pd.Series(initial + np.cumsum(pnl), index=index, name="equity")
-    positions = np.asarray(held, dtype=np.int64)
-    trade_log = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
+    limit = int(env.max_position)
+    ruin_level = (1.0 - cfg.ruin_fraction) * initial
+    stopped = stop_at_ruin(initial + np.cumsum(pnl), np.asarray(held, dtype=np.int64),
+                           ruin_level=ruin_level, exit_cost_per_contract=cost_per_contract)
+    if stopped.bar is not None:
+        costs += abs(held[stopped.bar]) * cost_per_contract
+        turnover += abs(held[stopped.bar])
+    equity = pd.Series(stopped.equity, index=index, name="equity")
+    positions = stopped.positions
+    trade_log = pd.concat(trades, ignore_index=True) if trades else \
+        pd.DataFrame(columns=[*TRADE_COLUMNS, "tile"])
+    if stopped.bar is not None and len(trade_log):
+        trade_log = trade_log[trade_log["exit_t"] <= idx[stopped.bar]]
     metrics = compute_metrics(equity, positions=positions, trades=trade_log,
-                              turnover_contracts=turnover, initial_equity=initial, costs=costs)
+                              turnover_contracts=turnover, initial_equity=initial, costs=costs,
+                              ruin_bar=stopped.bar)
     bars = pd.DataFrame(ohlc[idx], index=index, columns=["open", "high", "low", "close"])
-    base_rows = _base_rows(env, idx)
-    rule_signal = _synergy_direction(prepared, base_rows)
-    baselines = run_baselines(bars, env.market.contract, size=cfg.max_position, seed=seed,
-                              initial_equity=initial, rule_signal=rule_signal)
-    direction = _signal_direction(prepared, base_rows)
-    oracle_equity = None
-    if direction is not None:
-        baselines[ORACLE], oracle_equity = _oracle(bars, env, direction * cfg.max_position,
-                                                   initial)
+    contract = env.market.contract
+    rule_signal = _synergy_direction(prepared, _base_rows(env, idx))
+    baselines = run_baselines(bars, contract, size=limit, seed=seed, initial_equity=initial,
+                              rule_signal=rule_signal, ruin_level=ruin_level)
+    oracles, oracle_capture = _oracles(env, prepared, idx, positions, metrics, costs,
+                                       ruin_level)
     return Backtest(env_name, cfg.split, equity, positions, trade_log, turnover, metrics,
-                    baselines, n_tiles, bars, oracle_equity, env.market.contract, ruined,
-                    rule_signal, gate_counts(gates) if team is not None else None)
+                    baselines, n_tiles, bars, None, contract, ruined,
+                    rule_signal, gate_counts(gates) if team is not None else None,
+                    limit, ruin_level, oracles, oracle_capture, env_layer(env))
+
+
+def env_layer(env: Any) -> str:
+    """The layer oracle an env is judged against: strategic, tactical or joint."""
+    if env.STRATEGIC and env.TACTICAL:
+        return "joint"
+    return "strategic" if env.STRATEGIC else "tactical"
+
+
+def _oracles(env: Any, prepared: Prepared, clock_rows: np.ndarray, positions: np.ndarray,
+             metrics: Metrics, costs: float, ruin_level: float
+             ) -> tuple[dict[str, OracleRun], dict[str, float]]:
+    """The three layer oracles on the executed span, and the agents' capture of them."""
+    if TRUTH not in _tables(prepared):
+        return {}, {}
+    base_rows, owner = span_rows(clock_rows, np.asarray(env._close_step)
+                                 if env.STRATEGIC_CLOCK else None)
+    base_ohlc = np.asarray(env.market.arrays["base_ohlc"])
+    truth = read_truth(prepared.table(TRUTH), base_ohlc, prepared.base.open_time, base_rows)
+    contract = env.market.contract
+    runs = {layer: run_oracle(truth, layer, contract, int(env.max_position),
+                              env.config.initial_equity, ruin_level) for layer in LAYERS}
+    agents_expected = expected_pnl(positions[owner], truth.drift("joint"),
+                                   contract.point_value, costs)
+    return runs, capture(metrics.net_pnl, agents_expected, runs, env_layer(env))
+
+
+def _tables(prepared: Prepared) -> set[str]:
+    """Names of the prepared entry's tables."""
+    return {p.stem for p in Path(prepared.path).glob("*.parquet")}
 
 
 def _replace_random_start(cfg: EnvConfig) -> EnvConfig:
@@ -232,32 +289,11 @@ def _base_rows(env: Any, rows: np.ndarray) -> np.ndarray:
     return np.asarray(env._close_step)[rows] if env.STRATEGIC_CLOCK else rows
 
 
-def _signal_direction(prepared: Prepared, base_rows: np.ndarray) -> np.ndarray | None:
-    """Planted-signal direction of each executed bar (None without synthetic truth)."""
-    if not (prepared.path / "synthetic_truth.parquet").is_file():
-        return None
-    direction = prepared.table("synthetic_truth")["signal_direction"].to_numpy(np.int64)
-    return direction[base_rows]
-
-
 def _synergy_direction(prepared: Prepared, base_rows: np.ndarray) -> np.ndarray:
     """The synergy detector's direction state at each executed bar (what is known at its
     close); the ``rule`` baseline holds its sign over the next bar."""
     state = prepared.table("synergy")["synergy_direction"].to_numpy(np.float64)
     return np.nan_to_num(state[base_rows])
-
-
-def _oracle(bars: pd.DataFrame, env: Any, targets: np.ndarray, initial: float
-            ) -> tuple[Metrics, pd.Series]:
-    """Metrics and equity of holding ``targets`` on ``bars`` through the same account."""
-    cols = [bars[c].to_numpy() for c in ("open", "high", "low", "close")]
-    values, acct = simulate(env.market.contract, targets, *cols,
-                            max_position=env.config.max_position, initial_equity=initial)
-    equity = pd.Series(values, index=bars.index, name="equity")
-    return compute_metrics(equity, trades=acct.trades(),
-                           positions=positions_from_fills(acct.fills(), len(targets)),
-                           turnover_contracts=float(acct.turnover),
-                           initial_equity=initial), equity
 
 
 def greedy_policy(modules: Mapping[str, Any]) -> Policy:

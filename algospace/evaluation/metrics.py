@@ -1,42 +1,27 @@
-"""Backtest performance metrics and cost-charged baselines on the same bars.
+"""Dollar-true backtest metrics, ruin stops and cost-charged baselines on the same bars.
 
-Conventions (empyrical / quantstats, stated once in :data:`ANNUALISATION`):
+A futures account trades fixed contracts, so its P&L does not scale with its equity:
+dividing by the grown equity made the Sharpe fall as a strategy earned more, and
+nonsense below zero (100k → 50k → −10k → −30k → −60k had Sharpe +3.3). So every ratio
+is on daily **dollar P&L over a fixed capital base** ``C`` (``initial_equity``, default
+the first equity). Input: per-bar equity after each close, indexed by bar open time;
+days are trading days (:func:`~algospace.data.synthetic.trading_day`, 18:00–17:00).
 
-- **Input.** A per-bar equity curve in dollars (after each bar's close), indexed
-  by bar **open** time, plus ``initial_equity`` (the equity before the first
-  bar; default: the first value of the curve).
-- **Daily returns.** Bars are grouped by trading day with
-  :func:`algospace.data.synthetic.trading_day` (a session runs 18:00–17:00, so a
-  bar opening at or after 18:00 belongs to the next calendar day).
-  ``r_d = E_d / E_{d-1} - 1`` where ``E_d`` is the last equity of day ``d`` and
-  ``E_0 = initial_equity``. Returns assume the equity stays positive.
-- **Annualisation.** 252 trading days per year, volatility-type figures scale
-  by ``sqrt(252)``; the risk-free rate is 0.
-
-  - ``annual_return = (1 + total_return) ** (252 / days) - 1`` (CAGR; ``-1`` if
-    the account lost everything).
-  - ``annual_volatility = std(r, ddof=1) * sqrt(252)``.
-  - ``sharpe = mean(r) / std(r, ddof=1) * sqrt(252)``.
-  - ``sortino = mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(252)`` (downside
-    deviation over *all* days, as in empyrical).
-
-- **Undefined values.** Fewer than 2 days, or a (numerically) constant return
-  series: ``annual_volatility``, ``sharpe`` and ``sortino`` are 0.0. No losing
-  day: ``sortino`` is ``inf`` if ``mean(r) > 0`` else 0.0. ``calmar`` is 0.0
-  when there was no drawdown. ``profit_factor`` is ``inf`` with wins and no
-  losses and 0.0 without trades. ``turnover`` / ``exposure`` are ``nan`` when
-  neither positions nor a contract count were given (not measured).
-- **Bar level.** ``bar_sharpe`` / ``bar_sortino`` use per-bar returns
-  ``E_t / E_{t-1} - 1`` (``E_0`` = initial equity) scaled by
-  ``sqrt(bars_per_year)``, where ``bars_per_year`` = bars per trading day in
-  the period × 252 (reported with the figures).
-- **Drawdown** is measured on the per-bar curve (intraday troughs count), with
-  ``initial_equity`` as the first peak: ``min(E_t / max_{s<=t} E_s - 1)``.
-- **Trades** are closed round trips (:meth:`Account.trades`); a position still
-  open at the end is in the equity but not in the trade statistics.
-
-Baselines (:func:`run_baselines`) go through :func:`algospace.market.simulate`
-so they pay the same commission and slippage as the agents.
+- ``pnl_d = E_d − E_{d−1}`` (``E_d`` the day's last equity, ``E_0 = C``), ``r_d =
+  pnl_d / C``; 252 days a year, risk-free 0, no compounding (:data:`ANNUALISATION`):
+  ``total_return = net_pnl / C``, ``annual_return = mean(r)·252``, ``annual_volatility
+  = std(r, ddof=1)·sqrt(252)``, ``sharpe = mean(r) / std(r, ddof=1)·sqrt(252)`` (its
+  sign is the net P&L's), ``sortino = mean(r) / sqrt(mean(min(r, 0)²))·sqrt(252)``
+  (empyrical's downside deviation); ``bar_sharpe`` / ``bar_sortino`` the same on per-bar
+  P&L / ``C`` with sqrt(bars_per_year); ``probabilistic_sharpe`` the PSR of ``r``
+  (:mod:`algospace.evaluation.stats`) against a Sharpe of 0.
+- Drawdown on the per-bar curve, peak from ``C``: ``max_drawdown_usd = min(E_t − peak_t)``,
+  ``max_drawdown`` = that / ``C``; ``calmar = annual_return / |max_drawdown|``.
+- Undefined: below 2 days or constant returns, volatility / Sharpe / Sortino are 0.0;
+  the other rules (Sortino inf, PSR nan, ...) are on the :class:`Metrics` fields.
+- Trades are closed round trips (:meth:`Account.trades`). :func:`stop_at_ruin` flattens
+  a curve at the first close at or below a ruin level and keeps it flat. Baselines
+  (:func:`run_baselines`) pay the agents' costs through :func:`simulate`.
 """
 
 from __future__ import annotations
@@ -44,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,27 +37,32 @@ import pandas as pd
 from algospace.data.contracts import ContractSpec
 from algospace.data.synthetic import TRADING_DAYS_PER_YEAR, trading_day
 from algospace.errors import ConfigError
-from algospace.market.account import simulate
+from algospace.evaluation.stats import probabilistic_sharpe_ratio
+from algospace.market.account import Account, simulate
 
 __all__ = [
     "ANNUALISATION",
     "BASELINES",
     "Metrics",
+    "Ruin",
+    "account_at_ruin",
     "baseline_equity",
     "baseline_targets",
     "compute_metrics",
+    "daily_pnl",
     "daily_returns",
     "positions_from_fills",
     "run_baselines",
+    "stop_at_ruin",
     "to_dict",
 ]
 
-ANNUALISATION = (f"daily returns per trading day (18:00–17:00 session), {TRADING_DAYS_PER_YEAR} "
-                 f"days a year: returns compound to the power 252/days, volatility, Sharpe "
-                 f"and Sortino scale by sqrt({TRADING_DAYS_PER_YEAR}); bar-level Sharpe and "
-                 f"Sortino use per-bar returns scaled by sqrt(bars_per_year), bars_per_year = "
-                 f"bars per trading day in the period × {TRADING_DAYS_PER_YEAR}; risk-free "
-                 f"rate 0")
+ANNUALISATION = ("dollar-true: daily P&L per trading day (18:00–17:00 session) over a fixed "
+                 "capital base (the initial equity), never the compounding equity; annual return "
+                 f"= mean daily return × {TRADING_DAYS_PER_YEAR} (no compounding); volatility, "
+                 f"Sharpe, Sortino × sqrt({TRADING_DAYS_PER_YEAR}); drawdown in dollars / capital;"
+                 " bar-level ratios on per-bar P&L / capital × sqrt(bars_per_year), bars_per_year"
+                 f" = bars per trading day × {TRADING_DAYS_PER_YEAR}; risk-free rate 0")
 """How every annualised figure in :class:`Metrics` is computed."""
 BASELINES: tuple[str, ...] = ("flat", "buy_and_hold", "random", "rule")
 """Names accepted by :func:`baseline_targets`."""
@@ -83,24 +74,23 @@ class Metrics:
     """Performance of one equity curve (see the module docstring for the conventions)."""
 
     total_return: float
-    """equity_end / initial_equity - 1 (fraction, not annualised)."""
+    """net_pnl / capital base (fraction, not annualised)."""
     annual_return: float
-    """CAGR over trading days: (1 + total_return) ** (252 / days) - 1 (fraction per year)."""
+    """mean(daily returns) × 252 (fraction of the capital base per year, no compounding)."""
     annual_volatility: float
-    """std(daily returns, ddof=1) * sqrt(252) (fraction per year); 0.0 when undefined."""
+    """std(daily returns, ddof=1) × sqrt(252) (fraction per year); 0.0 when undefined."""
     sharpe: float
-    """mean(daily) / std(daily, ddof=1) * sqrt(252), risk-free 0; 0.0 when undefined."""
+    """mean(daily) / std(daily, ddof=1) × sqrt(252), risk-free 0; 0.0 when undefined."""
     sortino: float
-    """mean(daily) / sqrt(mean(min(daily, 0)^2)) * sqrt(252); inf/0.0 rules in module doc."""
+    """mean(daily) / sqrt(mean(min(daily, 0)²)) × sqrt(252); inf with no losing day, 0.0 if flat."""
     max_drawdown: float
-    """Most negative equity / running peak - 1 on the per-bar curve (fraction, <= 0)."""
+    """Deepest dollar drop below the running peak (from the capital) / capital (<= 0)."""
     calmar: float
     """annual_return / |max_drawdown| (per year); 0.0 when max_drawdown == 0."""
     trades: int
     """Number of closed round trips."""
     win_rate: float
-    """Share of closed trades with pnl_net > 0 (fraction); 0.0 without trades. Counted per
-    round trip, so flat periods never enter it."""
+    """Share of closed trades with pnl_net > 0 (fraction); 0.0 without trades."""
     profit_factor: float
     """Sum of winning pnl_net / |sum of losing pnl_net|; inf if no losses, 0.0 if no trades."""
     turnover: float
@@ -110,11 +100,11 @@ class Metrics:
     days: int
     """Trading days in the period (not annualised)."""
     net_pnl: float
-    """equity_end - initial_equity, in dollars, net of commissions and slippage."""
+    """equity_end - capital base, in dollars, net of commissions and slippage."""
     bar_sharpe: float = 0.0
-    """mean(bar returns) / std(bar returns, ddof=1) * sqrt(bars_per_year); 0.0 if undefined."""
+    """Sharpe of per-bar P&L / capital, annualised with sqrt(bars_per_year); 0.0 if undefined."""
     bar_sortino: float = 0.0
-    """Sortino ratio of the bar returns, annualised with sqrt(bars_per_year)."""
+    """Sortino of per-bar P&L / capital, annualised with sqrt(bars_per_year)."""
     bars_per_year: float = math.nan
     """Bars per trading day in this curve (bars / days) × 252: the bar-level annualisation."""
     max_drawdown_bars: int = 0
@@ -125,11 +115,30 @@ class Metrics:
     """Mean pnl_net per closed trade, in dollars; 0.0 without trades."""
     costs: float = math.nan
     """Commissions plus slippage paid, in dollars; nan when not given."""
+    max_drawdown_usd: float = 0.0
+    """Deepest drop below the running peak (starting at the capital), in dollars (<= 0)."""
+    probabilistic_sharpe: float = math.nan
+    """P(true daily Sharpe > 0) by Bailey & López de Prado's PSR; nan below 3 days."""
+    ruined: bool = False
+    """True when the curve was stopped at the ruin level (see :func:`stop_at_ruin`)."""
+    ruin_time: str | None = None
+    """Open time of the ruin bar, None if never ruined."""
 
 
-def _bad(message: str) -> ConfigError:
-    """A ConfigError (a ValueError) with ``message``."""
-    return ConfigError(message)
+@dataclass(frozen=True)
+class Ruin:
+    """An equity curve stopped at ruin (see :func:`stop_at_ruin`)."""
+
+    equity: np.ndarray
+    """Per-bar equity after stopping at ruin (flat after the ruin bar)."""
+    positions: np.ndarray
+    """Per-bar position (0 from the ruin bar on)."""
+    bar: int | None
+    """Index of the ruin bar, None if never ruined."""
+
+
+_bad = ConfigError
+"""Errors say what was expected, what was found and how to fix it."""
 
 
 def _check_index(index: pd.Index, what: str) -> pd.DatetimeIndex:
@@ -165,7 +174,7 @@ def _as_equity(equity: pd.Series | np.ndarray, index: pd.Index | None) -> pd.Ser
 
 
 def _initial(equity: pd.Series, initial_equity: float | None) -> float:
-    """initial_equity, or the first equity value; must be finite and > 0."""
+    """The capital base: initial_equity, or the first equity value; finite and > 0."""
     value = float(equity.iloc[0]) if initial_equity is None else float(initial_equity)
     if not (math.isfinite(value) and value > 0):
         raise _bad(f"initial_equity: must be a finite number > 0 (dollars), found {value!r}; "
@@ -173,16 +182,23 @@ def _initial(equity: pd.Series, initial_equity: float | None) -> float:
     return value
 
 
-def daily_returns(equity: pd.Series, *, initial_equity: float | None = None,
-                  index: pd.Index | None = None) -> pd.Series:
-    """Per trading day: last equity of the day / last equity of the day before - 1."""
+def daily_pnl(equity: pd.Series | np.ndarray, *, initial_equity: float | None = None,
+              index: pd.Index | None = None) -> pd.Series:
+    """Dollar P&L per trading day: the day's last equity minus the previous day's last."""
     eq = _as_equity(equity, index)
     start = _initial(eq, initial_equity)
     days = pd.DatetimeIndex(trading_day(pd.DatetimeIndex(eq.index)), name="trading_day")
     last = eq.groupby(days, sort=True).last()
-    values = last.to_numpy()
-    before = np.concatenate([[start], values[:-1]])
-    return pd.Series(values / before - 1.0, index=last.index, name="return")
+    pnl = np.diff(np.concatenate([[start], last.to_numpy()]))
+    return pd.Series(pnl, index=last.index, name="pnl")
+
+
+def daily_returns(equity: pd.Series | np.ndarray, *, initial_equity: float | None = None,
+                  index: pd.Index | None = None) -> pd.Series:
+    """Daily dollar P&L / the fixed capital base (initial_equity), per trading day."""
+    eq = _as_equity(equity, index)
+    start = _initial(eq, initial_equity)
+    return (daily_pnl(eq, initial_equity=start) / start).rename("return")
 
 
 def _is_constant(r: np.ndarray) -> bool:
@@ -190,28 +206,15 @@ def _is_constant(r: np.ndarray) -> bool:
     return len(r) < 2 or float(np.std(r, ddof=1)) <= 1e-12 * float(np.mean(np.abs(r)))
 
 
-def _sharpe(r: np.ndarray) -> float:
-    """Annualised Sharpe ratio of daily returns (risk-free 0); 0.0 when undefined."""
+def _ratios(r: np.ndarray, scale: float = _ROOT_YEAR) -> tuple[float, float]:
+    """(Sharpe, Sortino) of ``r`` × ``scale`` (risk-free 0); the undefined-value rules."""
     if _is_constant(r):
-        return 0.0
-    return float(np.mean(r) / np.std(r, ddof=1) * _ROOT_YEAR)
-
-
-def _sortino(r: np.ndarray) -> float:
-    """Annualised Sortino ratio with empyrical's downside deviation (target 0)."""
-    if _is_constant(r):
-        return 0.0
-    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
-    mean = float(np.mean(r))
+        return 0.0, 0.0
+    mean, downside = float(np.mean(r)), math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    sharpe = mean / float(np.std(r, ddof=1)) * scale
     if downside == 0.0:
-        return math.inf if mean > 0 else 0.0
-    return mean / downside * _ROOT_YEAR
-
-
-def _max_drawdown(values: np.ndarray, start: float) -> float:
-    """Most negative equity / running peak - 1, the running peak starting at ``start``."""
-    peak = np.maximum.accumulate(np.concatenate([[start], values]))[1:]
-    return min(float(np.min(values / peak - 1.0)), 0.0)
+        return sharpe, math.inf if mean > 0 else 0.0
+    return sharpe, mean / downside * scale
 
 
 def _trade_stats(trades: pd.DataFrame | None) -> tuple[int, float, float]:
@@ -224,12 +227,9 @@ def _trade_stats(trades: pd.DataFrame | None) -> tuple[int, float, float]:
     pnl = trades["pnl_net"].to_numpy(dtype=np.float64)
     if not np.isfinite(pnl).all():
         raise _bad("trades: found NaN/inf in 'pnl_net'; every closed trade needs its net P&L")
-    wins = float(pnl[pnl > 0].sum())
-    losses = -float(pnl[pnl < 0].sum())
-    rate = float(np.mean(pnl > 0))
-    if losses > 0:
-        return len(pnl), rate, wins / losses
-    return len(pnl), rate, (math.inf if wins > 0 else 0.0)
+    wins, losses = float(pnl[pnl > 0].sum()), -float(pnl[pnl < 0].sum())
+    factor = wins / losses if losses > 0 else (math.inf if wins > 0 else 0.0)
+    return len(pnl), float(np.mean(pnl > 0)), factor
 
 
 def _position_stats(positions: np.ndarray | None, turnover_contracts: float | None,
@@ -254,85 +254,97 @@ def _position_stats(positions: np.ndarray | None, turnover_contracts: float | No
     return turnover, exposure
 
 
-def _underwater(values: np.ndarray, start: float, days: np.ndarray) -> tuple[int, int]:
-    """(bars, trading days) of the longest stretch below the running peak."""
-    peak = np.maximum.accumulate(np.concatenate([[start], values]))[1:]
-    below = values < peak
-    best = (0, 0)
-    run_start = -1
-    for i, flag in enumerate(np.append(below, False)):
-        if flag and run_start < 0:
-            run_start = i
-        elif not flag and run_start >= 0:
-            length = i - run_start
-            if length > best[0]:
-                best = (length, len(np.unique(days[run_start:i])))
-            run_start = -1
-    return best
+def _drawdown(values: np.ndarray, start: float, days: np.ndarray) -> tuple[float, int, int]:
+    """(dollar drawdown, bars, trading days of the longest stretch under the peak from start)."""
+    gap = values - np.maximum.accumulate(np.append(start, values))[1:]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], gap < 0, [0]]).astype(np.int8)))
+    if len(edges) == 0:
+        return 0.0, 0, 0
+    starts, ends = edges[::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    return float(gap.min()), int(ends[k] - starts[k]), len(np.unique(days[starts[k]:ends[k]]))
 
 
-def _bar_ratios(values: np.ndarray, start: float, bars_per_year: float) -> tuple[float, float]:
-    """(Sharpe, Sortino) of the per-bar returns, annualised with sqrt(bars_per_year)."""
-    before = np.concatenate([[start], values[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.diff(np.concatenate([[start], values])) / before
-    r = r[before > 0]  # returns are undefined once the equity is gone
-    if not math.isfinite(bars_per_year):
-        return 0.0, 0.0
-    scale = math.sqrt(bars_per_year)
-    sharpe = _sharpe(r) / _ROOT_YEAR * scale
-    sortino = _sortino(r) / _ROOT_YEAR * scale if math.isfinite(_sortino(r)) else _sortino(r)
-    return sharpe, sortino
+def _ruin_time(index: pd.Index, ruin_bar: int | None) -> str | None:
+    """Open time of bar ``ruin_bar`` as a string (None when not ruined)."""
+    if ruin_bar is not None and not 0 <= int(ruin_bar) < len(index):
+        raise _bad(f"ruin_bar: must be a bar index in [0, {len(index)}), found {ruin_bar!r}; "
+                   "pass Ruin.bar from stop_at_ruin over the same curve")
+    return None if ruin_bar is None else str(index[int(ruin_bar)])
 
 
 def compute_metrics(equity: pd.Series | np.ndarray, *, positions: np.ndarray | None = None,
                     trades: pd.DataFrame | None = None, turnover_contracts: float | None = None,
                     initial_equity: float | None = None, index: pd.Index | None = None,
-                    costs: float | None = None) -> Metrics:
-    """Metrics of a per-bar equity curve (indexed by bar open time, or an array plus index).
+                    costs: float | None = None, ruin_bar: int | None = None) -> Metrics:
+    """Dollar-true metrics of a per-bar equity curve (bar open time index, or array + index).
 
-    ``turnover_contracts`` (e.g. ``account.turnover``) overrides the turnover derived
-    from ``positions``, which misses a bracket exit on the bar a position was opened.
+    ``turnover_contracts`` (``account.turnover``) overrides the turnover from ``positions``
+    (which misses same-bar bracket exits); ``ruin_bar`` (:class:`Ruin`) marks a ruin.
     """
     eq = _as_equity(equity, index)
     start = _initial(eq, initial_equity)
     r = daily_returns(eq, initial_equity=start).to_numpy()
-    days = len(r)
-    values = eq.to_numpy()
-    total = float(values[-1]) / start - 1.0
-    cagr = (1.0 + total) ** (TRADING_DAYS_PER_YEAR / days) - 1.0 if total > -1.0 else -1.0
-    mdd = _max_drawdown(values, start)
+    days, values = len(r), eq.to_numpy()
+    net, annual = float(values[-1]) - start, float(np.mean(r)) * TRADING_DAYS_PER_YEAR
+    dd_usd, dd_bars, dd_days = _drawdown(values, start, trading_day(eq.index).to_numpy())
+    mdd = dd_usd / start
     n_trades, win_rate, factor = _trade_stats(trades)
     turnover, exposure = _position_stats(positions, turnover_contracts, len(values), days)
-    bars_per_year = len(values) / days * TRADING_DAYS_PER_YEAR if days else math.nan
-    bar_sharpe, bar_sortino = _bar_ratios(values, start, bars_per_year)
-    day_of_bar = trading_day(pd.DatetimeIndex(eq.index)).to_numpy()
-    dd_bars, dd_days = _underwater(values, start, day_of_bar)
+    bars_per_year = len(values) / days * TRADING_DAYS_PER_YEAR
+    bar_sharpe, bar_sortino = _ratios(np.diff(np.append(start, values)) / start,
+                                      math.sqrt(bars_per_year))
     avg_trade = float(trades["pnl_net"].mean()) if trades is not None and n_trades else 0.0
+    ruin_time, (sharpe, sortino) = _ruin_time(eq.index, ruin_bar), _ratios(r)
     return Metrics(
-        total_return=total, annual_return=cagr,
+        total_return=net / start, annual_return=annual, sharpe=sharpe, sortino=sortino,
         annual_volatility=0.0 if _is_constant(r) else float(np.std(r, ddof=1)) * _ROOT_YEAR,
-        sharpe=_sharpe(r), sortino=_sortino(r), max_drawdown=mdd,
-        calmar=cagr / abs(mdd) if mdd < 0 else 0.0,
-        trades=n_trades, win_rate=win_rate, profit_factor=factor, turnover=turnover,
-        exposure=exposure, days=days, net_pnl=float(values[-1]) - start,
-        bar_sharpe=bar_sharpe, bar_sortino=bar_sortino, bars_per_year=bars_per_year,
-        max_drawdown_bars=dd_bars, max_drawdown_days=dd_days, avg_trade=avg_trade,
-        costs=math.nan if costs is None else float(costs),
-    )
+        max_drawdown=mdd, calmar=annual / abs(mdd) if mdd < 0 else 0.0, trades=n_trades,
+        win_rate=win_rate, profit_factor=factor, turnover=turnover, exposure=exposure,
+        days=days, net_pnl=net, bar_sharpe=bar_sharpe, bar_sortino=bar_sortino,
+        bars_per_year=bars_per_year, max_drawdown_bars=dd_bars, max_drawdown_days=dd_days,
+        avg_trade=avg_trade, costs=math.nan if costs is None else float(costs),
+        max_drawdown_usd=dd_usd, probabilistic_sharpe=probabilistic_sharpe_ratio(r),
+        ruined=ruin_time is not None, ruin_time=ruin_time)
 
 
-def to_dict(m: Metrics) -> dict[str, float]:
-    """The metrics as a flat {name: value} dict (field order; ints stay ints)."""
+def to_dict(m: Metrics) -> dict[str, float | str | None]:
+    """The metrics as a flat {name: value} dict (field order; ints and bools stay so)."""
     return {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
 
 
-def _check_size(size: object) -> int:
-    """``size`` as an int >= 1 (contracts)."""
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-        raise _bad(f"size: must be an integer >= 1 (contracts), found {size!r}; "
-                   "pass e.g. size=1")
-    return int(size)
+def stop_at_ruin(equity: np.ndarray, positions: np.ndarray, *, ruin_level: float,
+                 exit_cost_per_contract: float) -> Ruin:
+    """Flatten at the close of the first bar whose equity is <= ``ruin_level`` and stay flat.
+
+    At ruin bar i: equity[i] -= |positions[i]| × exit_cost_per_contract, positions[i:] = 0,
+    equity[i + 1:] = equity[i]. The inputs are not modified.
+    """
+    eq, pos = np.array(equity, dtype=np.float64), np.array(positions, copy=True)
+    if eq.ndim != 1 or pos.shape != eq.shape:
+        raise _bad(f"stop_at_ruin: equity and positions must be 1-D with one value per bar, "
+                   f"found shapes {eq.shape} and {pos.shape}; pass the per-bar equity and "
+                   "the position held at each bar's close")
+    if not (np.isfinite(eq).all() and np.isfinite(pos.astype(np.float64)).all()
+            and math.isfinite(ruin_level) and math.isfinite(exit_cost_per_contract)
+            and exit_cost_per_contract >= 0):
+        raise _bad(f"stop_at_ruin: needs finite arrays, ruin_level and exit cost >= 0, found "
+                   f"ruin_level={ruin_level!r}, exit_cost_per_contract="
+                   f"{exit_cost_per_contract!r} or NaN/inf values; pass e.g. cost_per_side")
+    hit = np.flatnonzero(eq <= ruin_level)
+    if len(hit) == 0:
+        return Ruin(eq, pos, None)
+    i = int(hit[0])
+    eq[i] -= abs(float(pos[i])) * exit_cost_per_contract
+    eq[i + 1:], pos[i:] = eq[i], 0
+    return Ruin(eq, pos, i)
+
+
+def _check_int(value: object, name: str, low: int, hint: str) -> int:
+    """``value`` as an int >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise _bad(f"{name}: must be an integer >= {low}, found {value!r}; pass {hint}")
+    return int(value)
 
 
 def _rule_targets(signal: np.ndarray | None, n_bars: int, size: int) -> np.ndarray:
@@ -358,9 +370,8 @@ def baseline_targets(name: str, n_bars: int, *, size: int = 1, seed: int = 0,
     ``np.random.default_rng(seed)`` (so it re-trades often and pays costs).
     ``rule``: ``sign(signal[i - 1]) * size`` for bar i, flat on bar 0 (no look-ahead).
     """
-    size = _check_size(size)
-    if isinstance(n_bars, bool) or not isinstance(n_bars, int | np.integer) or n_bars < 0:
-        raise _bad(f"n_bars: must be an integer >= 0, found {n_bars!r}; pass len(bars)")
+    size = _check_int(size, "size", 1, "contracts, e.g. size=1")
+    n_bars = _check_int(n_bars, "n_bars", 0, "len(bars)")
     if name == "flat":
         return np.zeros(n_bars, dtype=np.int64)
     if name == "buy_and_hold":
@@ -369,7 +380,7 @@ def baseline_targets(name: str, n_bars: int, *, size: int = 1, seed: int = 0,
         choices = np.array([-size, 0, size], dtype=np.int64)
         return np.random.default_rng(seed).choice(choices, size=n_bars)
     if name == "rule":
-        return _rule_targets(signal, int(n_bars), size)
+        return _rule_targets(signal, n_bars, size)
     raise _bad(f"baseline: unknown name {name!r}; use one of {', '.join(BASELINES)}")
 
 
@@ -399,32 +410,53 @@ def _ohlc(bars: pd.DataFrame) -> list[np.ndarray]:
     return cols
 
 
+def account_at_ruin(values: np.ndarray, acct: Account, ruin_level: float | None,
+                     exit_cost: float) -> tuple[Ruin, dict[str, Any]]:
+    """The (stopped) curve of a simulated account and its :func:`compute_metrics` keywords."""
+    fills, trades = acct.fills(), acct.trades()
+    pos = positions_from_fills(fills, len(values))
+    turnover, costs = float(acct.turnover), acct.commissions + acct.slippage_cost
+    ruin = Ruin(values, pos, None) if ruin_level is None else stop_at_ruin(
+        values, pos, ruin_level=ruin_level, exit_cost_per_contract=exit_cost)
+    if ruin.bar is not None:  # the account traded on after ruin: count up to the exit only
+        kept, out = fills[fills["t"] <= ruin.bar], abs(int(pos[ruin.bar]))
+        turnover = float(kept["qty"].abs().sum()) + out
+        costs = float(kept["commission"].sum() + kept["slippage"].sum()) + out * exit_cost
+        trades = trades[trades["exit_t"] <= ruin.bar]
+    return ruin, {"trades": trades, "positions": ruin.positions, "ruin_bar": ruin.bar,
+                  "turnover_contracts": turnover, "costs": costs}
+
+
 def baseline_equity(name: str, bars: pd.DataFrame, contract: ContractSpec, *, size: int = 1,
                     seed: int = 0, rule_signal: np.ndarray | None = None,
-                    initial_equity: float = 100_000.0) -> tuple[pd.Series, Metrics]:
-    """Equity curve and metrics of baseline ``name`` on ``bars`` (through :func:`simulate`)."""
+                    initial_equity: float = 100_000.0,
+                    ruin_level: float | None = None) -> tuple[pd.Series, Metrics]:
+    """Equity curve and metrics of baseline ``name`` on ``bars`` (through :func:`simulate`).
+
+    With ``ruin_level`` the curve goes through :func:`stop_at_ruin` (exit cost per contract:
+    commission + slippage_ticks × tick_value); trades, turnover and costs stop at ruin.
+    """
     o, h, l, c = _ohlc(bars)  # noqa: E741
-    size = _check_size(size)
+    size = _check_int(size, "size", 1, "contracts, e.g. size=1")
     targets = baseline_targets(name, len(o), size=size, seed=seed, signal=rule_signal)
     values, acct = simulate(contract, targets, o, h, l, c, max_position=size,
                             initial_equity=initial_equity)
-    equity = pd.Series(values, index=bars.index, name="equity")
-    metrics = compute_metrics(
-        equity, trades=acct.trades(), positions=positions_from_fills(acct.fills(), len(o)),
-        turnover_contracts=float(acct.turnover), initial_equity=initial_equity,
-        costs=acct.commissions + acct.slippage_cost)
-    return equity, metrics
+    ruin, kwargs = account_at_ruin(values, acct, ruin_level, contract.cost_per_side)
+    equity = pd.Series(ruin.equity, index=bars.index, name="equity")
+    return equity, compute_metrics(equity, initial_equity=initial_equity, **kwargs)
 
 
 def run_baselines(bars: pd.DataFrame, contract: ContractSpec, *, size: int = 1, seed: int = 0,
-                  rule_signal: np.ndarray | None = None,
-                  initial_equity: float = 100_000.0) -> dict[str, Metrics]:
+                  rule_signal: np.ndarray | None = None, initial_equity: float = 100_000.0,
+                  ruin_level: float | None = None) -> dict[str, Metrics]:
     """Metrics of flat, buy_and_hold, random (and rule, if ``rule_signal``) on ``bars``.
 
     Each runs through :func:`simulate` with ``max_position=size``, so commissions and
-    slippage are charged exactly as for the agents.
+    slippage are charged exactly as for the agents; ``ruin_level`` as in
+    :func:`baseline_equity`.
     """
     names = [n for n in BASELINES if n != "rule" or rule_signal is not None]
     return {name: baseline_equity(name, bars, contract, size=size, seed=seed,
-                                  rule_signal=rule_signal, initial_equity=initial_equity)[1]
+                                  rule_signal=rule_signal, initial_equity=initial_equity,
+                                  ruin_level=ruin_level)[1]
             for name in names}

@@ -47,10 +47,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from algospace.config import DataConfig
+from algospace.config import SYNTHETIC_SYMBOL, DataConfig
 from algospace.errors import ConfigError
 from algospace.evaluation.backtest import (
-    ORACLE,
     Backtest,
     Observations,
     Policy,
@@ -62,9 +61,12 @@ from algospace.evaluation.metrics import (
     ANNUALISATION,
     Metrics,
     baseline_equity,
+    daily_pnl,
     daily_returns,
     to_dict,
 )
+from algospace.evaluation.oracles import CAPTURE_KEYS
+from algospace.evaluation.stats import deflated_sharpe_ratio
 from algospace.inference.gates import GateConfig
 from envs.core.layout import (
     RISK_CONTRACTS,
@@ -106,6 +108,9 @@ class EvaluateConfig:
     """MC-dropout passes per decision of the gated run (gate 2's consensus)."""
     gate_seed: int = 0
     """Seeds the gated run's dropout masks (with the clock step), as ``decide --seed``."""
+    selection: str | None = None
+    """``selection.json`` of the run (what model selection looked at, for the Deflated
+    Sharpe Ratio); default: the one next to the checkpoint's folder, if any."""
 
     def __post_init__(self) -> None:
         if self.mc_passes < 1:
@@ -173,7 +178,8 @@ def _data(trained_on: DataConfig, csv: str | None) -> DataConfig:
     if not path.is_file():
         raise ConfigError(f"--data {csv}: no such file; pass a CSV of bars "
                           "(Timestamp,Open,High,Low,Close,Volume)")
-    symbol = trained_on.symbol or ("ES" if trained_on.source == "synthetic" else None)
+    symbol = trained_on.symbol or (SYNTHETIC_SYMBOL if trained_on.source == "synthetic"
+                                   else None)
     return DataConfig(source="csv", path=str(path.resolve()), symbol=symbol,
                       contract=dict(trained_on.contract), timestamps=trained_on.timestamps,
                       dayfirst=trained_on.dayfirst,
@@ -217,13 +223,14 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
     prepared = prepare(env_cfg.data, log=lambda _: None)
     contract = bt.contract
     initial = env_cfg.initial_equity
-    size = env_cfg.max_position
+    size = bt.position_limit
     rule_signal = bt.rule_signal
-    curves = {name: baseline_equity(name, bt.bars, contract, size=size, seed=cfg.seed,
-                                    initial_equity=initial, rule_signal=rule_signal)
+    common = {"size": size, "initial_equity": initial, "ruin_level": bt.ruin_level}
+    curves = {name: baseline_equity(name, bt.bars, contract, seed=cfg.seed,
+                                    rule_signal=rule_signal, **common)
               for name in ("flat", "buy_and_hold", "rule")}
-    randoms = [baseline_equity("random", bt.bars, contract, size=size, seed=cfg.seed + k,
-                               initial_equity=initial) for k in range(cfg.random_seeds)]
+    randoms = [baseline_equity("random", bt.bars, contract, seed=cfg.seed + k, **common)
+               for k in range(cfg.random_seeds)]
     curves["random"] = randoms[0]
     baselines = {name: to_dict(m) for name, (_, m) in curves.items()}
     random_sharpes = [m.sharpe for _, m in randoms]
@@ -231,14 +238,20 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
     baselines["random"]["sharpe_sd_over_seeds"] = float(np.std(random_sharpes, ddof=1)) \
         if len(random_sharpes) > 1 else 0.0
     baselines["random"]["seeds"] = cfg.random_seeds
-    if ORACLE in bt.baselines:
-        baselines[ORACLE] = to_dict(bt.baselines[ORACLE])
     best = max(COMPARED, key=lambda n: bt.baselines[n].sharpe if n != "random"
                else float(np.mean(random_sharpes)))
     ci = sharpe_difference_ci(bt.equity, curves[best][0], initial, cfg.bootstrap, cfg.seed)
+    pnl_ci = pnl_difference_ci(bt.equity, curves[best][0], initial, cfg.bootstrap, cfg.seed)
     splits = prepared.splits
     lo, hi = splits.range(env_cfg.split)
     meta = prepared.meta
+    agents = {**to_dict(bt.metrics), **{k: bt.capture[k] for k in CAPTURE_KEYS
+                                        if k in bt.capture}}
+    agents["expected_pnl"] = bt.capture.get("expected_pnl", math.nan)
+    selection = _selection(cfg)
+    agents["deflated_sharpe"] = deflated_sharpe_ratio(
+        daily_returns(bt.equity, initial_equity=initial).to_numpy(),
+        sr_variance=selection["sharpe_variance"], n_trials=selection["effective_trials"])
     report: dict[str, Any] = {
         "checkpoint": str(Path(cfg.checkpoint).resolve()),
         "env": train_cfg.env, "algorithm": train_cfg.algorithm,
@@ -258,17 +271,21 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
         "annualisation": ANNUALISATION,
         "policy": "greedy (most likely action of each agent, dropout off)",
         "max_position": size, "initial_equity": initial,
-        "agents": to_dict(bt.metrics),
+        "sizing": _sizing(env_cfg, meta, contract, size),
+        "ruin_level": bt.ruin_level,
+        "selection": selection,
+        "agents": agents,
         "baselines": baselines,
         "best_baseline": best,
         "sharpe_difference_vs_best": ci,
+        "pnl_difference_vs_best": pnl_ci,
         "actions": _action_table(counts),
         "monthly_returns": _monthly(bt.equity, initial),
     }
-    if ORACLE in bt.baselines:
-        oracle = bt.baselines[ORACLE].sharpe
-        report["fraction_of_oracle_sharpe"] = bt.metrics.sharpe / oracle if oracle > 0 \
-            else math.nan
+    if bt.oracles:
+        report["oracles"] = {layer: {**to_dict(run.metrics), "expected_pnl": run.expected_pnl}
+                             for layer, run in bt.oracles.items()}
+        report["oracle_layer"] = bt.layer
     if gated is not None:
         assert cfg.gates is not None and gated.gate_counts is not None
         report["gated"] = {
@@ -295,6 +312,45 @@ def _normalisation_note(cfg: EvaluateConfig, meta: dict[str, Any]) -> str:
                 "same data (nothing from the evaluated period)")
     return (f"features standardised with statistics fitted on the {fitted} split of the "
             f"evaluated file {cfg.data} itself (not on the data the agents trained on)")
+
+
+def _selection(cfg: EvaluateConfig) -> dict[str, Any]:
+    """What model selection looked at (``selection.json``), or one trial when unknown."""
+    path = Path(cfg.selection) if cfg.selection else \
+        Path(cfg.checkpoint).expanduser().resolve().parent / "selection.json"
+    if path.is_file():
+        found = json.loads(path.read_text())
+        return {**found, "source": str(path)}
+    return {"candidates": 1, "effective_trials": 1.0, "sharpe_variance": 0.0,
+            "note": "no selection.json next to the checkpoint: the DSR counts one trial "
+                    "(it then equals the PSR)"}
+
+
+def _sizing(env_cfg: Any, meta: dict[str, Any], contract: Any, size: int) -> dict[str, Any]:
+    """How the position limit was set, and the leverage it allows."""
+    from algospace.market.sizing import leverage
+
+    price = float(meta.get("reference_price", math.nan))
+    return {"position_limit": size, "leverage_cap": env_cfg.leverage_cap,
+            "limit_from": "env.max_position" if env_cfg.max_position else
+            "leverage cap at the training split's highest close",
+            "reference_price": price,
+            "leverage_at_reference_price": leverage(size, env_cfg.initial_equity, price,
+                                                    contract.point_value)}
+
+
+def pnl_difference_ci(agent: pd.Series, other: pd.Series, initial: float, resamples: int,
+                      seed: int) -> dict[str, Any]:
+    """Paired bootstrap over trading days of the mean daily dollar P&L difference, 95 %."""
+    a = daily_pnl(agent, initial_equity=initial).to_numpy()
+    b = daily_pnl(other, initial_equity=initial).to_numpy()
+    d = a - b
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    return {"mean_daily_usd": float(d.mean()), "low_2.5": float(np.percentile(means, 2.5)),
+            "high_97.5": float(np.percentile(means, 97.5)),
+            "share_above_0": float(np.mean(means > 0)), "resamples": resamples,
+            "days": len(d), "method": "paired iid bootstrap over trading days"}
 
 
 def sharpe_difference_ci(agent: pd.Series, other: pd.Series, initial: float, resamples: int,
@@ -339,9 +395,9 @@ def _action_table(counts: dict[str, Counter[int]]) -> dict[str, dict[str, int]]:
 
 
 def _monthly(equity: pd.Series, initial: float) -> dict[str, dict[str, float]]:
-    """Compounded return per calendar month of trading days: {year: {month: return}}."""
+    """Dollar P&L per calendar month over the capital base: {year: {month: return}}."""
     daily = daily_returns(equity, initial_equity=initial)
-    grouped = (1.0 + daily).groupby([daily.index.year, daily.index.month]).prod() - 1.0
+    grouped = daily.groupby([daily.index.year, daily.index.month]).sum()
     out: dict[str, dict[str, float]] = {}
     for (year, month), value in grouped.items():
         out.setdefault(str(year), {})[f"{month:02d}"] = float(value)
@@ -375,24 +431,26 @@ def _equity_plot(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
     for name, (curve, _) in curves.items():
         top.plot(x, curve.to_numpy(), label=_label(name), lw=0.9, alpha=0.8)
     low, high = min(map(np.nanmin, shown)), max(map(np.nanmax, shown))
-    if bt.oracle_equity is not None:
-        oracle = bt.oracle_equity.to_numpy()
-        label = "oracle (planted signal)"
-        off_scale = np.max(oracle) - initial > 3 * max(high - low, 1.0)
+    for layer, run in bt.oracles.items():
+        oracle = run.equity.reindex(bt.equity.index, method="ffill").to_numpy()
+        label = f"{layer} oracle"
+        off_scale = np.nanmax(oracle) - initial > 3 * max(high - low, 1.0)
         if off_scale:  # keep the agents and baselines readable; say where the oracle ends
             label += f", off the scale: ends at ${oracle[-1]:,.0f}"
         top.plot(x, oracle, label=label, ls="--", lw=0.9)
         if off_scale:
             pad = 0.08 * (high - low)
             top.set_ylim(low - pad, high + pad)
+    if bt.ruin_level > 0 and low < initial - 0.5 * (initial - bt.ruin_level):
+        top.axhline(bt.ruin_level, color="tab:red", lw=0.6, ls=":", label="ruin level")
     top.axhline(initial, color="grey", lw=0.5)
     top.set(ylabel="equity ($)", title=f"{report['env']} — {report['split']} split, "
             f"{report['period']['trading_days']} trading days, after costs")
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     values = bt.equity.to_numpy()
     peak = np.maximum.accumulate(np.concatenate([[initial], values]))[1:]
-    bottom.fill_between(x, (values / peak - 1.0) * 100, 0, color="tab:red", alpha=0.5)
-    bottom.set(ylabel="drawdown (%)", xlabel="trading day")
+    bottom.fill_between(x, (values - peak) / initial * 100, 0, color="tab:red", alpha=0.5)
+    bottom.set(ylabel="drawdown (% of capital)", xlabel="trading day")
     _day_ticks(bottom, bt.equity.index)
     fig.tight_layout()
     fig.savefig(folder / "equity.png", dpi=100)
@@ -470,7 +528,7 @@ def _plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
     ax.set_xticks(range(12), ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
                               "Oct", "Nov", "Dec"])
     ax.set_yticks(range(len(years)), years)
-    ax.set_title("monthly returns (compounded daily returns)")
+    ax.set_title("monthly P&L over the capital base")
     fig.tight_layout()
     fig.savefig(folder / "monthly.png", dpi=100)
     plt.close(fig)
@@ -492,7 +550,9 @@ def _day_ticks(ax: Any, index: pd.DatetimeIndex) -> None:
 
 
 # -------------------------------------------------------------------- html
-_ROWS = (("total_return", "total return", "{:.2%}"), ("annual_return", "CAGR", "{:.2%}"),
+_ROWS = (("net_pnl", "net P&L ($)", "{:,.0f}"),
+         ("total_return", "net P&L / capital", "{:.2%}"),
+         ("annual_return", "annual return (× 252 days)", "{:.2%}"),
          ("sharpe", "Sharpe (daily)", "{:.2f}"), ("sortino", "Sortino (daily)", "{:.2f}"),
          ("bar_sharpe", "Sharpe (bars)", "{:.2f}"), ("calmar", "Calmar", "{:.2f}"),
          ("max_drawdown", "max drawdown", "{:.2%}"),
@@ -501,7 +561,9 @@ _ROWS = (("total_return", "total return", "{:.2%}"), ("annual_return", "CAGR", "
          ("profit_factor", "profit factor", "{:.2f}"), ("avg_trade", "average trade ($)",
                                                         "{:,.0f}"),
          ("turnover", "turnover (contracts/day)", "{:.1f}"), ("exposure", "exposure", "{:.1%}"),
-         ("costs", "costs paid ($)", "{:,.0f}"), ("net_pnl", "net P&L ($)", "{:,.0f}"))
+         ("costs", "costs paid ($)", "{:,.0f}"),
+         ("probabilistic_sharpe", "PSR (Sharpe > 0)", "{:.2f}"),
+         ("ruin_time", "ruined at", "{}"))
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -512,6 +574,28 @@ def _fmt(value: Any, pattern: str) -> str:
         return pattern.format(value)
     except (ValueError, TypeError):
         return str(value)
+
+
+def _oracle_html(report: dict[str, Any]) -> str:
+    """The oracles' dollar P&L and the agents' capture of them (built-in market)."""
+    if "oracles" not in report:
+        return ""
+    a = report["agents"]
+    rows = "".join(
+        f"<tr><td>{layer}</td><td>{_fmt(o['net_pnl'], '{:,.0f}')}</td>"
+        f"<td>{_fmt(o['expected_pnl'], '{:,.0f}')}</td><td>{_fmt(o['sharpe'], '{:.2f}')}</td>"
+        f"<td>{o['trades']}</td></tr>" for layer, o in report["oracles"].items())
+    return (f"<p><b>Oracles</b> (know the planted drifts; same bars, limit, costs and ruin "
+            f"rule). The agents' net P&L is <b>{_fmt(a.get('capture_of_oracle'), '{:.1%}')}"
+            f"</b> of the {report['oracle_layer']} oracle's and "
+            f"{_fmt(a.get('capture_of_joint_oracle'), '{:.1%}')} of the joint oracle's; in "
+            f"expectation (planted drifts only, free of this draw's noise) "
+            f"<b>{_fmt(a.get('expected_capture'), '{:.1%}')}</b> and "
+            f"{_fmt(a.get('expected_capture_of_joint_oracle'), '{:.1%}')}. Deflated Sharpe "
+            f"ratio {_fmt(a.get('deflated_sharpe'), '{:.2f}')} "
+            f"({report['selection']['effective_trials']:.1f} effective trials).</p>"
+            f"<table><tr><th>oracle</th><th>net P&L ($)</th><th>expected net P&L ($)</th>"
+            f"<th>Sharpe</th><th>trades</th></tr>{rows}</table>")
 
 
 def _html(report: dict[str, Any], folder: Path) -> None:
@@ -533,10 +617,7 @@ def _html(report: dict[str, Any], folder: Path) -> None:
     random = report["baselines"]["random"]
     warn = ("<p class='warn'>In-sample: these figures are on the training split.</p>"
             if report["in_sample"] else "")
-    oracle = ""
-    if "fraction_of_oracle_sharpe" in report:
-        oracle = (f"<p>Planted-signal oracle Sharpe {report['baselines'][ORACLE]['sharpe']:.2f}; "
-                  f"the agents reach {report['fraction_of_oracle_sharpe']:.0%} of it.</p>")
+    oracle = _oracle_html(report)
 
     gates = ""
     if gated:
@@ -568,12 +649,18 @@ text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%;margin:0.
 ({period['ruined_tiles']} ended by ruin).<br>
 <b>Costs</b>: {costs['symbol']} ${costs['point_value']:g}/point, commission
 ${costs['commission_per_contract_per_side']:g} and {costs['slippage_ticks_per_side']:g}
-tick(s) slippage per contract per side; up to {report['max_position']} contracts.<br>
+tick(s) slippage per contract per side; up to {report['max_position']} contracts
+(leverage cap {report['sizing']['leverage_cap']:g}× of ${report['initial_equity']:,.0f} at
+{report['sizing']['reference_price']:,.2f}, the training split's highest close); every
+strategy is flattened for good when its equity falls to ${report['ruin_level']:,.0f}.<br>
 <b>Normalisation</b>: {html.escape(report['normalisation'])}.<br>
 <b>Policy</b>: {html.escape(report['policy'])}. <b>Annualisation</b>:
 {html.escape(report['annualisation'])}.</p>
 {oracle}
-<p>Sharpe of the agents minus the best baseline (<b>{report['best_baseline']}</b>):
+<p>Daily P&L of the agents minus the best baseline (<b>{report['best_baseline']}</b>):
+${report['pnl_difference_vs_best']['mean_daily_usd']:,.0f} a day, 95 % interval
+[${report['pnl_difference_vs_best']['low_2.5']:,.0f},
+${report['pnl_difference_vs_best']['high_97.5']:,.0f}]. Sharpe difference:
 {ci['point']:.2f}, 95 % interval [{ci['low_2.5']:.2f}, {ci['high_97.5']:.2f}]
 ({ci['method']}, {ci['resamples']} resamples). Random baseline: Sharpe
 {random['sharpe_mean_over_seeds']:.2f} ± {random['sharpe_sd_over_seeds']:.2f} over

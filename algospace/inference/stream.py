@@ -233,7 +233,8 @@ class MarketStream:
         n = len(base)
         splits = self._splits or Splits((0, n), (n, n), (n, n))
         self.market = MarketArrays(f"stream/{n}", self.contract, splits,
-                                   cfg.strategic_window, cfg.tactical_window, arrays)
+                                   cfg.strategic_window, cfg.tactical_window, arrays,
+                                   float(self.meta["reference_price"]))
         return self.market
 
     def _derive_new_rows(self, tables: dict[str, pd.DataFrame], base: Bars, strategic: Bars,

@@ -180,11 +180,39 @@ class RDEResult:
     val_recon_mse: float
     """Validation reconstruction MSE of the kept weights (standardised units)."""
     baseline_recon_mse: float
-    """MSE of predicting each validation window by its own per-feature mean."""
+    """The trivial baseline's validation MSE: the better of predicting each window by its
+    own per-feature mean, and by its first ``latent_dim`` principal components (fitted on
+    the training windows: the best linear summary in as many numbers as the latent)."""
     epochs_run: int
     """Epochs trained before stopping."""
     history: tuple[dict[str, float], ...] = ()
     """Per-epoch metrics, as passed to ``report``."""
+
+    @property
+    def beats_baseline(self) -> bool:
+        """True when the kept weights reconstruct validation windows clearly better than the
+        trivial baseline (otherwise the latents carry no more than that baseline)."""
+        return beats_baseline(self.val_recon_mse, self.baseline_recon_mse)
+
+
+BEAT_MARGIN = 0.02
+"""The detector beats its baseline when its validation MSE is at least this share lower."""
+
+
+def beats_baseline(val_recon_mse: float, baseline_recon_mse: float) -> bool:
+    """Whether a validation MSE beats the baseline's by :data:`BEAT_MARGIN`."""
+    return bool(val_recon_mse <= (1.0 - BEAT_MARGIN) * baseline_recon_mse)
+
+
+def baseline_warning(val_recon_mse: float, baseline_recon_mse: float) -> str | None:
+    """One warning line when the detector does not beat its trivial baseline, else None."""
+    if beats_baseline(val_recon_mse, baseline_recon_mse):
+        return None
+    return (f"warning: the regime detector's best validation reconstruction MSE "
+            f"({val_recon_mse:.4f}) does not beat its trivial baseline "
+            f"({baseline_recon_mse:.4f}: window means, or a linear summary of the window in "
+            f"as many numbers as the latent) by {BEAT_MARGIN:.0%}: its latents carry no more "
+            "than that baseline")
 
 
 def build_model(n_features: int, cfg: RDEConfig) -> RegimeDetector:
@@ -294,6 +322,23 @@ def baseline_mse(values: torch.Tensor, ends: torch.Tensor, window: int) -> float
     return sse / (len(ends) * window * values.shape[1])
 
 
+@torch.no_grad()
+def linear_baseline_mse(values: torch.Tensor, train_ends: torch.Tensor, val_ends: torch.Tensor,
+                        window: int, components: int) -> float:
+    """MSE of reconstructing validation windows from their first ``components`` principal
+    components, fitted on the training windows (a linear autoencoder of the latent's size)."""
+    train = gather_windows(values, train_ends, window).reshape(len(train_ends), -1).double()
+    mean = train.mean(dim=0, keepdim=True)
+    _, _, vt = torch.linalg.svd(train - mean, full_matrices=False)
+    basis = vt[:components]
+    sse = 0.0
+    for i in range(0, len(val_ends), ENCODE_BATCH):
+        x = gather_windows(values, val_ends[i:i + ENCODE_BATCH], window)
+        flat = x.reshape(len(x), -1).double() - mean
+        sse += float((flat @ basis.T @ basis - flat).pow(2).sum())
+    return sse / (len(val_ends) * window * values.shape[1])
+
+
 def _standardise(features: pd.DataFrame, normaliser: Normalizer) -> torch.Tensor:
     """Standardised float32 tensor of the normaliser's columns (NaN kept)."""
     missing = [c for c in normaliser.columns if c not in features.columns]
@@ -334,7 +379,9 @@ def train_rde(
     array = values.numpy()
     train_ends = torch.from_numpy(_split_ends(array, cfg.window, "train", train))
     val_ends = torch.from_numpy(_split_ends(array, cfg.window, "val", val))
-    baseline = baseline_mse(values, val_ends, cfg.window)
+    baseline = min(baseline_mse(values, val_ends, cfg.window),
+                   linear_baseline_mse(values, train_ends, val_ends, cfg.window,
+                                       cfg.latent_dim))
     say = log or logger.info
     with deterministic(cfg.seed):
         model = build_model(values.shape[1], cfg)

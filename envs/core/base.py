@@ -18,6 +18,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from algospace.market import Account
+from algospace.market.sizing import position_limit
 from envs.core.config import EnvConfig, make_config
 from envs.core.data import MarketArrays, load_market
 from envs.core.episodes import check_enough, tile, valid_starts
@@ -69,7 +70,7 @@ class TradingEnv(ParallelEnv):
         self.episode_steps = self.config.episode_steps or self.DEFAULT_EPISODE_STEPS
         self._bind(market if market is not None else load_market(self.config))
         self._spaces()
-        self._account = Account(self.market.contract, max_position=self.config.max_position,
+        self._account = Account(self.market.contract, max_position=self.max_position,
                                 initial_equity=self.config.initial_equity)
         self._dyn = np.zeros(_DYN_DIM, np.float32)
         self._ctx = np.zeros(len(CONTEXT), np.float32)
@@ -94,6 +95,9 @@ class TradingEnv(ParallelEnv):
                         else market.tactical_window, agent in STRATEGIC_AGENTS)
                        for agent in self.possible_agents]
         self._starts, self._tiles = self._episode_starts(a["usable"])
+        self.max_position = self.config.max_position or position_limit(
+            self.config.initial_equity, market.reference_price, market.contract.point_value,
+            self.config.leverage_cap)
 
     def _episode_starts(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Valid episode starts in the split, and their deterministic tiling."""
@@ -287,17 +291,21 @@ class TradingEnv(ParallelEnv):
         """Target position from the latched signals (formula in the env cards)."""
         if self.STRATEGIC and self.TACTICAL:
             conviction = 0.5 * (self._bias + self._signal)
-            size = self._budget * self._risk[0]
+            size = self._budget * self._risk_size()
         elif self.STRATEGIC:
-            conviction, size = self._bias, self._budget * self.config.max_position
+            conviction, size = self._bias, self._budget * self.max_position
         else:
-            conviction, size = self._signal, float(self._risk[0])
+            conviction, size = self._signal, self._risk_size()
         direction = (conviction > 0) - (conviction < 0)
         if self._blocked:
             if direction == self._blocked:
                 return 0
             self._blocked = 0
         return direction * math.floor(abs(conviction) * size + 0.5)
+
+    def _risk_size(self) -> float:
+        """Contracts of the ``risk`` agent's size action: k fifths of the position limit."""
+        return self._risk[0] * self.max_position / RISK_CONTRACTS[-1]
 
     def _advance(self, target: int) -> tuple[float, float, float]:
         """Trade into ``target`` over the next bar; P&L, drawdown growth, price change."""
@@ -315,7 +323,7 @@ class TradingEnv(ParallelEnv):
 
     def _shape(self, rewards: dict[str, float], dd_growth: float, price_change: float) -> None:
         """Add the optional per-agent shaping terms (weights from reward.shaping)."""
-        full_size = self.market.contract.point_value * self.config.max_position / self._scale
+        full_size = self.market.contract.point_value * self.max_position / self._scale
         votes = {a: STRATEGIC_VOTE[int(np.argmax(self._dyn[_STRAT_OFF + 7 * i:
                                                          _STRAT_OFF + 7 * i + 7]))]
                  for i, a in enumerate(STRATEGIC_AGENTS) if a != "portfolio"}
@@ -357,7 +365,7 @@ class TradingEnv(ParallelEnv):
         close = float(self._ohlc[self._pos, 3])
         stop, tgt = acct.stop_price, acct.target_price
         values = (
-            acct.position / self.config.max_position, acct.unrealised * pct,
+            acct.position / self.max_position, acct.unrealised * pct,
             acct.realised * pct, acct.drawdown * pct, acct.equity / self.config.initial_equity,
             acct.bars_in_trade / 100.0,
             abs(close - stop) / atr if stop == stop else 0.0,
@@ -388,7 +396,7 @@ class TradingEnv(ParallelEnv):
         """Dollars per unit of reward."""
         scale = self.config.reward.scale
         return scale if scale is not None else (self.market.contract.point_value
-                                                * self.config.max_position)
+                                                * self.max_position)
 
     @property
     def _ruin(self) -> float:

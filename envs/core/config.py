@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from algospace.config import DataConfig
 from algospace.errors import ConfigError
+from algospace.market.sizing import LEVERAGE_CAP
 from algospace.schema import build
 from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS, check_state_dim
 
@@ -22,7 +23,7 @@ class RewardConfig:
     """How the team reward is computed from the account (see the env cards)."""
 
     scale: float | None = None
-    """Dollars per unit of reward; ``None``: point value × max_position (one point at full
+    """Dollars per unit of reward; ``None``: point value × the position limit (one point at full
     size is 1.0)."""
     drawdown_penalty: float = 0.1
     """Extra cost per dollar by which the drawdown from the equity peak grows in a step."""
@@ -57,8 +58,12 @@ class EnvConfig:
     276 for tactical_v0 and joint_v0 (one session of 5-minute bars)."""
     random_start: bool | None = None
     """Random episode starts; ``None``: random on train, deterministic tiling otherwise."""
-    max_position: int = 5
-    """Position cap in contracts (long or short)."""
+    max_position: int | None = None
+    """Position cap in contracts (long or short); ``None``: the most contracts whose notional
+    at the training split's highest close stays within ``leverage_cap`` × ``initial_equity``
+    (:func:`algospace.market.sizing.position_limit`)."""
+    leverage_cap: float = LEVERAGE_CAP
+    """Cap on gross notional over initial equity that sets the default ``max_position``."""
     initial_equity: float = 100_000.0
     """Account equity at the start of each episode, in dollars."""
     ruin_fraction: float = 0.5
@@ -76,8 +81,11 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if self.episode_steps is not None and self.episode_steps < 1:
             raise ConfigError(f"episode_steps must be >= 1, got {self.episode_steps!r}")
-        if self.max_position < 1:
+        if self.max_position is not None and self.max_position < 1:
             raise ConfigError(f"max_position must be >= 1 contract, got {self.max_position!r}")
+        if not 0 < self.leverage_cap <= 50:
+            raise ConfigError(f"leverage_cap must be in (0, 50] (notional / equity), got "
+                              f"{self.leverage_cap!r}; the default is {LEVERAGE_CAP}")
         if not self.initial_equity > 0:
             raise ConfigError(f"initial_equity must be > 0, got {self.initial_equity!r}")
         if not 0 < self.ruin_fraction <= 1:

@@ -76,6 +76,9 @@ class MarketArrays:
     closed 30-minute row), ``close_step`` (S, the 5-minute row where it closed, -1 none),
     ``is_close`` (T), ``atr`` (T, points), ``market_state`` (T×55 float32), ``usable`` (T),
     ``s_<agent>``/``t_<agent>`` per-agent tables, ``latent`` (S×8)."""
+    reference_price: float = float("nan")
+    """The training split's highest close: the price the default position limit is sized at
+    (:mod:`algospace.market.sizing`)."""
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -117,7 +120,8 @@ def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
     arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
     features = FeatureConfig(**meta["features"])
     return MarketArrays(f"{prepared.key}/{folder.name}", _contract(prepared), prepared.splits,
-                        features.strategic_window, features.tactical_window, arrays)
+                        features.strategic_window, features.tactical_window, arrays,
+                        float(meta["reference_price"]))
 
 
 def stored_tables(prepared: Prepared) -> set[str]:

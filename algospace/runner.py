@@ -302,6 +302,11 @@ def prepare_data(plan: Plan, log: Log) -> None:
             f"latents yet; run `python -m experiments.run rde.yaml"
             f"{' --quick' if plan.quick else ''}` with the same data section first, or set "
             "env.regime_latent: false")
+    from algospace.market.sizing import contract_of
+
+    note = contract_of(prepared.meta, cfg.env)[1] if cfg.phase != "rde" else None
+    if note:
+        log(f"[run] {note}")
     regime = prepared.meta.get("regime") or {}
     if cfg.phase != "rde" and cfg.env.regime_latent and regime.get("beats_baseline") is False:
         log(f"[run] note: the regime latents come from a detector that does not beat its "

@@ -1,12 +1,21 @@
-"""MAPPO learns a planted signal (the small version of ``python -m experiments.bench learn``).
+"""MAPPO learns a planted component (the small version of ``python -m experiments.bench learn``).
 
-On the synthetic market each 30-minute block drifts in the direction of the
-previous block's return; the oracle trades exactly that. With the default
-hyperparameters, a short strategic run must reach half the oracle's Sharpe on
-the *test* split and beat flat, random and buy-and-hold there. The market is
-small and the signal stronger than the benchmark's, and the split leaves 30 %
-of the days for testing, so a Sharpe ratio can be measured on it. About two
-and a half minutes on 2 cores.
+The built-in market plants a 30-minute component whose expected drift the
+generator knows for every bar; the strategic oracle holds the position path
+that maximises its expected net dollar P&L. A short strategic run with the
+default hyperparameters must capture a clear share of that oracle's
+*expected* P&L on a fresh market it never saw (another seed of the same
+generator, hundreds of days: nearly free of one draw's noise), and make more
+net dollar P&L there than flat, random, buy-and-hold and the synergy rule.
+
+The market here plants the components at :data:`SIGNAL` × their calibrated
+strength — per 30-minute block about what the earlier one-timescale market
+planted — so that a two-core run of a few minutes learns it: this checks the
+learning machinery, not the calibrated market. At 3× and 6× the same budget
+learns nothing (expected capture −0.004 and −0.013, measured), and at the
+calibrated strength neither does the 60-iteration bench (README,
+"Benchmarks", bench learn, three seeds). Measured here: expected capture
+0.17, net P&L $269,881 against the rule's $4,651 over 213 fresh days.
 """
 
 from __future__ import annotations
@@ -19,36 +28,40 @@ import pytest
 
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig
-from algospace.evaluation.backtest import ORACLE, backtest, greedy_policy, load_actors
+from algospace.evaluation.backtest import backtest, greedy_policy, load_actors
 from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.train import actor_modules, train
 from envs.core.config import EnvConfig
+from experiments.learn import BASELINE_NAMES, evaluation_env
+
+SIGNAL = 12.0
+"""Strength of the planted components, in multiples of the calibrated market's."""
+CAPTURE_BAR = 0.1
+"""Expected capture of the strategic oracle the trained agents must reach."""
 
 
 @pytest.mark.slow
-def test_strategic_mappo_learns_the_planted_signal(tmp_path: Path, ray_session: Any) -> None:
-    data = DataConfig(synthetic=SyntheticConfig(days=120, seed=11, signal=0.5),
-                      split=(0.6, 0.1, 0.3), cache_dir=str(tmp_path / "cache"))
+def test_strategic_mappo_learns_the_planted_component(tmp_path: Path,
+                                                      ray_session: Any) -> None:
+    data = DataConfig(synthetic=SyntheticConfig(days=120, seed=11, signal=SIGNAL),
+                      cache_dir=str(tmp_path / "cache"))
     cfg = TrainConfig(env="strategic_v0", env_config=EnvConfig(data=data), iterations=25,
                       num_env_runners=0, out_dir=str(tmp_path), checkpoint_every=0)
     result = train(cfg, log=lambda _: None)
-    test = replace(cfg.env_config, split="test")
-    policy = greedy_policy(load_actors(result.checkpoint))
-    bt = backtest("strategic_v0", test, policy)
-    oracle = bt.baselines[ORACLE].sharpe
-    figures = {"policy": bt.metrics.sharpe, **{k: v.sharpe for k, v in bt.baselines.items()}}
-    assert bt.metrics.days >= 30, figures
-    assert oracle > 8, figures
-    assert bt.metrics.sharpe >= 0.5 * oracle, figures
-    for name in ("flat", "random", "buy_and_hold"):
-        assert bt.metrics.sharpe > bt.baselines[name].sharpe, (name, figures)
+    fresh = evaluation_env(cfg.env_config, days=250, seed=1011)
+    bt = backtest("strategic_v0", fresh, greedy_policy(load_actors(result.checkpoint)))
+    figures = {"capture": bt.capture, "net_pnl": bt.metrics.net_pnl,
+               **{name: m.net_pnl for name, m in bt.baselines.items()}}
+    assert bt.metrics.days >= 200, figures
+    assert bt.capture["oracle_expected_pnl"] > 0, figures
+    assert bt.capture["expected_capture"] >= CAPTURE_BAR, figures
+    for name in BASELINE_NAMES:
+        assert bt.metrics.net_pnl > bt.baselines[name].net_pnl, (name, figures)
     # Before training the same policy class does not get there (the bar is not trivial).
-    untrained = TrainConfig(env="strategic_v0", env_config=EnvConfig(data=data), iterations=1,
-                            num_env_runners=0, out_dir=str(tmp_path / "untrained"),
-                            checkpoint_every=0)
+    untrained = replace(cfg, iterations=1, out_dir=str(tmp_path / "untrained"))
     algo = build_ppo_config(untrained).build_algo()
     try:
-        start = backtest("strategic_v0", test, greedy_policy(actor_modules(algo)))
+        start = backtest("strategic_v0", fresh, greedy_policy(actor_modules(algo)))
     finally:
         algo.stop()
-    assert start.metrics.sharpe < 0.5 * oracle, figures
+    assert start.capture["expected_capture"] < CAPTURE_BAR, figures

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -87,3 +88,29 @@ def test_micro_contract_on_the_synthetic_market_only() -> None:
     assert DataConfig().contract_spec().symbol == "MES"
     assert DataConfig(synthetic=SyntheticConfig(days=5), symbol="ES").contract_spec().symbol \
         == "ES"
+
+
+def test_a_guessed_full_size_contract_is_traded_as_its_micro() -> None:
+    from algospace.data.contracts import get_contract
+    from algospace.market.sizing import traded_contract
+
+    nq = get_contract("NQ")  # $20 a point: 2× $100k allows 1 contract at 20,000
+    chosen, note = traded_contract(nq, 100_000, 20_000.0)
+    assert chosen.symbol == "MNQ" and note is not None and "data.symbol: NQ" in note
+    assert position_limit(100_000, 20_000.0, chosen.point_value) == 5
+    assert traded_contract(nq, 100_000, 20_000.0, explicit=True)[0].symbol == "NQ"
+    assert traded_contract(nq, 1_000_000, 20_000.0)[0].symbol == "NQ"  # room for 5 NQ
+    assert traded_contract(get_contract("ZN"), 10_000, 110.0)[0].symbol == "ZN"  # no micro
+
+
+def test_a_csv_named_after_a_full_size_contract_trades_its_micro(tmp_path: Any) -> None:
+    from algospace.data.synthetic import generate, to_csv
+
+    csv = tmp_path / "@ES - 5 min.csv"
+    to_csv(generate(SyntheticConfig(days=30, seed=3)), csv)
+    data = DataConfig(source="csv", path=str(csv), cache_dir=str(tmp_path / "cache"),
+                      split=(0.7, 0.15, 0.15))
+    guessed = env_class("tactical_v0")(EnvConfig(data=data))
+    assert guessed.market.contract.symbol == "MES" and guessed.max_position >= 5
+    named = env_class("tactical_v0")(EnvConfig(data=replace(data, symbol="ES")))
+    assert named.market.contract.symbol == "ES" and named.max_position == 1

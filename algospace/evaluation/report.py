@@ -328,10 +328,11 @@ def _selection(cfg: EvaluateConfig) -> dict[str, Any]:
 
 def _sizing(env_cfg: Any, meta: dict[str, Any], contract: Any, size: int) -> dict[str, Any]:
     """How the position limit was set, and the leverage it allows."""
-    from algospace.market.sizing import leverage
+    from algospace.market.sizing import contract_of, leverage
 
     price = float(meta.get("reference_price", math.nan))
     return {"position_limit": size, "leverage_cap": env_cfg.leverage_cap,
+            "contract": contract.symbol, "contract_note": contract_of(meta, env_cfg)[1],
             "limit_from": "env.max_position" if env_cfg.max_position else
             "leverage cap at the training split's highest close",
             "reference_price": price,

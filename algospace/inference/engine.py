@@ -52,6 +52,7 @@ from algospace.errors import CheckpointError, ConfigError
 from algospace.inference.gates import GateConfig, GateResult
 from algospace.inference.policy import Actor, GatedTeam, TeamPolicy, gate_counts
 from algospace.inference.stream import MarketStream, RegimeEncoder
+from algospace.market.sizing import contract_of
 from envs.core.config import EnvConfig
 from envs.core.data import MarketArrays
 
@@ -213,7 +214,8 @@ class DecisionEngine:
         self.config = config or EngineConfig()
         self.actors = dict(actors)
         self.stream = MarketStream(meta, atr_bars=env_config.atr_bars,
-                                   regime=regime if env_config.regime_latent else None)
+                                   regime=regime if env_config.regime_latent else None,
+                                   contract=contract_of(dict(meta), env_config)[0])
         self.start = None if start is None else pd.Timestamp(start)
         self.env: Any = None
         self.team = GatedTeam(self.actors, mc_passes=self.config.mc_passes,

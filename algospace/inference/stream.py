@@ -100,10 +100,11 @@ class MarketStream:
     """
 
     def __init__(self, meta: Mapping[str, Any], *, atr_bars: int,
-                 regime: RegimeEncoder | None = None, splits: Splits | None = None) -> None:
+                 regime: RegimeEncoder | None = None, splits: Splits | None = None,
+                 contract: ContractSpec | None = None) -> None:
         self.meta = meta
         self.features = FeatureConfig(**meta["features"])
-        self.contract = ContractSpec(**meta["contract"])
+        self.contract = contract or ContractSpec(**meta["contract"])
         self.bar_minutes = int(meta["bar_minutes"])
         self.strategic_minutes = int(meta["strategic_minutes"])
         self.atr_bars = atr_bars

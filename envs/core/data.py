@@ -37,6 +37,7 @@ from algospace.features.build import (
     TACTICAL_FEATURES,
     FeatureConfig,
 )
+from algospace.market.sizing import contract_of
 from algospace.schema import to_dict
 from envs.core.config import EnvConfig
 from envs.core.layout import (
@@ -92,7 +93,8 @@ class MarketArrays:
 def load_market(cfg: EnvConfig, log: Callable[[str], None] | None = None) -> MarketArrays:
     """The shared arrays for ``cfg``'s data settings (prepared and written on first use)."""
     ident = json.dumps({"data": to_dict(cfg.data), "atr": cfg.atr_bars,
-                        "latent": cfg.regime_latent}, sort_keys=True, default=str)
+                        "latent": cfg.regime_latent, "capital": cfg.initial_equity,
+                        "leverage": cfg.leverage_cap}, sort_keys=True, default=str)
     with _LOCK:
         if ident in _CACHE:
             return _CACHE[ident]
@@ -119,7 +121,8 @@ def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
         _write_atomic(folder, build_arrays(prepared, cfg))
     arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
     features = FeatureConfig(**meta["features"])
-    return MarketArrays(f"{prepared.key}/{folder.name}", _contract(prepared), prepared.splits,
+    contract, _ = contract_of(meta, cfg)
+    return MarketArrays(f"{prepared.key}/{folder.name}", contract, prepared.splits,
                         features.strategic_window, features.tactical_window, arrays,
                         float(meta["reference_price"]))
 
@@ -127,11 +130,6 @@ def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
 def stored_tables(prepared: Prepared) -> set[str]:
     """Names of the tables stored for this entry."""
     return {p.stem for p in Path(prepared.path).glob("*.parquet")}
-
-
-def _contract(prepared: Prepared) -> ContractSpec:
-    """The contract spec recorded with the prepared data."""
-    return ContractSpec(**prepared.meta["contract"])
 
 
 def _write_atomic(folder: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -310,9 +310,9 @@ def prepare_data(plan: Plan, log: Log) -> None:
     regime = prepared.meta.get("regime") or {}
     if cfg.phase != "rde" and cfg.env.regime_latent and regime.get("beats_baseline") is False:
         log(f"[run] note: the regime latents come from a detector that does not beat its "
-            f"window-mean baseline (validation MSE {regime.get('val_recon_mse', math.nan):.4f} "
-            f"vs {regime.get('baseline_recon_mse', math.nan):.4f}): they carry no more than "
-            "that baseline")
+            f"trivial baseline (validation MSE {regime.get('val_recon_mse', math.nan):.4f} "
+            f"vs {regime.get('baseline_recon_mse', math.nan):.4f}: window means, or the "
+            "window's first principal components): they carry no more than that baseline")
 
 
 # ------------------------------------------------------------------ running

@@ -108,16 +108,17 @@ def test_effective_trials() -> None:
     assert effective_trials(np.tile(row, (8, 1))) == pytest.approx(1.0, abs=1e-9)
     independent = rng.normal(0, 100, (8, 5000))
     assert effective_trials(independent) == pytest.approx(8.0, abs=0.1)
-    # Two groups of 4 identical rows, uncorrelated across: ρ̄ = (2·12)/56 = 3/7.
+    # Two groups of 4 identical rows, uncorrelated across: two bets, not eight (nor the
+    # 5 that the mean-correlation formula ρ̄ + (1 - ρ̄)·N would give).
     a, b = rng.normal(0, 1, 20_000), rng.normal(0, 1, 20_000)
     groups = np.vstack([np.tile(a, (4, 1)), np.tile(b, (4, 1))])
-    assert effective_trials(groups) == pytest.approx(3 / 7 + 4 / 7 * 8, abs=0.05)
+    assert effective_trials(groups) == pytest.approx(2.0, abs=0.05)
     with_flat = np.vstack([independent, np.zeros((3, 5000))])
     assert effective_trials(with_flat) == pytest.approx(effective_trials(independent))
     assert effective_trials(np.zeros((4, 10))) == 1.0
     assert effective_trials(np.ones((4, 1))) == 1.0  # one day: no correlation to measure
-    anti = np.vstack([row, -row])  # ρ̄ = -1 clipped to 0: two trials
-    assert effective_trials(anti) == pytest.approx(2.0)
+    anti = np.vstack([row, -row])  # the same bet reversed: one trial
+    assert effective_trials(anti) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="trials × days"):
         effective_trials(np.ones(5))
     with pytest.raises(ValueError, match="NaN/inf"):

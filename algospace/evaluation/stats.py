@@ -10,9 +10,11 @@ Sources:
   DSR is the PSR against ``SR0``, the Sharpe the best of ``N`` skill-less trials is
   expected to reach.
 - López de Prado (2019), "Detection of false investment strategies using unsupervised
-  learning methods", Quantitative Finance 19(9) (and *Advances in Financial Machine
-  Learning*, ch. 11–14 on multiple testing): correlated trials count less than
-  independent ones, :func:`effective_trials`.
+  learning methods", Quantitative Finance 19(9): correlated trials count less than
+  independent ones. :func:`effective_trials` measures how many independent bets the
+  trials hold with Meucci's (2009) effective number of bets (the entropy of the
+  correlation matrix's eigenvalues), which counts clusters of near-copies — a trial's
+  successive checkpoints — about once each.
 
 Everything here is **per period** (e.g. per trading day), never annualised: the
 Sharpe ratio is ``mean / std(ddof=1)`` of the series; skewness and kurtosis are the
@@ -131,12 +133,14 @@ def deflated_sharpe_ratio(returns: np.ndarray | list[float], *, sr_variance: flo
 
 
 def effective_trials(pnl_matrix: np.ndarray) -> float:
-    """N_eff = ρ̄ + (1 − ρ̄)·N of a (trials × days) P&L matrix, ρ̄ the mean correlation.
+    """Effective number of independent trials of a (trials × days) P&L matrix.
 
-    Correlated trials are not independent tests (López de Prado 2019, see module doc):
-    identical rows count once, uncorrelated rows count N times. ρ̄ is clipped to [0, 1].
-    Rows with zero variance are dropped (a flat checkpoint is no independent trial),
-    and the result is at least 1.
+    The exponential of the entropy of the correlation matrix's normalised eigenvalues
+    (Meucci 2009, "Managing diversification": the effective number of bets). Identical
+    rows count once, uncorrelated rows N times, and k clusters of near-copies about k
+    times — so a trial's successive checkpoints, which differ little, are not counted as
+    independent trials. Perfectly anti-correlated rows are one bet. Rows with zero variance
+    are dropped (a flat checkpoint is no trial); the result is at least 1.
     """
     m = np.asarray(pnl_matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] < 1 or m.shape[1] < 1:
@@ -145,10 +149,8 @@ def effective_trials(pnl_matrix: np.ndarray) -> float:
     if not np.isfinite(m).all():
         raise ConfigError("pnl_matrix: found NaN/inf; every trial needs a P&L for every day")
     m = m[np.std(m, axis=1) > 0]
-    n = m.shape[0]
-    if n <= 1:
+    if m.shape[0] <= 1 or m.shape[1] < 2:
         return 1.0
-    corr = np.corrcoef(m)
-    rho = float((corr.sum() - np.trace(corr)) / (n * (n - 1)))
-    rho = min(max(rho, 0.0), 1.0)
-    return max(1.0, rho + (1.0 - rho) * n)
+    eig = np.clip(np.linalg.eigvalsh(np.corrcoef(m)), 0.0, None)
+    share = eig[eig > 1e-12] / eig.sum()
+    return max(1.0, float(np.exp(-np.sum(share * np.log(share)))))

@@ -67,6 +67,7 @@ from algospace.evaluation.oracles import (
 )
 from algospace.market.account import TRADE_COLUMNS
 from envs.core.config import EnvConfig
+from envs.core.data import stored_tables
 
 if TYPE_CHECKING:
     from algospace.inference.policy import GatedTeam
@@ -99,8 +100,6 @@ class Backtest:
     """Episodes run."""
     bars: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     """The executed bars (open, high, low, close), indexed by open time."""
-    oracle_equity: pd.Series | None = field(default=None, repr=False)
-    """Unused (kept for positional compatibility); see ``oracles``."""
     contract: Any = field(default=None, repr=False)
     """The contract whose costs were charged (a ContractSpec)."""
     ruined_tiles: int = 0
@@ -225,7 +224,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
     oracles, oracle_capture = _oracles(env, prepared, idx, positions, metrics, costs,
                                        ruin_level)
     return Backtest(env_name, cfg.split, equity, positions, trade_log, turnover, metrics,
-                    baselines, n_tiles, bars, None, contract, ruined,
+                    baselines, n_tiles, bars, contract, ruined,
                     rule_signal, gate_counts(gates) if team is not None else None,
                     limit, ruin_level, oracles, oracle_capture, env_layer(env))
 
@@ -241,7 +240,7 @@ def _oracles(env: Any, prepared: Prepared, clock_rows: np.ndarray, positions: np
              metrics: Metrics, costs: float, ruin_level: float
              ) -> tuple[dict[str, OracleRun], dict[str, float]]:
     """The three layer oracles on the executed span, and the agents' capture of them."""
-    if TRUTH not in _tables(prepared):
+    if TRUTH not in stored_tables(prepared):
         return {}, {}
     base_rows, owner = span_rows(clock_rows, np.asarray(env._close_step)
                                  if env.STRATEGIC_CLOCK else None)
@@ -253,11 +252,6 @@ def _oracles(env: Any, prepared: Prepared, clock_rows: np.ndarray, positions: np
     agents_expected = expected_pnl(positions[owner], truth.drift("joint"),
                                    contract.point_value, costs)
     return runs, capture(metrics.net_pnl, agents_expected, runs, env_layer(env))
-
-
-def _tables(prepared: Prepared) -> set[str]:
-    """Names of the prepared entry's tables."""
-    return {p.stem for p in Path(prepared.path).glob("*.parquet")}
 
 
 def _replace_random_start(cfg: EnvConfig) -> EnvConfig:

@@ -60,6 +60,8 @@ from typing import Any
 
 import numpy as np
 
+from algospace.errors import AlgoSpaceError, ConfigError
+
 Figures = dict[str, Any]
 
 
@@ -461,8 +463,8 @@ def _seeds(args: argparse.Namespace, default: str) -> tuple[int, ...]:
     try:
         return tuple(int(s) for s in text.split(","))
     except ValueError:
-        raise SystemExit(f"error: --seeds {text!r}: give comma-separated integers, e.g. "
-                         "0,1,2") from None
+        raise ConfigError(f"--seeds {text!r}: give comma-separated integers, e.g. "
+                          "0,1,2") from None
 
 
 def _train(args: argparse.Namespace) -> Figures:
@@ -537,7 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     info = machine()
     print_table("machine", info)
-    figures = BENCHMARKS[args.name](args)
+    try:
+        figures = BENCHMARKS[args.name](args)
+    except AlgoSpaceError as err:  # bad settings: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print_table(f"benchmark: {args.name}", figures)
     if args.json:
         Path(args.json).write_text(json.dumps({**info, **figures}, indent=2))

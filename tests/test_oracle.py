@@ -269,3 +269,13 @@ def test_oracle_truth_table_and_meta(market: SyntheticMarket) -> None:
     joint, best = (meta["oracles"]["joint"]["expected_net_pnl"],
                    max(meta["oracles"][k]["expected_net_pnl"] for k in ("strategic", "tactical")))
     assert meta["oracle_joint_over_best_single"] == pytest.approx(joint / best)
+
+
+def test_bench_market_refuses_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.bench import main
+
+    assert main(["market", "--days", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: days must be an integer >= 1") and "Traceback" not in err
+    assert main(["learn", "--seeds", "a,b"]) == 2
+    assert "--seeds 'a,b': give comma-separated integers" in capsys.readouterr().err

@@ -100,6 +100,8 @@ def test_evaluating_on_another_csv(checkpoint: str, tmp_path: Path) -> None:
     assert not report["data_is_training_data"]
     assert report["data"] == str(csv.resolve())
     assert "other.csv itself" in report["normalisation"]
+    # a CSV evaluated for a built-in-market checkpoint trades the contract it trained on
+    assert report["costs_assumed"]["symbol"] == "MES"
     assert report["period"]["bars"] > 0
 
 

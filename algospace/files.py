@@ -1,0 +1,76 @@
+"""Atomic writes: the one home of write-to-a-temporary-then-rename.
+
+A reader (another process, a crashed run's resume) sees either the old file or
+the complete new one, never half of it. Files are written next to their target
+(the rename is then atomic on the same file system) under a dot-name that
+carries the process id, and removed if the write fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_dir", "atomic_write", "write_bytes", "write_json", "write_text"]
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it onto ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2,
+               default: Callable[[Any], Any] | None = None) -> Path:
+    """Write ``obj`` as JSON (with a trailing newline) to ``path`` atomically."""
+    return write_text(path, json.dumps(obj, indent=indent, default=default) + "\n")
+
+
+def atomic_dir(path: str | os.PathLike[str], fill: Callable[[Path], object]) -> Path:
+    """Fill a temporary folder beside ``path`` with ``fill(tmp)``, then rename it onto ``path``.
+
+    An existing ``path`` is replaced only after the new folder is complete.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=target.parent))
+    try:
+        fill(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.{os.getpid()}.old")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

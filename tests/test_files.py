@@ -1,0 +1,44 @@
+"""The one atomic-write helper: complete files or none, nothing left behind on failure."""
+
+import json
+
+import pytest
+
+from algospace.files import atomic_dir, write_json, write_text
+
+
+def test_write_text_replaces_whole_file_and_leaves_no_temporaries(tmp_path):
+    target = tmp_path / "sub" / "a.txt"
+    write_text(target, "old")
+    write_text(target, "new")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.txt"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "a.json"
+    write_json(target, {"x": 1})
+
+    class Unserialisable:
+        pass
+
+    with pytest.raises(TypeError):
+        write_json(target, {"x": Unserialisable()})
+    assert json.loads(target.read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_atomic_dir_replaces_only_when_complete(tmp_path):
+    target = tmp_path / "folder"
+    atomic_dir(target, lambda d: (d / "one").write_text("1"))
+
+    def broken(d):
+        (d / "two").write_text("2")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_dir(target, broken)
+    assert [p.name for p in target.iterdir()] == ["one"]
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]
+    atomic_dir(target, lambda d: (d / "two").write_text("2"))
+    assert [p.name for p in target.iterdir()] == ["two"]

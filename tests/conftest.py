@@ -1,4 +1,9 @@
-"""Shared fixtures: a small built-in market for the env tests, one Ray instance per session."""
+"""Shared fixtures: a small built-in market for the env tests, one Ray instance per session.
+
+Lanes: a test that uses the ``ray_session`` fixture is marked ``ray`` here; tests that
+train (an RLlib algorithm, the regime detector, a Tune run) carry ``train`` or ``slow``.
+``bash scripts/test.sh --fast`` runs the rest: ``-m "not ray and not train and not slow"``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,13 @@ import pytest
 
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts Ray (through ``ray_session``) as ``ray``."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,23 @@ signed position) was decided at the close of the previous bar.
    (or the better open on a gap), no slippage. Commission is charged, the
    position goes flat, the bracket is cleared and ``last_exit`` /
    ``last_exit_direction`` tell what happened.
-3. **Mark to market at the close.** ``unrealised = position * (c - entry_price)
+3. **Ruin stop.** With a finite ``ruin_level`` (dollars of equity; default none)
+   the account holds a stop on the whole position at the price where equity
+   after exiting, commission and slippage included, equals ``ruin_level``: long
+   ``trigger = entry + (ruin_level - initial_equity - realised + commission *
+   |position|) / (position * point_value) + slippage``, short mirrored. It is
+   checked after the open's fill, together with the bracket: touched inside the
+   bar, the whole position is sold at the trigger with adverse slippage, so
+   equity lands exactly on ``ruin_level``; opened through it (a gap), it is sold
+   at the open and equity lands below the level by the gap. An order whose
+   costs, with those of exiting the new position, would take the equity marked
+   at the open to the level or below is not placed (a broker's margin check):
+   costs alone never cross the level. When the bracket stop is touched too, the
+   nearer of the two fires (the price reaches it first); the ruin stop wins over
+   a target. A flat account at or below ``ruin_level`` is ruined too. From then
+   on the account is ``ruined`` (``ruin_t``: the bar) and stays flat: every
+   later target is ignored.
+4. **Mark to market at the close.** ``unrealised = position * (c - entry_price)
    * point_value``; ``equity = initial_equity + realised + unrealised`` where
    ``realised`` is net of commissions (slippage is already inside the fill
    prices); then peak equity, drawdown and max drawdown. ``bars_in_trade``
@@ -59,6 +75,7 @@ from algospace.errors import ConfigError
 __all__ = ["FILL_COLUMNS", "TRADE_COLUMNS", "Account", "simulate"]
 
 NAN = math.nan
+INF = math.inf
 FILL_COLUMNS: tuple[str, ...] = ("t", "qty", "price", "commission", "slippage", "reason")
 TRADE_COLUMNS: tuple[str, ...] = (
     "entry_t", "exit_t", "direction", "contracts", "entry_price", "exit_price",
@@ -73,8 +90,8 @@ class Account:
         "_bar", "_comm", "_fills", "_initial", "_max", "_pv", "_slip", "_tr", "_trades",
         "bars_in_trade", "commissions", "contract", "drawdown", "entry_price", "equity",
         "last_exit", "last_exit_direction", "max_drawdown", "max_position", "n_fills",
-        "peak_equity", "position", "realised", "record", "slippage_cost", "stop_price",
-        "target_price", "turnover", "unrealised",
+        "peak_equity", "position", "realised", "record", "ruin_level", "ruin_t", "ruined",
+        "slippage_cost", "stop_price", "target_price", "turnover", "unrealised",
     )
 
     position: int
@@ -104,18 +121,30 @@ class Account:
     bars_in_trade: int
     """Closes at which the current position has been held (0 when flat)."""
     last_exit: str
-    """"stop" or "target" if the last step ended in a bracket exit, else ""."""
+    """"stop", "target" or "ruin" if the last step ended in such an exit, else ""."""
     last_exit_direction: int
     """Direction (+1/-1) of the position closed by that bracket exit, 0 if none."""
     n_fills: int
     """Number of fills since reset."""
     turnover: int
     """Total contracts traded since reset."""
+    ruin_level: float
+    """Equity (dollars) at which the ruin stop liquidates the account; -inf: no ruin stop."""
+    ruined: bool
+    """True once the ruin stop fired (the account then stays flat until reset)."""
+    ruin_t: int
+    """The ``t`` of the bar on which the account was ruined (-1 if not ruined)."""
 
     def __init__(self, contract: ContractSpec, *, max_position: int = 5,
-                 initial_equity: float = 100_000.0, record: bool = True) -> None:
-        """An account trading ``contract``, flat, with ``initial_equity`` dollars."""
+                 initial_equity: float = 100_000.0, record: bool = True,
+                 ruin_level: float | None = None) -> None:
+        """An account trading ``contract``, flat, with ``initial_equity`` dollars.
+
+        ``ruin_level``: equity at which the ruin stop liquidates it (None: no ruin stop);
+        it is kept across :meth:`reset` and may be changed between steps.
+        """
         _check_args(contract, max_position, initial_equity)
+        self.ruin_level = _check_ruin(ruin_level, initial_equity)
         self.contract = contract
         self.max_position = int(max_position)
         self.record = bool(record)
@@ -135,6 +164,8 @@ class Account:
         self.drawdown = self.max_drawdown = 0.0
         self.bars_in_trade = self.n_fills = self.turnover = self.last_exit_direction = 0
         self.last_exit = ""
+        self.ruined = False
+        self.ruin_t = -1
         self._bar = 0
         self._fills: list[tuple[int, int, float, float, float, str]] = []
         self._trades: list[tuple[int, int, int, int, float, float, float, float, float, str]] = []
@@ -151,19 +182,65 @@ class Account:
         if t < 0:
             t = self._bar
         self._bar += 1
-        if target > self._max:
+        if self.ruined:
+            target = 0
+        elif target > self._max:
             target = self._max
         elif target < -self._max:
             target = -self._max
-        if target != self.position:
+        if target != self.position and (self.ruin_level == -INF
+                                        or self._affordable(int(target), float(o))):
             self._order(int(target) - self.position, o, stop_distance, target_distance, t)
         pos = self.position
-        if pos > 0:
+        if pos and self.ruin_level > -INF and self._ruin_exit(pos, o, h, l, t):
+            pass
+        elif pos > 0:
             if l <= self.stop_price or h >= self.target_price:
                 self._exit(1, o, h, l, t)
         elif pos < 0 and (h >= self.stop_price or l <= self.target_price):
             self._exit(-1, o, h, l, t)
-        return self._mark(float(c)) - eq0
+        eq = self._mark(float(c))
+        if not self.ruined and eq <= self.ruin_level:  # flat at or below the level
+            self.ruined, self.ruin_t = True, t
+        return eq - eq0
+
+    def ruin_trigger(self) -> float:
+        """The price at which the ruin stop fires for the open position (nan when none)."""
+        pos = self.position
+        if not pos or self.ruin_level == -INF:
+            return NAN
+        d = 1 if pos > 0 else -1
+        fill = self.entry_price + (self.ruin_level - self._initial - self.realised
+                                   + self._comm * abs(pos)) / (pos * self._pv)
+        return fill + d * self._slip
+
+    def _affordable(self, target: int, o: float) -> bool:
+        """Whether equity at the open, less this order's costs and the cost of exiting
+        ``target``, stays above the ruin level (else the order is not placed)."""
+        pos = self.position
+        marked = self._initial + self.realised + (pos * (o - self.entry_price) * self._pv
+                                                   if pos else 0.0)
+        side = self._comm + self._slip * self._pv
+        return marked - side * (abs(target - pos) + abs(target)) > self.ruin_level
+
+    def _ruin_exit(self, pos: int, o: float, h: float, l: float, t: int) -> bool:  # noqa: E741
+        """Liquidate on the ruin stop if the bar reaches it first (see the module docstring)."""
+        d = 1 if pos > 0 else -1
+        trigger = self.ruin_trigger()
+        o = float(o)
+        if d * (o - trigger) <= 0:  # opened through it: sell at the open
+            price = o
+        elif not ((l <= trigger) if d > 0 else (h >= trigger)):
+            return False
+        elif d * (self.stop_price - trigger) > 0 and (
+                (l <= self.stop_price) if d > 0 else (h >= self.stop_price)):
+            return False  # the bracket stop is nearer: it fires first
+        else:
+            price = trigger
+        self._fill(-pos, price - d * self._slip, self._slip, "ruin", t)
+        self.last_exit, self.last_exit_direction = "ruin", d
+        self.ruined, self.ruin_t = True, t
+        return True
 
     def _mark(self, c: float) -> float:
         """Mark to market at close ``c``; returns the new equity."""
@@ -312,6 +389,18 @@ def _check_args(contract: object, max_position: object, initial_equity: object) 
                           f"{initial_equity!r}; pass e.g. initial_equity=100_000.0")
 
 
+def _check_ruin(ruin_level: object, initial_equity: float) -> float:
+    """The ruin level as a float (-inf for None); ConfigError unless below initial equity."""
+    if ruin_level is None:
+        return -INF
+    if (isinstance(ruin_level, bool) or not isinstance(ruin_level, int | float | np.floating)
+            or not math.isfinite(ruin_level) or ruin_level >= initial_equity):
+        raise ConfigError(f"Account: ruin_level must be a finite number below initial_equity "
+                          f"({initial_equity:g}) or None, got {ruin_level!r}; pass e.g. "
+                          "ruin_level=50_000.0 (ruin at half of $100,000)")
+    return float(ruin_level)
+
+
 def _per_bar(value: float | Sequence[float] | np.ndarray | None, n: int, name: str) -> list[float]:
     """A per-bar list of distances from None (no bracket), a scalar or an array of length n."""
     if value is None:
@@ -331,12 +420,13 @@ def simulate(contract: ContractSpec, targets: Sequence[int] | np.ndarray,
              *, stop_distance: float | Sequence[float] | np.ndarray | None = None,
              target_distance: float | Sequence[float] | np.ndarray | None = None,
              max_position: int = 5, initial_equity: float = 100_000.0,
-             ) -> tuple[np.ndarray, Account]:
+             ruin_level: float | None = None) -> tuple[np.ndarray, Account]:
     """Run Account over arrays; returns per-bar equity and the account (for fills/trades).
 
     ``targets[i]`` is the target position for bar ``i`` (decided at the close of bar
     ``i - 1``). Distances are None (no stop / no target), a scalar, or one per bar
-    (the value of the bar on which a position is opened is used).
+    (the value of the bar on which a position is opened is used). ``ruin_level``: the
+    account's ruin stop (None: none).
     """
     cols = [np.asarray(x) for x in (targets, o, h, l, c)]
     n = cols[0].shape[0] if cols[0].ndim == 1 else -1
@@ -347,7 +437,8 @@ def simulate(contract: ContractSpec, targets: Sequence[int] | np.ndarray,
     tg, oo, hh, ll, cc = (x.tolist() for x in cols)
     sd = _per_bar(stop_distance, n, "stop_distance")
     td = _per_bar(target_distance, n, "target_distance")
-    acct = Account(contract, max_position=max_position, initial_equity=initial_equity)
+    acct = Account(contract, max_position=max_position, initial_equity=initial_equity,
+                   ruin_level=ruin_level)
     equity = np.empty(n, dtype=np.float64)
     step = acct.step
     for i in range(n):

@@ -1,1 +1,1 @@
-"""Entry points: benchmarks (``python -m experiments.bench``)."""
+"""Entry points: python -m experiments.run, experiments.evaluate and experiments.bench."""

@@ -1,0 +1,179 @@
+"""Benchmarks: python -m experiments.bench NAME [options] [--json FILE]
+
+Each benchmark prints the machine it runs on and a table of figures (units in
+the names); with --json it also writes the same figures as one flat JSON
+object. Measurements that need a clean process (peak memory, one pinned core)
+run in a fresh Python subprocess. Bad settings end in one "error:" line and
+exit status 2.
+
+Benchmarks (the module that runs each, from the repository root):
+
+  data     experiments/bench/data.py: five years of 5-minute bars (about
+           350,000 rows) to CSV, then load + validate + resample + align, all
+           features and both matrices, RDE inference, a cold and a cached
+           prepare (times and peak memory). Targets: load < 15 s and < 1.5 GB,
+           features < 60 s and < 3 GB, RDE < 30 s, cached prepare < 1 s.
+  env      experiments/bench/env.py: env steps/s of strategic_v0, tactical_v0
+           and joint_v0 with random actions on one pinned core, and the memory
+           of an extra env. Targets: joint_v0 >= 20,000 env steps/s, the others
+           >= 30,000; an extra env < 10 MB.
+  learn    experiments/learn.py: MAPPO on strategic_v0, three seeds, scored on a
+           fresh long market against the strategic oracle. Targets: expected
+           capture >= 0.25, more net P&L than every baseline, training within
+           10 minutes per seed.
+  train    experiments/bench/train.py: training throughput on joint_v0, ours
+           against plain RLlib PPO. Target: x1.5 env steps/s.
+  compare  experiments/learn.py: MAPPO vs IPPO on joint_v0, same market,
+           iterations and seeds.
+  market   experiments/bench/market.py: the synthetic market's three causal
+           oracles (strategic, tactical, joint) per split and over the whole
+           market: expected and realised net daily dollar Sharpe and net P&L.
+  latency  experiments/latency.py: per-bar decision latency on one CPU thread,
+           p50/p99 of the tactical and strategic steps without and with the
+           50-pass MC consensus and the gates, and the stream's feature update.
+           Targets: p99 tactical < 1 ms, strategic < 5 ms.
+
+Examples (quick ones):
+
+  python -m experiments.bench market --days 20 --json market.json
+  python -m experiments.bench latency --quick
+  python -m experiments.bench env --steps 2000 --seconds 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from algospace.errors import AlgoSpaceError, ConfigError
+from experiments.bench import data, env
+from experiments.bench.common import Figures, machine, print_table
+
+CHILDREN: dict[str, Callable[..., Figures]] = {**data.CHILDREN, **env.CHILDREN}
+"""Every measurement run in a fresh process (python -m experiments.bench _child TASK ...)."""
+
+
+def _seeds(args: argparse.Namespace, default: str) -> tuple[int, ...]:
+    """``--seeds`` as a tuple of ints (``default`` when not given)."""
+    text = args.seeds or default
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give comma-separated integers, e.g. "
+                          "0,1,2") from None
+
+
+def _data(args: argparse.Namespace) -> Figures:
+    """The data benchmark (experiments/bench/data.py)."""
+    return data.run(days=data.DEFAULT_DAYS if args.days is None else args.days)
+
+
+def _env(args: argparse.Namespace) -> Figures:
+    """The env benchmark (experiments/bench/env.py)."""
+    return env.run(steps=args.steps, seconds=args.seconds)
+
+
+def _learn(args: argparse.Namespace) -> Figures:
+    """The learning benchmark (experiments/learn.py)."""
+    from experiments import learn
+
+    return learn.run_seeds(iterations=args.iterations, eval_every=args.eval_every,
+                           seeds=_seeds(args, "0,1,2"), eval_days=args.eval_days)
+
+
+def _train(args: argparse.Namespace) -> Figures:
+    """The training-throughput benchmark (experiments/bench/train.py)."""
+    from experiments.bench import train
+
+    return train.run(iterations=args.timed_iterations, gpu=args.gpu)
+
+
+def _compare(args: argparse.Namespace) -> Figures:
+    """MAPPO vs IPPO on joint_v0 (experiments/learn.py)."""
+    from experiments import learn
+
+    return learn.compare(iterations=args.iterations, seeds=_seeds(args, "0,1"),
+                         eval_every=args.eval_every, eval_days=args.eval_days)
+
+
+def _market(args: argparse.Namespace) -> Figures:
+    """The synthetic market's oracles (experiments/bench/market.py)."""
+    from experiments.bench import market
+
+    return market.run(days=250 if args.days is None else args.days, seed=args.seed)
+
+
+def _latency(args: argparse.Namespace) -> Figures:
+    """The decision-latency benchmark (experiments/latency.py)."""
+    from experiments import latency
+
+    return latency.run(checkpoint=args.checkpoint, repeats=args.repeats, quick=args.quick)
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
+    "data": _data, "env": _env, "learn": _learn, "train": _train, "compare": _compare,
+    "latency": _latency, "market": _market}
+"""Each benchmark's name and how it runs from the parsed command line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m experiments.bench``."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--days", type=int, default=None,
+                        help="data: trading days of 5-minute bars (default 1260 = 5 years); "
+                             "market: days of the market (default 250)")
+    parser.add_argument("--steps", type=int, default=env.DEFAULT_STEPS,
+                        help="env: random actions drawn before timing, cycled (default 20000)")
+    parser.add_argument("--seconds", type=float, default=env.DEFAULT_SECONDS,
+                        help="env: minimum timed stepping per env in seconds (default 3)")
+    parser.add_argument("--iterations", type=int, default=60,
+                        help="learn, compare: training iterations (default 60)")
+    parser.add_argument("--eval-every", type=int, default=10,
+                        help="learn: backtest the validation split every N iterations "
+                             "(default 10)")
+    parser.add_argument("--eval-days", type=int, default=1000,
+                        help="learn, compare: trading days of the fresh market the final "
+                             "policy is evaluated on (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="market: the market's seed")
+    parser.add_argument("--seeds", default=None,
+                        help="learn (default 0,1,2), compare (default 0,1): comma-separated "
+                             "training seeds; the market seed varies with each")
+    parser.add_argument("--timed-iterations", type=int, default=3,
+                        help="train: iterations timed after one warm-up (default 3)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="train: also time our learner on one GPU")
+    parser.add_argument("--checkpoint",
+                        help="latency: time this checkpoint's actors (default: fresh ones)")
+    parser.add_argument("--repeats", type=int,
+                        help="latency: timed decision steps per variant (default 5000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="latency: a few repeats only, to check the bench runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named benchmark (or, with ``_child TASK ARGS``, one measurement of it)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_child"]:
+        print(json.dumps(CHILDREN[argv[1]](*argv[2:])))
+        return 0
+    args = build_parser().parse_args(argv)
+    info = machine()
+    print_table("machine", info)
+    try:
+        figures = BENCHMARKS[args.name](args)
+    except AlgoSpaceError as err:  # bad settings: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_table(f"benchmark: {args.name}", figures)
+    if args.json:
+        from algospace.files import write_json
+
+        write_json(args.json, {**info, **figures})
+        print(f"\nwrote {args.json}")
+    return 0

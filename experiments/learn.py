@@ -38,8 +38,9 @@ from typing import Any
 
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig
-from algospace.evaluation.backtest import Backtest, backtest, greedy_policy, load_actors
+from algospace.evaluation.backtest import Backtest, backtest, greedy_policy
 from algospace.training.builder import TrainConfig
+from algospace.training.checkpoint import load_actors
 from algospace.training.train import actor_modules, train
 from envs.core.config import EnvConfig
 

@@ -16,7 +16,8 @@ from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError
 from algospace.evaluation.report import EvaluateConfig, evaluate, sharpe_difference_ci
 from algospace.training.builder import PPOSettings, TrainConfig
-from algospace.training.train import load_train_config, train
+from algospace.training.checkpoint import load_train_config
+from algospace.training.train import train
 from envs.core.config import EnvConfig
 
 

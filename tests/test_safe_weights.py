@@ -21,18 +21,18 @@ import torch
 
 from algospace.config import DataConfig
 from algospace.errors import CheckpointError
-from algospace.evaluation.backtest import load_actors
 from algospace.training.builder import ModuleSource, build_ppo_config
-from algospace.training.train import MODULES_DIR, actor_modules, load_modules, train
-from algospace.training.weights import (
+from algospace.training.checkpoint import (
+    MODULES_DIR,
     MODULES_FILE,
     WEIGHTS_FILE,
+    load_actors,
     load_safe_modules,
     main,
     read_states,
-    space_from_json,
-    space_to_json,
 )
+from algospace.training.spaces import space_from_json, space_to_json
+from algospace.training.train import actor_modules, load_modules, train
 from tests.test_checkpoints import tiny
 
 

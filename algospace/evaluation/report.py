@@ -55,7 +55,6 @@ from algospace.evaluation.backtest import (
     Policy,
     backtest,
     greedy_policy,
-    load_actors,
 )
 from algospace.evaluation.metrics import (
     ANNUALISATION,
@@ -128,7 +127,7 @@ class EvaluateConfig:
 
 def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
     """Run the evaluation of ``cfg`` and write the report; returns the report's content."""
-    from algospace.training.train import load_train_config
+    from algospace.training.checkpoint import load_actors, load_train_config
 
     if cfg.split == "train" and not cfg.allow_train:
         raise ConfigError("evaluating on the training split gives in-sample figures; use "

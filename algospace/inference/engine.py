@@ -193,7 +193,7 @@ class _StreamEnv:
 
 def _stream_env(env_name: str, cfg: EnvConfig, market: MarketArrays) -> Any:
     """An env of ``env_name``'s class reading the stream's arrays."""
-    from algospace.evaluation.backtest import env_class
+    from envs.registry import env_class
 
     base = env_class(env_name)
     cls = type(f"Stream{base.__name__}", (_StreamEnv, base), {})
@@ -252,8 +252,7 @@ class DecisionEngine:
         :func:`algospace.inference.export.export_actors` to run instead of the eager actors.
         """
         from algospace.data.pipeline import prepare
-        from algospace.evaluation.backtest import load_actors
-        from algospace.training.train import load_train_config
+        from algospace.training.checkpoint import load_actors, load_train_config
 
         train_cfg = load_train_config(checkpoint)
         env_cfg = train_cfg.env_config

@@ -20,7 +20,7 @@ The baselines and the oracles stop at ruin by the same rule
 (:func:`algospace.evaluation.metrics.stop_at_ruin`).
 
 The same executed bars then go through the cost-charging baselines of
-:mod:`algospace.evaluation.metrics` (flat, buy-and-hold, random, and ``rule``
+:mod:`algospace.evaluation.baselines` (flat, buy-and-hold, random, and ``rule``
 — the synergy detector's rule: hold its direction, known at a bar's close,
 over the next bar while a MLMI → NW-RQK → FVG synergy is active — each at
 the env's position limit) and, on the built-in synthetic market, through the
@@ -48,10 +48,10 @@ import pandas as pd
 
 from algospace.data.pipeline import Prepared, prepare
 from algospace.errors import ConfigError
+from algospace.evaluation.baselines import run_baselines
 from algospace.evaluation.metrics import (
     Metrics,
     compute_metrics,
-    run_baselines,
     stop_at_ruin,
 )
 from algospace.evaluation.oracles import (

@@ -56,10 +56,10 @@ from algospace.evaluation.backtest import (
     backtest,
     greedy_policy,
 )
+from algospace.evaluation.baselines import baseline_equity
 from algospace.evaluation.metrics import (
     ANNUALISATION,
     Metrics,
-    baseline_equity,
     daily_pnl,
     daily_returns,
     to_dict,

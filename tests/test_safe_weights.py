@@ -159,7 +159,7 @@ def test_a_checkpoint_without_the_files_says_how_to_add_them(
     (old / WEIGHTS_FILE).unlink()
     (old / MODULES_FILE).unlink()
     with pytest.raises(CheckpointError, match=rf"has no {MODULES_FILE}.*"
-                       r"python -m algospace\.training\.weights .*only for checkpoints you"):
+                       r"python -m algospace\.training\.checkpoint .*only for checkpoints you"):
         load_actors(str(old))
     assert main([str(old)]) == 0
     assert "wrote" in capsys.readouterr().out

@@ -128,8 +128,8 @@ def _bars(args: argparse.Namespace, engine: Any) -> tuple[pd.DataFrame, pd.Times
 
 def _export(checkpoint: Path, folder: Path) -> None:
     """Write the checkpoint's actors as TorchScript to ``folder`` (checked)."""
-    from algospace.evaluation.backtest import load_actors
     from algospace.inference.export import export_actors
+    from algospace.training.checkpoint import load_actors
 
     export_actors(load_actors(checkpoint), folder)
     print(f"[decide] exported the actors to {folder} (TorchScript, outputs checked against "

@@ -40,6 +40,7 @@ from algospace.experiment import (
     resolved_dict,
     tune_space,
 )
+from algospace.models.ids import CRITIC_ID
 from algospace.training.builder import ModuleSource
 
 Log = Callable[[str], None]
@@ -208,7 +209,7 @@ def resolve_handoff(cfg: ExperimentConfig, quick: bool) -> tuple[tuple[ModuleSou
                                                                     list[dict[str, Any]]]:
     """Checkpoints of ``handoff.load`` (a phase's latest finished run, or a path), checked."""
     actors = agent_modules(cfg)
-    ours = [*actors, "critic"] if cfg.training.algorithm == "mappo" else actors
+    ours = [*actors, CRITIC_ID] if cfg.training.algorithm == "mappo" else actors
     for name in cfg.handoff.trainable or ():
         if name not in actors:
             raise ConfigError(f"handoff.trainable: {name!r} is not an actor module of the "
@@ -250,7 +251,7 @@ def resolve_handoff(cfg: ExperimentConfig, quick: bool) -> tuple[tuple[ModuleSou
 def _handoff_source(cfg: ExperimentConfig, src: LoadSource, where: str,
                     quick: bool) -> tuple[str, str | None, list[str]]:
     """The checkpoint of one ``handoff.load`` entry, the run it came from, its modules."""
-    from algospace.training.train import checkpoint_modules
+    from algospace.training.checkpoint import checkpoint_modules
 
     if src.phase is not None:
         run = latest_finished(cfg.output.dir, src.phase, quick)

@@ -45,8 +45,12 @@ def train_config(cfg: ExperimentConfig, sources: tuple[ModuleSource, ...] = (),
 def module_parts(source: ModuleSource) -> list[str]:
     """The parts (folders and files) of a checkpoint that loading ``source``'s modules reads:
     the module folders (they mark it as a checkpoint) and the safe weights."""
-    from algospace.training.train import MODULES_DIR, checkpoint_modules
-    from algospace.training.weights import MODULES_FILE, WEIGHTS_FILE
+    from algospace.training.checkpoint import (
+        MODULES_DIR,
+        MODULES_FILE,
+        WEIGHTS_FILE,
+        checkpoint_modules,
+    )
 
     modules = source.modules or tuple(checkpoint_modules(source.checkpoint))
     return ["/".join((*MODULES_DIR, m)) for m in modules] + [MODULES_FILE, WEIGHTS_FILE]
@@ -111,8 +115,8 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
     from ray import tune
 
     from algospace.training.builder import build_ppo_config
-    from algospace.training.train import load_modules, run_info, summarise
-    from algospace.training.weights import write_safe_weights
+    from algospace.training.checkpoint import run_info, write_safe_weights
+    from algospace.training.train import load_modules, summarise
 
     provide(data)
     cfg = experiment.resolved(config)

@@ -91,13 +91,14 @@ def _data(days: int, cache: Path) -> Any:
 
 def team(checkpoint: str | None, data: Any) -> tuple[Any, dict[str, Any], str]:
     """An env on ``data`` and the actors to time: a checkpoint's, or fresh default-size ones."""
-    from algospace.evaluation.backtest import env_class, load_actors
     from algospace.models.actor import ActorModule
     from algospace.training.builder import votes_for
+    from algospace.training.checkpoint import load_actors
     from envs.core.config import EnvConfig
+    from envs.registry import env_class
 
     if checkpoint:
-        from algospace.training.train import load_train_config
+        from algospace.training.checkpoint import load_train_config
 
         cfg = load_train_config(checkpoint)
         env_cfg = replace(cfg.env_config, data=data, regime_latent=False, random_start=False)

@@ -38,8 +38,10 @@ from typing import Any
 
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig
-from algospace.evaluation.backtest import Backtest, backtest, greedy_policy, load_actors
+from algospace.evaluation.backtest import Backtest, backtest, greedy_policy
+from algospace.files import atomic_write, write_text
 from algospace.training.builder import TrainConfig
+from algospace.training.checkpoint import load_actors
 from algospace.training.train import actor_modules, train
 from envs.core.config import EnvConfig
 
@@ -150,8 +152,8 @@ def run(*, iterations: int, eval_every: int, days: int = LEARN_DAYS, seed: int =
         "pass_time_limit": train_seconds <= TIME_LIMIT_S,
         "checkpoint": result.checkpoint,
     })
-    (out_dir / "curve.json").write_text(json.dumps(curve, indent=2))
-    (out_dir / "figures.json").write_text(json.dumps(figures, indent=2, default=str))
+    write_text(out_dir / "curve.json", json.dumps(curve, indent=2))
+    write_text(out_dir / "figures.json", json.dumps(figures, indent=2, default=str))
     plot(curve, final, out_dir / "learn.png", f"{cfg.env} ({cfg.algorithm}), seed {seed}")
     figures["plot"] = str(out_dir / "learn.png")
     return figures
@@ -209,7 +211,7 @@ def plot(curve: list[dict[str, float]], final: Backtest, path: Path, title: str)
     ax2.legend()
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 

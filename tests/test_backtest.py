@@ -10,9 +10,11 @@ import pytest
 from algospace.config import DataConfig
 from algospace.data.pipeline import prepare
 from algospace.errors import CheckpointError, ConfigError
-from algospace.evaluation.backtest import backtest, env_class, load_actors
+from algospace.evaluation.backtest import backtest
 from algospace.evaluation.oracles import LAYERS
+from algospace.training.checkpoint import load_actors
 from envs.core.config import EnvConfig
+from envs.registry import env_class
 
 LONG = 2  # BUY_AGGRESSIVE
 HOLD = 0

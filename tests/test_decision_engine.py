@@ -22,7 +22,7 @@ from algospace.config import DataConfig
 from algospace.data.pipeline import prepare
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError, DataError
-from algospace.evaluation.backtest import Backtest, backtest, env_class, greedy_policy
+from algospace.evaluation.backtest import Backtest, backtest, greedy_policy
 from algospace.inference.engine import DecisionEngine, EngineConfig, Replay
 from algospace.inference.gates import GateConfig, GateResult
 from algospace.inference.policy import GatedTeam
@@ -34,6 +34,7 @@ from algospace.training.builder import votes_for
 from envs.core.config import EnvConfig
 from envs.core.data import load_market
 from envs.core.layout import state_names
+from envs.registry import env_class
 
 LATENT_COLUMNS = [i for i, n in enumerate(state_names()) if n.startswith("regime_mu_")]
 """Columns of the global state holding the regime latent μ."""

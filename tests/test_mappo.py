@@ -172,8 +172,9 @@ def test_layer_sharing_pads_observations_with_an_agent_id(env_data: DataConfig) 
 
 def test_mappo_with_layer_sharing_trains_and_backtests(env_data: DataConfig, tmp_path: Path,
                                                        ray_session: Any) -> None:
-    from algospace.evaluation.backtest import backtest, greedy_policy, load_actors
+    from algospace.evaluation.backtest import backtest, greedy_policy
     from algospace.training.builder import ModelSettings
+    from algospace.training.checkpoint import load_actors
 
     cfg = small("joint_v0", env_data, tmp_path, model=ModelSettings(sharing="layer"),
                 trainable=("strategic", "risk"))

@@ -17,16 +17,14 @@ import pandas as pd
 import pytest
 
 from algospace.data.contracts import get_contract
+from algospace.evaluation.baselines import baseline_equity, baseline_targets, run_baselines
 from algospace.evaluation.metrics import (
     ANNUALISATION,
     Metrics,
-    baseline_equity,
-    baseline_targets,
     compute_metrics,
     daily_pnl,
     daily_returns,
     positions_from_fills,
-    run_baselines,
     stop_at_ruin,
     to_dict,
 )

@@ -23,6 +23,7 @@ from algospace.models.critic import (
     CentralCritic,
     critic_loss,
 )
+from algospace.models.network import Layer, actor_layers
 from envs.core.layout import STRATEGIC_VOTE
 
 LOCAL_DIM, STATE_DIM, MC_DIM, B = 20, 112, 15, 6
@@ -193,6 +194,17 @@ def test_actor_rejects_bad_configs(space: gym.Space[Any], config: dict[str, Any]
                                    match: str) -> None:
     with pytest.raises(ValueError, match=match):
         _actor(space, **config)
+
+
+def test_actor_layers_list_the_network_in_forward_order() -> None:
+    """The one definition of the network names exactly the actor's weights, in order."""
+    state = _actor(DISCRETE, hidden=(8, 4, 3)).state_dict()
+    layers = actor_layers(state)
+    assert layers == (Layer("layers.0", True), Layer("layers.1", True),
+                      Layer("layers.2", True), Layer("head", False))
+    assert {f"{layer.name}.{p}" for layer in layers for p in ("weight", "bias")} == set(state)
+    with pytest.raises(ValueError, match="head"):
+        actor_layers({k: v for k, v in state.items() if not k.startswith("head")})
 
 
 def test_actor_needs_dict_observations() -> None:

@@ -14,9 +14,11 @@ from algospace.cli import main
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError
-from algospace.evaluation.report import EvaluateConfig, evaluate, sharpe_difference_ci
+from algospace.evaluation.bootstrap import sharpe_difference_ci
+from algospace.evaluation.report import EvaluateConfig, evaluate
 from algospace.training.builder import PPOSettings, TrainConfig
-from algospace.training.train import load_train_config, train
+from algospace.training.checkpoint import load_train_config
+from algospace.training.train import train
 from envs.core.config import EnvConfig
 
 

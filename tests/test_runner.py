@@ -146,10 +146,10 @@ def test_decision_engine_replays_a_trained_checkpoint_as_the_backtest(
     of either)."""
     from algospace.cli import main
     from algospace.data.pipeline import prepare
-    from algospace.evaluation.backtest import backtest, greedy_policy, load_actors
+    from algospace.evaluation.backtest import backtest, greedy_policy
     from algospace.inference.engine import DecisionEngine, EngineConfig
     from algospace.inference.gates import GateConfig
-    from algospace.training.train import load_train_config
+    from algospace.training.checkpoint import load_actors, load_train_config
 
     checkpoint = pipeline[-1]["best_checkpoint"]
     cfg = EngineConfig(mc_passes=4, gates=GateConfig(enforce=False))

@@ -21,18 +21,18 @@ import torch
 
 from algospace.config import DataConfig
 from algospace.errors import CheckpointError
-from algospace.evaluation.backtest import load_actors
 from algospace.training.builder import ModuleSource, build_ppo_config
-from algospace.training.train import MODULES_DIR, actor_modules, load_modules, train
-from algospace.training.weights import (
+from algospace.training.checkpoint import (
+    MODULES_DIR,
     MODULES_FILE,
     WEIGHTS_FILE,
+    load_actors,
     load_safe_modules,
     main,
     read_states,
-    space_from_json,
-    space_to_json,
 )
+from algospace.training.spaces import space_from_json, space_to_json
+from algospace.training.train import actor_modules, load_modules, train
 from tests.test_checkpoints import tiny
 
 
@@ -159,7 +159,7 @@ def test_a_checkpoint_without_the_files_says_how_to_add_them(
     (old / WEIGHTS_FILE).unlink()
     (old / MODULES_FILE).unlink()
     with pytest.raises(CheckpointError, match=rf"has no {MODULES_FILE}.*"
-                       r"python -m algospace\.training\.weights .*only for checkpoints you"):
+                       r"python -m algospace\.training\.checkpoint .*only for checkpoints you"):
         load_actors(str(old))
     assert main([str(old)]) == 0
     assert "wrote" in capsys.readouterr().out

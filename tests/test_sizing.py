@@ -11,10 +11,10 @@ import pytest
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig
 from algospace.errors import ConfigError
-from algospace.evaluation.backtest import env_class
 from algospace.market.sizing import LEVERAGE_CAP, leverage, position_limit
 from envs.core.config import EnvConfig
 from envs.core.layout import RISK_CONTRACTS
+from envs.registry import env_class
 
 
 def test_position_limit_by_hand() -> None:

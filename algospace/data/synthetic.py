@@ -94,6 +94,7 @@ import numpy as np
 import pandas as pd
 
 from algospace.data.bars import COLUMNS, Bars
+from algospace.data.calendar import TRADING_DAYS_PER_YEAR, trading_day
 from algospace.data.synthetic_config import (
     ALLOWED_BAR_MINUTES,
     GAP_SD_BREAK,
@@ -113,7 +114,6 @@ from algospace.data.synthetic_config import (
     TACTICAL_LAGS,
     TACTICAL_ON,
     TACTICAL_STRENGTH,
-    TRADING_DAYS_PER_YEAR,
     TREND,
     VOLATILE,
     VOLUME_NOISE_SD,
@@ -172,11 +172,6 @@ class SyntheticMarket:
         values = (self.regimes, self.drift_strategic, self.drift_tactical, self.sigma_points)
         return pd.DataFrame(dict(zip(TRUTH_COLUMNS, values, strict=True)),
                             index=self.bars.frame.index)
-
-
-def trading_day(open_time: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """Trading day of each bar: the date of ``open_time + 6 h`` (sessions open at 18:00)."""
-    return (open_time + pd.Timedelta(hours=6)).normalize()
 
 
 @dataclass(frozen=True)

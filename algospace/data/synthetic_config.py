@@ -22,8 +22,6 @@ SESSION_OPEN = pd.Timedelta(hours=18)
 """Wall-clock time at which a session opens (on the calendar day before its trading day)."""
 ALLOWED_BAR_MINUTES = (1, 5, 15, 30, 60)
 """Bar sizes the generator supports."""
-TRADING_DAYS_PER_YEAR = 252
-"""Annualisation factor for daily Sharpe ratios (applied as its square root)."""
 
 TREND, RANGE, VOLATILE = 0, 1, 2
 """Regime codes as stored in :attr:`SyntheticMarket.regimes`."""

@@ -4,8 +4,9 @@
 and the trade log) into :class:`~algospace.evaluation.metrics.Metrics`, dollar-true:
 daily dollar P&L over a fixed capital base per 18:00–17:00 trading day, Sharpe /
 Sortino annualised with sqrt(252), per-bar dollar drawdown, trade statistics, the
-probabilistic Sharpe ratio, ruin stops. It runs flat, buy-and-hold, random and rule
-baselines through the same cost-charging simulator as the agents.
+probabilistic Sharpe ratio, ruin stops. :mod:`algospace.evaluation.baselines` runs flat,
+buy-and-hold, random and rule baselines through the same cost-charging simulator as the
+agents.
 :mod:`algospace.evaluation.stats` holds the probabilistic and deflated Sharpe ratios.
 """
 

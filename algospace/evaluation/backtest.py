@@ -20,7 +20,7 @@ The baselines and the oracles stop at ruin by the same rule
 (:func:`algospace.evaluation.metrics.stop_at_ruin`).
 
 The same executed bars then go through the cost-charging baselines of
-:mod:`algospace.evaluation.metrics` (flat, buy-and-hold, random, and ``rule``
+:mod:`algospace.evaluation.baselines` (flat, buy-and-hold, random, and ``rule``
 — the synergy detector's rule: hold its direction, known at a bar's close,
 over the next bar while a MLMI → NW-RQK → FVG synergy is active — each at
 the env's position limit) and, on the built-in synthetic market, through the
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,10 +48,10 @@ import pandas as pd
 
 from algospace.data.pipeline import Prepared, prepare
 from algospace.errors import ConfigError
+from algospace.evaluation.baselines import run_baselines
 from algospace.evaluation.metrics import (
     Metrics,
     compute_metrics,
-    run_baselines,
     stop_at_ruin,
 )
 from algospace.evaluation.oracles import (
@@ -68,6 +67,7 @@ from algospace.evaluation.oracles import (
 from algospace.market.account import TRADE_COLUMNS
 from envs.core.config import EnvConfig
 from envs.core.data import stored_tables
+from envs.registry import env_class
 
 if TYPE_CHECKING:
     from algospace.inference.policy import GatedTeam
@@ -119,18 +119,6 @@ class Backtest:
     """Realised and expected capture of the oracles (built-in market only)."""
     layer: str = "joint"
     """The env's own layer: which oracle ``capture_of_oracle`` divides by."""
-
-
-def env_class(name: str) -> Any:
-    """The ParallelEnv class registered as ``name``."""
-    from envs.joint import JointEnv
-    from envs.strategic import StrategicEnv
-    from envs.tactical import TacticalEnv
-
-    classes = {"strategic_v0": StrategicEnv, "tactical_v0": TacticalEnv, "joint_v0": JointEnv}
-    if name not in classes:
-        raise ConfigError(f"unknown env {name!r}; choose one of {', '.join(classes)}")
-    return classes[name]
 
 
 def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *,
@@ -320,18 +308,3 @@ def greedy_policy(modules: Mapping[str, Any]) -> Policy:
         return out
 
     return act
-
-
-def load_actors(checkpoint: str | Path, agents: list[str] | None = None) -> dict[str, Any]:
-    """The actor modules of an algorithm checkpoint (all, or ``agents``), in eval mode.
-
-    Built from the checkpoint's safe weights (:mod:`algospace.training.weights`,
-    ``torch.load(weights_only=True)``): nothing in the checkpoint is unpickled.
-    """
-    from algospace.training.train import modules_dir
-    from algospace.training.weights import load_safe_modules, read_specs
-
-    modules_dir(checkpoint)
-    specs = read_specs(checkpoint)
-    names = agents or [m for m in sorted(specs) if specs[m].get("kind") != "critic"]
-    return load_safe_modules(checkpoint, names)

@@ -1,11 +1,11 @@
-"""Dollar-true backtest metrics, ruin stops and cost-charged baselines on the same bars.
+"""Dollar-true backtest metrics and ruin stops.
 
 A futures account trades fixed contracts, so its P&L does not scale with its equity:
 dividing by the grown equity made the Sharpe fall as a strategy earned more, and
 nonsense below zero (100k → 50k → −10k → −30k → −60k had Sharpe +3.3). So every ratio
 is on daily **dollar P&L over a fixed capital base** ``C`` (``initial_equity``, default
 the first equity). Input: per-bar equity after each close, indexed by bar open time;
-days are trading days (:func:`~algospace.data.synthetic.trading_day`, 18:00–17:00).
+days are trading days (:func:`~algospace.data.calendar.trading_day`, 18:00–17:00).
 
 - ``pnl_d = E_d − E_{d−1}`` (``E_d`` the day's last equity, ``E_0 = C``), ``r_d =
   pnl_d / C``; 252 days a year, risk-free 0, no compounding (:data:`ANNUALISATION`):
@@ -20,8 +20,8 @@ days are trading days (:func:`~algospace.data.synthetic.trading_day`, 18:00–17
 - Undefined: below 2 days or constant returns, volatility / Sharpe / Sortino are 0.0;
   the other rules (Sortino inf, PSR nan, ...) are on the :class:`Metrics` fields.
 - Trades are closed round trips (:meth:`Account.trades`). :func:`stop_at_ruin` flattens
-  a curve at the first close at or below a ruin level and keeps it flat. Baselines
-  (:func:`run_baselines`) pay the agents' costs through :func:`simulate`.
+  a curve at the first close at or below a ruin level and keeps it flat; the baselines
+  (:mod:`algospace.evaluation.baselines`) stop the same way.
 """
 
 from __future__ import annotations
@@ -34,25 +34,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from algospace.data.contracts import ContractSpec
-from algospace.data.synthetic import TRADING_DAYS_PER_YEAR, trading_day
+from algospace.data.calendar import TRADING_DAYS_PER_YEAR, trading_day
 from algospace.errors import ConfigError
 from algospace.evaluation.stats import probabilistic_sharpe_ratio
-from algospace.market.account import Account, simulate
+from algospace.market.account import Account
 
 __all__ = [
     "ANNUALISATION",
-    "BASELINES",
     "Metrics",
     "Ruin",
     "account_at_ruin",
-    "baseline_equity",
-    "baseline_targets",
+    "check_index",
     "compute_metrics",
     "daily_pnl",
     "daily_returns",
     "positions_from_fills",
-    "run_baselines",
     "stop_at_ruin",
     "to_dict",
 ]
@@ -64,8 +60,6 @@ ANNUALISATION = ("dollar-true: daily P&L per trading day (18:00–17:00 session)
                  " bar-level ratios on per-bar P&L / capital × sqrt(bars_per_year), bars_per_year"
                  f" = bars per trading day × {TRADING_DAYS_PER_YEAR}; risk-free rate 0")
 """How every annualised figure in :class:`Metrics` is computed."""
-BASELINES: tuple[str, ...] = ("flat", "buy_and_hold", "random", "rule")
-"""Names accepted by :func:`baseline_targets`."""
 _ROOT_YEAR = math.sqrt(TRADING_DAYS_PER_YEAR)
 
 
@@ -141,7 +135,7 @@ _bad = ConfigError
 """Errors say what was expected, what was found and how to fix it."""
 
 
-def _check_index(index: pd.Index, what: str) -> pd.DatetimeIndex:
+def check_index(index: pd.Index, what: str) -> pd.DatetimeIndex:
     """The index as a DatetimeIndex; raises unless it is datetime and strictly increasing."""
     if not isinstance(index, pd.DatetimeIndex):
         raise _bad(f"{what}: index must be a DatetimeIndex of bar open times, found "
@@ -170,7 +164,7 @@ def _as_equity(equity: pd.Series | np.ndarray, index: pd.Index | None) -> pd.Ser
     if bad.any():
         raise _bad(f"equity: found {int(bad.sum())} NaN/inf values (first at position "
                    f"{int(np.argmax(bad))}); the curve must be finite at every bar")
-    return pd.Series(values, index=_check_index(equity.index, "equity"), name="equity")
+    return pd.Series(values, index=check_index(equity.index, "equity"), name="equity")
 
 
 def _initial(equity: pd.Series, initial_equity: float | None) -> float:
@@ -340,50 +334,6 @@ def stop_at_ruin(equity: np.ndarray, positions: np.ndarray, *, ruin_level: float
     return Ruin(eq, pos, i)
 
 
-def _check_int(value: object, name: str, low: int, hint: str) -> int:
-    """``value`` as an int >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise _bad(f"{name}: must be an integer >= {low}, found {value!r}; pass {hint}")
-    return int(value)
-
-
-def _rule_targets(signal: np.ndarray | None, n_bars: int, size: int) -> np.ndarray:
-    """sign(signal[i - 1]) * size for bar i (flat on bar 0 and where the signal is NaN)."""
-    if signal is None:
-        raise _bad("baseline 'rule': needs a signal, found signal=None; pass one value per "
-                   "bar, e.g. the synergy direction")
-    sig = np.asarray(signal, dtype=np.float64)
-    if sig.shape != (n_bars,):
-        raise _bad(f"baseline 'rule': signal needs one value per bar ({n_bars}), found shape "
-                   f"{sig.shape}; pass an array as long as the bars")
-    out = np.zeros(n_bars, dtype=np.int64)
-    out[1:] = np.sign(np.nan_to_num(sig[:-1], nan=0.0)).astype(np.int64) * size
-    return out
-
-
-def baseline_targets(name: str, n_bars: int, *, size: int = 1, seed: int = 0,
-                     signal: np.ndarray | None = None) -> np.ndarray:
-    """Target position (contracts) for each bar of baseline ``name`` (see :data:`BASELINES`).
-
-    ``flat``: 0. ``buy_and_hold``: +size from bar 0, never exits. ``random``: an
-    independent uniform draw from {-size, 0, +size} every bar from
-    ``np.random.default_rng(seed)`` (so it re-trades often and pays costs).
-    ``rule``: ``sign(signal[i - 1]) * size`` for bar i, flat on bar 0 (no look-ahead).
-    """
-    size = _check_int(size, "size", 1, "contracts, e.g. size=1")
-    n_bars = _check_int(n_bars, "n_bars", 0, "len(bars)")
-    if name == "flat":
-        return np.zeros(n_bars, dtype=np.int64)
-    if name == "buy_and_hold":
-        return np.full(n_bars, size, dtype=np.int64)
-    if name == "random":
-        choices = np.array([-size, 0, size], dtype=np.int64)
-        return np.random.default_rng(seed).choice(choices, size=n_bars)
-    if name == "rule":
-        return _rule_targets(signal, n_bars, size)
-    raise _bad(f"baseline: unknown name {name!r}; use one of {', '.join(BASELINES)}")
-
-
 def positions_from_fills(fills: pd.DataFrame, n_bars: int) -> np.ndarray:
     """Position at each bar's close from an :meth:`Account.fills` log (fills stamped t=bar)."""
     delta = np.zeros(n_bars, dtype=np.int64)
@@ -393,21 +343,6 @@ def positions_from_fills(fills: pd.DataFrame, n_bars: int) -> np.ndarray:
                    "pass fills from simulate() over the same bars")
     np.add.at(delta, t, fills["qty"].to_numpy(dtype=np.int64))
     return np.cumsum(delta)
-
-
-def _ohlc(bars: pd.DataFrame) -> list[np.ndarray]:
-    """open, high, low, close of validated bars as float64 arrays."""
-    missing = [c for c in ("open", "high", "low", "close") if c not in bars.columns]
-    if missing:
-        raise _bad(f"bars: missing columns {missing}, found {list(bars.columns)}; pass a "
-                   "frame with open/high/low/close (e.g. Bars.frame)")
-    if len(bars) == 0:
-        raise _bad("bars: found an empty frame; pass at least one bar")
-    _check_index(bars.index, "bars")
-    cols = [bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close")]
-    if not all(np.isfinite(c).all() for c in cols):
-        raise _bad("bars: found NaN/inf prices; clean or drop those bars first")
-    return cols
 
 
 def account_at_ruin(values: np.ndarray, acct: Account, ruin_level: float | None,
@@ -425,38 +360,3 @@ def account_at_ruin(values: np.ndarray, acct: Account, ruin_level: float | None,
         trades = trades[trades["exit_t"] <= ruin.bar]
     return ruin, {"trades": trades, "positions": ruin.positions, "ruin_bar": ruin.bar,
                   "turnover_contracts": turnover, "costs": costs}
-
-
-def baseline_equity(name: str, bars: pd.DataFrame, contract: ContractSpec, *, size: int = 1,
-                    seed: int = 0, rule_signal: np.ndarray | None = None,
-                    initial_equity: float = 100_000.0,
-                    ruin_level: float | None = None) -> tuple[pd.Series, Metrics]:
-    """Equity curve and metrics of baseline ``name`` on ``bars`` (through :func:`simulate`).
-
-    With ``ruin_level`` the curve goes through :func:`stop_at_ruin` (exit cost per contract:
-    commission + slippage_ticks × tick_value); trades, turnover and costs stop at ruin.
-    """
-    o, h, l, c = _ohlc(bars)  # noqa: E741
-    size = _check_int(size, "size", 1, "contracts, e.g. size=1")
-    targets = baseline_targets(name, len(o), size=size, seed=seed, signal=rule_signal)
-    values, acct = simulate(contract, targets, o, h, l, c, max_position=size,
-                            initial_equity=initial_equity)
-    ruin, kwargs = account_at_ruin(values, acct, ruin_level, contract.cost_per_side)
-    equity = pd.Series(ruin.equity, index=bars.index, name="equity")
-    return equity, compute_metrics(equity, initial_equity=initial_equity, **kwargs)
-
-
-def run_baselines(bars: pd.DataFrame, contract: ContractSpec, *, size: int = 1, seed: int = 0,
-                  rule_signal: np.ndarray | None = None, initial_equity: float = 100_000.0,
-                  ruin_level: float | None = None) -> dict[str, Metrics]:
-    """Metrics of flat, buy_and_hold, random (and rule, if ``rule_signal``) on ``bars``.
-
-    Each runs through :func:`simulate` with ``max_position=size``, so commissions and
-    slippage are charged exactly as for the agents; ``ruin_level`` as in
-    :func:`baseline_equity`.
-    """
-    names = [n for n in BASELINES if n != "rule" or rule_signal is not None]
-    return {name: baseline_equity(name, bars, contract, size=size, seed=seed,
-                                  rule_signal=rule_signal, initial_equity=initial_equity,
-                                  ruin_level=ruin_level)[1]
-            for name in names}

@@ -51,7 +51,7 @@ import torch
 from algospace.errors import CheckpointError, ConfigError
 from algospace.inference.gates import GateConfig, GateResult
 from algospace.inference.policy import Actor, GatedTeam, TeamPolicy, gate_counts
-from algospace.inference.stream import MarketStream, RegimeEncoder
+from algospace.inference.stream import MarketStream, RegimeEncoder, stream_env
 from algospace.market.sizing import contract_of
 from envs.core.config import EnvConfig
 from envs.core.data import MarketArrays
@@ -180,26 +180,6 @@ class Replay:
     not the feature update), in microseconds."""
 
 
-class _StreamEnv:
-    """Mix-in for an env class bound to a stream's arrays: no precomputed episodes."""
-
-    def _episode_starts(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-
-    def _pick_start(self, options: Mapping[str, Any]) -> int:
-        return int(options["start"])
-
-
-def _stream_env(env_name: str, cfg: EnvConfig, market: MarketArrays) -> Any:
-    """An env of ``env_name``'s class reading the stream's arrays."""
-    from algospace.evaluation.backtest import env_class
-
-    base = env_class(env_name)
-    cls = type(f"Stream{base.__name__}", (_StreamEnv, base), {})
-    return cls(cfg, market=market)
-
-
 class DecisionEngine:
     """Bars in, one decision per bar out (see the module docstring)."""
 
@@ -252,8 +232,7 @@ class DecisionEngine:
         :func:`algospace.inference.export.export_actors` to run instead of the eager actors.
         """
         from algospace.data.pipeline import prepare
-        from algospace.evaluation.backtest import load_actors
-        from algospace.training.train import load_train_config
+        from algospace.training.checkpoint import load_actors, load_train_config
 
         train_cfg = load_train_config(checkpoint)
         env_cfg = train_cfg.env_config
@@ -340,7 +319,7 @@ class DecisionEngine:
     def _bind(self, market: MarketArrays) -> None:
         """Point the env at the stream's latest arrays (made on the first bar)."""
         if self.env is None:
-            self.env = _stream_env(self.env_name, self.env_config, market)
+            self.env = stream_env(self.env_name, self.env_config, market)
             self.team.bind(self.env)
             c = market.contract
             self._cost_per_contract = float(c.commission + c.slippage_ticks * c.tick_value)

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -48,7 +46,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from algospace.errors import CheckpointError, ConfigError
+from algospace.files import atomic_dir
 from algospace.models.actor import actor_mc_stats
+from algospace.models.network import actor_layers
 
 FORMAT = "algospace-actors"
 """Value of the manifest's ``format`` key."""
@@ -87,17 +87,20 @@ class DropoutMLP(nn.Module):
 
     @classmethod
     def of(cls, actor: Any) -> DropoutMLP:
-        """A CPU float32 copy of an :class:`~algospace.models.actor.ActorModule`'s network."""
-        layers = [_copy_linear(layer) for layer in actor.layers]
-        net = cls(layers, _copy_linear(actor.head), float(actor.cfg.dropout))
+        """A CPU float32 copy of an :class:`~algospace.models.actor.ActorModule`'s network,
+        layer by layer as :func:`~algospace.models.network.actor_layers` lists them."""
+        state = actor.state_dict()
+        layers = [_copy_linear(state, layer.name) for layer in actor_layers(state)]
+        net = cls(layers[:-1], layers[-1], float(actor.cfg.dropout))
         return net.eval().requires_grad_(False)
 
 
-def _copy_linear(layer: nn.Linear) -> nn.Linear:
-    """A CPU float32 copy of a linear layer's weights."""
-    copy = nn.Linear(layer.in_features, layer.out_features)
-    copy.load_state_dict({k: v.detach().to("cpu", torch.float32)
-                          for k, v in layer.state_dict().items()})
+def _copy_linear(state: Mapping[str, Tensor], name: str) -> nn.Linear:
+    """A CPU float32 linear layer holding ``<name>.weight`` and ``<name>.bias`` of ``state``."""
+    weight, bias = state[f"{name}.weight"], state[f"{name}.bias"]
+    copy = nn.Linear(int(weight.shape[1]), int(weight.shape[0]))
+    copy.load_state_dict({"weight": weight.detach().to("cpu", torch.float32),
+                          "bias": bias.detach().to("cpu", torch.float32)})
     return copy
 
 
@@ -140,18 +143,21 @@ class ExportedActor:
 def _entry(module_id: str, actor: Any, file: str) -> dict[str, Any]:
     """The manifest entry of one actor."""
     votes = getattr(actor, "votes", None)
+    state = actor.state_dict()
     return {"file": file, "input_lens": [int(n) for n in actor.input_lens],
             "is_multi_discrete": bool(actor.is_multi_discrete),
             "votes": None if votes is None else [float(v) for v in votes.tolist()],
             "dropout": float(actor.cfg.dropout), "local_width": _width(actor),
-            "hidden": [int(layer.out_features) for layer in actor.layers]}
+            "hidden": [int(state[f"{layer.name}.weight"].shape[0])
+                       for layer in actor_layers(state) if layer.hidden]}
 
 
 def _width(actor: Any) -> int:
     """Width of the ``local`` observation an eager or exported actor reads."""
     if isinstance(actor, ExportedActor):
         return actor.local_width
-    return int(actor.layers[0].in_features)
+    state = actor.state_dict()
+    return int(state[f"{actor_layers(state)[0].name}.weight"].shape[1])
 
 
 def export_actors(actors: Mapping[str, Any], folder: str | Path, *,
@@ -169,16 +175,12 @@ def export_actors(actors: Mapping[str, Any], folder: str | Path, *,
         raise ConfigError(f"module ids {bad} cannot be file names; use letters, digits, _ . -")
     if folder.exists() and not overwrite:
         raise ConfigError(f"{folder} already exists; pass overwrite=True or choose a new folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         _write(actors, tmp)
         check_export(actors, load_exported(tmp))
-        _publish(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+
+    return atomic_dir(folder, fill)
 
 
 def _write(actors: Mapping[str, Any], tmp: Path) -> None:
@@ -193,18 +195,6 @@ def _write(actors: Mapping[str, Any], tmp: Path) -> None:
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "torch": torch.__version__, "modules": modules}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-
-
-def _publish(tmp: Path, folder: Path) -> None:
-    """Rename ``tmp`` to ``folder``, replacing an old export only after the new one is whole."""
-    if not folder.exists():
-        tmp.rename(folder)
-        return
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _manifest(folder: Path) -> dict[str, Any]:

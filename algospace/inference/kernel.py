@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from algospace.models.mc_dropout import N_AGENT_STATS
+from algospace.models.network import actor_layers
 
 MASK_BITS = 16
 """Random bits per dropout mask entry."""
@@ -99,23 +100,23 @@ class NetWeights:
 def net_weights(actor: Any) -> NetWeights:
     """The weights of an :class:`~algospace.models.actor.ActorModule` or exported actor.
 
-    Both keep their network under ``layers.<i>`` and ``head`` (the exported one inside its
-    TorchScript ``module``); the dropout is ``actor.cfg.dropout`` or ``actor.dropout``.
+    Both keep their network as :func:`algospace.models.network.actor_layers` lists it (the
+    exported one inside its TorchScript ``module``); the dropout is ``actor.cfg.dropout``
+    or ``actor.dropout``.
     """
     module = getattr(actor, "module", actor)
     state = {k: v.detach().to("cpu").float().numpy().copy()
              for k, v in module.state_dict().items()}
-    depth = 0
-    while f"layers.{depth}.weight" in state:
-        depth += 1
-    if depth == 0 or "head.weight" not in state:
-        raise ValueError(f"{type(actor).__name__} has no layers.<i> / head weights")
-    hidden = tuple((state[f"layers.{i}.weight"], state[f"layers.{i}.bias"])
-                   for i in range(depth))
+    try:
+        layers = actor_layers(state)
+    except ValueError as err:
+        raise ValueError(f"{type(actor).__name__}: {err}") from None
+    weights = [(state[f"{layer.name}.weight"], state[f"{layer.name}.bias"]) for layer in layers]
+    hidden = tuple(w for w, layer in zip(weights, layers, strict=True) if layer.hidden)
     cfg = getattr(actor, "cfg", None)
     p = float(cfg.dropout if cfg is not None else actor.dropout)
     votes = getattr(actor, "votes", None)
-    return NetWeights(hidden=hidden, head=(state["head.weight"], state["head.bias"]),
+    return NetWeights(hidden=hidden, head=weights[-1],
                       dropout=p, input_lens=tuple(int(n) for n in actor.input_lens),
                       multi_discrete=bool(actor.is_multi_discrete),
                       votes=None if votes is None or bool(actor.is_multi_discrete)

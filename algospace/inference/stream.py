@@ -45,8 +45,10 @@ from algospace.features.build import (
     synergy_features,
     tactical_features,
 )
+from envs.core.config import EnvConfig
 from envs.core.data import MarketArrays, derive_arrays
 from envs.core.layout import LATENT_DIM, SHORT_MEAN_BARS, STRATEGIC_AGENTS
+from envs.registry import env_class
 
 _NS_PER_MIN = 60_000_000_000
 _STRATEGIC_TABLES = ("features_strategic", "returns_strategic")
@@ -289,3 +291,22 @@ def _bars(times: list[int], values: Sequence[tuple[float, ...]], minutes: int) -
     frame = pd.DataFrame(np.asarray(values, dtype=np.float64).reshape(-1, len(COLUMNS)),
                          index=index, columns=list(COLUMNS))
     return Bars(frame=frame, bar_minutes=minutes, source="stream")
+
+
+class _StreamEnv:
+    """Mix-in for an env class bound to a stream's arrays: no precomputed episodes."""
+
+    def _episode_starts(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+
+    def _pick_start(self, options: Mapping[str, Any]) -> int:
+        return int(options["start"])
+
+
+def stream_env(env_name: str, cfg: EnvConfig, market: MarketArrays) -> Any:
+    """An env of ``env_name``'s class reading a stream's arrays (:attr:`MarketStream.market`),
+    with no precomputed episodes: the decision engine starts each session itself."""
+    base = env_class(env_name)
+    cls = type(f"Stream{base.__name__}", (_StreamEnv, base), {})
+    return cls(cfg, market=market)

@@ -137,6 +137,7 @@ class ActorModule(TorchRLModule):
                 f"ActorModule supports Discrete and MultiDiscrete action spaces, got {space}")
         self._check_votes()
         widths = (in_dim, *self.cfg.hidden)
+        # the network algospace.models.network.actor_layers describes (HIDDEN, HEAD)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
         self.head = nn.Linear(widths[-1], sum(self.input_lens))
         votes = self.cfg.votes

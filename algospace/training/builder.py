@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from algospace.errors import ConfigError
+from algospace.models.ids import CRITIC_ID
 from algospace.schema import to_dict
 from envs.core.config import EnvConfig
 from envs.core.layout import STRATEGIC_VOTE, TACTICAL_VOTE, TACTICAL_VOTERS
@@ -194,7 +195,7 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
                      policy_mapping_fn=layer_module if cfg.model.sharing == "layer"
                      else agent_module,
                      policies_to_train=list(cfg.trainable or actors)
-                     + (["critic"] if cfg.algorithm == "mappo" else []))
+                     + ([CRITIC_ID] if cfg.algorithm == "mappo" else []))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
         .learners(num_learners=cfg.num_learners, num_gpus_per_learner=cfg.num_gpus_per_learner,
                   learner_class=_learner_class(cfg),
@@ -256,7 +257,7 @@ def _module_specs(cfg: TrainConfig, env: Any) -> dict[str, Any]:
         from algospace.models.critic import CentralCritic
 
         probe = env.possible_agents[0]
-        specs["critic"] = RLModuleSpec(
+        specs[CRITIC_ID] = RLModuleSpec(
             module_class=CentralCritic, learner_only=True,
             observation_space=env.observation_spaces[probe],
             action_space=env.action_spaces[probe],

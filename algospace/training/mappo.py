@@ -45,16 +45,12 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
-from algospace.models.critic import critic_loss
+from algospace.models.actor import MC_STATS
+from algospace.models.critic import MC_FEATURES_KEY, critic_loss
+from algospace.models.ids import CRITIC_ID
 from algospace.models.mc_dropout import joint_features
 from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
 
-CRITIC_ID = "critic"
-"""Module id of the shared critic."""
-MC_STATS = "mc_stats"
-"""Extra model output of every actor: its 6 MC-dropout statistics per action."""
-MC_FEATURES = "mc_features"
-"""Batch column read by the critic: the 15 joint MC features per row."""
 STEPS_TO_NEXT = "steps_to_next"
 """Batch column: env steps from a row's observation to the agent's next one (1, or up to 6
 for a strategic agent in joint_v0); GAE discounts that transition by ``gamma ** steps``."""
@@ -84,7 +80,7 @@ class RowColumns(ConnectorV2):
                 if parent_id not in timelines:
                     timelines[parent_id] = _timeline(parents[parent_id].agent_episodes)
                 feats = _features(_rows(sa), timelines[parent_id], self.threshold)
-                self.add_n_batch_items(batch, MC_FEATURES, items_to_add=feats,
+                self.add_n_batch_items(batch, MC_FEATURES_KEY, items_to_add=feats,
                                        num_items=len(sa), single_agent_episode=sa)
             self.add_n_batch_items(batch, STEPS_TO_NEXT, items_to_add=_steps_to_next(sa),
                                    num_items=len(sa), single_agent_episode=sa)

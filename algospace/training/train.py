@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from algospace.errors import CheckpointError
-from algospace.schema import build, to_dict
-from algospace.training.builder import ModuleSource, TrainConfig, build_ppo_config
-from algospace.training.weights import read_states, set_module_states, write_safe_weights
+import torch
 
-MODULES_DIR = ("learner_group", "learner", "rl_module")
-"""Where an algorithm checkpoint keeps its modules, one directory per module id."""
+from algospace.errors import CheckpointError
+from algospace.models.ids import CRITIC_ID
+from algospace.training.builder import ModuleSource, TrainConfig, build_ppo_config
+from algospace.training.checkpoint import (
+    checkpoint_modules,
+    module_states,
+    modules_dir,
+    read_states,
+    run_info,
+    save,
+    set_module_states,
+)
 
 
 @dataclass(frozen=True)
@@ -60,39 +65,28 @@ IterationHook = Callable[[int, Any, dict[str, float]], None]
 
 
 def actor_modules(algo: Any) -> dict[str, Any]:
-    """The algorithm's current actor modules (the learner's copies: freshest weights)."""
-    learner = getattr(algo.learner_group, "_learner", None)
-    multi = learner.module if learner is not None else None
-    ids = [m for m in algo.config.policies if m != "critic"]
-    if multi is not None:
-        return {m: multi[m] for m in ids}
-    return {m: algo.get_module(m) for m in ids}
+    """The algorithm's actor modules with the learner's current weights (the freshest).
 
-
-def modules_dir(checkpoint: str | Path) -> Path:
-    """The module directory of an algorithm checkpoint (CheckpointError if it has none)."""
-    path = Path(checkpoint).expanduser().resolve()
-    if not path.is_dir():
-        raise CheckpointError(f"checkpoint {checkpoint} does not exist; pass the directory a "
-                              "training run saved (its result's `checkpoint`)")
-    root = path.joinpath(*MODULES_DIR)
-    if not root.is_dir():
-        raise CheckpointError(f"{checkpoint} is not an algorithm checkpoint (it has no "
-                              f"{'/'.join(MODULES_DIR)}); pass the directory a training run "
-                              "saved (its result's `checkpoint`)")
-    return root
-
-
-def checkpoint_modules(checkpoint: str | Path) -> list[str]:
-    """Module ids saved in an algorithm checkpoint."""
-    return sorted(p.name for p in modules_dir(checkpoint).iterdir() if p.is_dir())
+    Each is a new module built from the run's module spec, the learner's weights loaded
+    strictly, in eval mode; building it leaves torch's global generator as it was.
+    """
+    ids = [m for m in algo.config.policies if m != CRITIC_ID]
+    states = module_states(algo, ids)
+    specs = algo.config.rl_module_spec.rl_module_specs
+    out = {}
+    with torch.random.fork_rng(devices=[]):
+        for mid in ids:
+            module = specs[mid].build()
+            module.load_state_dict(states[mid], strict=True)
+            out[mid] = module.eval()
+    return out
 
 
 def load_modules(algo: Any, sources: tuple[ModuleSource, ...],
                  log: Callable[[str], None] = print) -> list[str]:
     """Load module weights from earlier checkpoints into ``algo`` (and its env runners).
 
-    Reads only each checkpoint's safe weights (:mod:`algospace.training.weights`): nothing
+    Reads only each checkpoint's safe weights (:mod:`algospace.training.checkpoint`): nothing
     in the checkpoint is unpickled.
     """
     ours = set(algo.config.policies)
@@ -167,49 +161,3 @@ def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
         algo.stop()
     steps = int(history[-1]["env_steps"]) if history else 0
     return TrainResult(checkpoint, len(history), steps, history)
-
-
-RUN_FILE = "algospace_run.json"
-"""File inside every checkpoint that records the run's TrainConfig (and progress)."""
-
-
-def run_info(cfg: TrainConfig, algo: Any) -> dict[str, Any]:
-    """What a checkpoint records about its run: the full config and how far it got."""
-    config = to_dict(cfg)
-    config["env_config"]["data"]["cache_dir"] = str(
-        Path(cfg.env_config.data.cache_dir).resolve())
-    return {"train_config": config, "iteration": int(algo.iteration),
-            "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
-
-
-def load_train_config(checkpoint: str | Path) -> TrainConfig:
-    """The TrainConfig a checkpoint was trained with (from its ``algospace_run.json``)."""
-    modules_dir(checkpoint)
-    file = Path(checkpoint).expanduser().resolve() / RUN_FILE
-    if not file.is_file():
-        raise CheckpointError(f"checkpoint {checkpoint} has no {RUN_FILE} (it was not written "
-                              "by algospace training), so its env and data are unknown")
-    info = json.loads(file.read_text())
-    return build(TrainConfig, info["train_config"], "train_config")
-
-
-def save(algo: Any, path: Path, info: dict[str, Any] | None = None) -> str:
-    """Save ``algo`` (and ``info`` as ``algospace_run.json``) to ``path``; an older
-    checkpoint there is replaced only once the new one is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    algo.save_to_path(str(tmp))
-    write_safe_weights(algo, tmp)
-    if info is not None:
-        (tmp / RUN_FILE).write_text(json.dumps(info, indent=2, default=str))
-    old = path.with_name(f".{path.name}.old")
-    if path.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        path.rename(old)
-    tmp.rename(path)
-    if old.exists():
-        shutil.rmtree(old)
-    return str(path)

@@ -1,6 +1,13 @@
-"""Module weights in every checkpoint that load without unpickling anything.
+"""Checkpoints: the one home of reading and writing them.
 
-RLlib writes a checkpoint's classes, constructor arguments and states with
+A training checkpoint is RLlib's algorithm folder (its modules under
+:data:`MODULES_DIR`), plus AlgoSpace's own files: :data:`RUN_FILE` (the run's
+TrainConfig and progress), :data:`WEIGHTS_FILE` and :data:`MODULES_FILE`.
+:func:`save` writes one (replacing an older one atomically), :func:`load_train_config`,
+:func:`read_specs`, :func:`read_states`, :func:`load_safe_modules` and
+:func:`load_actors` read one.
+
+**Safe weights.** RLlib writes a checkpoint's classes, constructor arguments and states with
 pickle (``class_and_ctor_args.pkl``, ``module_state.pkl``, ...): loading one
 runs whatever code its files name, so a checkpoint from someone else is a
 program. Next to RLlib's files every AlgoSpace checkpoint therefore holds
@@ -18,7 +25,7 @@ connector state — and goes through RLlib's pickle loading: resume only from
 checkpoints you made.
 
 A checkpoint written before these files existed gets them with
-``python -m algospace.training.weights CHECKPOINT``, which loads it once through
+``python -m algospace.training.checkpoint CHECKPOINT``, which loads it once through
 RLlib (pickle: only for checkpoints you trust) and writes them.
 """
 
@@ -28,6 +35,7 @@ import argparse
 import importlib
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,11 @@ import numpy as np
 import torch
 
 from algospace.errors import CheckpointError
+from algospace.files import atomic_dir, atomic_write, write_json
+from algospace.models.ids import CRITIC_ID
+from algospace.schema import build, to_dict
+from algospace.training.builder import TrainConfig
+from algospace.training.spaces import space_from_json, space_to_json
 
 WEIGHTS_FILE = "algospace_weights.pt"
 """Every module's ``state_dict``: ``{module_id: {name: tensor}}``."""
@@ -52,46 +65,63 @@ MODULE_CLASSES: dict[str, str] = {
 """The module kinds a checkpoint may name, and the classes they are built with."""
 
 
-# ------------------------------------------------------------------ spaces
-def space_to_json(space: gym.Space[Any]) -> dict[str, Any]:
-    """A JSON description of a Dict / Box / Discrete / MultiDiscrete space."""
-    if isinstance(space, gym.spaces.Dict):
-        return {"type": "Dict",
-                "spaces": {k: space_to_json(v) for k, v in space.spaces.items()}}
-    if isinstance(space, gym.spaces.Box):
-        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
-                "low": _bound(space.low), "high": _bound(space.high)}
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist()}
-    raise ValueError(f"cannot describe a {type(space).__name__} space")
+# ------------------------------------------------------------------ folder
+MODULES_DIR = ("learner_group", "learner", "rl_module")
+"""Where an algorithm checkpoint keeps its modules, one directory per module id."""
+RUN_FILE = "algospace_run.json"
+"""File inside every checkpoint that records the run's TrainConfig (and progress)."""
 
 
-def _bound(values: np.ndarray) -> Any:
-    """One number when every entry is equal, else the nested list."""
-    flat = np.asarray(values, dtype=np.float64).ravel()
-    if flat.size and np.all(flat == flat[0]):
-        return float(flat[0])
-    return np.asarray(values, dtype=np.float64).tolist()
+def modules_dir(checkpoint: str | Path) -> Path:
+    """The module directory of an algorithm checkpoint (CheckpointError if it has none)."""
+    path = Path(checkpoint).expanduser().resolve()
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {checkpoint} does not exist; pass the directory a "
+                              "training run saved (its result's `checkpoint`)")
+    root = path.joinpath(*MODULES_DIR)
+    if not root.is_dir():
+        raise CheckpointError(f"{checkpoint} is not an algorithm checkpoint (it has no "
+                              f"{'/'.join(MODULES_DIR)}); pass the directory a training run "
+                              "saved (its result's `checkpoint`)")
+    return root
 
 
-def space_from_json(data: Mapping[str, Any]) -> gym.Space[Any]:
-    """The space :func:`space_to_json` described."""
-    kind = data["type"]
-    if kind == "Dict":
-        return gym.spaces.Dict({k: space_from_json(v) for k, v in data["spaces"].items()})
-    if kind == "Box":
-        shape = tuple(int(n) for n in data["shape"])
-        dtype = np.dtype(data["dtype"])
-        low = np.broadcast_to(np.asarray(data["low"], dtype=np.float64), shape).astype(dtype)
-        high = np.broadcast_to(np.asarray(data["high"], dtype=np.float64), shape).astype(dtype)
-        return gym.spaces.Box(low, high, shape, dtype)
-    if kind == "Discrete":
-        return gym.spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
-    if kind == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(np.asarray(data["nvec"], dtype=np.int64))
-    raise ValueError(f"unknown space type {kind!r}")
+def checkpoint_modules(checkpoint: str | Path) -> list[str]:
+    """Module ids saved in an algorithm checkpoint."""
+    return sorted(p.name for p in modules_dir(checkpoint).iterdir() if p.is_dir())
+
+
+def run_info(cfg: TrainConfig, algo: Any) -> dict[str, Any]:
+    """What a checkpoint records about its run: the full config and how far it got."""
+    config = to_dict(cfg)
+    config["env_config"]["data"]["cache_dir"] = str(
+        Path(cfg.env_config.data.cache_dir).resolve())
+    return {"train_config": config, "iteration": int(algo.iteration),
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def load_train_config(checkpoint: str | Path) -> TrainConfig:
+    """The TrainConfig a checkpoint was trained with (from its ``algospace_run.json``)."""
+    modules_dir(checkpoint)
+    file = Path(checkpoint).expanduser().resolve() / RUN_FILE
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {checkpoint} has no {RUN_FILE} (it was not written "
+                              "by algospace training), so its env and data are unknown")
+    info = json.loads(file.read_text())
+    return build(TrainConfig, info["train_config"], "train_config")
+
+
+def save(algo: Any, path: Path, info: dict[str, Any] | None = None) -> str:
+    """Save ``algo`` (its safe weights, and ``info`` as :data:`RUN_FILE`) to ``path``; an
+    older checkpoint there is replaced only once the new one is complete."""
+    def fill(tmp: Path) -> None:
+        algo.save_to_path(str(tmp))
+        write_safe_weights(algo, tmp)
+        if info is not None:
+            (tmp / RUN_FILE).write_text(json.dumps(info, indent=2, default=str))
+
+    atomic_dir(path, fill)
+    return str(path)
 
 
 # ----------------------------------------------------------------- writing
@@ -115,13 +145,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def module_states(algo: Any) -> dict[str, dict[str, torch.Tensor]]:
-    """Every module's weights, from the learner (local or remote), as CPU tensors."""
-    from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE
-
-    state = algo.learner_group.get_state(
-        components=f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}")
-    modules = state[COMPONENT_LEARNER][COMPONENT_RL_MODULE]
+def module_states(algo: Any, module_ids: Sequence[str] | None = None
+                  ) -> dict[str, dict[str, torch.Tensor]]:
+    """The learner's weights (local or remote) of ``module_ids`` (default: every module),
+    as CPU tensors."""
+    modules = algo.learner_group.get_weights(None if module_ids is None else list(module_ids))
     return {mid: {k: _cpu_tensor(v) for k, v in weights.items()}
             for mid, weights in modules.items()}
 
@@ -146,9 +174,9 @@ def _write(folder: Path, entries: Mapping[str, dict[str, Any]],
            states: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
     """Both files, each written whole or not at all."""
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "modules": dict(entries)}
-    _atomic(folder / WEIGHTS_FILE,
-            lambda p: torch.save({mid: dict(states[mid]) for mid in entries}, p))
-    _atomic(folder / MODULES_FILE, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+    atomic_write(folder / WEIGHTS_FILE,
+                 lambda p: torch.save({mid: dict(states[mid]) for mid in entries}, p))
+    write_json(folder / MODULES_FILE, manifest)
 
 
 def write_safe_weights(algo: Any, folder: str | Path) -> None:
@@ -172,8 +200,6 @@ def convert(checkpoint: str | Path) -> list[str]:
     """
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    from algospace.training.train import checkpoint_modules, modules_dir
-
     root = modules_dir(checkpoint)
     entries, states = {}, {}
     for mid in checkpoint_modules(checkpoint):
@@ -185,26 +211,16 @@ def convert(checkpoint: str | Path) -> list[str]:
                                   f"({type(err).__name__}: {first}); nothing was "
                                   "written") from None
         entries[mid] = _entry(type(module), module.observation_space, module.action_space,
-                              module.model_config, mid == "critic")
+                              module.model_config, mid == CRITIC_ID)
         states[mid] = {k: _cpu_tensor(v) for k, v in module.state_dict().items()}
     _write(Path(checkpoint), entries, states)
     return sorted(entries)
 
 
-def _atomic(path: Path, write: Any) -> None:
-    """``write(tmp)`` then rename ``tmp`` to ``path``: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ----------------------------------------------------------------- reading
 def _fix(checkpoint: Path) -> str:
     return (f"a checkpoint written before AlgoSpace saved safe weights gets them with "
-            f"`python -m algospace.training.weights {checkpoint}` (it unpickles the "
+            f"`python -m algospace.training.checkpoint {checkpoint}` (it unpickles the "
             "checkpoint once: only for checkpoints you trust)")
 
 
@@ -293,6 +309,18 @@ def load_safe_modules(checkpoint: str | Path,
     return out
 
 
+def load_actors(checkpoint: str | Path, agents: list[str] | None = None) -> dict[str, Any]:
+    """The actor modules of an algorithm checkpoint (all, or ``agents``), in eval mode.
+
+    Built from the checkpoint's safe weights (``torch.load(weights_only=True)``): nothing
+    in the checkpoint is unpickled.
+    """
+    modules_dir(checkpoint)
+    specs = read_specs(checkpoint)
+    names = agents or [m for m in sorted(specs) if specs[m].get("kind") != "critic"]
+    return load_safe_modules(checkpoint, names)
+
+
 def set_module_states(algo: Any, states: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
     """Load weights into ``algo``'s learner modules (shapes and names checked strictly),
     then send them to the env runners."""
@@ -317,9 +345,9 @@ def set_module_states(algo: Any, states: Mapping[str, Mapping[str, torch.Tensor]
 
 # --------------------------------------------------------------- converting
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m algospace.training.weights CHECKPOINT``: add the safe files to a
+    """``python -m algospace.training.checkpoint CHECKPOINT``: add the safe files to a
     checkpoint written before they existed (loads its modules through RLlib, i.e. pickle)."""
-    parser = argparse.ArgumentParser(prog="python -m algospace.training.weights",
+    parser = argparse.ArgumentParser(prog="python -m algospace.training.checkpoint",
                                      description=main.__doc__)
     parser.add_argument("checkpoint", help="an algorithm checkpoint directory you trust")
     args = parser.parse_args(argv)

@@ -1,0 +1,144 @@
+"""The report page: one self-contained HTML file with every figure and the PNGs inline.
+
+:func:`write_html` turns the content of ``report.json`` (built by
+:mod:`algospace.evaluation.report`) and the PNGs of :mod:`algospace.evaluation.plots`
+into ``report.html``, which opens offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from algospace.evaluation.plots import strategy_label
+
+__all__ = ["write_html"]
+
+_ROWS = (("net_pnl", "net P&L ($)", "{:,.0f}"),
+         ("total_return", "net P&L / capital", "{:.2%}"),
+         ("annual_return", "annual return (× 252 days)", "{:.2%}"),
+         ("sharpe", "Sharpe (daily)", "{:.2f}"), ("sortino", "Sortino (daily)", "{:.2f}"),
+         ("bar_sharpe", "Sharpe (bars)", "{:.2f}"), ("calmar", "Calmar", "{:.2f}"),
+         ("max_drawdown", "max drawdown", "{:.2%}"),
+         ("max_drawdown_days", "drawdown duration (days)", "{:d}"),
+         ("trades", "trades", "{:d}"), ("win_rate", "win rate (per trade)", "{:.1%}"),
+         ("profit_factor", "profit factor", "{:.2f}"), ("avg_trade", "average trade ($)",
+                                                        "{:,.0f}"),
+         ("turnover", "turnover (contracts/day)", "{:.1f}"), ("exposure", "exposure", "{:.1%}"),
+         ("costs", "costs paid ($)", "{:,.0f}"),
+         ("probabilistic_sharpe", "PSR (Sharpe > 0)", "{:.2f}"),
+         ("ruin_time", "ruined at", "{}"))
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    """A figure for the table ('—' when missing or not finite)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—" if value is None or math.isnan(value) else ("∞" if value > 0 else "−∞")
+    try:
+        return pattern.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _oracle_html(report: dict[str, Any]) -> str:
+    """The oracles' dollar P&L and the agents' capture of them (built-in market)."""
+    if "oracles" not in report:
+        return ""
+    a = report["agents"]
+    rows = "".join(
+        f"<tr><td>{layer}</td><td>{_fmt(o['net_pnl'], '{:,.0f}')}</td>"
+        f"<td>{_fmt(o['expected_pnl'], '{:,.0f}')}</td><td>{_fmt(o['sharpe'], '{:.2f}')}</td>"
+        f"<td>{o['trades']}</td></tr>" for layer, o in report["oracles"].items())
+    return (f"<p><b>Oracles</b> (know the planted drifts; same bars, limit, costs and ruin "
+            f"rule). The agents' net P&L is <b>{_fmt(a.get('capture_of_oracle'), '{:.1%}')}"
+            f"</b> of the {report['oracle_layer']} oracle's and "
+            f"{_fmt(a.get('capture_of_joint_oracle'), '{:.1%}')} of the joint oracle's; in "
+            f"expectation (planted drifts only, free of this draw's noise) "
+            f"<b>{_fmt(a.get('expected_capture'), '{:.1%}')}</b> and "
+            f"{_fmt(a.get('expected_capture_of_joint_oracle'), '{:.1%}')}. Deflated Sharpe "
+            f"ratio {_fmt(a.get('deflated_sharpe'), '{:.2f}')} "
+            f"({report['selection']['effective_trials']:.1f} effective trials).</p>"
+            f"<table><tr><th>oracle</th><th>net P&L ($)</th><th>expected net P&L ($)</th>"
+            f"<th>Sharpe</th><th>trades</th></tr>{rows}</table>")
+
+
+def write_html(report: dict[str, Any], folder: Path) -> None:
+    """The self-contained report page (images embedded)."""
+    gated = report.get("gated")
+    columns = ["agents", *(["agents, gated"] if gated else []), *report["baselines"]]
+    head = "".join(f"<th>{html.escape(strategy_label(c))}</th>" for c in columns)
+    body = []
+    for key, label, pattern in _ROWS:
+        cells = [_fmt(report["agents"].get(key), pattern)]
+        if gated:
+            cells.append(_fmt(gated["metrics"].get(key), pattern))
+        cells += [_fmt(report["baselines"][b].get(key), pattern) for b in report["baselines"]]
+        body.append(f"<tr><td>{label}</td>" + "".join(f"<td>{c}</td>" for c in cells)
+                    + "</tr>")
+    ci = report["sharpe_difference_vs_best"]
+    period = report["period"]
+    costs = report["costs_assumed"]
+    random = report["baselines"]["random"]
+    warn = ("<p class='warn'>In-sample: these figures are on the training split.</p>"
+            if report["in_sample"] else "")
+    oracle = _oracle_html(report)
+
+    gates = ""
+    if gated:
+        g, n = gated["gates"], gated["gate_counts"]
+        gates = (f"<p><b>Two-gate decision</b> (the live decision of <code>algospace "
+                 f"decide</code>; threshold {g['threshold']:g}, {g['mc_passes']} MC passes): "
+                 f"gate 1 (synergy) closed at {n['synergy_closed']:,} and gate 2 (MC "
+                 f"consensus) at {n['consensus_closed']:,} of {n['decisions']:,} decisions; "
+                 f"the gates held back {n['held_back']:,} trades. Gated: Sharpe "
+                 f"{gated['metrics']['sharpe']:.2f}, net P&L "
+                 f"${gated['metrics']['net_pnl']:,.0f}, {gated['metrics']['trades']} "
+                 "trades (column <i>agents, gated</i>).</p>")
+
+    def img(name: str, alt: str) -> str:
+        data = base64.b64encode((folder / name).read_bytes()).decode("ascii")
+        return f"<img alt='{alt}' src='data:image/png;base64,{data}'>"
+
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>AlgoSpace evaluation — {report['env']}</title>
+<style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;
+text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%;margin:0.5em 0}}
+.warn{{color:#b00;font-weight:bold}}code{{background:#f3f3f3}}</style></head><body>
+<h1>Evaluation: {html.escape(report['env'])} ({html.escape(report['algorithm'])})</h1>
+{warn}
+<p><b>Data</b>: {html.escape(report['data'])}, <b>{report['split']}</b> split —
+{period['first_bar']} to {period['last_bar']}, {period['bars']:,} bars,
+{period['trading_days']} trading days, {period['tiles']} episode tiles
+({period['ruined_tiles']} ended by ruin).<br>
+<b>Costs</b>: {costs['symbol']} ${costs['point_value']:g}/point, commission
+${costs['commission_per_contract_per_side']:g} and {costs['slippage_ticks_per_side']:g}
+tick(s) slippage per contract per side; up to {report['max_position']} contracts
+(leverage cap {report['sizing']['leverage_cap']:g}× of ${report['initial_equity']:,.0f} at
+{report['sizing']['reference_price']:,.2f}, the training split's highest close); every
+strategy is flattened for good when its equity falls to ${report['ruin_level']:,.0f}.<br>
+<b>Normalisation</b>: {html.escape(report['normalisation'])}.<br>
+<b>Policy</b>: {html.escape(report['policy'])}. <b>Annualisation</b>:
+{html.escape(report['annualisation'])}.</p>
+{oracle}
+<p>Daily P&L of the agents minus the best baseline (<b>{report['best_baseline']}</b>):
+${report['pnl_difference_vs_best']['mean_daily_usd']:,.0f} a day, 95 % interval
+[${report['pnl_difference_vs_best']['low_2.5']:,.0f},
+${report['pnl_difference_vs_best']['high_97.5']:,.0f}]. Sharpe difference:
+{ci['point']:.2f}, 95 % interval [{ci['low_2.5']:.2f}, {ci['high_97.5']:.2f}]
+({ci['method']}, {ci['resamples']} resamples). Random baseline: Sharpe
+{random['sharpe_mean_over_seeds']:.2f} ± {random['sharpe_sd_over_seeds']:.2f} over
+{random['seeds']} seeds (the table shows the first seed).</p>
+{gates}
+<table><tr><th></th>{head}</tr>{''.join(body)}</table>
+{img('equity.png', 'equity and drawdown')}
+{img('positions.png', 'price, trades and position')}
+{img('actions.png', 'action distribution')}
+{img('monthly.png', 'monthly returns')}
+<p>Checkpoint: <code>{html.escape(report['checkpoint'])}</code>. Figures in
+<code>report.json</code>.</p></body></html>
+"""
+    (folder / "report.html").write_text(page, encoding="utf-8")

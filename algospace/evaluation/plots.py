@@ -1,0 +1,158 @@
+"""The report's figures: equity and drawdown, price and trades, actions, monthly returns.
+
+:func:`write_plots` writes the four PNGs of an evaluation
+(:mod:`algospace.evaluation.report`) into its folder; matplotlib is imported
+there, with the ``Agg`` backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from algospace.evaluation.backtest import Backtest
+from algospace.evaluation.metrics import Metrics
+
+__all__ = ["strategy_label", "write_plots"]
+
+
+def _equity_plot(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
+                 report: dict[str, Any], folder: Path, gated: pd.Series | None) -> None:
+    """``equity.png``: the agents' equity (and the gated run's), the baselines and the
+    oracle, with the agents' drawdown underneath."""
+    import matplotlib.pyplot as plt
+
+    initial = report["initial_equity"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 6.5), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    x = np.arange(len(bt.equity))
+    top.plot(x, bt.equity.to_numpy(), label="agents", lw=1.6)
+    shown = [bt.equity.to_numpy(), *(c.to_numpy() for c, _ in curves.values())]
+    if gated is not None:  # same bars, unless a tile was ruined in one run only
+        on_bars = gated[~gated.index.duplicated()].reindex(bt.equity.index).to_numpy()
+        top.plot(x, on_bars, label="agents, gated", lw=1.3)
+        shown.append(on_bars)
+    for name, (curve, _) in curves.items():
+        top.plot(x, curve.to_numpy(), label=strategy_label(name), lw=0.9, alpha=0.8)
+    low, high = min(map(np.nanmin, shown)), max(map(np.nanmax, shown))
+    for layer, run in bt.oracles.items():
+        oracle = run.equity.reindex(bt.equity.index, method="ffill").to_numpy()
+        label = f"{layer} oracle"
+        off_scale = np.nanmax(oracle) - initial > 3 * max(high - low, 1.0)
+        if off_scale:  # keep the agents and baselines readable; say where the oracle ends
+            label += f", off the scale: ends at ${oracle[-1]:,.0f}"
+        top.plot(x, oracle, label=label, ls="--", lw=0.9)
+        if off_scale:
+            pad = 0.08 * (high - low)
+            top.set_ylim(low - pad, high + pad)
+    if bt.ruin_level > 0 and low < initial - 0.5 * (initial - bt.ruin_level):
+        top.axhline(bt.ruin_level, color="tab:red", lw=0.6, ls=":", label="ruin level")
+    top.axhline(initial, color="grey", lw=0.5)
+    top.set(ylabel="equity ($)", title=f"{report['env']} — {report['split']} split, "
+            f"{report['period']['trading_days']} trading days, after costs")
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    values = bt.equity.to_numpy()
+    peak = np.maximum.accumulate(np.concatenate([[initial], values]))[1:]
+    bottom.fill_between(x, (values - peak) / initial * 100, 0, color="tab:red", alpha=0.5)
+    bottom.set(ylabel="drawdown (% of capital)", xlabel="trading day")
+    _day_ticks(bottom, bt.equity.index)
+    fig.tight_layout()
+    fig.savefig(folder / "equity.png", dpi=100)
+    plt.close(fig)
+
+
+def write_plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
+           counts: dict[str, Counter[int]], report: dict[str, Any], folder: Path,
+           window_days: int, gated: pd.Series | None = None) -> None:
+    """Write the four PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _equity_plot(bt, curves, report, folder, gated)
+
+    # Price, position and trades over the last days.
+    days = pd.DatetimeIndex(bt.equity.index + pd.Timedelta(hours=6)).normalize()
+    keep = days >= np.unique(days)[-min(window_days, len(np.unique(days)))]
+    idx = np.flatnonzero(keep)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    close = bt.bars["close"].to_numpy()[idx]
+    ax.plot(idx, close, color="black", lw=1.0, label="close")
+    pos = bt.positions[idx]
+    change = np.diff(np.concatenate([[bt.positions[idx[0] - 1] if idx[0] else 0], pos]))
+    ax.scatter(idx[change > 0], close[change > 0], marker="^", color="tab:green",
+               label="buy", zorder=3)
+    ax.scatter(idx[change < 0], close[change < 0], marker="v", color="tab:red",
+               label="sell", zorder=3)
+    ax.set(ylabel="price", xlabel="bar", title=f"last {window_days} trading days: price, "
+           "trades and position")
+    twin = ax.twinx()
+    twin.step(idx, pos, where="post", color="tab:blue", alpha=0.5, label="position")
+    twin.set_ylabel("position (contracts)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "positions.png", dpi=100)
+    plt.close(fig)
+
+    # Action distribution per agent.
+    table = report["actions"]
+    n = max(1, len(table))
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, agent in zip(axes.flat, table, strict=False):
+        names = list(table[agent])
+        total = max(1, sum(table[agent].values()))
+        ax.bar(range(len(names)), [table[agent][k] / total for k in names])
+        ax.set_xticks(range(len(names)), [k.lower().replace("_", " ") for k in names],
+                      fontsize=7, rotation=45, ha="right")
+        ax.set(title=agent, ylim=(0, 1))
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("share of decisions per action")
+    fig.tight_layout()
+    fig.savefig(folder / "actions.png", dpi=100)
+    plt.close(fig)
+
+    # Monthly returns table.
+    monthly = report["monthly_returns"]
+    years = sorted(monthly)
+    grid = np.full((len(years), 12), np.nan)
+    for i, year in enumerate(years):
+        for month, value in monthly[year].items():
+            grid[i, int(month) - 1] = value * 100
+    fig, ax = plt.subplots(figsize=(11, 0.6 + 0.5 * len(years)))
+    limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+    ax.imshow(grid, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
+    for i in range(len(years)):
+        for j in range(12):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.1f}%", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(12), ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+                              "Oct", "Nov", "Dec"])
+    ax.set_yticks(range(len(years)), years)
+    ax.set_title("monthly P&L over the capital base")
+    fig.tight_layout()
+    fig.savefig(folder / "monthly.png", dpi=100)
+    plt.close(fig)
+
+
+def strategy_label(name: str) -> str:
+    """Display name of a strategy column."""
+    return {"rule": "synergy rule"}.get(name, name.replace("_", " "))
+
+
+def _day_ticks(ax: Any, index: pd.DatetimeIndex) -> None:
+    """Label a bar-number axis with the first bar of some trading days."""
+    days = pd.DatetimeIndex(index + pd.Timedelta(hours=6)).normalize()
+    first = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    step = max(1, len(first) // 8)
+    ticks = first[::step]
+    ax.set_xticks(ticks, [d.strftime("%Y-%m-%d") for d in days[ticks]], fontsize=8,
+                  rotation=20)

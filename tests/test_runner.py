@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from algospace.runner import RunOptions, run
+from algospace.tune.driver import RunOptions, run
 
 pytestmark = pytest.mark.slow
 

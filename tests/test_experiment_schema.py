@@ -525,20 +525,3 @@ def test_resources_fit_this_machine_or_a_cluster() -> None:
             runner.check_resources(gpu, attached=False)
     runner.check_resources(gpu, attached=True)
     assert math.ceil(gpu.resources.num_gpus_per_learner) == 1
-
-
-def test_missing_regime_latents_named_before_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """An RL phase reading the RDE latents on data that has none: exit 2, before Ray."""
-    import ray
-
-    def forbidden(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("Ray must not start")
-
-    monkeypatch.setattr(ray, "init", forbidden)
-    code = main(["strategic.yaml", "--quick", f"--set=data.cache_dir={tmp_path / 'c'}",
-                        f"--set=output.dir={tmp_path / 'r'}"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.startswith("error: env.regime_latent is true") and "rde.yaml --quick" in err
-    assert not (tmp_path / "r").exists()

@@ -30,7 +30,7 @@ def build_parser(prog: str = "python -m experiments.run") -> argparse.ArgumentPa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``experiments.run`` and ``algospace run``."""
     parser.add_argument("file", help="YAML file, or a name in tune_configs/ "
-                        "(strategic.yaml, pipeline.yaml, sweeps/strategic_lr_grid.yaml, ...)")
+                        "(strategic.yaml, pipeline.yaml, sweeps/strategic_grid.yaml, ...)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2 iterations on a 20-day market")
     parser.add_argument("--resume", action="store_true",

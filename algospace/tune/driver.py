@@ -17,8 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from algospace.config import read_yaml
 from algospace.errors import ConfigError
-from algospace.experiment import Experiment
+from algospace.experiment import Experiment, resolve_path
 from algospace.tune import cluster
 from algospace.tune.handoff import resolve_handoff
 from algospace.tune.plan import (
@@ -53,7 +54,8 @@ def plan_phase(experiment: Experiment, opts: RunOptions, log: Log,
 
 def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
     """Run a phase file or a pipeline file; returns each phase's summary."""
-    files = pipeline_files(opts.file)
+    raw = read_yaml(resolve_path(opts.file))  # each file is read once
+    files = pipeline_files(opts.file, raw)
     if files is None:
         files = [opts.file]
     elif opts.name:
@@ -61,7 +63,7 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
     attached = cluster.address(opts.address) is not None
     experiments = []
     for file in files:  # every phase's schema and resources are checked before the first runs
-        experiment = load_phase(file, opts)
+        experiment = load_phase(file, opts, raw=raw if file == opts.file else None)
         try:
             check_resources(experiment.config, attached)
         except ConfigError as err:

@@ -92,14 +92,15 @@ class Plan:
 
 
 def load_phase(file: str, opts: RunOptions, data: dict[str, Any] | None = None,
-               output_dir: str | None = None) -> Experiment:
+               output_dir: str | None = None, raw: dict[str, Any] | None = None) -> Experiment:
     """Read (once) and validate one phase file with the command line's overrides.
 
     ``data`` replaces the file's data section and ``output_dir`` its ``output.dir`` (the
-    regime detector trained for another phase's data, :mod:`algospace.tune.driver`).
+    regime detector trained for another phase's data, :mod:`algospace.tune.driver`);
+    ``raw``: the file's mapping where the caller has read it already.
     """
     path = resolve_path(file)
-    raw = read_yaml(path)
+    raw = read_yaml(path) if raw is None else raw
     overrides: dict[str, Any] = quick_overrides(raw) if opts.quick else {}
     if data is not None:
         overrides["data"] = copy.deepcopy(data)
@@ -167,10 +168,13 @@ def _raw_value(raw: dict[str, Any], key: str) -> Any:
     return node
 
 
-def pipeline_files(file: str) -> list[str] | None:
-    """The phase files of a pipeline YAML (``pipeline: [rde.yaml, ...]``), else None."""
+def pipeline_files(file: str, raw: dict[str, Any] | None = None) -> list[str] | None:
+    """The phase files of a pipeline YAML (``pipeline: [rde.yaml, ...]``), else None.
+
+    ``raw``: the file's mapping where the caller has read it already.
+    """
     path = resolve_path(file)
-    raw = read_yaml(path)
+    raw = read_yaml(path) if raw is None else raw
     if PIPELINE_KEY not in raw:
         return None
     extra = set(raw) - {PIPELINE_KEY}

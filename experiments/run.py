@@ -2,14 +2,14 @@
 
 Runs one training phase (``tune_configs/strategic.yaml`` …) or a pipeline of phases
 (``pipeline.yaml``) through Ray Tune, evaluates the best checkpoint on the test split and
-writes ``summary.json``. See :mod:`algospace.runner` and the README.
+writes ``summary.json``. See :mod:`algospace.tune` and the README.
 """
 
 from __future__ import annotations
 
 import sys
 
-from algospace.runner import main
+from algospace.cli.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -83,3 +83,23 @@ def test_console_script_exit_status(tmp_path: Path) -> None:
                           text=True, check=False)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "binary" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["data"], ["data", "validate"], ["data", "synth"],
+                                     ["data", "prepare"], ["regime", "train"], ["run"],
+                                     ["evaluate"], ["decide"]])
+def test_help_is_plain_text_naming_files_that_exist(command: list[str],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` shows no reST markup, and the phase files it names exist."""
+    import re
+
+    from algospace.experiment import resolve_path
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "``" not in text and not re.search(r":(func|mod|class|data):", text), text
+    for name in re.findall(r"[\w/]+\.yaml", text):
+        if name not in {"FILE.yaml", "CONFIG.yaml"}:
+            assert resolve_path(name).is_file(), name

@@ -328,8 +328,8 @@ def _node(cpu: float, gpu: float = 0, **custom: float) -> dict[str, Any]:
 def test_attached_cluster_resources_checked() -> None:
     """A GPU learner, CPUs and the env runners' custom resources against the cluster's
     live nodes; each message names the setting and what the nodes have."""
-    from algospace.cluster import check_cluster
     from algospace.errors import ConfigError
+    from algospace.tune.cluster import check_cluster
 
     nodes = [_node(1), _node(1, worker_node=1), _node(1, worker_node=1)]
     check_cluster(_cfg(env_runner_resources={"worker_node": 1}, num_env_runners=2), nodes)
@@ -368,7 +368,7 @@ def test_env_runner_resources_validated() -> None:
 
 
 def test_local_storage_on_several_machines_warned(tmp_path: Path) -> None:
-    from algospace.cluster import storage_warning
+    from algospace.tune.cluster import storage_warning
 
     cfg = _cfg()
     lines: list[str] = []
@@ -389,7 +389,7 @@ def test_local_storage_on_several_machines_warned(tmp_path: Path) -> None:
 def test_remote_learner_trains(ray_session: Any, tmp_path: Path) -> None:
     """``resources.num_learners: 1``: the learner is a process of its own (1 CPU beside the
     trial's), the run trains to its budget and its checkpoints record the setting."""
-    from algospace.runner import RunOptions, run
+    from algospace.tune.driver import RunOptions, run
 
     opts = RunOptions(file="strategic.yaml", quick=True, sets=(
         f"output.dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}",

@@ -28,8 +28,8 @@ from algospace.inference.gates import GateConfig, GateResult
 from algospace.inference.policy import GatedTeam
 from algospace.inference.stream import MarketStream, RegimeEncoder
 from algospace.models.actor import ActorModule
+from algospace.regime.latents import train_and_store
 from algospace.regime.train import RDEConfig
-from algospace.regime_cli import train_and_store
 from algospace.training.builder import votes_for
 from envs.core.config import EnvConfig
 from envs.core.data import load_market

@@ -1,6 +1,6 @@
 """The experiment schema: bad YAMLs are rejected before Ray starts, good ones validate.
 
-Every bad case goes through the real command line (``algospace.runner.main``) and must
+Every bad case goes through the real command line (``algospace.cli.run.main``) and must
 exit with status 2 and print exactly one ``error: …`` line naming the offending key (and
 the file where the key comes from one), without starting Ray, preparing data or writing
 anything into the output directory. No test here starts Ray or trains.
@@ -20,11 +20,12 @@ import pytest
 import ray
 import torch
 
-from algospace import runner
 from algospace.cli import main as algospace_main
+from algospace.cli.run import main
 from algospace.errors import ConfigError
 from algospace.experiment import TUNE_CONFIGS, load_experiment, resolve_path
-from algospace.runner import RunOptions, load_phase, main, pipeline_files
+from algospace.tune import driver as runner
+from algospace.tune.plan import RunOptions, load_phase, pipeline_files
 
 REPO = Path(__file__).resolve().parent.parent
 CPUS = os.cpu_count() or 1
@@ -524,20 +525,3 @@ def test_resources_fit_this_machine_or_a_cluster() -> None:
             runner.check_resources(gpu, attached=False)
     runner.check_resources(gpu, attached=True)
     assert math.ceil(gpu.resources.num_gpus_per_learner) == 1
-
-
-def test_missing_regime_latents_named_before_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """An RL phase reading the RDE latents on data that has none: exit 2, before Ray."""
-    import ray
-
-    def forbidden(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("Ray must not start")
-
-    monkeypatch.setattr(ray, "init", forbidden)
-    code = runner.main(["strategic.yaml", "--quick", f"--set=data.cache_dir={tmp_path / 'c'}",
-                        f"--set=output.dir={tmp_path / 'r'}"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.startswith("error: env.regime_latent is true") and "rde.yaml --quick" in err
-    assert not (tmp_path / "r").exists()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from algospace.runner import RunOptions, run
+from algospace.tune.driver import RunOptions, run
 
 pytestmark = pytest.mark.slow
 

@@ -22,11 +22,13 @@ from typing import Any
 
 import pytest
 
-from algospace import runner
+from algospace.cli.run import main as run_main
+from algospace.tune import driver
+from algospace.tune.plan import EXPERIMENT_FILE, QUICK, SUMMARY
 
 REPO = Path(__file__).resolve().parents[1]
 ITERATIONS = 6
-BATCH = runner.QUICK["training.train_batch_size"]
+BATCH = QUICK["training.train_batch_size"]
 RUN_FILE = "algospace_run.json"
 INTERRUPTED = "interrupted: checkpoints are kept; continue with --resume"
 
@@ -136,7 +138,7 @@ def _first_resumed_iteration(rows: list[dict[str, Any]]) -> int:
 def _check_finished(trial: Path) -> dict[str, Any]:
     """The resumed run finished the whole budget; returns its summary."""
     exp = trial.parent
-    summary = json.loads((exp / runner.SUMMARY).read_text())
+    summary = json.loads((exp / SUMMARY).read_text())
     assert summary["status"] == "finished" and summary["failed_trials"] == 0
     assert [t["iterations"] for t in summary["trials"]] == [ITERATIONS]
     history = _history(_rows(trial))
@@ -175,7 +177,7 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
         # Its Ray workers outlive it for a while (the trial actor can still write a
         # checkpoint): kill what is left of its session before resuming.
         _kill_session(proc.pid)
-    summary_at_kill = (trial.parent / runner.SUMMARY).exists()
+    summary_at_kill = (trial.parent / SUMMARY).exists()
     newest = max(_checkpoints(trial).values())
     returncode, output = _resume(tmp)
     return Killed(trial, summary_at_kill, newest, returncode, output)
@@ -194,7 +196,8 @@ def test_sigkill_then_resume_finishes_the_budget(killed: Killed) -> None:
 @pytest.mark.slow
 def test_sigkill_resume_continues_from_the_last_checkpoint(killed: Killed) -> None:
     """Not from scratch, and at most the checkpoint in flight at the kill is redone (Tune's
-    experiment state is saved after every checkpoint, see runner._resumable_tune_state)."""
+    experiment state is saved after every checkpoint, see
+    algospace.tune.ray_compat.resumable_tune_state)."""
     assert killed.returncode == 0, killed.output[-3000:]
     first = _first_resumed_iteration(_rows(killed.trial))
     assert first > 1
@@ -214,7 +217,7 @@ def test_sigkill_resume_continues_the_env_step_counter(killed: Killed) -> None:
     assert typical >= BATCH
     assert all(0.5 * typical <= a <= 1.5 * typical for a in added), added
     assert steps[-1] >= ITERATIONS * BATCH
-    summary = json.loads((killed.trial.parent / runner.SUMMARY).read_text())
+    summary = json.loads((killed.trial.parent / SUMMARY).read_text())
     assert summary["throughput"]["env_steps"] == steps[-1]
 
 
@@ -240,7 +243,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
         while _session_processes(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _session_processes(proc.pid), "Ray processes outlived the driver"
-    assert not (trial.parent / runner.SUMMARY).exists()
+    assert not (trial.parent / SUMMARY).exists()
     # Every checkpoint Tune took (and would resume from) is whole. (A trial killed while
     # copying the checkpoint of an iteration Tune never saw can leave a partial folder;
     # the resumed run writes that iteration's checkpoint over it.)
@@ -265,7 +268,7 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the command should have been rejected before this")
 
     for name in ("start_ray", "prepare_data", "run_phase"):
-        monkeypatch.setattr(runner, name, forbidden)
+        monkeypatch.setattr(driver, name, forbidden)
 
 
 @pytest.mark.parametrize("finished_runs", [0, 1])
@@ -276,9 +279,9 @@ def test_resume_with_nothing_unfinished_exits_2(finished_runs: int, tmp_path: Pa
     for n in range(finished_runs):
         run = root / f"20200101-00000{n}"
         run.mkdir(parents=True)
-        (run / runner.EXPERIMENT_FILE).write_text("{}")
-        (run / runner.SUMMARY).write_text(json.dumps({"status": "finished"}))
-    assert runner.main(_argv(tmp_path, "--resume")[3:]) == 2
+        (run / EXPERIMENT_FILE).write_text("{}")
+        (run / SUMMARY).write_text(json.dumps({"status": "finished"}))
+    assert run_main(_argv(tmp_path, "--resume")[3:]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --resume: no unfinished run under ")
     assert f"{root.resolve()} (runs found: {finished_runs})" in err and "without --resume" in err
@@ -293,22 +296,41 @@ def test_tune_state_saved_after_every_checkpoint_in_whole_files(tmp_path: Path) 
     from ray.train._internal import storage
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 
-    runner._resumable_tune_state()
-    runner._resumable_tune_state()  # idempotent
-    for keep in (None, 2):
-        manager = _ExperimentCheckpointManager(storage=None, checkpoint_period="auto",
-                                               sync_every_n_trial_checkpoints=keep)
-        manager.on_trial_checkpoint("trial")
-        assert manager._should_force_sync_up
+    from algospace.tune.ray_compat import resumable_tune_state
 
-    staging, experiment = tmp_path / "staging", tmp_path / "experiment"
-    (staging / "trial_1").mkdir(parents=True)
-    (staging / "experiment_state-1.json").write_text("{}")
-    (staging / "trial_1" / "result.json").write_text("{}\n")
-    (staging / ".0a1b-tmp-basic-variant-state-1.json").write_text("")  # Tune's own temp
-    (experiment / "trial_1").mkdir(parents=True)
-    (experiment / "trial_1" / "result.json").write_text("old")
-    storage._upload_to_fs_path(str(staging), pyarrow.fs.LocalFileSystem(), str(experiment))
+    original = (_ExperimentCheckpointManager.on_trial_checkpoint, storage._upload_to_fs_path)
+    with resumable_tune_state():
+        for keep in (None, 2):
+            manager = _ExperimentCheckpointManager(storage=None, checkpoint_period="auto",
+                                                   sync_every_n_trial_checkpoints=keep)
+            manager.on_trial_checkpoint("trial")
+            assert manager._should_force_sync_up
+
+        staging, experiment = tmp_path / "staging", tmp_path / "experiment"
+        (staging / "trial_1").mkdir(parents=True)
+        (staging / "experiment_state-1.json").write_text("{}")
+        (staging / "trial_1" / "result.json").write_text("{}\n")
+        (staging / ".0a1b-tmp-basic-variant-state-1.json").write_text("")  # Tune's own temp
+        (experiment / "trial_1").mkdir(parents=True)
+        (experiment / "trial_1" / "result.json").write_text("old")
+        storage._upload_to_fs_path(str(staging), pyarrow.fs.LocalFileSystem(), str(experiment))
     files = sorted(str(f.relative_to(experiment)) for f in experiment.rglob("*") if f.is_file())
     assert files == ["experiment_state-1.json", "trial_1/result.json"]
     assert (experiment / "trial_1" / "result.json").read_text() == "{}\n"
+    # undone after the run: Tune's own behaviour in this process again
+    assert (_ExperimentCheckpointManager.on_trial_checkpoint,
+            storage._upload_to_fs_path) == original
+
+
+def test_ray_internals_need_the_pinned_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ray other than the pinned one fails with a message naming both versions, and
+    nothing is patched."""
+    import ray
+
+    from algospace.errors import AlgoSpaceError
+    from algospace.tune.ray_compat import RAY_VERSION, resumable_tune_state
+
+    monkeypatch.setattr(ray, "__version__", "9.9.9")
+    with (pytest.raises(AlgoSpaceError, match=rf"Ray {RAY_VERSION}.*Ray 9\.9\.9 is installed"),
+          resumable_tune_state()):
+        pass

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from algospace.runner import RunOptions, run
+from algospace.tune.driver import RunOptions, run
 
 pytestmark = pytest.mark.slow
 
@@ -201,3 +201,20 @@ def test_decide_bad_input_is_one_clear_error(pipeline: list[dict[str, Any]], tmp
     assert main(["decide", checkpoint, "--seed", "-1"]) == 2
     assert "seed must be >= 0" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_phase_trains_the_regime_detector_it_needs_first(ray_session: Any,
+                                                         tmp_path: Path) -> None:
+    """strategic.yaml --quick on data without regime latents (a fresh clone) trains the
+    regime detector on that data (rde.yaml, --quick carried over), then runs the phase."""
+    lines: list[str] = []
+    summaries = run(_opts(tmp_path, "strategic.yaml"), log=lines.append)
+    assert "[run] no regime latents for this data yet: training the regime detector " \
+           "first (rde.yaml)" in lines
+    assert [s["phase"] for s in summaries] == ["strategic"]
+    rde = [json.loads(p.read_text())
+           for p in (tmp_path / "results").glob("rde-quick/*/summary.json")]
+    assert len(rde) == 1 and rde[0]["status"] == "finished" and rde[0]["quick"]
+    assert rde[0]["config"]["data"] == summaries[0]["config"]["data"]
+    assert rde[0]["rde"]["bars_with_latent"] > 0
+    assert summaries[0]["status"] == "finished"

@@ -32,10 +32,10 @@ import pytest
 import torch
 import yaml
 
-from algospace import cluster
 from algospace.config import YamlLoader, read_yaml
 from algospace.errors import ConfigError
 from algospace.experiment import TUNE_CONFIGS, load_experiment, parse_set
+from algospace.tune import cluster
 
 REPO = Path(__file__).resolve().parents[1]
 CODE = [p for d in ("algospace", "envs", "experiments") for p in (REPO / d).rglob("*.py")]
@@ -157,7 +157,7 @@ def test_project_never_disables_ray_token_auth() -> None:
 LOCAL_RAY = """
 import json, os, sys
 import ray
-from algospace import runner
+from algospace.tune import driver as runner
 from algospace.experiment import load_experiment
 exp = load_experiment("strategic.yaml", {"logging.dashboard.port": int(sys.argv[1])})
 runner.start_ray(runner.Plan(exp, False), None, lambda m: None)
@@ -284,7 +284,7 @@ def test_wandb_online_key_reaches_no_file(ray_session: Any, tmp_path: Path,
     key is in no file of the results nor of Ray's session logs (Ray's own callback writes
     it to runtime_env_agent.log), and the W&B actor did try to go online with it."""
     pytest.importorskip("wandb")
-    from algospace.runner import RunOptions, run
+    from algospace.tune.driver import RunOptions, run
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

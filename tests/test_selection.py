@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from algospace.runner import selection_trials
+from algospace.tune.results import selection_trials
 
 
 def _result(series: list[np.ndarray]) -> SimpleNamespace:

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.fs
 import pytest
 
-from algospace import storage
+from algospace.tune import storage
 
 
 def test_paths_and_uris(tmp_path: Path) -> None:
@@ -48,7 +48,8 @@ def test_checkpoint_on_another_filesystem(tmp_path: Path) -> None:
 def test_run_with_storage_uri(ray_session: Any, tmp_path: Path) -> None:
     """``output.storage`` as a URI: trials and checkpoints there, the summary in
     ``output.dir``, the experiment record naming where Tune keeps the run."""
-    from algospace.runner import EXPERIMENT_FILE, RunOptions, run
+    from algospace.tune.driver import RunOptions, run
+    from algospace.tune.plan import EXPERIMENT_FILE
 
     store = tmp_path / "store"
     opts = RunOptions(file="strategic.yaml", quick=True, sets=(

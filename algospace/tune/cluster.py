@@ -15,18 +15,17 @@ cluster spans several machines but Tune's storage is a local directory.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from algospace import storage
 from algospace.errors import ConfigError
 from algospace.experiment import ExperimentConfig
+from algospace.tune import storage
 
 Log = Callable[[str], None]
-CLUSTER_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-"""Ray's switch for multi-node clusters; off, a node's address is 127.0.0.1."""
 
 
 def address(given: str | None) -> str | None:
@@ -38,32 +37,22 @@ def start_local(cfg: ExperimentConfig, log: Log) -> Any:
     """Start a local Ray instance (on 127.0.0.1 unless ``resources.ray_host`` opens it)."""
     import ray
 
+    from algospace.tune.ray_compat import loopback_node
+
     r, dash = cfg.resources, cfg.logging.dashboard
     kwargs: dict[str, Any] = {}
-    if r.loopback:
-        loopback_only()
-    elif r.ray_host != "auto":
+    if not r.loopback and r.ray_host != "auto":
         kwargs["_node_ip_address"] = r.ray_host
     # "local": a new instance even where `ray start` runs a cluster on this machine (which
     # a plain ray.init() would join)
-    ctx = ray.init(address="local", include_dashboard=dash.enabled, dashboard_host=dash.host,
-                   dashboard_port=dash.port, log_to_driver=False, **kwargs)
+    with loopback_node() if r.loopback else contextlib.nullcontext():
+        ctx = ray.init(address="local", include_dashboard=dash.enabled,
+                       dashboard_host=dash.host, dashboard_port=dash.port,
+                       log_to_driver=False, **kwargs)
     if not r.loopback:
         log(f"[ray] local Ray on {ray.util.get_node_ip_address()} (resources.ray_host: "
             f"{r.ray_host}), reachable from the network; token authentication guards it")
     return ctx
-
-
-def loopback_only() -> None:
-    """Make the Ray started by this process use 127.0.0.1 as its node address.
-
-    Ray reads the flag at import time (and its node processes inherit it), so it is set
-    both in the environment and in the imported module.
-    """
-    os.environ[CLUSTER_FLAG] = "0"
-    from ray._private import ray_constants
-
-    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def attach(cfg: ExperimentConfig, where: str, log: Log) -> Any:

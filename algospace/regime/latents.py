@@ -1,16 +1,13 @@
-"""Phase 0: train the regime detector on prepared data and store its latents.
+"""The regime detector's latents: train it on prepared data and store what it encodes.
 
-``algospace regime train`` prepares (or finds) the data, computes the RDE's
-30-minute input features, trains on the training split with early stopping on
-the validation split, writes the checkpoint, and writes the latent μ of every
-30-minute bar into the store as table ``regime_latent`` (NaN before the first
-full window). Later phases read that table and never update the RDE.
+:func:`store_latents` encodes every 30-minute bar with a trained RDE and writes the
+latent μ into the prepared-data store as table ``regime_latent`` (NaN before the first
+full window), with the detector's figures in the store's metadata; later phases read that
+table and never update the RDE.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -24,7 +21,6 @@ from algospace.regime.features import regime_features
 from algospace.regime.train import (
     RDEConfig,
     RDEResult,
-    baseline_warning,
     beats_baseline,
     encode_all,
     load_rde,
@@ -69,42 +65,3 @@ def _beats(metrics: dict[str, Any]) -> bool | None:
     if recon is None or baseline is None:
         return None
     return beats_baseline(float(recon), float(baseline))
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``algospace regime train``."""
-    from algospace.cli import add_data_source_flags
-
-    regime = sub.add_parser("regime", help="train the regime detector (phase 0)")
-    regime_sub = regime.add_subparsers(dest="regime_command", required=True)
-    train = regime_sub.add_parser("train", help="train the RDE and store its latents")
-    add_data_source_flags(train)
-    train.add_argument("--out", default=None,
-                       help="checkpoint directory (default results/rde/<data key>)")
-    train.add_argument("--epochs", type=int, default=None, help="maximum epochs")
-    train.add_argument("--rde-seed", type=int, default=None, help="RDE seed (default 0)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``algospace regime train``."""
-    from algospace.data.pipeline import prepare
-    from algospace.data_cli import prepare_config
-
-    data_cfg = prepare_config(args)
-    changes = {k: v for k, v in (("max_epochs", args.epochs), ("seed", args.rde_seed))
-               if v is not None}
-    cfg = dataclasses.replace(RDEConfig(), **changes)  # validated before any work
-    prepared = prepare(data_cfg, log=lambda m: print(f"[data] {m}", flush=True))
-    out = Path(args.out or Path("results") / "rde" / prepared.key)
-    result, latents = train_and_store(prepared, cfg, out,
-                                      log=lambda m: print(f"[rde] {m}", flush=True))
-    print(f"checkpoint:  {result.checkpoint_dir} (best epoch {result.best_epoch} "
-          f"of {result.epochs_run})")
-    print(f"validation:  reconstruction MSE {result.val_recon_mse:.4f} vs "
-          f"{result.baseline_recon_mse:.4f} for the trivial baseline")
-    warning = baseline_warning(result.val_recon_mse, result.baseline_recon_mse)
-    if warning:
-        print(f"[rde] {warning}")
-    print(f"latents:     table {LATENT_TABLE} in {prepared.path} "
-          f"({int(latents.notna().all(axis=1).sum()):,} of {len(latents):,} bars)")
-    return 0

@@ -1,4 +1,5 @@
-"""The ``algospace data …`` subcommands (see :mod:`algospace.cli`)."""
+"""``algospace data validate|synth|prepare``: check a bar CSV, write the built-in market,
+build the prepared-data store."""
 
 from __future__ import annotations
 
@@ -12,6 +13,57 @@ from algospace.data.oracle import default_account, market_oracles
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.data.validate import gap_summary
 from algospace.errors import ConfigError
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``algospace data`` and its subcommands."""
+    data = sub.add_parser("data", help="validate, generate and prepare bar data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+
+    validate = data_sub.add_parser("validate", help="check a bar CSV and summarise it")
+    validate.add_argument("file", help="the CSV file")
+    dayfirst_flags(validate)
+
+    synth = data_sub.add_parser("synth", help="write a CSV from the built-in synthetic market")
+    synth.add_argument("--out", required=True, help="CSV file to write")
+    synth.add_argument("--days", type=int, default=None, help="trading days (default 250)")
+    synth.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    synth.add_argument("--bar-minutes", type=int, default=None, help="bar size (default 5)")
+    synth.add_argument("--signal", type=float, default=None,
+                       help="scale of the planted 30- and 5-minute components (default 1.0, "
+                            "the calibrated market; 0: none)")
+
+    prep = data_sub.add_parser("prepare", help="build (or find) the prepared-data store")
+    add_data_source_flags(prep)
+    prep.add_argument("--force", action="store_true", help="rebuild even if cached")
+    data.set_defaults(handler=run)
+
+
+def add_data_source_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags choosing the data: a YAML's data section, a CSV or the synthetic market."""
+    parser.add_argument("config", nargs="?", help="experiment YAML whose data section to use")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--csv", help="base-bar CSV (sets data.source: csv)")
+    source.add_argument("--synthetic", action="store_true", help="use the built-in market")
+    parser.add_argument("--strategic-csv", help="optional strategic-bar (e.g. 30-min) CSV")
+    parser.add_argument("--symbol", help="contract root, e.g. ES, NQ")
+    parser.add_argument("--days", type=int, help="synthetic market: trading days")
+    parser.add_argument("--seed", type=int, help="synthetic market: seed")
+    parser.add_argument("--signal", type=float,
+                        help="synthetic market: scale of the planted components (1.0: calibrated)")
+    parser.add_argument("--cache-dir", help="store directory (default .algospace/cache)")
+    dayfirst_flags(parser)
+
+
+def dayfirst_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the mutually exclusive --dayfirst / --monthfirst flags and --timestamps."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--dayfirst", dest="dayfirst", action="store_const", const=True,
+                       help="dates are written day first (29/06/2020)")
+    group.add_argument("--monthfirst", dest="dayfirst", action="store_const", const=False,
+                       help="dates are written month first (06/29/2020)")
+    parser.add_argument("--timestamps", choices=["open", "close"], default=None,
+                        help="whether timestamps mark bar open or bar close (default: open)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,8 +12,6 @@ eager ones); ``--exported DIR`` replays with such an export instead.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from algospace.errors import ConfigError
+from algospace.files import atomic_write
 
 
 def add_parser(sub: Any) -> None:
@@ -45,6 +44,7 @@ def add_parser(sub: Any) -> None:
                         help="also write the actors as TorchScript to DIR (checked)")
     parser.add_argument("--exported", metavar="DIR",
                         help="replay with the TorchScript actors in DIR")
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,13 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"no decision was made: the {len(bars):,} bars never gave a "
                           "tradeable step after --start (the features need about two weeks "
                           "of history first)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        replay.decisions.to_csv(tmp, index=False)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(out, lambda tmp: replay.decisions.to_csv(tmp, index=False))
     metrics = compute_metrics(replay.equity, positions=replay.positions, trades=replay.trades,
                               initial_equity=engine.env_config.initial_equity)
     counts = replay.gate_counts
@@ -134,14 +128,3 @@ def _export(checkpoint: Path, folder: Path) -> None:
     export_actors(load_actors(checkpoint), folder)
     print(f"[decide] exported the actors to {folder} (TorchScript, outputs checked against "
           "the eager modules)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m algospace.decide_cli`` (same as ``algospace decide``)."""
-    from algospace.cli import main as cli_main
-
-    return cli_main(["decide", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

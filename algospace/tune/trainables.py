@@ -28,7 +28,11 @@ VAL_PREFIX = "val_"
 
 def train_config(cfg: ExperimentConfig, sources: tuple[ModuleSource, ...] = (),
                  out_dir: str = "results") -> TrainConfig:
-    """The TrainConfig of an RL phase's experiment (``sources``: resolved hand-off)."""
+    """The TrainConfig of an RL phase's experiment (``sources``: resolved hand-off).
+
+    Its ``iterations`` (``stop.iterations``) and ``checkpoint_every``
+    (``checkpoint.every``) are the budget and the checkpoint rhythm of a trial.
+    """
     r = cfg.resources
     return TrainConfig(
         env=cfg.env_name, env_config=cfg.env, algorithm=cfg.training.algorithm,
@@ -140,13 +144,13 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
             seconds = time.perf_counter() - t0
             i = int(algo.iteration)
             steps = row["env_steps"]
-            done = i >= stop.iterations or (
+            done = i >= tcfg.iterations or (
                 stop.env_steps is not None and math.isfinite(steps) and steps >= stop.env_steps
             ) or (stop.minutes is not None and time.perf_counter() - started
                   >= 60 * stop.minutes)
             row["iteration_seconds"] = seconds
-            row["budget_iterations"] = float(stop.iterations)
-            if not (done or i == 1 or i % cfg.checkpoint.every == 0):  # 1: csv header
+            row["budget_iterations"] = float(tcfg.iterations)
+            if not (done or i == 1 or i % tcfg.checkpoint_every == 0):  # 1: csv header
                 tune.report(finite(row))
                 continue
             if cfg.evaluation.validation:

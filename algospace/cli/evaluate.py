@@ -38,6 +38,7 @@ def add_parser(sub: Any) -> None:
     """Register ``algospace evaluate``."""
     parser = sub.add_parser("evaluate", help="backtest a checkpoint and write its report")
     add_arguments(parser)
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,86 @@
+"""``python -m experiments.run FILE.yaml`` (also ``algospace run``): one phase, or a pipeline.
+
+The run itself is :func:`algospace.tune.driver.run`. Input errors print one ``error: …``
+line and exit with status 2; Ctrl-C stops the trials with their checkpoints intact
+(``--resume`` continues) and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from algospace.errors import AlgoSpaceError
+from algospace.tune.plan import RunOptions
+
+DESCRIPTION = ("Run a training phase (or a pipeline of phases) from a YAML file through "
+               "Ray Tune. A phase that reads regime latents its data lacks trains the "
+               "regime detector (rde.yaml) first.")
+
+
+def build_parser(prog: str = "python -m experiments.run") -> argparse.ArgumentParser:
+    """The command line of ``experiments.run``."""
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``experiments.run`` and ``algospace run``."""
+    parser.add_argument("file", help="YAML file, or a name in tune_configs/ "
+                        "(strategic.yaml, pipeline.yaml, sweeps/strategic_grid.yaml, ...)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 iterations on a 20-day market")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the latest unfinished run of this experiment")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to attach to (default: RAY_ADDRESS, else local)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a YAML key, e.g. --set training.lr=1e-4 (repeatable)")
+    parser.add_argument("--name", default=None, help="experiment name (default: file stem)")
+    parser.add_argument("--wandb", action="store_true", help="log to Weights & Biases")
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``algospace run``."""
+    parser = sub.add_parser("run", help="run a training phase or pipeline (Ray Tune)",
+                            description=DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def options(args: argparse.Namespace) -> RunOptions:
+    """RunOptions from parsed arguments."""
+    return RunOptions(file=args.file, quick=args.quick, resume=args.resume,
+                      address=args.address, sets=tuple(args.sets), name=args.name,
+                      wandb=args.wandb)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m experiments.run``; input errors exit 2, Ctrl-C exits 130."""
+    return run_options(options(build_parser().parse_args(argv)))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``algospace run``."""
+    return run_options(options(args))
+
+
+def run_options(opts: RunOptions) -> int:
+    """Run with the error handling both commands share."""
+    from algospace.tune.driver import run as run_experiment
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        run_experiment(opts, log)
+    except AlgoSpaceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: checkpoints are kept; continue with --resume", file=sys.stderr)
+        return 130
+    return 0

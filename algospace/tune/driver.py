@@ -1,0 +1,116 @@
+"""A phase, or a pipeline of phases, from the YAML file to ``summary.json``.
+
+Order of work: read and validate the YAML (schema, search spaces, resources, hand-off) and
+prepare the data — all before Ray starts; a phase that reads regime latents its data does
+not hold yet has the regime detector trained first (the ``rde.yaml`` phase on the same
+data). Then start (or attach to) Ray, run the Tune experiment with a progress row per
+iteration, pick the best checkpoint, evaluate it on the test split, and write
+``summary.json``. Results of one run go to ``<output.dir>/<name>/<timestamp>/`` (see the
+README, "Outputs").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from algospace.config import read_yaml
+from algospace.errors import ConfigError
+from algospace.experiment import Experiment, resolve_path
+from algospace.tune import cluster
+from algospace.tune.handoff import resolve_handoff
+from algospace.tune.plan import (
+    SUMMARY,
+    Log,
+    Plan,
+    RunOptions,
+    check_resources,
+    load_phase,
+    pipeline_files,
+)
+from algospace.tune.prepare import RDE_FILE, data_notes, needs_latents, prepare_data
+from algospace.tune.resume import finished, resumed_plan, runs
+from algospace.tune.tuner import run_phase, start_ray
+
+
+def plan_phase(experiment: Experiment, opts: RunOptions, log: Log,
+               resume: bool = False) -> Plan:
+    """Check a loaded phase, resolve its hand-off (or find the run to resume); no Ray yet."""
+    plan = Plan(experiment, opts.quick)
+    if resume:  # nothing to resume: say so before Ray starts
+        return resumed_plan(plan, log)
+    attached = cluster.address(opts.address) is not None
+    try:
+        check_resources(plan.config, attached)
+        if plan.config.phase != "rde":
+            plan.sources, plan.handoff = resolve_handoff(plan.config, opts.quick)
+    except ConfigError as err:
+        raise ConfigError(f"{experiment.source}: {err}") from None
+    return plan
+
+
+def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
+    """Run a phase file or a pipeline file; returns each phase's summary."""
+    raw = read_yaml(resolve_path(opts.file))  # each file is read once
+    files = pipeline_files(opts.file, raw)
+    if files is None:
+        files = [opts.file]
+    elif opts.name:
+        raise ConfigError("--name applies to one phase, not a pipeline")
+    attached = cluster.address(opts.address) is not None
+    experiments = []
+    for file in files:  # every phase's schema and resources are checked before the first runs
+        experiment = load_phase(file, opts, raw=raw if file == opts.file else None)
+        try:
+            check_resources(experiment.config, attached)
+        except ConfigError as err:
+            raise ConfigError(f"{experiment.source}: {err}") from None
+        experiments.append(experiment)
+    summaries = []
+    started = time.time()
+    fresh = not opts.resume  # once a phase starts afresh, the later ones do too
+    for n, (file, experiment) in enumerate(zip(files, experiments, strict=True), 1):
+        if len(files) > 1:
+            log(f"[pipeline] phase {n}/{len(files)}: {file}")
+        resume = not fresh
+        if resume and len(files) > 1:  # a pipeline resumes where it stopped
+            phase = Plan(experiment, opts.quick)
+            found = runs(Path(phase.config.output.dir) / phase.name)
+            if found and finished(found[0]):
+                log(f"[pipeline] already finished: {found[0]}")
+                summaries.append(json.loads((found[0] / SUMMARY).read_text()))
+                continue
+            resume = bool(found)
+        fresh = fresh or not resume
+        plan = plan_phase(experiment, opts, log, resume)
+        prepared = prepare_data(plan, log)
+        if needs_latents(plan, prepared):
+            train_regime_detector(plan, opts, log)
+            prepared = prepare_data(plan, log)
+        data_notes(plan, prepared, log)
+        start_ray(plan, cluster.address(opts.address), log)
+        summaries.append(run_phase(plan, log))
+    if len(files) > 1:
+        log(f"[pipeline] {len(files)} phases finished in {time.time() - started:.0f} s")
+    last = summaries[-1]
+    log(f"[run] summary: {Path(last['experiment_dir']) / SUMMARY}")
+    if "evaluation" in last:
+        log(f"[run] report:  {last['evaluation']['report_html']}")
+    return summaries
+
+
+def train_regime_detector(plan: Plan, opts: RunOptions, log: Log) -> dict[str, Any]:
+    """Run the ``rde.yaml`` phase on ``plan``'s data section (and ``--quick``), so that the
+    prepared data holds the regime latents ``plan`` reads; returns its summary."""
+    log(f"[run] no regime latents for this data yet: training the regime detector first "
+        f"({RDE_FILE})")
+    cfg = plan.config
+    rde = load_phase(RDE_FILE, replace(opts, file=RDE_FILE, resume=False, sets=(), name=None),
+                     data=plan.experiment.raw.get("data"), output_dir=cfg.output.dir)
+    rde_plan = plan_phase(rde, opts, log)
+    prepare_data(rde_plan, log)
+    start_ray(rde_plan, cluster.address(opts.address), log)
+    return run_phase(rde_plan, log)

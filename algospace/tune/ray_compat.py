@@ -1,0 +1,180 @@
+"""The one home of what the run needs from Ray's internals (Ray 2.60.0 only).
+
+Ray has no public switch for these, so each is checked against the pinned Ray version
+(:data:`RAY_VERSION`, as in pyproject.toml) before use, and each changes Ray only while a
+``with`` block runs and is undone after it:
+
+- :func:`resumable_tune_state`: Tune saves its experiment state after every trial
+  checkpoint, and copies the state's files into the experiment directory whole (a copy
+  to a temporary name, then a rename), so ``--resume`` always finds a state that names
+  an existing checkpoint;
+- :func:`loopback_node`: a local Ray started in the block uses 127.0.0.1 as its node
+  address (Ray 2.60 binds every interface otherwise);
+- :func:`keyed_wandb_callback`: Ray's W&B callback with the API key passed to each
+  logging actor as an argument instead of in its runtime_env (which Ray logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RAY_VERSION = "2.60.0"
+"""The Ray version whose internals this module knows (pinned in pyproject.toml)."""
+CLUSTER_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for multi-node clusters; off, a node's address is 127.0.0.1."""
+
+
+def check_ray_version(what: str) -> None:
+    """Fail clearly when the installed Ray is not the one :data:`RAY_VERSION` names."""
+    import ray
+
+    from algospace.errors import AlgoSpaceError
+
+    if ray.__version__ != RAY_VERSION:
+        raise AlgoSpaceError(
+            f"{what} relies on internals of Ray {RAY_VERSION}, but Ray {ray.__version__} is "
+            f"installed; install ray[rllib,default]=={RAY_VERSION} (pyproject.toml), or port "
+            "algospace/tune/ray_compat.py to the new version")
+
+
+@contextlib.contextmanager
+def resumable_tune_state() -> Iterator[None]:
+    """While the block runs: Tune's saved experiment state follows the checkpoints, whole.
+
+    Tune 2.60 saves the state at most every 10 s, or once a trial has checkpointed
+    ``checkpoint.keep`` times; in between, the saved state names an older checkpoint, which
+    Tune may already have deleted: a driver killed then (SIGKILL, a lost node) resumes
+    iterations behind, or not at all ("does not exist on storage"). Here it is saved after
+    every trial checkpoint. And Tune copies the state into the experiment directory in
+    place: a driver killed mid-copy leaves a truncated file, and Tune then silently
+    restarts the experiment from scratch. Here each file is copied to a temporary name and
+    renamed.
+    """
+    check_ray_version("saving Tune's experiment state after every checkpoint")
+    from ray.train._internal import storage as train_storage
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as Manager
+
+    original = Manager.on_trial_checkpoint
+    upload = train_storage._upload_to_fs_path
+
+    def on_trial_checkpoint(self: Any, trial: Any) -> None:
+        original(self, trial)
+        self._should_force_sync_up = True
+
+    def upload_whole_files(local_path: str, fs: Any, fs_path: str,
+                           exclude: list[str] | None = None) -> None:
+        import pyarrow.fs
+
+        if exclude or not isinstance(fs, pyarrow.fs.LocalFileSystem) \
+                or not os.path.isdir(local_path):
+            return upload(local_path, fs, fs_path, exclude)
+        for folder, _, files in os.walk(local_path):
+            target = Path(fs_path) / os.path.relpath(folder, local_path)
+            target.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                if name.startswith(".") and "-tmp-" in name:  # Tune's own temporary file
+                    continue
+                tmp = target / f".{name}.algospace-sync"
+                try:
+                    shutil.copyfile(os.path.join(folder, name), tmp)
+                except FileNotFoundError:  # replaced meanwhile (Tune writes via a temp name)
+                    continue
+                os.replace(tmp, target / name)
+        return None
+
+    Manager.on_trial_checkpoint = on_trial_checkpoint
+    train_storage._upload_to_fs_path = upload_whole_files
+    try:
+        yield
+    finally:
+        Manager.on_trial_checkpoint = original
+        train_storage._upload_to_fs_path = upload
+
+
+@contextlib.contextmanager
+def loopback_node() -> Iterator[None]:
+    """While the block runs, a Ray started by this process uses 127.0.0.1 as its address.
+
+    Ray reads the flag at import time (and its node processes inherit it from the
+    environment), so it is set both in the environment and in the imported module; the
+    node processes started in the block keep it, the driver's settings are restored after.
+    """
+    check_ray_version("keeping the local Ray on 127.0.0.1")
+    from ray._private import ray_constants
+
+    before_env = os.environ.get(CLUSTER_FLAG)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[CLUSTER_FLAG] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before_env is None:
+            os.environ.pop(CLUSTER_FLAG, None)
+        else:
+            os.environ[CLUSTER_FLAG] = before_env
+
+
+def keyed_wandb_callback(settings: dict[str, str], **kwargs: Any) -> Any:
+    """Ray's ``WandbLoggerCallback`` that keeps the API key out of runtime_env.
+
+    Ray 2.60's callback starts one logging actor per trial and hands it ``WANDB_API_KEY``
+    in the actor's ``runtime_env``, which Ray's runtime-env agent writes, in plain text, to
+    ``runtime_env_agent.log``. This one starts the same actors with a runtime_env holding
+    only ``settings`` (the non-secret ``WANDB_*`` variables) and gives the key to the actor
+    as a constructor argument, which travels in Ray's task data and is not logged.
+    ``kwargs`` go to ``WandbLoggerCallback``.
+    """
+    check_ray_version("the W&B callback")
+    from ray.air.integrations.wandb import (
+        WANDB_ENV_VAR,
+        WandbLoggerCallback,
+        _force_on_current_node,
+        _WandbLoggingActor,
+    )
+    from ray.util.queue import Queue
+
+    class KeyedLoggingActor(_WandbLoggingActor):
+        """Ray's W&B logging actor, given the API key as an argument."""
+
+        def __init__(self, *args: Any, api_key: str | None = None, **kw: Any) -> None:
+            if api_key:
+                os.environ[WANDB_ENV_VAR] = api_key
+            super().__init__(*args, **kw)
+
+    class KeyedWandbCallback(WandbLoggerCallback):
+        """``WandbLoggerCallback`` that passes the key as an actor argument."""
+
+        _logger_actor_cls = KeyedLoggingActor
+        _remote_logger_class: Any
+
+        def _start_logging_actor(self, trial: Any, exclude_results: list[str],
+                                 **wandb_init_kwargs: Any) -> None:
+            """Ray 2.60's method, less the key in runtime_env, plus the key as an argument."""
+            if trial in self._trial_logging_futures:  # a restarted trial keeps its actor
+                return
+            if not self._remote_logger_class:
+                import ray
+
+                self._remote_logger_class = ray.remote(
+                    num_cpus=0, **_force_on_current_node(),
+                    runtime_env={"env_vars": settings},
+                    max_restarts=-1, max_task_retries=-1)(self._logger_actor_cls)
+            self._trial_queues[trial] = Queue(actor_options={
+                "num_cpus": 0, **_force_on_current_node(), "max_restarts": -1,
+                "max_task_retries": -1})
+            self._trial_logging_actors[trial] = self._remote_logger_class.remote(
+                logdir=trial.local_path, queue=self._trial_queues[trial],
+                exclude=exclude_results, to_config=self.AUTO_CONFIG_KEYS,
+                api_key=os.environ.get(WANDB_ENV_VAR), **wandb_init_kwargs)
+            future = self._trial_logging_actors[trial].run.remote()
+            self._trial_logging_futures[trial] = future
+            self._logging_future_to_trial[future] = trial
+
+    return KeyedWandbCallback(**kwargs)

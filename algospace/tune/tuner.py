@@ -1,0 +1,169 @@
+"""Ray and Tune for one phase: start (or attach to) Ray, build the trainable and the Tuner,
+run it (or restore an unfinished run) and hand the results to :mod:`algospace.tune.results`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from algospace.errors import ConfigError
+from algospace.experiment import ExperimentConfig, tune_space
+from algospace.tune import cluster, storage
+from algospace.tune.plan import EXPERIMENT_FILE, Log, Plan
+from algospace.tune.results import finish
+from algospace.tune.resume import tune_dir
+
+
+def start_ray(plan: Plan, address: str | None, log: Log) -> None:
+    """Start a local Ray (on 127.0.0.1, dashboard too, unless configured) or attach to a
+    cluster and check that it can run this phase."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress table replaces Tune's
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+
+    cfg = plan.config
+    if not ray.is_initialized():
+        ctx = cluster.attach(cfg, address, log) if address else cluster.start_local(cfg, log)
+        url = getattr(ctx, "dashboard_url", None)
+        if url:
+            log(f"[ray] dashboard: http://{url}")
+    if address:
+        try:
+            cluster.check_attached(cfg, log)
+        except ConfigError as err:
+            raise ConfigError(f"{plan.experiment.source}: {err}") from None
+
+
+def trainable(plan: Plan) -> Any:
+    """The Tune trainable of a plan, with its resources."""
+    from ray import tune
+
+    from algospace.data.pipeline import prepare
+    from algospace.data.shipping import serve, serve_tree
+    from algospace.tune.trainables import module_parts, rde_trainable, rl_trainable, train_config
+
+    data = serve(prepare(plan.config.data, log=lambda _: None), plan.config.data)
+    if plan.config.phase == "rde":
+        return tune.with_resources(tune.with_parameters(rde_trainable,
+                                                        experiment=plan.experiment, data=data),
+                                   {"cpu": 1})
+    from ray.rllib.algorithms.ppo import PPO
+
+    from algospace.training.builder import build_ppo_config
+
+    ppo = build_ppo_config(train_config(plan.config, plan.sources))
+    trees = {src.checkpoint: serve_tree(src.checkpoint, module_parts(src))
+             for src in plan.sources}
+    fn = tune.with_parameters(rl_trainable, experiment=plan.experiment, sources=plan.sources,
+                              data=data, trees=trees)
+    return tune.with_resources(fn, PPO.default_resource_request(ppo))
+
+
+def score_of(cfg: ExperimentConfig) -> tuple[str, str]:
+    """The metric (and mode) ranking checkpoints."""
+    if cfg.phase == "rde":
+        return "val_loss", "min"
+    return cfg.checkpoint.score, cfg.checkpoint.mode
+
+
+def callbacks(plan: Plan, log: Log, exp_dir: Path) -> list[Any]:
+    """Progress rows, and W&B when enabled."""
+    from algospace.tune.progress import InterruptWatch, ProgressTable
+
+    out: list[Any] = [InterruptWatch()]
+    if plan.config.logging.progress:
+        out.append(ProgressTable(plan.config, log))
+    if plan.config.logging.wandb.enabled:
+        from algospace.tune.wandb_logging import wandb_callback
+
+        out.append(wandb_callback(plan, exp_dir))
+    return out
+
+
+def run_phase(plan: Plan, log: Log) -> dict[str, Any]:
+    """Run one validated phase through Tune; returns its summary."""
+    from ray import tune
+
+    from algospace.tune.ray_compat import resumable_tune_state
+
+    cfg = plan.config
+    root = Path(cfg.output.dir).expanduser().resolve() / plan.name
+    fn = trainable(plan)
+    score, mode = score_of(cfg)
+    started = time.time()
+    if plan.resume_dir is not None:
+        exp_dir = plan.resume_dir
+        tune_path = tune_dir(exp_dir)
+        log(f"[run] resuming {exp_dir}")
+        tuner = tune.Tuner.restore(tune_path, trainable=fn, resume_errored=True)
+    else:
+        exp_dir = root / time.strftime("%Y%m%d-%H%M%S")
+        while exp_dir.exists():
+            time.sleep(1)
+            exp_dir = root / time.strftime("%Y%m%d-%H%M%S")
+        exp_dir.mkdir(parents=True)
+        tune_path = str(exp_dir) if cfg.output.storage is None else \
+            storage.join(cfg.output.storage, plan.name, exp_dir.name)
+        (exp_dir / EXPERIMENT_FILE).write_text(json.dumps(
+            {"source": plan.experiment.source, "raw": plan.experiment.raw, "quick": plan.quick,
+             "handoff": plan.handoff, "tune_dir": tune_path}, indent=2, default=str))
+        tuner = build_tuner(plan, fn, exp_dir, tune_path, score, mode, log)
+    log(f"[run] {cfg.phase} phase: results in {exp_dir}")
+    if tune_path != str(exp_dir):
+        log(f"[run] trials and checkpoints in {tune_path}")
+    with resumable_tune_state():
+        results = tuner.fit()
+    if interrupted():  # Tune returns normally after Ctrl-C
+        raise KeyboardInterrupt
+    wall = time.time() - started
+    return finish(plan, results, exp_dir, wall, score, mode, log)
+
+
+def build_tuner(plan: Plan, fn: Any, exp_dir: Path, tune_path: str, score: str, mode: str,
+                log: Log) -> Any:
+    """The Tuner of a new run of ``plan`` (its search space, scheduler, stop and storage)."""
+    from ray import tune
+
+    cfg = plan.config
+    scheduler = None
+    s = cfg.tune.scheduler
+    if s.type == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(metric=s.metric, mode=s.mode, time_attr="training_iteration",
+                                  max_t=cfg.stop.iterations, grace_period=s.grace_period,
+                                  reduction_factor=s.reduction_factor)
+    stop = {"time_total_s": 60 * cfg.stop.minutes} if cfg.stop.minutes else None
+    return tune.Tuner(
+        fn,
+        param_space={k: tune_space(v) for k, v in plan.experiment.spaces.items()},
+        tune_config=tune.TuneConfig(num_samples=cfg.tune.num_samples, scheduler=scheduler,
+                                    max_concurrent_trials=cfg.resources.max_concurrent_trials,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=exp_dir.name, storage_path=tune_path.rsplit("/", 1)[0], stop=stop, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
+            # Every checkpoint is kept while the run goes on and pruned to checkpoint.keep
+            # when it ends (prune_checkpoints): Tune's own pruning can delete the checkpoint
+            # its last saved state names, which a run killed then could not resume from.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=None, checkpoint_score_attribute=score,
+                checkpoint_score_order=mode),
+            callbacks=callbacks(plan, log, exp_dir)))
+
+
+def interrupted() -> bool:
+    """Whether the run was stopped by Ctrl-C (Tune then returns normally, its trials
+    marked TERMINATED like finished ones; the progress module's watch saw the signal)."""
+    from algospace.tune.progress import INTERRUPTED
+
+    return INTERRUPTED.is_set()
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial directory names (``trial_<id>``)."""
+    return f"trial_{trial.trial_id}"

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from algospace.config import DataConfig
 from algospace.data.pipeline import prepare
 from algospace.errors import CheckpointError, ConfigError
 from algospace.evaluation.backtest import backtest
+from algospace.evaluation.baselines import baseline_equity
 from algospace.evaluation.oracles import LAYERS
 from algospace.training.checkpoint import load_actors
 from envs.core.config import EnvConfig
@@ -119,10 +121,16 @@ def test_every_row_stops_at_ruin_and_its_sharpe_has_the_sign_of_its_pnl(
     assert level == 1_500.0
     assert bt.metrics.ruined
     eq = bt.equity.to_numpy()
-    bar = int(np.flatnonzero(eq <= level)[0])
-    assert (eq[:bar] > level).all()
+    bar = int(bt.equity.index.get_loc(pd.Timestamp(bt.metrics.ruin_time)))
+    assert (eq[:bar] > level).all() and eq[bar] == pytest.approx(level, abs=1e-6)
     assert (eq[bar:] == eq[bar]).all() and (bt.positions[bar:] == 0).all()
-    assert bt.metrics.ruin_time == str(bt.equity.index[bar])
+    # no curve of the report goes below the ruin level: agents, baselines, oracles
+    curves = {"agents": eq, **{f"{k} oracle": v.equity.to_numpy() for k, v in bt.oracles.items()},
+              **{name: baseline_equity(name, bt.bars, bt.contract, size=bt.position_limit,
+                                       rule_signal=bt.rule_signal, ruin_level=level)[0].to_numpy()
+                 for name in bt.baselines}}
+    assert {k: float(v.min()) for k, v in curves.items() if v.min() < level - 1e-6} == {}
+    assert sum(bt.baselines[k].ruined for k in bt.baselines) >= 1
     rows = {"agents": bt.metrics, **bt.baselines,
             **{f"{k} oracle": v.metrics for k, v in bt.oracles.items()}}
     assert any(m.net_pnl > 0 for m in rows.values())

@@ -25,7 +25,6 @@ from algospace.evaluation.metrics import (
     daily_pnl,
     daily_returns,
     positions_from_fills,
-    stop_at_ruin,
     to_dict,
 )
 from algospace.market import simulate
@@ -408,35 +407,6 @@ def test_bar_level_ratios_drawdown_duration_and_trade_averages_golden() -> None:
 
 # --- ruin ----------------------------------------------------------------------------------
 
-def test_stop_at_ruin_golden() -> None:
-    """Bar 2 closes at 400 <= 500: pay 3 × 15 to exit there, flat and constant after."""
-    equity = np.array([1000.0, 700.0, 400.0, 900.0, -50.0])
-    positions = np.array([3, 3, -3, 1, 1])
-    ruin = stop_at_ruin(equity, positions, ruin_level=500.0, exit_cost_per_contract=15.0)
-    assert ruin.bar == 2
-    np.testing.assert_array_equal(ruin.equity, [1000.0, 700.0, 355.0, 355.0, 355.0])
-    np.testing.assert_array_equal(ruin.positions, [3, 3, 0, 0, 0])
-    assert equity[2] == 400.0 and positions[2] == -3  # inputs untouched
-    never = stop_at_ruin(equity, positions, ruin_level=-100.0, exit_cost_per_contract=15.0)
-    assert never.bar is None
-    np.testing.assert_array_equal(never.equity, equity)
-    np.testing.assert_array_equal(never.positions, positions)
-    at_level = stop_at_ruin(equity, positions, ruin_level=400.0, exit_cost_per_contract=0.0)
-    assert at_level.bar == 2  # "at or below"
-
-
-def test_stop_at_ruin_validation() -> None:
-    with pytest.raises(ValueError, match="stop_at_ruin: equity and positions must be 1-D"):
-        stop_at_ruin(np.ones(3), np.ones(2), ruin_level=0.0, exit_cost_per_contract=1.0)
-    with pytest.raises(ValueError, match="stop_at_ruin: needs finite"):
-        stop_at_ruin(np.array([1.0, np.nan]), np.ones(2), ruin_level=0.0,
-                     exit_cost_per_contract=1.0)
-    with pytest.raises(ValueError, match=r"exit_cost_per_contract=-1\.0"):
-        stop_at_ruin(np.ones(2), np.ones(2), ruin_level=0.0, exit_cost_per_contract=-1.0)
-    with pytest.raises(ValueError, match="ruin_level=nan"):
-        stop_at_ruin(np.ones(2), np.ones(2), ruin_level=math.nan, exit_cost_per_contract=1.0)
-
-
 def _falling(n: int = 120) -> pd.DataFrame:
     """A market that falls 2 points every 30-minute bar, over several trading days."""
     open_ = 4000.0 - 2.0 * np.arange(n)
@@ -447,48 +417,46 @@ def _falling(n: int = 120) -> pd.DataFrame:
 
 
 def test_buy_and_hold_is_stopped_at_ruin() -> None:
-    """20 ES contracts long lose ~2000 dollars a bar; stopped at the first close <= 50k."""
+    """20 ES contracts long lose ~2000 dollars a bar; the ruin stop sells them where equity
+    after the exit's costs is exactly 50k, inside the bar (the bars open at the last close)."""
     bars, size, level = _falling(), 20, 50_000.0
+    ohlc = [bars[c].to_numpy() for c in ("open", "high", "low", "close")]
     targets = baseline_targets("buy_and_hold", len(bars), size=size)
-    raw, acct = simulate(ES, targets, *(bars[c].to_numpy() for c in ("open", "high", "low",
-                                                                       "close")),
-                         max_position=size)
-    pos = positions_from_fills(acct.fills(), len(bars))
-    ruin = stop_at_ruin(raw, pos, ruin_level=level, exit_cost_per_contract=ES.cost_per_side)
-    i = ruin.bar
-    assert i is not None and 10 < i < len(bars) - 10 and raw[-1] < level
-    assert (ruin.equity[:i] > level).all() and (ruin.equity[i:] == ruin.equity[i]).all()
-    assert (ruin.positions[i:] == 0).all() and (ruin.positions[:i] == size).all()
-    assert ruin.equity[i] == pytest.approx(raw[i] - size * 15.0, abs=1e-9)  # 2.50 + 12.50
+    raw, _ = simulate(ES, targets, *ohlc, max_position=size)
+    stopped, acct = simulate(ES, targets, *ohlc, max_position=size, ruin_level=level)
+    i = acct.ruin_t
+    assert acct.ruined and 10 < i < len(bars) - 10 and raw[-1] < level
+    assert raw[i] < level < raw[i - 1]  # the close-based curve crosses it on that bar
+    np.testing.assert_array_equal(stopped[:i], raw[:i])
+    assert stopped[i:] == pytest.approx(level, abs=1e-6)
+    assert stopped.min() >= level - 1e-6
     equity, m = baseline_equity("buy_and_hold", bars, ES, size=size, ruin_level=level)
-    np.testing.assert_allclose(equity.to_numpy(), ruin.equity, atol=1e-9)
+    np.testing.assert_allclose(equity.to_numpy(), stopped, atol=1e-9)
     assert m.ruined and m.ruin_time == str(bars.index[i])
-    assert m.net_pnl == pytest.approx(ruin.equity[i] - E0, abs=1e-9)
+    assert m.net_pnl == pytest.approx(level - E0, abs=1e-6)
     assert m.exposure == pytest.approx(i / len(bars))
     assert m.turnover * m.days == pytest.approx(2 * size)  # bought once, sold at ruin
-    assert m.costs == pytest.approx(2 * size * 15.0)
+    assert m.costs == pytest.approx(2 * size * 15.0)  # 2.50 + 12.50 a contract a side
     free = baseline_equity("buy_and_hold", bars, ES, size=size)[1]
     assert not free.ruined and free.net_pnl < m.net_pnl and free.ruin_time is None
 
 
 def test_random_baseline_at_ruin_keeps_trades_closed_before_it() -> None:
-    """Trade count, turnover and costs stop at the ruin bar; run_baselines passes the level."""
+    """Trades, turnover and costs stop at the ruin bar; run_baselines passes the level."""
     bars, size, level = _falling(300), 10, 80_000.0
-    targets = baseline_targets("random", len(bars), size=size, seed=2)
-    _, acct = simulate(ES, targets, *(bars[c].to_numpy() for c in ("open", "high", "low",
-                                                                   "close")),
-                       max_position=size)
     res = run_baselines(bars, ES, size=size, seed=2, ruin_level=level)
     m = res["random"]
     assert m.ruined and res["buy_and_hold"].ruined and not res["flat"].ruined
     i = int(bars.index.get_loc(pd.Timestamp(m.ruin_time)))
-    trades = acct.trades()
-    assert 0 < m.trades == int((trades["exit_t"] <= i).sum()) < len(trades)
-    fills = acct.fills()
-    kept = fills[fills["t"] <= i]
-    held = abs(int(positions_from_fills(fills, len(bars))[i]))
-    assert m.turnover * m.days == pytest.approx(kept["qty"].abs().sum() + held)
-    assert m.costs == pytest.approx(15.0 * (kept["qty"].abs().sum() + held))
+    targets = baseline_targets("random", len(bars), size=size, seed=2)
+    _, acct = simulate(ES, targets, *(bars[c].to_numpy() for c in ("open", "high", "low",
+                                                                   "close")),
+                       max_position=size, ruin_level=level)
+    fills, trades = acct.fills(), acct.trades()
+    assert fills["t"].max() == i and fills.iloc[-1]["reason"] == "ruin"
+    assert m.trades == len(trades) > 0 and (trades["exit_t"] <= i).all()
+    assert m.turnover * m.days == pytest.approx(fills["qty"].abs().sum())
+    assert m.costs == pytest.approx(15.0 * fills["qty"].abs().sum())
 
 
 def test_compute_metrics_ruin_bar() -> None:

@@ -13,11 +13,15 @@ starting at ``initial_equity``:
   last close, and the exit's commission and slippage are charged (the next
   tile starts flat), so tiling never trades for free.
 
-**Ruin.** The chained curve is the reported account: when its equity at a
-bar's close falls to ``(1 - ruin_fraction) × initial_equity``, the strategy is
-flattened there (the exit charged) and stays flat for the rest of the split.
-The baselines and the oracles stop at ruin by the same rule
-(:func:`algospace.evaluation.metrics.stop_at_ruin`).
+**Ruin.** The chained curve is the reported account, and its ruin level is
+``(1 - ruin_fraction) × initial_equity``. Each tile's account carries the
+account's ruin stop (:class:`~algospace.market.account.Account`) at the level
+that corresponds to the chained curve's: when the chained equity would reach
+the ruin level, the position is sold where equity after the exit's costs meets
+it (at the open on a gap through it), and the strategy stays flat for the rest
+of the split. The baselines and the oracles run through the same account with
+the same ruin level, so every curve stops alike and none goes below the level
+but by a gap.
 
 The same executed bars then go through the cost-charging baselines of
 :mod:`algospace.evaluation.baselines` (flat, buy-and-hold, random, and ``rule``
@@ -49,11 +53,7 @@ import pandas as pd
 from algospace.data.pipeline import Prepared, prepare
 from algospace.errors import ConfigError
 from algospace.evaluation.baselines import run_baselines
-from algospace.evaluation.metrics import (
-    Metrics,
-    compute_metrics,
-    stop_at_ruin,
-)
+from algospace.evaluation.metrics import Metrics, compute_metrics
 from algospace.evaluation.oracles import (
     LAYERS,
     TRUTH,
@@ -103,8 +103,9 @@ class Backtest:
     contract: Any = field(default=None, repr=False)
     """The contract whose costs were charged (a ContractSpec)."""
     ruined_tiles: int = 0
-    """Tiles that ended early because the tile's own account fell below the env's ruin
-    level (the bars they did not reach are left out, for the baselines too)."""
+    """Tiles whose own account reached the env's ruin level without ruining the chained
+    account: ended early by the env (the bars they did not reach are left out, for the
+    baselines too) or flat to the tile's end."""
     rule_signal: np.ndarray | None = field(default=None, repr=False)
     """The synergy direction at each executed bar (the ``rule`` baseline's signal)."""
     gate_counts: dict[str, int] | None = None
@@ -150,11 +151,19 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
     trades: list[pd.DataFrame] = []
     turnover = costs = 0.0
     ruined = 0
+    initial = cfg.initial_equity
+    ruin_level = (1.0 - cfg.ruin_fraction) * initial
+    chained, ruin_row = initial, None
     env.reset(seed=seed)
     n_tiles = env.n_episodes
     for tile in range(n_tiles):
         obs, _ = env.reset() if tile else env.reset(seed=seed)
         acct = env.account
+        if ruin_row is None:  # the tile's own ruin, or the chained account's, if higher
+            acct.ruin_level = max(ruin_level, ruin_level + initial - chained)
+        else:  # ruined: flat for the rest of the split
+            acct.ruined = True
+        already = ruin_row is not None
         before = acct.equity
         terms: dict[str, bool] = {}
         if team is not None:
@@ -171,12 +180,16 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
                 obs, _, terms, _, _ = env.execute(gate.target)
             rows.append(pos + 1)
             pnl.append(acct.equity - before)
+            chained += pnl[-1]
             before = acct.equity
             held.append(acct.position)
-        ruined += any(terms.values())
+            if ruin_row is None and acct.ruined and chained <= ruin_level + 1e-6:
+                ruin_row = len(pnl) - 1
+        ruined += (any(terms.values()) or acct.ruined) and not already and ruin_row is None
         closing = abs(acct.position)
         if closing:
             pnl[-1] -= closing * cost_per_contract
+            chained -= closing * cost_per_contract
             held[-1] = 0
         turnover += acct.turnover + closing
         costs += acct.commissions + acct.slippage_cost + closing * cost_per_contract
@@ -187,23 +200,14 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
             progress(f"[backtest] {env_name} {cfg.split}: tile {tile + 1}/{n_tiles}")
     idx = np.asarray(rows)
     index = pd.DatetimeIndex(times[idx], name="open_time")
-    initial = cfg.initial_equity
     limit = int(env.max_position)
-    ruin_level = (1.0 - cfg.ruin_fraction) * initial
-    stopped = stop_at_ruin(initial + np.cumsum(pnl), np.asarray(held, dtype=np.int64),
-                           ruin_level=ruin_level, exit_cost_per_contract=cost_per_contract)
-    if stopped.bar is not None:
-        costs += abs(held[stopped.bar]) * cost_per_contract
-        turnover += abs(held[stopped.bar])
-    equity = pd.Series(stopped.equity, index=index, name="equity")
-    positions = stopped.positions
+    equity = pd.Series(initial + np.cumsum(pnl), index=index, name="equity")
+    positions = np.asarray(held, dtype=np.int64)
     trade_log = pd.concat(trades, ignore_index=True) if trades else \
         pd.DataFrame(columns=[*TRADE_COLUMNS, "tile"])
-    if stopped.bar is not None and len(trade_log):
-        trade_log = trade_log[trade_log["exit_t"] <= idx[stopped.bar]]
     metrics = compute_metrics(equity, positions=positions, trades=trade_log,
                               turnover_contracts=turnover, initial_equity=initial, costs=costs,
-                              ruin_bar=stopped.bar)
+                              ruin_bar=ruin_row)
     bars = pd.DataFrame(ohlc[idx], index=index, columns=["open", "high", "low", "close"])
     contract = env.market.contract
     rule_signal = _synergy_direction(prepared, _base_rows(env, idx))

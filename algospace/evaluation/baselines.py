@@ -2,8 +2,8 @@
 
 Each baseline is a target position per bar (:func:`baseline_targets`) run through
 :func:`~algospace.market.account.simulate` at the agents' position limit, so it pays
-the same commissions and slippage, and stops at ruin by the same rule
-(:func:`~algospace.evaluation.metrics.stop_at_ruin`); its curve is scored by
+the same commissions and slippage, and stops at ruin by the same rule (the account's
+ruin stop, ``ruin_level``); its curve is scored by
 :func:`~algospace.evaluation.metrics.compute_metrics`.
 """
 
@@ -95,15 +95,15 @@ def baseline_equity(name: str, bars: pd.DataFrame, contract: ContractSpec, *, si
                     ruin_level: float | None = None) -> tuple[pd.Series, Metrics]:
     """Equity curve and metrics of baseline ``name`` on ``bars`` (through :func:`simulate`).
 
-    With ``ruin_level`` the curve goes through :func:`stop_at_ruin` (exit cost per contract:
-    commission + slippage_ticks × tick_value); trades, turnover and costs stop at ruin.
+    With ``ruin_level`` the account's ruin stop liquidates it where equity after the exit's
+    costs meets the level, and it stays flat after; trades, turnover and costs stop there.
     """
     o, h, l, c = _ohlc(bars)  # noqa: E741
     size = _check_int(size, "size", 1, "contracts, e.g. size=1")
     targets = baseline_targets(name, len(o), size=size, seed=seed, signal=rule_signal)
     values, acct = simulate(contract, targets, o, h, l, c, max_position=size,
-                            initial_equity=initial_equity)
-    ruin, kwargs = account_at_ruin(values, acct, ruin_level, contract.cost_per_side)
+                            initial_equity=initial_equity, ruin_level=ruin_level)
+    ruin, kwargs = account_at_ruin(values, acct)
     equity = pd.Series(ruin.equity, index=bars.index, name="equity")
     return equity, compute_metrics(equity, initial_equity=initial_equity, **kwargs)
 

@@ -19,9 +19,11 @@ days are trading days (:func:`~algospace.data.calendar.trading_day`, 18:00–17:
   ``max_drawdown`` = that / ``C``; ``calmar = annual_return / |max_drawdown|``.
 - Undefined: below 2 days or constant returns, volatility / Sharpe / Sortino are 0.0;
   the other rules (Sortino inf, PSR nan, ...) are on the :class:`Metrics` fields.
-- Trades are closed round trips (:meth:`Account.trades`). :func:`stop_at_ruin` flattens
-  a curve at the first close at or below a ruin level and keeps it flat; the baselines
-  (:mod:`algospace.evaluation.baselines`) stop the same way.
+- Trades are closed round trips (:meth:`Account.trades`). Ruin is the account's own ruin
+  stop (:class:`~algospace.market.account.Account`, ``ruin_level``): it liquidates where
+  equity after the exit's costs meets the level and keeps the account flat after, so the
+  agents, the baselines (:mod:`algospace.evaluation.baselines`) and the oracles stop alike
+  and no curve goes below the level but by a gap through it.
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ __all__ = [
     "daily_pnl",
     "daily_returns",
     "positions_from_fills",
-    "stop_at_ruin",
     "to_dict",
 ]
 
@@ -114,14 +115,14 @@ class Metrics:
     probabilistic_sharpe: float = math.nan
     """P(true daily Sharpe > 0) by Bailey & López de Prado's PSR; nan below 3 days."""
     ruined: bool = False
-    """True when the curve was stopped at the ruin level (see :func:`stop_at_ruin`)."""
+    """True when the account's ruin stop fired (see :class:`Ruin`)."""
     ruin_time: str | None = None
     """Open time of the ruin bar, None if never ruined."""
 
 
 @dataclass(frozen=True)
 class Ruin:
-    """An equity curve stopped at ruin (see :func:`stop_at_ruin`)."""
+    """An account's equity curve with its positions and the bar its ruin stop fired on."""
 
     equity: np.ndarray
     """Per-bar equity after stopping at ruin (flat after the ruin bar)."""
@@ -263,7 +264,7 @@ def _ruin_time(index: pd.Index, ruin_bar: int | None) -> str | None:
     """Open time of bar ``ruin_bar`` as a string (None when not ruined)."""
     if ruin_bar is not None and not 0 <= int(ruin_bar) < len(index):
         raise _bad(f"ruin_bar: must be a bar index in [0, {len(index)}), found {ruin_bar!r}; "
-                   "pass Ruin.bar from stop_at_ruin over the same curve")
+                   "pass Ruin.bar from account_at_ruin over the same curve")
     return None if ruin_bar is None else str(index[int(ruin_bar)])
 
 
@@ -307,33 +308,6 @@ def to_dict(m: Metrics) -> dict[str, float | str | None]:
     return {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
 
 
-def stop_at_ruin(equity: np.ndarray, positions: np.ndarray, *, ruin_level: float,
-                 exit_cost_per_contract: float) -> Ruin:
-    """Flatten at the close of the first bar whose equity is <= ``ruin_level`` and stay flat.
-
-    At ruin bar i: equity[i] -= |positions[i]| × exit_cost_per_contract, positions[i:] = 0,
-    equity[i + 1:] = equity[i]. The inputs are not modified.
-    """
-    eq, pos = np.array(equity, dtype=np.float64), np.array(positions, copy=True)
-    if eq.ndim != 1 or pos.shape != eq.shape:
-        raise _bad(f"stop_at_ruin: equity and positions must be 1-D with one value per bar, "
-                   f"found shapes {eq.shape} and {pos.shape}; pass the per-bar equity and "
-                   "the position held at each bar's close")
-    if not (np.isfinite(eq).all() and np.isfinite(pos.astype(np.float64)).all()
-            and math.isfinite(ruin_level) and math.isfinite(exit_cost_per_contract)
-            and exit_cost_per_contract >= 0):
-        raise _bad(f"stop_at_ruin: needs finite arrays, ruin_level and exit cost >= 0, found "
-                   f"ruin_level={ruin_level!r}, exit_cost_per_contract="
-                   f"{exit_cost_per_contract!r} or NaN/inf values; pass e.g. cost_per_side")
-    hit = np.flatnonzero(eq <= ruin_level)
-    if len(hit) == 0:
-        return Ruin(eq, pos, None)
-    i = int(hit[0])
-    eq[i] -= abs(float(pos[i])) * exit_cost_per_contract
-    eq[i + 1:], pos[i:] = eq[i], 0
-    return Ruin(eq, pos, i)
-
-
 def positions_from_fills(fills: pd.DataFrame, n_bars: int) -> np.ndarray:
     """Position at each bar's close from an :meth:`Account.fills` log (fills stamped t=bar)."""
     delta = np.zeros(n_bars, dtype=np.int64)
@@ -345,18 +319,11 @@ def positions_from_fills(fills: pd.DataFrame, n_bars: int) -> np.ndarray:
     return np.cumsum(delta)
 
 
-def account_at_ruin(values: np.ndarray, acct: Account, ruin_level: float | None,
-                     exit_cost: float) -> tuple[Ruin, dict[str, Any]]:
-    """The (stopped) curve of a simulated account and its :func:`compute_metrics` keywords."""
-    fills, trades = acct.fills(), acct.trades()
-    pos = positions_from_fills(fills, len(values))
-    turnover, costs = float(acct.turnover), acct.commissions + acct.slippage_cost
-    ruin = Ruin(values, pos, None) if ruin_level is None else stop_at_ruin(
-        values, pos, ruin_level=ruin_level, exit_cost_per_contract=exit_cost)
-    if ruin.bar is not None:  # the account traded on after ruin: count up to the exit only
-        kept, out = fills[fills["t"] <= ruin.bar], abs(int(pos[ruin.bar]))
-        turnover = float(kept["qty"].abs().sum()) + out
-        costs = float(kept["commission"].sum() + kept["slippage"].sum()) + out * exit_cost
-        trades = trades[trades["exit_t"] <= ruin.bar]
-    return ruin, {"trades": trades, "positions": ruin.positions, "ruin_bar": ruin.bar,
-                  "turnover_contracts": turnover, "costs": costs}
+def account_at_ruin(values: np.ndarray, acct: Account) -> tuple[Ruin, dict[str, Any]]:
+    """The curve of a simulated account (stopped by its own ruin stop, if it has one) and
+    its :func:`compute_metrics` keywords: trades, positions, ruin bar, turnover, costs."""
+    pos = positions_from_fills(acct.fills(), len(values))
+    ruin = Ruin(np.asarray(values, dtype=np.float64), pos, acct.ruin_t if acct.ruined else None)
+    return ruin, {"trades": acct.trades(), "positions": pos, "ruin_bar": ruin.bar,
+                  "turnover_contracts": float(acct.turnover),
+                  "costs": acct.commissions + acct.slippage_cost}

@@ -122,8 +122,8 @@ def run_oracle(truth: Truth, layer: str, contract: ContractSpec, limit: int,
     targets = truth.unit_positions[layer] * limit
     o, h, low, c = (truth.ohlc[:, k] for k in range(4))
     values, acct = simulate(contract, targets, o, h, low, c, max_position=limit,
-                            initial_equity=initial)
-    stopped, kwargs = account_at_ruin(values, acct, ruin_level, contract.cost_per_side)
+                            initial_equity=initial, ruin_level=ruin_level)
+    stopped, kwargs = account_at_ruin(values, acct)
     equity = pd.Series(stopped.equity, index=truth.index, name="equity")
     metrics = compute_metrics(equity, initial_equity=initial, **kwargs)
     return OracleRun(metrics, equity, expected_pnl(stopped.positions, truth.drift("joint"),

@@ -196,7 +196,8 @@ def test_value_clip_and_huber_reach_the_learner(env_data: DataConfig, tmp_path: 
     cfg = replace(small("strategic_v0", env_data, tmp_path),
                   ppo=PPOSettings(train_batch_size=150, minibatch_size=75, value_clip=None,
                                   huber_delta=3.0))
-    assert build_ppo_config(cfg).learner_config_dict == {"value_clip": None, "huber_delta": 3.0}
+    assert build_ppo_config(cfg).learner_config_dict == {"value_clip": None, "huber_delta": 3.0,
+                                                         "shared_critic": True}
 
 
 REPRODUCE = """

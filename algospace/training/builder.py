@@ -166,9 +166,9 @@ def votes_for(agent: str) -> tuple[float, ...] | None:
 
 def build_ppo_config(cfg: TrainConfig) -> Any:
     """The RLlib ``PPOConfig`` for ``cfg`` (registers the envs)."""
-    from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 
+    from algospace.training.mappo import RowPPOConfig
     from envs.rllib import agent_module, layer_module, make_env, register_envs
 
     register_envs()
@@ -183,7 +183,7 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
     specs = _module_specs(cfg, probe)
     p = cfg.ppo
     config = (
-        PPOConfig()
+        RowPPOConfig()
         .environment(cfg.env, env_config=env_config)
         .env_runners(num_env_runners=cfg.num_env_runners,
                      num_envs_per_env_runner=cfg.num_envs_per_env_runner,
@@ -199,8 +199,10 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
         .learners(num_learners=cfg.num_learners, num_gpus_per_learner=cfg.num_gpus_per_learner,
                   learner_class=_learner_class(cfg),
+                  add_default_connectors_to_learner_pipeline=False,
                   learner_config_dict={"value_clip": p.value_clip,
-                                       "huber_delta": p.huber_delta})
+                                       "huber_delta": p.huber_delta,
+                                       "shared_critic": cfg.algorithm == "mappo"})
         .training(lr=p.lr, gamma=p.gamma, lambda_=p.lambda_, clip_param=p.clip_param,
                   entropy_coeff=p.entropy_coeff, vf_loss_coeff=p.vf_loss_coeff,
                   num_epochs=p.num_epochs, train_batch_size_per_learner=p.train_batch_size,

@@ -35,13 +35,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.learner import (
     AddColumnsFromEpisodesToTrainBatch,
+    AddObservationsFromEpisodesToBatch,
+    AddOneTsToEpisodesAndTruncate,
+    AddStatesFromEpisodesToBatch,
+    AddTimeDimToBatchAndZeroPad,
+    AgentToModuleMapping,
+    BatchIndividualItems,
     GeneralAdvantageEstimation,
+    NumpyToTensor,
 )
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
@@ -224,13 +233,45 @@ def _np(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+class RowPPOConfig(PPOConfig):
+    """RLlib's PPOConfig whose learner pipeline carries :class:`RowColumns` and :class:`RowGAE`.
+
+    Built with ``add_default_connectors_to_learner_pipeline=False`` (see
+    :func:`algospace.training.builder.build_ppo_config`), so that RLlib's PPO learner adds
+    neither its extra bootstrap step nor its GAE piece; :meth:`build_learner_connector`
+    builds the same pipeline RLlib's defaults give PPO, in the same order, through public
+    connector classes only, with :class:`RowColumns` after the train-batch columns and
+    :class:`RowGAE` in place of GAE. ``learner_config_dict["shared_critic"]`` says whether
+    the values come from the shared critic (MAPPO) or from each module (IPPO).
+    """
+
+    @override(PPOConfig)
+    def build_learner_connector(self, input_observation_space: Any, input_action_space: Any,
+                                device: Any = None) -> Any:
+        pipeline = super().build_learner_connector(input_observation_space, input_action_space,
+                                                   device=device)
+        shared = bool(self.learner_config_dict.get("shared_critic", False))
+        specs = (self.rl_module_spec.rl_module_specs
+                 if isinstance(self.rl_module_spec, MultiRLModuleSpec) else set(self.policies))
+        for piece in (
+                AddOneTsToEpisodesAndTruncate(),
+                AddObservationsFromEpisodesToBatch(as_learner_connector=True),
+                AddColumnsFromEpisodesToTrainBatch(),
+                RowColumns(mc_features=shared),
+                AddTimeDimToBatchAndZeroPad(as_learner_connector=True),
+                AddStatesFromEpisodesToBatch(as_learner_connector=True),
+                AgentToModuleMapping(rl_module_specs=specs,
+                                     agent_to_module_mapping_fn=self.policy_mapping_fn,
+                                     as_learner_connector=True),
+                BatchIndividualItems(multi_agent=True),
+                NumpyToTensor(as_learner_connector=True, device=device),
+                RowGAE(gamma=self.gamma, lambda_=self.lambda_, shared_critic=shared)):
+            pipeline.append(piece)
+        return pipeline
+
+
 class MAPPOTorchLearner(PPOTorchLearner):
     """PPO learner whose value function is the shared critic (see the module docstring)."""
-
-    @override(PPOTorchLearner)
-    def build(self) -> None:
-        super().build()
-        _install_pieces(self, shared_critic=True)
 
     @override(PPOTorchLearner)
     def rl_module_required_apis(self) -> list[type]:
@@ -258,21 +299,5 @@ class MAPPOTorchLearner(PPOTorchLearner):
 
 
 class IPPOTorchLearner(PPOTorchLearner):
-    """RLlib's PPO learner with each agent's own critic, and the per-row discount."""
-
-    @override(PPOTorchLearner)
-    def build(self) -> None:
-        super().build()
-        _install_pieces(self, shared_critic=False)
-
-
-def _install_pieces(learner: PPOTorchLearner, *, shared_critic: bool) -> None:
-    """Swap RLlib's GAE for :class:`RowGAE` and add :class:`RowColumns` before it."""
-    pipeline = learner._learner_connector
-    if pipeline is None:
-        return
-    pipeline.remove(GeneralAdvantageEstimation)
-    pipeline.insert_after(AddColumnsFromEpisodesToTrainBatch,
-                          RowColumns(mc_features=shared_critic))
-    pipeline.append(RowGAE(gamma=learner.config.gamma, lambda_=learner.config.lambda_,
-                           shared_critic=shared_critic))
+    """RLlib's PPO learner with each agent's own critic, and the per-row discount (the
+    pipeline of :class:`RowPPOConfig` with ``shared_critic`` false)."""

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from algospace import storage
+from algospace.config import ExperimentConfig
 from algospace.errors import ConfigError
-from algospace.experiment import ExperimentConfig
 
 Log = Callable[[str], None]
 CLUSTER_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"

@@ -19,17 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from algospace.data.pipeline import LATENT_TABLE, Prepared, strategic_rows
+from algospace.config import RDEConfig
+from algospace.features.pipeline import LATENT_TABLE, Prepared, strategic_rows
 from algospace.regime.features import regime_features
-from algospace.regime.train import (
-    RDEConfig,
-    RDEResult,
-    baseline_warning,
-    beats_baseline,
-    encode_all,
-    load_rde,
-    train_rde,
-)
+from algospace.regime.latents import baseline_warning, beats_baseline, encode_all
+from algospace.regime.train import RDEResult, load_rde, train_rde
 
 
 def train_and_store(prepared: Prepared, cfg: RDEConfig, out_dir: str | Path,
@@ -87,8 +81,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``algospace regime train``."""
-    from algospace.data.pipeline import prepare
     from algospace.data_cli import prepare_config
+    from algospace.features.pipeline import prepare
 
     data_cfg = prepare_config(args)
     changes = {k: v for k, v in (("max_epochs", args.epochs), ("seed", args.rde_seed))

@@ -27,19 +27,19 @@ from typing import Any
 import numpy as np
 
 from algospace import cluster, storage
-from algospace.config import read_yaml
-from algospace.errors import AlgoSpaceError, ConfigError
-from algospace.evaluation.oracles import CAPTURE_KEYS
-from algospace.experiment import (
+from algospace.config import (
     Experiment,
     ExperimentConfig,
     LoadSource,
     load_experiment,
     parse_set,
+    read_yaml,
     resolve_path,
     resolved_dict,
     tune_space,
 )
+from algospace.errors import AlgoSpaceError, ConfigError
+from algospace.evaluation.oracles import CAPTURE_KEYS
 from algospace.training.builder import ModuleSource
 
 Log = Callable[[str], None]
@@ -196,7 +196,7 @@ def check_resources(cfg: ExperimentConfig, attached: bool) -> None:
 
 def agent_modules(cfg: ExperimentConfig) -> list[str]:
     """Actor module ids of an RL phase (agent names, or the shared layer modules)."""
-    from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
+    from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS
     from envs.rllib import module_of
 
     agents = {"strategic_v0": STRATEGIC_AGENTS, "tactical_v0": TACTICAL_AGENTS,
@@ -290,7 +290,7 @@ def latest_finished(root: str, phase: str, quick: bool) -> dict[str, Any] | None
 
 def prepare_data(plan: Plan, log: Log) -> None:
     """Build (or find) the prepared data before Ray starts; check the RDE latents."""
-    from algospace.data.pipeline import LATENT_TABLE, prepare
+    from algospace.features.pipeline import LATENT_TABLE, prepare
     from envs.core.data import stored_tables
 
     cfg = plan.config
@@ -340,8 +340,8 @@ def _trainable(plan: Plan) -> Any:
     """The Tune trainable of a plan, with its resources."""
     from ray import tune
 
-    from algospace.data.pipeline import prepare
-    from algospace.data.shipping import serve, serve_tree
+    from algospace.features.pipeline import prepare
+    from algospace.features.shipping import serve, serve_tree
     from algospace.trainables import module_parts, rde_trainable, rl_trainable, train_config
 
     data = serve(prepare(plan.config.data, log=lambda _: None), plan.config.data)
@@ -579,7 +579,7 @@ def unfinished_run(root: Path) -> Path:
 
 def resumed_plan(plan: Plan, log: Log) -> Plan:
     """The plan of the unfinished run to continue, with the settings it started with."""
-    from algospace.experiment import experiment_from_raw
+    from algospace.config import experiment_from_raw
 
     exp_dir = unfinished_run(Path(plan.config.output.dir) / plan.name)
     saved = json.loads((exp_dir / EXPERIMENT_FILE).read_text())
@@ -733,8 +733,8 @@ def selection_trials(results: Any) -> dict[str, Any]:
 
 def store_latents(cfg: ExperimentConfig, checkpoint: str, log: Log) -> dict[str, Any]:
     """Copy the best RDE next to the summary and write its latents into the data store."""
-    from algospace.data.pipeline import LATENT_TABLE, prepare
-    from algospace.regime.train import baseline_warning
+    from algospace.features.pipeline import LATENT_TABLE, prepare
+    from algospace.regime.latents import baseline_warning
     from algospace.regime_cli import store_latents as write_latents
 
     prepared = prepare(cfg.data, log=lambda _: None)

@@ -23,7 +23,7 @@ from ray.air.integrations.wandb import (
 )
 from ray.util.queue import Queue
 
-from algospace.experiment import SECRET_NAME
+from algospace.config import SECRET_NAME
 
 
 class _KeyedLoggingActor(_WandbLoggingActor):

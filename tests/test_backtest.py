@@ -7,12 +7,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from algospace.config import DataConfig
-from algospace.data.pipeline import prepare
+from algospace.config import DataConfig, EnvConfig
 from algospace.errors import CheckpointError, ConfigError
 from algospace.evaluation.backtest import backtest, env_class, load_actors
 from algospace.evaluation.oracles import LAYERS
-from envs.core.config import EnvConfig
+from algospace.features.pipeline import prepare
 
 LONG = 2  # BUY_AGGRESSIVE
 HOLD = 0

@@ -22,8 +22,8 @@ import torch
 
 from algospace import runner
 from algospace.cli import main as algospace_main
+from algospace.config import TUNE_CONFIGS, load_experiment, resolve_path
 from algospace.errors import ConfigError
-from algospace.experiment import TUNE_CONFIGS, load_experiment, resolve_path
 from algospace.runner import RunOptions, load_phase, main, pipeline_files
 
 REPO = Path(__file__).resolve().parent.parent

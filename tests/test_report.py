@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 
 from algospace.cli import main
-from algospace.config import DataConfig
+from algospace.config import DataConfig, EnvConfig, PPOSettings
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError
 from algospace.evaluation.report import EvaluateConfig, evaluate, sharpe_difference_ci
-from algospace.training.builder import PPOSettings, TrainConfig
+from algospace.training.builder import TrainConfig
 from algospace.training.train import load_train_config, train
-from envs.core.config import EnvConfig
 
 
 @pytest.fixture(scope="module")

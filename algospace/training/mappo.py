@@ -45,9 +45,9 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
+from algospace.config import CONSENSUS_THRESHOLD, STRATEGIC_AGENTS, TACTICAL_AGENTS
 from algospace.models.critic import critic_loss
 from algospace.models.mc_dropout import joint_features
-from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
 
 CRITIC_ID = "critic"
 """Module id of the shared critic."""
@@ -67,8 +67,8 @@ class RowColumns(ConnectorV2):
     row, from the statistics the actors stored when they acted.
     """
 
-    def __init__(self, *args: Any, mc_features: bool = True, threshold: float = 0.65,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, mc_features: bool = True,
+                 threshold: float = CONSENSUS_THRESHOLD, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mc_features = mc_features
         self.threshold = threshold

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS
 from algospace.errors import ConfigError
 from envs.core.base import TradingEnv
-from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
 from envs.joint import JointEnv
 from envs.strategic import StrategicEnv
 from envs.tactical import TacticalEnv

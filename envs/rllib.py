@@ -33,7 +33,8 @@ id (:class:`LayerSharing`); the shared module tells the agents apart by it.
 
 ``register_envs()`` registers ``strategic_v0``, ``tactical_v0`` and
 ``joint_v0`` with Ray Tune; their ``env_config`` is any mapping accepted by
-:class:`envs.core.config.EnvConfig`, plus the optional ``sharing`` key.
+:class:`algospace.config.EnvConfig`, plus the optional ``sharing`` key. The names and
+classes come from :mod:`envs.registry`.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 from ray.tune.registry import register_env
 
+from algospace.config import STRATEGIC_AGENTS
 from envs.core.base import TradingEnv
-from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_VOTERS
+from envs.core.layout import TACTICAL_VOTERS
+from envs.registry import ENV_NAMES, env_class, make_parallel_env
 
 SHARING: tuple[str, ...] = ("agent", "layer")
 """Parameter sharing modes: one module per agent, or one per layer (see the docstring)."""
@@ -119,10 +122,6 @@ class LayerSharing:
         return obs
 
 
-ENV_NAMES: tuple[str, ...] = ("strategic_v0", "tactical_v0", "joint_v0")
-"""Names under which the envs are registered."""
-
-
 class RLlibEnv(ParallelPettingZooEnv):
     """A registered AlgoSpace env as an RLlib ``MultiAgentEnv``."""
 
@@ -190,20 +189,16 @@ class RLlibEnv(ParallelPettingZooEnv):
 
 def make_env(name: str, env_config: Mapping[str, Any] | None = None) -> RLlibEnv:
     """Build the registered env ``name`` from an ``env_config`` mapping (+ ``sharing``, and
-    the driver's prepared data under ``prepared_data``: see algospace.data.shipping)."""
-    from envs import joint_v0, strategic_v0, tactical_v0
+    the driver's prepared data under ``prepared_data``: see algospace.features.shipping)."""
+    from algospace.features.shipping import ENV_KEY, Shipped, provide
 
-    modules = {"strategic_v0": strategic_v0, "tactical_v0": tactical_v0, "joint_v0": joint_v0}
-    if name not in modules:
-        raise ValueError(f"unknown env {name!r}; choose one of {', '.join(ENV_NAMES)}")
-    from algospace.data.shipping import ENV_KEY, Shipped, provide
-
+    env_class(name)  # an unknown name fails before any data is touched
     config = dict(env_config or {})
     sharing = str(config.pop("sharing", "agent"))
     shipped = config.pop(ENV_KEY, None)
     if shipped is not None:
         provide(Shipped.from_dict(shipped))
-    return RLlibEnv(modules[name].parallel_env(config), sharing=sharing)
+    return RLlibEnv(make_parallel_env(name, config), sharing=sharing)
 
 
 def creator(name: str) -> Callable[[Mapping[str, Any]], RLlibEnv]:

@@ -76,7 +76,7 @@ SEED = 7
 
 
 def _layers() -> dict[str, tuple[str, ...]]:
-    from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
+    from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS
 
     return {"tactical": TACTICAL_AGENTS, "strategic": STRATEGIC_AGENTS}
 
@@ -91,10 +91,10 @@ def _data(days: int, cache: Path) -> Any:
 
 def team(checkpoint: str | None, data: Any) -> tuple[Any, dict[str, Any], str]:
     """An env on ``data`` and the actors to time: a checkpoint's, or fresh default-size ones."""
+    from algospace.config import EnvConfig
     from algospace.models.actor import ActorModule
     from algospace.training.builder import votes_for
     from algospace.training.checkpoint import load_actors
-    from envs.core.config import EnvConfig
     from envs.registry import env_class
 
     if checkpoint:
@@ -244,7 +244,7 @@ def bench_decisions(env: Any, teams: Mapping[str, Mapping[str, Any]], warmup: in
 
 def bench_stream(data: Any, atr_bars: int, bars: int) -> Figures:
     """``MarketStream.add`` + ``update`` per 5-minute bar after the rest of ``data``'s bars."""
-    from algospace.data.pipeline import prepare
+    from algospace.features.pipeline import prepare
     from algospace.inference.stream import MarketStream
 
     prepared = prepare(data, log=lambda _: None)
@@ -278,8 +278,8 @@ def run(*, checkpoint: str | None = None, repeats: int | None = None, quick: boo
     ``repeats``: timed steps per variant (default :data:`REPEATS`); ``quick``: a few
     steps and bars only (:data:`QUICK`), to check that the bench runs.
     """
+    from algospace.config import EnvConfig
     from algospace.inference.export import check_export, export_actors, load_exported
-    from envs.core.config import EnvConfig
 
     sizes = dict(QUICK) if quick else {"repeats": REPEATS, "warmup": WARMUP,
                                        "stream_bars": STREAM_BARS}

@@ -36,14 +36,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from algospace.config import DataConfig
+from algospace.config import DataConfig, EnvConfig
 from algospace.data.synthetic import SyntheticConfig
 from algospace.evaluation.backtest import Backtest, backtest, greedy_policy
 from algospace.files import atomic_write, write_text
 from algospace.training.builder import TrainConfig
 from algospace.training.checkpoint import load_actors
 from algospace.training.train import actor_modules, train
-from envs.core.config import EnvConfig
 
 LEARN_DAYS = 250
 """Trading days of the training market (70/15/15 split)."""

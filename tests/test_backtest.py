@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from algospace.config import DataConfig
-from algospace.data.pipeline import prepare
+from algospace.config import DataConfig, EnvConfig
 from algospace.errors import CheckpointError, ConfigError
 from algospace.evaluation.backtest import backtest
 from algospace.evaluation.baselines import baseline_equity
 from algospace.evaluation.oracles import LAYERS
+from algospace.features.pipeline import prepare
 from algospace.training.checkpoint import load_actors
-from envs.core.config import EnvConfig
 from envs.registry import env_class
 
 LONG = 2  # BUY_AGGRESSIVE

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from algospace.config import DataConfig
+from algospace.config import DataConfig, EnvConfig, PPOSettings
 from algospace.errors import CheckpointError, ConfigError
 from algospace.evaluation.backtest import greedy_policy
-from algospace.training.builder import ModuleSource, PPOSettings, TrainConfig, build_ppo_config
+from algospace.training.builder import ModuleSource, TrainConfig, build_ppo_config
 from algospace.training.checkpoint import load_actors
 from algospace.training.train import actor_modules, load_modules, train
-from envs.core.config import EnvConfig
 from envs.strategic_v0 import parallel_env
 
 

@@ -93,7 +93,7 @@ def test_help_is_plain_text_naming_files_that_exist(command: list[str],
     """``--help`` shows no reST markup, and the phase files it names exist."""
     import re
 
-    from algospace.experiment import resolve_path
+    from algospace.config import resolve_path
 
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])

@@ -314,7 +314,7 @@ def test_results_in_storage_and_no_csv_read_on_workers(run: Run) -> None:
 
 # ------------------------------------------------------------------ checks, no Ray
 def _cfg(**sets: Any) -> Any:
-    from algospace.experiment import TUNE_CONFIGS, load_experiment
+    from algospace.config import TUNE_CONFIGS, load_experiment
 
     return load_experiment(TUNE_CONFIGS / "strategic.yaml",
                            {f"resources.{k}": v for k, v in sets.items()}).config
@@ -377,7 +377,7 @@ def test_local_storage_on_several_machines_warned(tmp_path: Path) -> None:
     storage_warning(cfg, ["10.0.0.1", "10.0.0.2"], lines.append)
     [line] = lines
     assert "WARNING: the cluster spans 2 machines" in line and "output.storage" in line
-    from algospace.experiment import TUNE_CONFIGS, load_experiment
+    from algospace.config import TUNE_CONFIGS, load_experiment
 
     remote = load_experiment(TUNE_CONFIGS / "strategic.yaml",
                              {"output.storage": "s3://bucket/runs"}).config

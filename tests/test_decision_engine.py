@@ -18,20 +18,18 @@ import pandas as pd
 import pytest
 import torch
 
-from algospace.config import DataConfig
-from algospace.data.pipeline import prepare
+from algospace.config import DataConfig, EnvConfig, RDEConfig
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError, DataError
 from algospace.evaluation.backtest import Backtest, backtest, greedy_policy
+from algospace.features.pipeline import prepare
 from algospace.inference.engine import DecisionEngine, EngineConfig, Replay
 from algospace.inference.gates import GateConfig, GateResult
 from algospace.inference.policy import GatedTeam
 from algospace.inference.stream import MarketStream, RegimeEncoder
 from algospace.models.actor import ActorModule
-from algospace.regime.latents import train_and_store
-from algospace.regime.train import RDEConfig
+from algospace.regime.store import train_and_store
 from algospace.training.builder import votes_for
-from envs.core.config import EnvConfig
 from envs.core.data import load_market
 from envs.core.layout import state_names
 from envs.registry import env_class

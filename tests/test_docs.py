@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from algospace.experiment import TUNE_CONFIGS, schema_reference
+from algospace.config import TUNE_CONFIGS, schema_reference
 
 
 def test_tune_configs_readme_lists_every_key() -> None:
@@ -12,7 +12,7 @@ def test_tune_configs_readme_lists_every_key() -> None:
     block = text.split("<!-- schema:start -->\n", 1)[1].split("<!-- schema:end -->", 1)[0]
     assert block == schema_reference(), (
         "tune_configs/README.md is out of date: regenerate the table between the schema "
-        "markers with `python -m algospace.experiment`")
+        "markers with `python -m algospace.config`")
 
 
 def test_every_phase_file_is_documented() -> None:

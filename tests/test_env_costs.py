@@ -118,7 +118,7 @@ def strong_signal(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
 @pytest.mark.parametrize("module", ENVS, ids=IDS)
 def test_oracle_of_the_planted_signal_earns(module: ModuleType,
                                             strong_signal: DataConfig) -> None:
-    from algospace.data.pipeline import prepare
+    from algospace.features.pipeline import prepare
 
     table = prepare(strong_signal).table("synthetic_truth")
     truth = {k: table[k].to_numpy() for k in ("oracle_strategic", "oracle_tactical")}

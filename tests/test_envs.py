@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import typing
 from types import ModuleType
 from typing import Any
 
@@ -11,11 +12,18 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
 
-from algospace.config import DataConfig
+from algospace.config import (
+    PHASE_ENV,
+    STATE_DIM,
+    STRATEGIC_AGENTS,
+    TACTICAL_AGENTS,
+    DataConfig,
+    EnvName,
+)
 from algospace.errors import ConfigError, DataError
-from envs import joint_v0, strategic_v0, tactical_v0
+from envs import joint_v0, registry, strategic_v0, tactical_v0
 from envs.core.base import TradingEnv
-from envs.core.layout import STRATEGIC_AGENTS, state_blocks, state_names
+from envs.core.layout import state_blocks, state_names
 
 ENVS = [strategic_v0, tactical_v0, joint_v0]
 STEPS = {strategic_v0: 24, tactical_v0: 72, joint_v0: 72}
@@ -140,6 +148,18 @@ def test_state_layout_is_named_and_sums_to_112() -> None:
     assert sizes == {"strategic_now": 13, "strategic_mean": 13, "tactical_now": 7,
                      "tactical_mean": 7, "regime_latent": 8, "synergy": 7, "account": 8,
                      "signals": 3, "last_strategic_actions": 28, "last_tactical_actions": 18}
+
+
+def test_the_layout_names_exactly_the_configured_state_dim() -> None:
+    """The config checks ``state_dim`` against STATE_DIM; the layout must name that many."""
+    assert len(state_names()) == STATE_DIM
+
+
+def test_the_registry_holds_exactly_the_configured_env_names() -> None:
+    """The config names the envs (EnvName, below envs); the registry registers those."""
+    assert set(registry.ENVS) == set(typing.get_args(EnvName))
+    assert set(PHASE_ENV.values()) <= set(registry.ENVS)
+    assert set(registry.agents_of("joint_v0")) == {*STRATEGIC_AGENTS, *TACTICAL_AGENTS}
 
 
 def test_state_dim_must_match_the_layout(env_data: DataConfig) -> None:

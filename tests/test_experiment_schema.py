@@ -22,8 +22,8 @@ import torch
 
 from algospace.cli import main as algospace_main
 from algospace.cli.run import main
+from algospace.config import TUNE_CONFIGS, load_experiment, resolve_path
 from algospace.errors import ConfigError
-from algospace.experiment import TUNE_CONFIGS, load_experiment, resolve_path
 from algospace.tune import driver as runner
 from algospace.tune.plan import RunOptions, load_phase, pipeline_files
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from algospace.config import DataConfig
+from algospace.config import DataConfig, EnvConfig
 from algospace.errors import CheckpointError, ConfigError
 from algospace.inference import export as export_mod
 from algospace.inference.export import (
@@ -25,7 +25,6 @@ from algospace.inference.export import (
 from algospace.inference.policy import TeamPolicy
 from algospace.models.actor import ActorModule, actor_mc_stats
 from algospace.training.builder import votes_for
-from envs.core.config import EnvConfig
 from envs.joint import JointEnv
 from envs.rllib import LAYER_GROUPS, LayerSharing
 

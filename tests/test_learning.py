@@ -26,13 +26,12 @@ from typing import Any
 
 import pytest
 
-from algospace.config import DataConfig
+from algospace.config import DataConfig, EnvConfig
 from algospace.data.synthetic import SyntheticConfig
 from algospace.evaluation.backtest import backtest, greedy_policy
 from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.checkpoint import load_actors
 from algospace.training.train import actor_modules, train
-from envs.core.config import EnvConfig
 from experiments.learn import BASELINE_NAMES, evaluation_env
 
 SIGNAL = 12.0

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from algospace.config import DataConfig
+from algospace.config import DataConfig, EnvConfig, PPOSettings
 from algospace.errors import ConfigError
 from algospace.models.mc_dropout import joint_features
 from algospace.schema import to_dict
-from algospace.training.builder import PPOSettings, TrainConfig, build_ppo_config
+from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.mappo import _features, _steps_to_next, value_targets
 from algospace.training.train import train
-from envs.core.config import EnvConfig
 
 
 def test_joint_features_use_each_agents_latest_decision() -> None:
@@ -172,8 +171,8 @@ def test_layer_sharing_pads_observations_with_an_agent_id(env_data: DataConfig) 
 
 def test_mappo_with_layer_sharing_trains_and_backtests(env_data: DataConfig, tmp_path: Path,
                                                        ray_session: Any) -> None:
+    from algospace.config import ModelSettings
     from algospace.evaluation.backtest import backtest, greedy_policy
-    from algospace.training.builder import ModelSettings
     from algospace.training.checkpoint import load_actors
 
     cfg = small("joint_v0", env_data, tmp_path, model=ModelSettings(sharing="layer"),
@@ -205,8 +204,9 @@ import hashlib, sys
 import ray
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig
-from algospace.training.builder import PPOSettings, TrainConfig, build_ppo_config
-from envs.core.config import EnvConfig
+from algospace.config import PPOSettings
+from algospace.training.builder import TrainConfig, build_ppo_config
+from algospace.config import EnvConfig
 ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
 data = DataConfig(synthetic=SyntheticConfig(days=30, seed=7), cache_dir=sys.argv[1])
 cfg = TrainConfig(env="joint_v0", env_config=EnvConfig(data=data, episode_steps=48),

@@ -12,8 +12,10 @@ import pytest
 
 from algospace.data.bars import Bars
 from algospace.data.contracts import get_contract
-from algospace.data.forecast import drift_forecasts, horizon
-from algospace.data.oracle import (
+from algospace.data.synthetic import SyntheticConfig, SyntheticMarket, generate
+from algospace.errors import ConfigError
+from algospace.market.forecast import drift_forecasts, horizon
+from algospace.market.oracle import (
     ORACLE_NAMES,
     OracleAccount,
     causal_positions,
@@ -31,8 +33,6 @@ from algospace.data.oracle import (
     realised_daily_pnl,
     traded_contracts,
 )
-from algospace.data.synthetic import SyntheticConfig, SyntheticMarket, generate
-from algospace.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

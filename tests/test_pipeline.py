@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from algospace.config import load_data_config
-from algospace.data import pipeline
 from algospace.data.resample import resample
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError, DataError
+from algospace.features import pipeline
 
 SMALL = {"days": 12, "seed": 1}
 

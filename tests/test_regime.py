@@ -11,25 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
+from algospace.config import RDEConfig
 from algospace.data.bars import Bars
 from algospace.data.resample import resample
 from algospace.data.splits import Normalizer
 from algospace.data.synthetic import SyntheticConfig, generate
 from algospace.errors import AlgoSpaceError, ConfigError
 from algospace.regime.features import REGIME_FEATURES, bar_labels, regime_features
+from algospace.regime.latents import baseline_mse, baseline_warning, beats_baseline, encode_all
 from algospace.regime.model import RegimeDetector
-from algospace.regime.train import (
-    RDECheckpointError,
-    RDEConfig,
-    RDEResult,
-    _split_ends,
-    baseline_mse,
-    baseline_warning,
-    beats_baseline,
-    encode_all,
-    load_rde,
-    train_rde,
-)
+from algospace.regime.train import RDECheckpointError, RDEResult, _split_ends, load_rde, train_rde
 
 SMALL = RDEConfig(window=24, patch=2, d_model=32, heads=4, layers=1, ff_dim=64, lr=3e-3,
                   batch_size=64, max_epochs=16, kl_warmup_epochs=2, patience=3)

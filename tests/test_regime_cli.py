@@ -9,7 +9,7 @@ import pytest
 
 from algospace.cli import main
 from algospace.config import load_data_config
-from algospace.data.pipeline import prepare
+from algospace.features.pipeline import prepare
 
 
 def test_regime_train_writes_latents(tmp_path: Path, capsys: pytest.CaptureFixture[str],

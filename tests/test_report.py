@@ -11,15 +11,14 @@ import pandas as pd
 import pytest
 
 from algospace.cli import main
-from algospace.config import DataConfig
+from algospace.config import DataConfig, EnvConfig, PPOSettings
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError
 from algospace.evaluation.bootstrap import sharpe_difference_ci
 from algospace.evaluation.report import EvaluateConfig, evaluate
-from algospace.training.builder import PPOSettings, TrainConfig
+from algospace.training.builder import TrainConfig
 from algospace.training.checkpoint import load_train_config
 from algospace.training.train import train
-from envs.core.config import EnvConfig
 
 
 @pytest.fixture(scope="module")

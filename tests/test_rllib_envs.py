@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from algospace.config import DataConfig
-from envs.core.layout import STRATEGIC_AGENTS
-from envs.rllib import ENV_NAMES, RLlibEnv, make_env
+from algospace.config import STRATEGIC_AGENTS, DataConfig
+from envs.registry import ENV_NAMES
+from envs.rllib import RLlibEnv, make_env
 
 
 def env_config(data: DataConfig, steps: int) -> dict[str, Any]:

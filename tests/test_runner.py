@@ -145,8 +145,8 @@ def test_decision_engine_replays_a_trained_checkpoint_as_the_backtest(
     with the TorchScript export as with the eager actors (it reads the same weights out
     of either)."""
     from algospace.cli import main
-    from algospace.data.pipeline import prepare
     from algospace.evaluation.backtest import backtest, greedy_policy
+    from algospace.features.pipeline import prepare
     from algospace.inference.engine import DecisionEngine, EngineConfig
     from algospace.inference.gates import GateConfig
     from algospace.training.checkpoint import load_actors, load_train_config

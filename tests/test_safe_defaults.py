@@ -32,9 +32,8 @@ import pytest
 import torch
 import yaml
 
-from algospace.config import YamlLoader, read_yaml
+from algospace.config import TUNE_CONFIGS, YamlLoader, load_experiment, parse_set, read_yaml
 from algospace.errors import ConfigError
-from algospace.experiment import TUNE_CONFIGS, load_experiment, parse_set
 from algospace.tune import cluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,13 +112,13 @@ class _Trap:
 
 def test_rde_weights_refuse_code(tmp_path: Path) -> None:
     """An ``rde.pt`` holding a pickled object that runs code is refused, the code not run."""
+    from algospace.config import RDEConfig
     from algospace.data.splits import Normalizer
     from algospace.regime.train import (
         CHECKPOINT_FORMAT,
         CHECKPOINT_META,
         CHECKPOINT_WEIGHTS,
         RDECheckpointError,
-        RDEConfig,
         load_rde,
     )
 
@@ -157,8 +156,8 @@ def test_project_never_disables_ray_token_auth() -> None:
 LOCAL_RAY = """
 import json, os, sys
 import ray
+from algospace.config import load_experiment
 from algospace.tune import driver as runner
-from algospace.experiment import load_experiment
 exp = load_experiment("strategic.yaml", {"logging.dashboard.port": int(sys.argv[1])})
 runner.start_ray(runner.Plan(exp, False), None, lambda m: None)
 ray.get(ray.remote(lambda: 1).remote())  # a worker process, with its own server

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from algospace.config import DataConfig
-from algospace.data import shipping
-from algospace.data.pipeline import prepare
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
+from algospace.features import shipping
+from algospace.features.pipeline import prepare
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from algospace.config import DataConfig
+from algospace.config import LEVERAGE_CAP, DataConfig, EnvConfig
 from algospace.data.synthetic import SyntheticConfig
 from algospace.errors import ConfigError
-from algospace.market.sizing import LEVERAGE_CAP, leverage, position_limit
-from envs.core.config import EnvConfig
+from algospace.market.sizing import leverage, position_limit
 from envs.core.layout import RISK_CONTRACTS
 from envs.registry import env_class
 

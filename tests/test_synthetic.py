@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from algospace.data.bars import COLUMNS, Bars
-from algospace.data.oracle import joint_over_best_single, market_oracles
 from algospace.data.synthetic import (
     RANGE,
     REGIME_NAMES,
@@ -28,6 +27,7 @@ from algospace.data.synthetic import (
     trading_day,
 )
 from algospace.errors import ConfigError
+from algospace.market.oracle import joint_over_best_single, market_oracles
 
 SIX_HOURS = pd.Timedelta(hours=6)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from algospace.config import DataConfig, load_data_config, read_yaml
 from algospace.data.loader import load_bars
-from algospace.data.oracle import default_account, market_oracles
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.data.validate import gap_summary
 from algospace.errors import ConfigError
+from algospace.market.oracle import default_account, market_oracles
 
 
 def add_parser(sub: Any) -> None:
@@ -147,7 +147,7 @@ def prepare_config(args: argparse.Namespace) -> DataConfig:
 
 def prepare(args: argparse.Namespace) -> int:
     """Build or find the prepared-data store and say what it holds."""
-    from algospace.data.pipeline import prepare as prepare_data
+    from algospace.features.pipeline import prepare as prepare_data
 
     cfg = prepare_config(args)
     prepared = prepare_data(cfg, force=args.force, log=lambda m: print(f"[data] {m}", flush=True))

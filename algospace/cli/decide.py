@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 def _bars(args: argparse.Namespace, engine: Any) -> tuple[pd.DataFrame, pd.Timestamp, str]:
     """The bars to replay, the first tradeable time, and a short name of the data."""
     from algospace.data.loader import load_bars
-    from algospace.data.pipeline import prepare
+    from algospace.features.pipeline import prepare
 
     data = engine.env_config.data
     if args.data is None:

@@ -31,9 +31,10 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``algospace regime train``."""
-    from algospace.data.pipeline import LATENT_TABLE, prepare
-    from algospace.regime.latents import train_and_store
-    from algospace.regime.train import RDEConfig, baseline_warning
+    from algospace.config import RDEConfig
+    from algospace.features.pipeline import LATENT_TABLE, prepare
+    from algospace.regime.latents import baseline_warning
+    from algospace.regime.store import train_and_store
 
     data_cfg = prepare_config(args)
     changes = {k: v for k, v in (("max_epochs", args.epochs), ("seed", args.rde_seed))

@@ -119,6 +119,7 @@ from algospace.data.synthetic_config import (
     VOLUME_NOISE_SD,
     SyntheticConfig,
 )
+from algospace.files import write_text
 
 __all__ = [
     "ALLOWED_BAR_MINUTES", "GAP_SD_BREAK", "GAP_SD_WEEKEND", "MAX_STRENGTH", "RANGE",
@@ -405,17 +406,4 @@ def to_csv(data: SyntheticMarket | Bars, path: str | os.PathLike[str]) -> Path:
         table[column.capitalize()] = frame[column].to_numpy()
     table["Volume"] = np.rint(frame["volume"].to_numpy()).astype(np.int64)
     text = table.to_csv(index=False, float_format=f"%.{decimals}f", lineterminator="\n")
-    return _write_atomic(Path(path), text)
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a sibling temporary file, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="ascii", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text(path, text)

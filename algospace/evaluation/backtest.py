@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from algospace.data.pipeline import Prepared, prepare
+from algospace.config import EnvConfig
 from algospace.errors import ConfigError
 from algospace.evaluation.baselines import run_baselines
 from algospace.evaluation.metrics import Metrics, compute_metrics
@@ -64,8 +64,8 @@ from algospace.evaluation.oracles import (
     run_oracle,
     span_rows,
 )
+from algospace.features.pipeline import Prepared, prepare
 from algospace.market.account import TRADE_COLUMNS
-from envs.core.config import EnvConfig
 from envs.core.data import stored_tables
 from envs.registry import env_class
 

@@ -10,7 +10,7 @@ executed:
   ``tactical`` (the 5-minute one) and ``joint`` (both) — the causal position
   path that maximises expected net dollar P&L given that layer's drifts as
   known at each bar, the contract's costs and the same position limit as the
-  agents (:func:`algospace.data.oracle.causal_positions`, stored by the
+  agents (:func:`algospace.market.oracle.causal_positions`, stored by the
   generator as unit positions ``oracle_<layer>`` and scaled here by the
   limit), traded on the 5-minute bars of the executed span through the same
   account and stopped at ruin like every other strategy.

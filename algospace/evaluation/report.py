@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from algospace.config import SYNTHETIC_SYMBOL, DataConfig
+from algospace.config import STRATEGIC_AGENTS, SYNTHETIC_SYMBOL, DataConfig
 from algospace.errors import ConfigError
 from algospace.evaluation.backtest import (
     Backtest,
@@ -69,12 +69,7 @@ from algospace.evaluation.plots import write_plots
 from algospace.evaluation.stats import deflated_sharpe_ratio
 from algospace.files import atomic_dir
 from algospace.inference.gates import GateConfig
-from envs.core.layout import (
-    RISK_CONTRACTS,
-    STRATEGIC_ACTIONS,
-    STRATEGIC_AGENTS,
-    TACTICAL_ACTIONS,
-)
+from envs.core.layout import RISK_CONTRACTS, STRATEGIC_ACTIONS, TACTICAL_ACTIONS
 
 Log = Callable[[str], None]
 COMPARED = ("flat", "buy_and_hold", "random", "rule")
@@ -213,7 +208,7 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
             counts: dict[str, Counter[int]], folder: Path, gated: Backtest | None = None
             ) -> dict[str, Any]:
     """Every figure of the report (and the PNGs, written into ``folder``)."""
-    from algospace.data.pipeline import prepare
+    from algospace.features.pipeline import prepare
 
     prepared = prepare(env_cfg.data, log=lambda _: None)
     contract = bt.contract

@@ -48,12 +48,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from algospace.config import EnvConfig
 from algospace.errors import CheckpointError, ConfigError
 from algospace.inference.gates import GateConfig, GateResult
 from algospace.inference.policy import Actor, GatedTeam, TeamPolicy, gate_counts
 from algospace.inference.stream import MarketStream, RegimeEncoder, stream_env
 from algospace.market.sizing import contract_of
-from envs.core.config import EnvConfig
 from envs.core.data import MarketArrays
 
 
@@ -231,7 +231,7 @@ class DecisionEngine:
         the prepared data records. ``exported``: a folder written by
         :func:`algospace.inference.export.export_actors` to run instead of the eager actors.
         """
-        from algospace.data.pipeline import prepare
+        from algospace.features.pipeline import prepare
         from algospace.training.checkpoint import load_actors, load_train_config
 
         train_cfg = load_train_config(checkpoint)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from algospace.config import CONSENSUS_THRESHOLD
 from algospace.errors import ConfigError
 from algospace.models.mc_dropout import AGENT_STATS
 
@@ -47,7 +48,7 @@ class GateConfig:
 
     enforce: bool = True
     """Hold back new exposure unless both gates are open; False: record the gates only."""
-    threshold: float = 0.65
+    threshold: float = CONSENSUS_THRESHOLD
     """Gate 2: the agents' mean top-action probability must reach this."""
     regime_adjustment: float = 0.05
     """Added to the threshold when the regime agent's direction opposes the trade."""

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS
 from algospace.inference.gates import GateConfig, GateResult, apply_gates
 from algospace.inference.kernel import (
     McKernel,
@@ -31,7 +32,6 @@ from algospace.inference.kernel import (
     net_weights,
 )
 from algospace.models.mc_dropout import AGENT_STATS, MC_FEATURES, joint_features_np
-from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
 from envs.rllib import LAYER_GROUPS, LayerSharing, module_of
 
 Observations = Mapping[str, Mapping[str, np.ndarray]]

@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from algospace.config import STRATEGIC_AGENTS, EnvConfig
 from algospace.data.bars import COLUMNS, Bars
 from algospace.data.contracts import ContractSpec
-from algospace.data.pipeline import bar_returns
 from algospace.data.splits import Normalizer, Splits
 from algospace.errors import DataError
 from algospace.features.build import (
@@ -45,9 +45,9 @@ from algospace.features.build import (
     synergy_features,
     tactical_features,
 )
-from envs.core.config import EnvConfig
+from algospace.features.pipeline import bar_returns
 from envs.core.data import MarketArrays, derive_arrays
-from envs.core.layout import LATENT_DIM, SHORT_MEAN_BARS, STRATEGIC_AGENTS
+from envs.core.layout import LATENT_DIM, SHORT_MEAN_BARS
 from envs.registry import env_class
 
 _NS_PER_MIN = 60_000_000_000
@@ -79,7 +79,7 @@ class RegimeEncoder:
         """μ (float32, rows ``first..``) of the windows ending at 30-minute bars ``first`` on;
         NaN where a window is incomplete (as in the batch ``regime_latent`` table)."""
         from algospace.regime.features import regime_features
-        from algospace.regime.train import gather_windows, window_ends
+        from algospace.regime.latents import gather_windows, window_ends
 
         features = regime_features(strategic)  # causal: row j uses bars <= j only
         values = self.normaliser.transform(features).to_numpy(np.float32)

@@ -18,11 +18,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from algospace.config.env import LEVERAGE_CAP
 from algospace.data.contracts import ContractSpec, get_contract
 from algospace.errors import ConfigError
-
-LEVERAGE_CAP = 2.0
-"""Default cap on notional exposure over capital (gross: |position| × price × point value)."""
 
 
 def position_limit(capital: float, reference_price: float, point_value: float,

@@ -61,6 +61,7 @@ from ray.rllib.utils.annotations import override
 from torch import nn
 from torch.nn import functional as F
 
+from algospace.config import ModelSettings
 from algospace.models.mc_dropout import N_AGENT_STATS, agent_stats, agent_stats_multi, mc_probs
 
 MC_STATS = "mc_stats"
@@ -73,11 +74,11 @@ LOCAL = "local"
 class ActorConfig:
     """Hyper-parameters of :class:`ActorModule` (``model_config`` keys) and their defaults."""
 
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] = ModelSettings.actor_hidden
     """Widths of the hidden layers."""
-    dropout: float = 0.1
+    dropout: float = ModelSettings.dropout
     """Dropout probability of the MC passes (never applied to the policy itself)."""
-    mc_passes: int = 8
+    mc_passes: int = ModelSettings.mc_passes
     """Stochastic passes per exploration step; 0 turns the statistics off (zeros)."""
     votes: tuple[float, ...] | None = None
     """Directional vote of each action (Discrete only, in [-1, 1]); None: direction 0."""

@@ -44,6 +44,8 @@ from ray.rllib.utils.annotations import override
 from torch import nn
 from torch.nn import functional as F
 
+from algospace.config import STATE_DIM, ModelSettings
+
 MC_FEATURES_KEY = "mc_features"
 """Batch key of the ``[B, mc_dim]`` MC-dropout features."""
 STATE = "state"
@@ -56,13 +58,13 @@ VALUES_NORM = "values_norm"
 class CriticConfig:
     """Hyper-parameters of :class:`CentralCritic` (``model_config`` keys) and their defaults."""
 
-    hidden: tuple[int, ...] = (128, 128)
+    hidden: tuple[int, ...] = ModelSettings.critic_hidden
     """Widths of the hidden layers."""
-    state_dim: int = 112
+    state_dim: int = STATE_DIM
     """Width of ``obs["state"]``."""
     mc_dim: int = 15
     """Width of ``batch["mc_features"]``."""
-    value_norm: bool = True
+    value_norm: bool = ModelSettings.value_norm
     """Normalise value targets with running statistics (ValueNorm)."""
     epsilon: float = 1e-5
     """Floor of the running variance."""

@@ -36,6 +36,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from algospace.config import CONSENSUS_THRESHOLD
+
 AGENT_STATS: tuple[str, ...] = (
     "top_prob",
     "predictive_entropy",
@@ -153,7 +155,7 @@ def joint_features(
     strategic: torch.Tensor | None,
     tactical: torch.Tensor | None,
     *,
-    threshold: float = 0.65,
+    threshold: float = CONSENSUS_THRESHOLD,
 ) -> torch.Tensor:
     """The 15 critic features [B, 15] from per-agent stats [B, S, 6] and [B, K, 6].
 
@@ -191,7 +193,7 @@ def joint_features_np(
     strategic: np.ndarray | None,
     tactical: np.ndarray | None,
     *,
-    threshold: float = 0.65,
+    threshold: float = CONSENSUS_THRESHOLD,
 ) -> np.ndarray:
     """NumPy wrapper of :func:`joint_features`; returns float32 [B, 15]."""
     s = None if strategic is None else torch.as_tensor(np.asarray(strategic, dtype=np.float32))

@@ -42,13 +42,9 @@ import copy
 import dataclasses
 import json
 import logging
-import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +52,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from algospace.config import RDEConfig
 from algospace.data.splits import Normalizer
 from algospace.errors import AlgoSpaceError, ConfigError, DataError
+from algospace.files import atomic_write, write_json
+from algospace.regime.latents import (
+    ENCODE_BATCH,
+    baseline_mse,
+    beats_baseline,
+    gather_windows,
+    linear_baseline_mse,
+    standardise,
+    window_ends,
+)
 from algospace.regime.model import RegimeDetector, kl_divergence
 from algospace.schema import build
 
@@ -67,104 +74,11 @@ CHECKPOINT_META = "rde.json"
 """File name of the config, normaliser, feature names and metrics."""
 CHECKPOINT_FORMAT = 1
 """Version of the ``rde.json`` layout."""
-ENCODE_BATCH = 1024
-"""Windows per forward pass in :func:`encode_all` and validation (larger is slower on
-CPU: the attention matrices stop fitting in cache)."""
-
 logger = logging.getLogger(__name__)
 
 
 class RDECheckpointError(AlgoSpaceError):
     """A regime-detector checkpoint is missing, corrupt or does not fit its config."""
-
-
-@dataclass(frozen=True)
-class RDEConfig:
-    """Hyper-parameters of the regime detector and its training; validated on construction."""
-
-    window: int = 48
-    """Bars per input window (30-minute bars; 48 = one day)."""
-    patch: int = 2
-    """Bars per transformer token (``window`` must be a multiple): 2 = one token per hour,
-    about 3x faster than 1 with the same reconstruction and probe accuracy."""
-    d_model: int = 64
-    """Transformer width (must be divisible by ``heads``)."""
-    heads: int = 4
-    """Attention heads per layer."""
-    layers: int = 2
-    """Transformer encoder layers."""
-    ff_dim: int = 128
-    """Hidden size of each layer's feed-forward block."""
-    dropout: float = 0.1
-    """Dropout inside the transformer, in [0, 1)."""
-    latent_dim: int = 8
-    """Size of the VAE latent (the regime embedding written to the feature store)."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    weight_decay: float = 0.0
-    """Decoupled (AdamW) weight decay; 0 is plain Adam."""
-    batch_size: int = 128
-    """Windows per training batch."""
-    max_epochs: int = 50
-    """Upper bound on training epochs."""
-    patience: int = 5
-    """Epochs without a validation-loss improvement (after warm-up) before stopping."""
-    min_delta: float = 1e-4
-    """Smallest decrease of validation loss that counts as an improvement."""
-    kl_weight: float = 0.1
-    """beta: weight of the KL (nats per window) against the window's summed squared error."""
-    kl_warmup_epochs: int = 5
-    """Epochs over which beta rises linearly from 0 to ``kl_weight`` (0: no warm-up)."""
-    grad_clip: float = 1.0
-    """Maximum global gradient norm per step (0: no clipping)."""
-    seed: int = 0
-    """Seed of weights, dropout, latent noise and batch order."""
-
-    def __post_init__(self) -> None:
-        for name in ("window", "patch", "d_model", "heads", "layers", "ff_dim", "latent_dim",
-                     "batch_size", "max_epochs", "patience"):
-            _check_int(name, getattr(self, name), 2 if name == "window" else 1)
-        _check_int("kl_warmup_epochs", self.kl_warmup_epochs, 0)
-        _check_int("seed", self.seed, 0)
-        if self.window % self.patch:
-            raise ConfigError(
-                f"rde.window must be a multiple of rde.patch; got window={self.window}, "
-                f"patch={self.patch}. Fix: e.g. window=48 with patch=1 or 2."
-            )
-        if self.d_model % self.heads:
-            raise ConfigError(
-                f"rde.d_model must be divisible by rde.heads; got d_model={self.d_model}, "
-                f"heads={self.heads}. Fix: e.g. d_model=64 with heads=4."
-            )
-        _check_real("lr", self.lr, positive=True)
-        for name in ("weight_decay", "min_delta", "kl_weight", "grad_clip"):
-            _check_real(name, getattr(self, name), positive=False)
-        _check_real("dropout", self.dropout, positive=False)
-        if self.dropout >= 1.0:
-            raise ConfigError(
-                f"rde.dropout must be in [0, 1); got {self.dropout!r}. Fix: e.g. dropout=0.1."
-            )
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    """Raise ConfigError unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
-        raise ConfigError(
-            f"rde.{name} must be an integer >= {minimum}; got {value!r}. "
-            f"Fix: set rde.{name} to a whole number >= {minimum} "
-            f"(default {getattr(RDEConfig, name)})."
-        )
-
-
-def _check_real(name: str, value: object, *, positive: bool) -> None:
-    """Raise ConfigError unless ``value`` is a finite number > 0 (or >= 0)."""
-    number = float(value) if isinstance(value, Real) and not isinstance(value, bool) else math.nan
-    if not (math.isfinite(number) and (number > 0 if positive else number >= 0)):
-        bound = "> 0" if positive else ">= 0"
-        raise ConfigError(
-            f"rde.{name} must be a finite number {bound}; got {value!r}. "
-            f"Fix: set rde.{name} {bound} (default {getattr(RDEConfig, name)})."
-        )
 
 
 @dataclass(frozen=True)
@@ -195,44 +109,10 @@ class RDEResult:
         return beats_baseline(self.val_recon_mse, self.baseline_recon_mse)
 
 
-BEAT_MARGIN = 0.02
-"""The detector beats its baseline when its validation MSE is at least this share lower."""
-
-
-def beats_baseline(val_recon_mse: float, baseline_recon_mse: float) -> bool:
-    """Whether a validation MSE beats the baseline's by :data:`BEAT_MARGIN`."""
-    return bool(val_recon_mse <= (1.0 - BEAT_MARGIN) * baseline_recon_mse)
-
-
-def baseline_warning(val_recon_mse: float, baseline_recon_mse: float) -> str | None:
-    """One warning line when the detector does not beat its trivial baseline, else None."""
-    if beats_baseline(val_recon_mse, baseline_recon_mse):
-        return None
-    return (f"warning: the regime detector's best validation reconstruction MSE "
-            f"({val_recon_mse:.4f}) does not beat its trivial baseline "
-            f"({baseline_recon_mse:.4f}: window means, or a linear summary of the window in "
-            f"as many numbers as the latent) by {BEAT_MARGIN:.0%}: its latents carry no more "
-            "than that baseline")
-
-
 def build_model(n_features: int, cfg: RDEConfig) -> RegimeDetector:
     """A fresh :class:`RegimeDetector` for ``n_features`` inputs with ``cfg``'s sizes."""
     return RegimeDetector(n_features, cfg.window, cfg.d_model, cfg.heads, cfg.layers,
                           cfg.dropout, cfg.latent_dim, cfg.ff_dim, cfg.patch)
-
-
-def window_ends(values: np.ndarray, window: int, rows: tuple[int, int]) -> np.ndarray:
-    """Rows ``t`` in ``[start, stop)`` whose window ``t-window+1..t`` is complete and finite."""
-    bad = ~np.isfinite(values).all(axis=1)
-    counts = np.concatenate([[0], np.cumsum(bad)])
-    ends = np.arange(max(rows[0], window - 1), rows[1])
-    return ends[counts[ends + 1] - counts[ends + 1 - window] == 0]
-
-
-def gather_windows(values: torch.Tensor, ends: torch.Tensor, window: int) -> torch.Tensor:
-    """Windows ``(len(ends), window, F)`` of ``values`` ending at rows ``ends``."""
-    offsets = torch.arange(1 - window, 1)
-    return values[ends[:, None] + offsets]
 
 
 def _check_rows(name: str, rows: tuple[int, int], n: int) -> None:
@@ -312,44 +192,6 @@ def _evaluate(model: RegimeDetector, values: torch.Tensor, ends: torch.Tensor,
     return sse / (len(ends) * window * model.n_features), kl / len(ends)
 
 
-@torch.no_grad()
-def baseline_mse(values: torch.Tensor, ends: torch.Tensor, window: int) -> float:
-    """MSE of predicting each window by its own per-feature mean."""
-    sse = 0.0
-    for i in range(0, len(ends), ENCODE_BATCH):
-        x = gather_windows(values, ends[i:i + ENCODE_BATCH], window)
-        sse += float((x - x.mean(dim=1, keepdim=True)).pow(2).sum())
-    return sse / (len(ends) * window * values.shape[1])
-
-
-@torch.no_grad()
-def linear_baseline_mse(values: torch.Tensor, train_ends: torch.Tensor, val_ends: torch.Tensor,
-                        window: int, components: int) -> float:
-    """MSE of reconstructing validation windows from their first ``components`` principal
-    components, fitted on the training windows (a linear autoencoder of the latent's size)."""
-    train = gather_windows(values, train_ends, window).reshape(len(train_ends), -1).double()
-    mean = train.mean(dim=0, keepdim=True)
-    _, _, vt = torch.linalg.svd(train - mean, full_matrices=False)
-    basis = vt[:components]
-    sse = 0.0
-    for i in range(0, len(val_ends), ENCODE_BATCH):
-        x = gather_windows(values, val_ends[i:i + ENCODE_BATCH], window)
-        flat = x.reshape(len(x), -1).double() - mean
-        sse += float((flat @ basis.T @ basis - flat).pow(2).sum())
-    return sse / (len(val_ends) * window * values.shape[1])
-
-
-def _standardise(features: pd.DataFrame, normaliser: Normalizer) -> torch.Tensor:
-    """Standardised float32 tensor of the normaliser's columns (NaN kept)."""
-    missing = [c for c in normaliser.columns if c not in features.columns]
-    if missing:
-        raise DataError(
-            f"features lack the regime detector's columns {missing}",
-            fix=f"pass a table with columns {list(normaliser.columns)} (regime_features)",
-        )
-    return torch.from_numpy(normaliser.transform(features).to_numpy(np.float32).copy())
-
-
 def _check_features(features: pd.DataFrame) -> None:
     """Raise DataError unless ``features`` is a non-empty numeric DataFrame."""
     if not isinstance(features, pd.DataFrame) or features.shape[1] == 0:
@@ -375,7 +217,7 @@ def train_rde(
     _check_rows("train", train, len(features))
     _check_rows("val", val, len(features))
     normaliser = Normalizer.fit(features, train)
-    values = _standardise(features, normaliser)
+    values = standardise(features, normaliser)
     array = values.numpy()
     train_ends = torch.from_numpy(_split_ends(array, cfg.window, "train", train))
     val_ends = torch.from_numpy(_split_ends(array, cfg.window, "val", val))
@@ -422,18 +264,6 @@ def _progress_line(m: dict[str, float], cfg: RDEConfig) -> str:
             f"{m['epoch_seconds']:.1f}s")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` via a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(model: RegimeDetector, cfg: RDEConfig, normaliser: Normalizer,
                     feature_names: tuple[str, ...], result: RDEResult) -> None:
     """Write ``rde.pt`` (state dict) then ``rde.json`` (metadata) atomically."""
@@ -448,9 +278,8 @@ def save_checkpoint(model: RegimeDetector, cfg: RDEConfig, normaliser: Normalize
                     if k != "checkpoint_dir"},
     }
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    _atomic_write(out / CHECKPOINT_WEIGHTS, lambda p: torch.save(state, p))
-    _atomic_write(out / CHECKPOINT_META,
-                  lambda p: p.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(out / CHECKPOINT_WEIGHTS, lambda p: torch.save(state, p))
+    write_json(out / CHECKPOINT_META, meta, indent=2)
 
 
 def _corrupt(path: Path, problem: str) -> RDECheckpointError:
@@ -504,21 +333,3 @@ def load_rde(directory: Path | str) -> tuple[RegimeDetector, RDEConfig, Normaliz
         raise _corrupt(weights, f"weights do not match rde.json ({err})") from None
     model.eval()
     return model, cfg, normaliser, names
-
-
-@torch.no_grad()
-def encode_all(model: RegimeDetector, normaliser: Normalizer, features: pd.DataFrame,
-               window: int, batch_size: int = ENCODE_BATCH) -> np.ndarray:
-    """Latent ``mu`` (N x latent_dim, float32) of the window ending at each row; NaN if none."""
-    if window != model.window:
-        raise ConfigError(f"window {window} differs from the model's window {model.window}; "
-                          "Fix: pass the window of the config the model was trained with.")
-    values = _standardise(features, normaliser)
-    ends = window_ends(values.numpy(), window, (0, len(features)))
-    out = np.full((len(features), model.latent_dim), np.nan, dtype=np.float32)
-    model.eval()
-    for i in range(0, len(ends), batch_size):
-        chunk = ends[i:i + batch_size]
-        x = gather_windows(values, torch.from_numpy(chunk), window)
-        out[chunk] = model.encode(x).numpy()
-    return out

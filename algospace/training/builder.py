@@ -1,75 +1,30 @@
 """The typed training config and the one place it becomes an RLlib ``PPOConfig``.
 
-Defaults follow the MAPPO paper (Yu et al., 2022, "The Surprising
-Effectiveness of PPO in Cooperative Multi-Agent Games"): clip 0.2, GAE λ 0.95,
-γ 0.99, a few epochs over large batches, entropy 0.01, value normalisation,
-Huber value loss (δ 10), gradient-norm clip 10, learning rate 5e-4.
+The settings it is made of (:class:`~algospace.config.PPOSettings`,
+:class:`~algospace.config.ModelSettings`, :class:`~algospace.config.EnvConfig`) and
+their defaults live in :mod:`algospace.config`; the resource defaults are
+:class:`~algospace.config.ResourcesSection`'s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from algospace.config import (
+    Algorithm,
+    EnvConfig,
+    EnvName,
+    ModelSettings,
+    OutputSection,
+    PPOSettings,
+    ResourcesSection,
+    TuneSection,
+)
 from algospace.errors import ConfigError
 from algospace.models.ids import CRITIC_ID
 from algospace.schema import to_dict
-from envs.core.config import EnvConfig
 from envs.core.layout import STRATEGIC_VOTE, TACTICAL_VOTE, TACTICAL_VOTERS
-
-EnvName = Literal["strategic_v0", "tactical_v0", "joint_v0"]
-
-
-@dataclass(frozen=True)
-class PPOSettings:
-    """PPO / MAPPO hyperparameters (MAPPO-paper defaults)."""
-
-    lr: float = 5e-4
-    """Adam learning rate of every module."""
-    gamma: float = 0.99
-    """Discount per env row."""
-    lambda_: float = 0.95
-    """GAE λ."""
-    clip_param: float = 0.2
-    """PPO ratio clip."""
-    entropy_coeff: float = 0.01
-    """Entropy bonus."""
-    vf_loss_coeff: float = 1.0
-    """Weight of the critic's loss added to each actor's rows."""
-    value_clip: float | None = 0.2
-    """Clip of the value change (normalised units); None: off."""
-    huber_delta: float | None = 10.0
-    """Huber δ of the value loss; None: squared error."""
-    num_epochs: int = 5
-    """Passes over each train batch."""
-    train_batch_size: int = 4000
-    """Env rows per training iteration (per learner)."""
-    minibatch_size: int = 1000
-    """Rows per SGD minibatch."""
-    grad_clip: float = 10.0
-    """Global gradient-norm clip."""
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """Actor and critic sizes."""
-
-    actor_hidden: tuple[int, ...] = (64, 64)
-    """Hidden layers of each actor's MLP."""
-    critic_hidden: tuple[int, ...] = (128, 128)
-    """Hidden layers of the centralized critic."""
-    dropout: float = 0.1
-    """Dropout rate of the actors' MC passes."""
-    mc_passes: int = 8
-    """Stochastic passes per sampled action (MC-dropout features)."""
-    value_norm: bool = True
-    """Running mean/std normalisation of the critic's targets."""
-    sharing: Literal["agent", "layer"] = "agent"
-    """Parameter sharing: ``agent`` — one actor module per agent; ``layer`` — one per
-    layer and action space (``strategic``, ``tactical`` for the three voters, ``risk``),
-    the agents told apart by a one-hot id appended to their padded local observation
-    (see :mod:`envs.rllib`)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +46,7 @@ class TrainConfig:
     """Environment to train on."""
     env_config: EnvConfig = field(default_factory=EnvConfig)
     """Environment settings (data, split, episode length, reward)."""
-    algorithm: Literal["mappo", "ippo"] = "mappo"
+    algorithm: Algorithm = "mappo"
     """``mappo``: shared centralized critic; ``ippo``: per-agent critics on local obs."""
     iterations: int = 10
     """Training iterations."""
@@ -112,21 +67,21 @@ class TrainConfig:
     the end."""
     seed: int = 0
     """Seed of env sampling and network initialisation."""
-    num_env_runners: int = 1
+    num_env_runners: int = ResourcesSection.num_env_runners
     """Sampling processes (0: sample in the driver)."""
-    num_envs_per_env_runner: int = 4
+    num_envs_per_env_runner: int = ResourcesSection.num_envs_per_env_runner
     """Env copies per runner."""
-    num_cpus_per_env_runner: float = 1
+    num_cpus_per_env_runner: float = ResourcesSection.num_cpus_per_env_runner
     """CPUs reserved for each runner."""
     custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources each runner needs (places runners on the nodes that have them)."""
-    restart_failed_env_runners: bool = True
+    restart_failed_env_runners: bool = TuneSection.restart_failed_env_runners
     """Replace a crashed env runner and go on sampling with the others meanwhile."""
-    num_gpus_per_learner: float = 0
+    num_gpus_per_learner: float = ResourcesSection.num_gpus_per_learner
     """GPUs per learner (1 on a GPU box)."""
-    num_learners: int = 0
+    num_learners: int = ResourcesSection.num_learners
     """Remote learner processes (0: learn in the algorithm's own process)."""
-    out_dir: str = "results"
+    out_dir: str = OutputSection.dir
     """Where checkpoints and results go."""
 
     def __post_init__(self) -> None:
@@ -146,10 +101,10 @@ class TrainConfig:
 def rllib_env_config(cfg: TrainConfig) -> dict[str, Any]:
     """The env config as a plain mapping, with the data cache as an absolute path (and the
     driver's prepared data, where this process was given it)."""
-    from algospace.data.shipping import ENV_KEY, provided
+    from algospace.features.shipping import ENV_KEY, provided
 
     env = to_dict(cfg.env_config)
-    env["data"]["cache_dir"] = str(Path(cfg.env_config.data.cache_dir).resolve())
+    env["data"]["cache_dir"] = str(cfg.env_config.data.cache_path())
     env["sharing"] = cfg.model.sharing
     shipped = provided(cfg.env_config.data)
     if shipped is not None:  # env runners get the driver's prepared data, not the CSV

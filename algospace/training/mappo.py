@@ -54,11 +54,11 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
+from algospace.config import CONSENSUS_THRESHOLD, STRATEGIC_AGENTS, TACTICAL_AGENTS
 from algospace.models.actor import MC_STATS
 from algospace.models.critic import MC_FEATURES_KEY, critic_loss
 from algospace.models.ids import CRITIC_ID
 from algospace.models.mc_dropout import joint_features
-from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS
 
 STEPS_TO_NEXT = "steps_to_next"
 """Batch column: env steps from a row's observation to the agent's next one (1, or up to 6
@@ -72,8 +72,8 @@ class RowColumns(ConnectorV2):
     row, from the statistics the actors stored when they acted.
     """
 
-    def __init__(self, *args: Any, mc_features: bool = True, threshold: float = 0.65,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, mc_features: bool = True,
+                 threshold: float = CONSENSUS_THRESHOLD, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mc_features = mc_features
         self.threshold = threshold

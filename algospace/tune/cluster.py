@@ -21,8 +21,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from algospace.config import ExperimentConfig
 from algospace.errors import ConfigError
-from algospace.experiment import ExperimentConfig
 from algospace.tune import storage
 
 Log = Callable[[str], None]

@@ -17,9 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from algospace.config import read_yaml
+from algospace.config import Experiment, read_yaml, resolve_path
 from algospace.errors import ConfigError
-from algospace.experiment import Experiment, resolve_path
 from algospace.tune import cluster
 from algospace.tune.handoff import resolve_handoff
 from algospace.tune.plan import (

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from algospace.config import ExperimentConfig, LoadSource
 from algospace.errors import AlgoSpaceError, ConfigError
-from algospace.experiment import ExperimentConfig, LoadSource
 from algospace.models.ids import CRITIC_ID
 from algospace.training.builder import ModuleSource
 from algospace.tune.plan import SUMMARY

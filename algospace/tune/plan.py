@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from algospace.config import read_yaml
-from algospace.errors import ConfigError
-from algospace.experiment import (
+from algospace.config import (
     Experiment,
     ExperimentConfig,
     experiment_from_raw,
     parse_set,
+    read_yaml,
     resolve_path,
     set_key,
 )
+from algospace.errors import ConfigError
 from algospace.training.builder import ModuleSource
 from algospace.tune import storage
 

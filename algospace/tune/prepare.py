@@ -18,14 +18,14 @@ RDE_FILE = "rde.yaml"
 
 def prepare_data(plan: Plan, log: Log) -> Any:
     """Build (or find) the prepared data of ``plan``; returns it (``Prepared``)."""
-    from algospace.data.pipeline import prepare
+    from algospace.features.pipeline import prepare
 
     return prepare(plan.config.data, log=lambda m: log(f"[data] {m}"))
 
 
 def needs_latents(plan: Plan, prepared: Any) -> bool:
     """Whether ``plan`` reads regime latents that ``prepared`` does not hold yet."""
-    from algospace.data.pipeline import LATENT_TABLE
+    from algospace.features.pipeline import LATENT_TABLE
     from envs.core.data import stored_tables
 
     cfg = plan.config

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray import tune
 
-from algospace.experiment import ExperimentConfig
+from algospace.config import ExperimentConfig
 
 RL_COLUMNS = (("env_steps", "env steps", "{:>11,.0f}"),
               ("episode_return_mean", "return", "{:>9.3f}"),

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from algospace.config import ExperimentConfig, resolved_dict
 from algospace.errors import AlgoSpaceError
 from algospace.evaluation.oracles import CAPTURE_KEYS
-from algospace.experiment import ExperimentConfig, resolved_dict
 from algospace.files import write_json
 from algospace.tune import storage
 from algospace.tune.plan import SUMMARY, Log, Plan
@@ -162,9 +162,9 @@ def selection_trials(results: Any) -> dict[str, Any]:
 
 def store_latents(cfg: ExperimentConfig, checkpoint: str, log: Log) -> dict[str, Any]:
     """Copy the best RDE next to the summary and write its latents into the data store."""
-    from algospace.data.pipeline import LATENT_TABLE, prepare
-    from algospace.regime.latents import store_latents as write_latents
-    from algospace.regime.train import baseline_warning
+    from algospace.features.pipeline import LATENT_TABLE, prepare
+    from algospace.regime.latents import baseline_warning
+    from algospace.regime.store import store_latents as write_latents
 
     prepared = prepare(cfg.data, log=lambda _: None)
     latents = write_latents(prepared, checkpoint, log=lambda m: log(f"[rde] {m}"))

@@ -44,7 +44,7 @@ def unfinished_run(root: Path) -> Path:
 
 def resumed_plan(plan: Plan, log: Log) -> Plan:
     """The plan of the unfinished run to continue, with the settings it started with."""
-    from algospace.experiment import experiment_from_raw
+    from algospace.config import experiment_from_raw
 
     exp_dir = unfinished_run(Path(plan.config.output.dir) / plan.name)
     saved = json.loads((exp_dir / EXPERIMENT_FILE).read_text())

@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from algospace.data.shipping import Shipped, local_tree, provide
-from algospace.experiment import Experiment, ExperimentConfig
+from algospace.config import Experiment, ExperimentConfig
+from algospace.features.shipping import Shipped, local_tree, provide
 from algospace.training.builder import ModuleSource, TrainConfig
 
 VAL_PREFIX = "val_"
@@ -175,7 +175,7 @@ def rde_trainable(config: dict[str, Any], *, experiment: Experiment,
     """One trial of phase 0: train the regime detector (latents are stored by the driver)."""
     from ray import tune
 
-    from algospace.data.pipeline import prepare, strategic_rows
+    from algospace.features.pipeline import prepare, strategic_rows
     from algospace.regime.features import regime_features
     from algospace.regime.train import train_rde
 

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from algospace.config import ExperimentConfig, tune_space
 from algospace.errors import ConfigError
-from algospace.experiment import ExperimentConfig, tune_space
 from algospace.tune import cluster, storage
 from algospace.tune.plan import EXPERIMENT_FILE, Log, Plan
 from algospace.tune.results import finish
@@ -42,8 +42,8 @@ def trainable(plan: Plan) -> Any:
     """The Tune trainable of a plan, with its resources."""
     from ray import tune
 
-    from algospace.data.pipeline import prepare
-    from algospace.data.shipping import serve, serve_tree
+    from algospace.features.pipeline import prepare
+    from algospace.features.shipping import serve, serve_tree
     from algospace.tune.trainables import module_parts, rde_trainable, rl_trainable, train_config
 
     data = serve(prepare(plan.config.data, log=lambda _: None), plan.config.data)

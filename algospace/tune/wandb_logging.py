@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from algospace.config import SECRET_NAME
 from algospace.errors import ConfigError
-from algospace.experiment import SECRET_NAME
 from algospace.tune.plan import Plan
 
 

@@ -1,1 +1,2 @@
-"""Shared machinery of the AlgoSpace environments: config, arrays, layout, the base env."""
+"""Shared machinery of the AlgoSpace environments: arrays, episodes, layout, the base env
+(their settings are :class:`algospace.config.EnvConfig`)."""

@@ -17,9 +17,9 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS, EnvConfig, make_config
 from algospace.market import Account
 from algospace.market.sizing import position_limit
-from envs.core.config import EnvConfig, make_config
 from envs.core.data import MarketArrays, load_market
 from envs.core.episodes import check_enough, tile, valid_starts
 from envs.core.layout import (
@@ -31,10 +31,8 @@ from envs.core.layout import (
     RISK_STEP,
     RISK_STOP_ATR,
     STRATEGIC_ACTIONS,
-    STRATEGIC_AGENTS,
     STRATEGIC_VOTE,
     TACTICAL_ACTIONS,
-    TACTICAL_AGENTS,
     TACTICAL_VOTE,
     TACTICAL_VOTERS,
     market_state_dim,

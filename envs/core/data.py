@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS, EnvConfig
 from algospace.data.contracts import ContractSpec
-from algospace.data.pipeline import LATENT_TABLE, Prepared, prepare
 from algospace.data.splits import Normalizer, Splits
 from algospace.errors import DataError
 from algospace.features.assembler import MatrixAssembler
@@ -37,17 +37,15 @@ from algospace.features.build import (
     TACTICAL_FEATURES,
     FeatureConfig,
 )
+from algospace.features.pipeline import LATENT_TABLE, Prepared, prepare
 from algospace.market.sizing import contract_of
 from algospace.schema import to_dict
-from envs.core.config import EnvConfig
 from envs.core.layout import (
     AGENT_COLUMNS,
     LATENT_DIM,
     RETURN_5,
     RETURN_30,
     SHORT_MEAN_BARS,
-    STRATEGIC_AGENTS,
-    TACTICAL_AGENTS,
     market_state_dim,
 )
 

@@ -8,12 +8,9 @@ ordered ``sorted(...)`` where vectors are concatenated.
 
 from __future__ import annotations
 
+from algospace.config.env import STRATEGIC_AGENTS
 from algospace.features.build import STRATEGIC_FEATURES, SYNERGY_FEATURES, TACTICAL_FEATURES
 
-STRATEGIC_AGENTS: tuple[str, ...] = ("mlmi", "nwrqk", "portfolio", "regime")
-"""The 30-minute agents, sorted."""
-TACTICAL_AGENTS: tuple[str, ...] = ("entry", "fvg", "momentum", "risk")
-"""The 5-minute agents, sorted."""
 TACTICAL_VOTERS: tuple[str, ...] = ("entry", "fvg", "momentum")
 """Tactical agents whose Discrete(5) action is a directional vote, sorted."""
 
@@ -110,12 +107,3 @@ def state_names(strategic_window: int = 48) -> tuple[str, ...]:
 def market_state_dim() -> int:
     """Dimensions of the market part of the state."""
     return sum(len(names) for block, names in state_blocks() if block in MARKET_BLOCKS)
-
-
-def check_state_dim(state_dim: int) -> None:
-    """Raise ``ValueError`` unless the configured state size equals the layout's total."""
-    total = len(state_names())
-    if state_dim != total:
-        raise ValueError(
-            f"state_dim is {state_dim} but the global-state layout has {total} named "
-            f"dimensions (envs/core/layout.py); set state_dim: {total} or change the layout")

@@ -57,7 +57,7 @@ Episodes: ``episode_steps`` 5-minute steps (default 276, one session);
 random starts on train, consecutive tiles on val/test; truncation with final
 observation and reward for all; termination on ruin.
 
-Arguments: fields of :class:`envs.core.config.EnvConfig`; none → built-in
+Arguments: fields of :class:`algospace.config.EnvConfig`; none → built-in
 synthetic market.
 
 Versions: v0 — first version.

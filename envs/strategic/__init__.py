@@ -43,7 +43,7 @@ split; random starts on train, consecutive tiles on val/test; all agents
 truncated at the end with a final observation and reward; terminated if
 equity falls below ``(1 - ruin_fraction)`` × initial.
 
-Arguments: any field of :class:`envs.core.config.EnvConfig` as a keyword
+Arguments: any field of :class:`algospace.config.EnvConfig` as a keyword
 (``data``, ``split``, ``episode_steps``, ``max_position``, ``reward``, …), or
 one mapping. With none it runs on the built-in synthetic market.
 

@@ -49,7 +49,7 @@ split; random starts on train, consecutive tiles on val/test; truncation at
 the end with final observation and reward for every agent; termination on
 ruin.
 
-Arguments: fields of :class:`envs.core.config.EnvConfig` as keywords or one
+Arguments: fields of :class:`algospace.config.EnvConfig` as keywords or one
 mapping; none → built-in synthetic market.
 
 Versions: v0 — first version.

@@ -86,11 +86,13 @@ def child_rde_encode(csv: str) -> Figures:
     """
     import torch
 
+    from algospace.config import RDEConfig
     from algospace.data.loader import load_bars
     from algospace.data.resample import resample
     from algospace.data.splits import Normalizer
     from algospace.regime.features import regime_features
-    from algospace.regime.train import RDEConfig, build_model, encode_all
+    from algospace.regime.latents import encode_all
+    from algospace.regime.train import build_model
 
     strategic = resample(load_bars(csv), 30)
     start = time.perf_counter()
@@ -111,7 +113,7 @@ def child_rde_encode(csv: str) -> Figures:
 def child_prepare(csv: str, cache: str) -> Figures:
     """Time one ``prepare`` call (cold or cached) in a fresh process."""
     from algospace.config import load_data_config
-    from algospace.data.pipeline import prepare
+    from algospace.features.pipeline import prepare
 
     cfg = load_data_config({"source": "csv", "path": csv, "cache_dir": cache})
     start = time.perf_counter()

@@ -3,7 +3,7 @@
 ``python -m experiments.bench market [--json F] [--days N] [--seed S]`` generates
 the default market (:class:`~algospace.data.synthetic.SyntheticConfig` with
 ``days`` and ``seed``; nothing else is prepared), runs the three causal oracles
-(:mod:`algospace.data.oracle`) on the default account (MES, $100,000, the limit
+(:mod:`algospace.market.oracle`) on the default account (MES, $100,000, the limit
 of the 2x leverage cap at the highest close of the first 70 % of bars) and
 reports, for the train / val / test split (70/15/15 of the trading days, in
 order; each oracle is flat at every day's end, so days split cleanly) and for
@@ -24,7 +24,8 @@ import math
 import time
 from typing import Any
 
-from algospace.data.oracle import (
+from algospace.data.synthetic import SESSION_MINUTES, SyntheticConfig, generate
+from algospace.market.oracle import (
     ORACLE_NAMES,
     OracleFigures,
     default_account,
@@ -32,7 +33,6 @@ from algospace.data.oracle import (
     foresight_bounds,
     oracle_paths,
 )
-from algospace.data.synthetic import SESSION_MINUTES, SyntheticConfig, generate
 
 Figures = dict[str, Any]
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)

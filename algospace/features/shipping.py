@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from algospace.config import DataConfig
-from algospace.data.store import FeatureStore
 from algospace.errors import DataError
+from algospace.features.store import FeatureStore
 from algospace.schema import to_dict
 
 DEPOT = "algospace-depot"

@@ -20,15 +20,14 @@ import numpy as np
 import pandas as pd
 
 from algospace.config import DataConfig
-from algospace.data import oracle, shipping
 from algospace.data.bars import Bars
 from algospace.data.loader import load_bars
 from algospace.data.resample import align_index, check_agreement, resample
 from algospace.data.splits import SPLIT_NAMES, Normalizer, Splits, chronological_split
-from algospace.data.store import FeatureStore, file_digest, store_key
 from algospace.data.synthetic import generate
 from algospace.data.validate import gap_summary
 from algospace.errors import DataError
+from algospace.features import shipping
 from algospace.features.assembler import FeatureMatrices, MatrixAssembler
 from algospace.features.build import (
     STRATEGIC_FEATURES,
@@ -38,6 +37,8 @@ from algospace.features.build import (
     synergy_features,
     tactical_features,
 )
+from algospace.features.store import FeatureStore, file_digest, store_key
+from algospace.market import oracle
 from algospace.schema import to_dict
 
 Log = Callable[[str], None]
@@ -136,7 +137,7 @@ def prepare(
 ) -> Prepared:
     """Prepare (or find in the cache) the dataset described by ``cfg`` and ``features``.
 
-    In a Ray worker that the driver provided this data to (:mod:`algospace.data.shipping`),
+    In a Ray worker that the driver provided this data to (:mod:`algospace.features.shipping`),
     the driver's entry is read — copied from the driver first if this machine lacks it —
     and the CSV is never opened.
     """
@@ -166,7 +167,7 @@ def _load_base(cfg: DataConfig, log: Log) -> tuple[Bars, pd.DataFrame | None, di
 
     On the built-in market the truth holds, per bar, the regime, each planted component's
     expected drift and the model sigma (points), and the causal oracles' unit positions;
-    meta gets the oracles' figures over the whole market (:mod:`algospace.data.oracle`)
+    meta gets the oracles' figures over the whole market (:mod:`algospace.market.oracle`)
     for the config's contract, $100k and the limit at the training split's highest close.
     """
     if cfg.source == "synthetic":

@@ -27,7 +27,7 @@ net P&L is still an upper bound on any causal strategy's (pathwise, no
 strategy's ``sum pos d - costs`` beats the maximum): :func:`foresight_bounds`.
 
 **Causal oracles** (:func:`causal_positions`): the same DP at every bar, on what
-is known at that bar's open (:func:`algospace.data.forecast.drift_forecasts`:
+is known at that bar's open (:func:`algospace.market.forecast.drift_forecasts`:
 the bar's own drift and the conditional expectation of the next ``H`` bars'),
 from the position held; the bar keeps the first step (receding horizon). Its
 positions never depend on the noise of the bars they are held over, so its
@@ -61,11 +61,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from algospace.config.env import LEVERAGE_CAP
 from algospace.data.contracts import ContractSpec, get_contract
-from algospace.data.forecast import drift_forecasts
 from algospace.data.synthetic import TRADING_DAYS_PER_YEAR, SyntheticMarket
 from algospace.errors import ConfigError
-from algospace.market.sizing import LEVERAGE_CAP, position_limit
+from algospace.market.forecast import drift_forecasts
+from algospace.market.sizing import position_limit
 
 ORACLE_NAMES = ("strategic", "tactical", "joint")
 """The market's oracles, by the planted drift each one sees."""

@@ -1,8 +1,11 @@
-"""Environment configuration: one frozen dataclass, built from keywords or a dict.
+"""The ``env`` section: one frozen dataclass, built from keywords or a dict, and the names
+it is checked against (the envs, their agents, the global-state size).
 
 ``EnvConfig`` is what every env takes. ``make_config`` accepts keyword
 arguments (Python) or one mapping (an RLlib ``env_config`` or a YAML
-section) and rejects unknown keys with a did-you-mean hint.
+section) and rejects unknown keys with a did-you-mean hint. The envs
+themselves (:mod:`envs.registry`, :mod:`envs.core.layout`) are checked against
+the names defined here.
 """
 
 from __future__ import annotations
@@ -11,11 +14,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from algospace.config import DataConfig
+from algospace.config.data import DataConfig
 from algospace.errors import ConfigError
-from algospace.market.sizing import LEVERAGE_CAP
 from algospace.schema import build
-from envs.core.layout import STRATEGIC_AGENTS, TACTICAL_AGENTS, check_state_dim
+
+EnvName = Literal["strategic_v0", "tactical_v0", "joint_v0"]
+"""The registered environments (:data:`envs.registry.ENVS` has exactly these keys)."""
+
+STRATEGIC_AGENTS: tuple[str, ...] = ("mlmi", "nwrqk", "portfolio", "regime")
+"""The 30-minute agents, sorted."""
+TACTICAL_AGENTS: tuple[str, ...] = ("entry", "fvg", "momentum", "risk")
+"""The 5-minute agents, sorted."""
+STATE_DIM = 112
+"""Size of the global state (DESIGN §6); :mod:`envs.core.layout` names exactly this many."""
+LEVERAGE_CAP = 2.0
+"""Default cap on notional exposure over capital (gross: |position| × price × point value);
+:mod:`algospace.market.sizing` sizes positions with it."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,7 @@ class EnvConfig:
     regime_latent: bool = False
     """Read the RDE latent μ (table ``regime_latent``, written by ``algospace regime train``);
     False: the 8 latent dimensions are 0."""
-    state_dim: int = 112
+    state_dim: int = STATE_DIM
     """Size of the global state; must equal the layout's total (envs/core/layout.py)."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Reward settings."""
@@ -92,10 +106,11 @@ class EnvConfig:
             raise ConfigError(f"ruin_fraction must be in (0, 1], got {self.ruin_fraction!r}")
         if self.atr_bars < 1:
             raise ConfigError(f"atr_bars must be >= 1, got {self.atr_bars!r}")
-        try:
-            check_state_dim(self.state_dim)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        if self.state_dim != STATE_DIM:
+            raise ConfigError(
+                f"state_dim is {self.state_dim} but the global-state layout has {STATE_DIM} "
+                f"named dimensions (envs/core/layout.py); set state_dim: {STATE_DIM} or change "
+                "the layout")
 
 
 def make_config(config: EnvConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> EnvConfig:

@@ -1,6 +1,6 @@
 """What is known at each bar's open about the planted drifts of the bars to come.
 
-The causal oracles (:mod:`algospace.data.oracle`) decide bar ``t``'s position
+The causal oracles (:mod:`algospace.market.oracle`) decide bar ``t``'s position
 from a forecast, made at bar ``t``'s open, of the planted drifts of bars
 ``t, t+1, …, t+H-1`` (``H`` = :func:`horizon`). Column 0 is the drift of bar
 ``t`` itself, known exactly; the later columns are conditional expectations

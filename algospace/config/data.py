@@ -1,26 +1,14 @@
-"""Experiment configuration: typed sections, loaded from YAML by one function.
-
-Each section is a frozen dataclass whose fields carry their defaults (the one
-place a default is defined) and a one-line docstring. :func:`load_yaml`
-reads a file, rejects unknown keys with a did-you-mean hint and wrong types
-with the key's path, and runs cross-field checks — all before Ray starts.
-
-Sections present so far: ``data``. The features, env, model, training,
-resources and logging sections arrive with the issues that build them.
-"""
+"""The ``data`` section: where the bars come from and how they are read, split and cached."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from algospace.data.contracts import ContractSpec, get_contract, symbol_from_filename
 from algospace.data.splits import check_fractions
-from algospace.data.synthetic import SyntheticConfig
+from algospace.data.synthetic_config import SyntheticConfig
 from algospace.errors import ConfigError
 from algospace.schema import build
 
@@ -75,6 +63,11 @@ class DataConfig:
         if self.strategic_minutes <= 0:
             raise ConfigError(f"data.strategic_minutes must be > 0, got {self.strategic_minutes}")
 
+    def cache_path(self) -> Path:
+        """The prepared-data store's directory as an absolute path (``~`` expanded): the one
+        place ``cache_dir`` is resolved, so that every Ray worker finds the same store."""
+        return Path(self.cache_dir).expanduser().resolve()
+
     def contract_spec(self) -> ContractSpec:
         """The contract spec: explicit symbol, else guessed from the file name, else MES on the
         built-in market (ES for a CSV given contract overrides only)."""
@@ -93,32 +86,3 @@ class DataConfig:
 def load_data_config(data: dict[str, Any] | None, path: str = "data") -> DataConfig:
     """Build a :class:`DataConfig` from a mapping (e.g. a YAML file's ``data`` section)."""
     return build(DataConfig, data, path)
-
-
-class YamlLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, but ``1e-4`` (an exponent without a dot) is a float, as
-    in YAML 1.2 — PyYAML (YAML 1.1) would read it as the string ``'1e-4'``."""
-
-
-YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with clear errors for missing or malformed files."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        content = yaml.load(path.read_text(encoding="utf-8"), Loader=YamlLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", err)
-        raise ConfigError(f"{path}:{where} not valid YAML ({problem})") from None
-    if content is None:
-        return {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {type(content).__name__}")
-    return content

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from algospace.errors import DataError
+from algospace.files import atomic_write, write_bytes, write_text
 
 SCHEMA_VERSION = 1
 """Bump when the layout or meaning of stored tables changes."""
@@ -95,16 +96,10 @@ class FeatureStore:
         """
         meta = self.meta(key)
         entry = self.path(key)
-        tmp = entry / f".tmp-{name}-{os.getpid()}.parquet"
-        try:
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=True), tmp)
-            os.replace(tmp, entry / f"{name}.parquet")
-        finally:
-            tmp.unlink(missing_ok=True)
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        atomic_write(entry / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
         meta = {**meta, **meta_update, "tables": sorted({*meta["tables"], name})}
-        tmp_meta = entry / f".tmp-meta-{os.getpid()}.json"
-        tmp_meta.write_text(json.dumps(meta, indent=2, default=str))
-        os.replace(tmp_meta, entry / "meta.json")
+        write_text(entry / "meta.json", json.dumps(meta, indent=2, default=str))
         return entry / f"{name}.parquet"
 
     def meta(self, key: str) -> dict[str, Any]:
@@ -156,9 +151,7 @@ class FeatureStore:
         for name in sorted(files, key=lambda n: n == "meta.json"):  # meta.json last
             if name != "meta.json" and (entry / name).is_file():
                 continue
-            tmp_file = entry / f".tmp-{name}-{os.getpid()}"
-            tmp_file.write_bytes(files[name])
-            os.replace(tmp_file, entry / name)
+            write_bytes(entry / name, files[name])
         return entry
 
     def clean_temporary(self, older_than_s: float = 3600.0) -> int:

@@ -1,0 +1,61 @@
+"""The ``checkpoint`` and ``evaluation`` sections: which checkpoints are kept and how the
+agents are judged during and after training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from algospace.config.model import CONSENSUS_THRESHOLD
+from algospace.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    """How often checkpoints are written, how many are kept, which is best."""
+
+    every: int = 5
+    """Checkpoint (and validation backtest) every this many iterations; always at the end."""
+    keep: int | None = 3
+    """Checkpoints kept per trial when the run ends: the best by ``score``, plus the latest
+    (None: all). All are kept while it runs, so an interrupted run can always resume."""
+    score: str = "val_sharpe"
+    """Metric ranking checkpoints and trials: ``val_sharpe`` (validation backtest), or any
+    reported metric such as ``episode_return_mean``."""
+    mode: Literal["max", "min"] = "max"
+    """Whether a higher or lower ``score`` is better."""
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ConfigError(f"checkpoint.every must be >= 1, got {self.every}")
+        if self.keep is not None and self.keep < 1:
+            raise ConfigError(f"checkpoint.keep must be >= 1 (or null for all), got {self.keep}")
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    """Validation metrics during training and the report at the end."""
+
+    validation: bool = True
+    """Backtest on the validation split at every checkpoint (reports ``val_*`` metrics)."""
+    final: bool = True
+    """Evaluate the best checkpoint on ``split`` at the end and write the report."""
+    split: Literal["val", "test"] = "test"
+    """Split of the final evaluation."""
+    random_seeds: int = 5
+    """Seeds of the random baseline."""
+    bootstrap: int = 2000
+    """Resamples of the Sharpe-difference confidence interval."""
+    gates: bool = True
+    """Also run the agents through the two gates of the live decision and report it."""
+    gate_threshold: float = CONSENSUS_THRESHOLD
+    """Gate 2's MC-consensus threshold in that run."""
+    mc_passes: int = 50
+    """MC-dropout passes per decision in that run."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gate_threshold <= 1.0:
+            raise ConfigError(f"evaluation.gate_threshold must lie in [0, 1], got "
+                              f"{self.gate_threshold!r}")
+        if self.mc_passes < 1:
+            raise ConfigError(f"evaluation.mc_passes must be >= 1, got {self.mc_passes!r}")

@@ -1,0 +1,36 @@
+"""The ``model`` section: actor and critic sizes, and the MC-consensus threshold.
+
+These are the one set of defaults: :class:`algospace.models.actor.ActorConfig` and
+:class:`algospace.models.critic.CriticConfig` take theirs from :class:`ModelSettings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+CONSENSUS_THRESHOLD = 0.65
+"""MC-dropout consensus threshold: an agent is confident, and gate 2 opens, when the mean
+top-action probability over the MC passes reaches it (the joint features, the gates, and
+``evaluation.gate_threshold`` default to it)."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Actor and critic sizes."""
+
+    actor_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layers of each actor's MLP."""
+    critic_hidden: tuple[int, ...] = (128, 128)
+    """Hidden layers of the centralized critic."""
+    dropout: float = 0.1
+    """Dropout rate of the actors' MC passes."""
+    mc_passes: int = 8
+    """Stochastic passes per sampled action (MC-dropout features)."""
+    value_norm: bool = True
+    """Running mean/std normalisation of the critic's targets."""
+    sharing: Literal["agent", "layer"] = "agent"
+    """Parameter sharing: ``agent`` — one actor module per agent; ``layer`` — one per
+    layer and action space (``strategic``, ``tactical`` for the three voters, ``risk``),
+    the agents told apart by a one-hot id appended to their padded local observation
+    (see :mod:`envs.rllib`)."""

@@ -1,0 +1,59 @@
+"""The ``training`` section: the algorithm and its PPO / MAPPO hyperparameters.
+
+Defaults follow the MAPPO paper (Yu et al., 2022, "The Surprising
+Effectiveness of PPO in Cooperative Multi-Agent Games"): clip 0.2, GAE λ 0.95,
+γ 0.99, a few epochs over large batches, entropy 0.01, value normalisation,
+Huber value loss (δ 10), gradient-norm clip 10, learning rate 5e-4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+Algorithm = Literal["mappo", "ippo"]
+"""``mappo``: shared centralized critic; ``ippo``: a critic per agent on local obs."""
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """PPO / MAPPO hyperparameters (MAPPO-paper defaults)."""
+
+    lr: float = 5e-4
+    """Adam learning rate of every module."""
+    gamma: float = 0.99
+    """Discount per env row."""
+    lambda_: float = 0.95
+    """GAE λ."""
+    clip_param: float = 0.2
+    """PPO ratio clip."""
+    entropy_coeff: float = 0.01
+    """Entropy bonus."""
+    vf_loss_coeff: float = 1.0
+    """Weight of the critic's loss added to each actor's rows."""
+    value_clip: float | None = 0.2
+    """Clip of the value change (normalised units); None: off."""
+    huber_delta: float | None = 10.0
+    """Huber δ of the value loss; None: squared error."""
+    num_epochs: int = 5
+    """Passes over each train batch."""
+    train_batch_size: int = 4000
+    """Env rows per training iteration (per learner)."""
+    minibatch_size: int = 1000
+    """Rows per SGD minibatch."""
+    grad_clip: float = 10.0
+    """Global gradient-norm clip."""
+
+
+@dataclass(frozen=True)
+class TrainingSection(PPOSettings):
+    """MAPPO hyperparameters (PPOSettings) and the algorithm."""
+
+    algorithm: Algorithm = "mappo"
+    """``mappo``: shared centralized critic; ``ippo``: a critic per agent on local obs."""
+
+    def ppo(self) -> PPOSettings:
+        """The PPO hyperparameters alone."""
+        names = [f.name for f in dataclasses.fields(PPOSettings)]
+        return PPOSettings(**{n: getattr(self, n) for n in names})

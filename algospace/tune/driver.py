@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,15 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
     if "evaluation" in last:
         log(f"[run] report:  {last['evaluation']['report_html']}")
     return summaries
+
+
+def run_experiment(file: str, *, quick: bool = False, sets: Sequence[str] = (),
+                   name: str | None = None, address: str | None = None, resume: bool = False,
+                   wandb: bool = False, log: Log = print) -> list[dict[str, Any]]:
+    """``python -m experiments.run FILE`` from Python: the same options as keywords
+    (``sets``: ``key=value`` overrides); returns each phase's summary."""
+    return run(RunOptions(file, quick=quick, resume=resume, address=address,
+                          sets=tuple(sets), name=name, wandb=wandb), log)
 
 
 def train_regime_detector(plan: Plan, opts: RunOptions, log: Log) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def test_loading_errors_name_the_problem(trained: str, env_data: DataConfig, tmp
             load_modules(algo, (ModuleSource(str(tmp_path / "nope")),))
         with pytest.raises(CheckpointError, match="is not an algorithm checkpoint"):
             load_modules(algo, (ModuleSource(str(tmp_path)),))
-        with pytest.raises(CheckpointError, match="module 'fvg' is not part of this run"):
+        with pytest.raises(CheckpointError, match="init_from: 'fvg' is not a module of this run"):
             load_modules(algo, (ModuleSource(trained, ("fvg",)),))
     finally:
         algo.stop()
@@ -140,3 +140,19 @@ def test_a_missing_resume_checkpoint_fails_before_training(env_data: DataConfig,
         train(tiny(env_data, tmp_path, resume_from=str(tmp_path / "missing")),
               log=lambda _: None)
     assert not (tmp_path / "strategic_v0-mappo-seed0").exists()
+
+
+def test_wanted_modules_is_the_one_check_of_modules_to_load() -> None:
+    """The run's hand-off check and training's init_from share it (errors name ``where``)."""
+    from algospace.errors import ConfigError
+    from algospace.training.checkpoint import wanted_modules
+
+    ours, present = ["mlmi", "nwrqk", "critic"], ["mlmi", "critic", "fvg"]
+    assert wanted_modules("ck", None, ours, present, where="w") == ["mlmi", "critic"]
+    assert wanted_modules("ck", ("critic",), ours, present, where="w") == ["critic"]
+    with pytest.raises(CheckpointError, match="w: 'fvg' is not a module of this run"):
+        wanted_modules("ck", ("fvg",), ours, present, where="w")
+    with pytest.raises(ConfigError, match="w: checkpoint ck has no module 'nwrqk'"):
+        wanted_modules("ck", ("nwrqk",), ours, present, where="w", error=ConfigError)
+    with pytest.raises(CheckpointError, match="none of this run's modules"):
+        wanted_modules("ck", None, ours, ["fvg"], where="w")

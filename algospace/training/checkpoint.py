@@ -44,7 +44,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from algospace.errors import CheckpointError
+from algospace.errors import AlgoSpaceError, CheckpointError
 from algospace.files import atomic_dir, atomic_write, write_json
 from algospace.models.ids import CRITIC_ID
 from algospace.schema import build, to_dict
@@ -84,6 +84,26 @@ def modules_dir(checkpoint: str | Path) -> Path:
                               f"{'/'.join(MODULES_DIR)}); pass the directory a training run "
                               "saved (its result's `checkpoint`)")
     return root
+
+
+def wanted_modules(checkpoint: str | Path, requested: Sequence[str] | None,
+                   ours: Sequence[str], present: Sequence[str], *, where: str,
+                   error: type[AlgoSpaceError] = CheckpointError) -> list[str]:
+    """The modules to load from ``checkpoint``: ``requested``, or every module of this run
+    (``ours``) the checkpoint has (``present``); ``error`` naming ``where`` when one is not
+    this run's, is missing from the checkpoint, or none is left."""
+    wanted = list(requested) if requested is not None else [m for m in ours if m in present]
+    for module in wanted:
+        if module not in ours:
+            raise error(f"{where}: {module!r} is not a module of this run (its modules: "
+                        f"{', '.join(ours)})")
+        if module not in present:
+            raise error(f"{where}: checkpoint {checkpoint} has no module {module!r} (it has "
+                        f"{', '.join(present) or 'none'})")
+    if not wanted:
+        raise error(f"{where}: checkpoint {checkpoint} has none of this run's modules "
+                    f"({', '.join(ours)}); it has {', '.join(present) or 'none'}")
+    return wanted
 
 
 def checkpoint_modules(checkpoint: str | Path) -> list[str]:

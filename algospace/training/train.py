@@ -22,6 +22,7 @@ from algospace.training.checkpoint import (
     run_info,
     save,
     set_module_states,
+    wanted_modules,
 )
 
 
@@ -94,18 +95,8 @@ def load_modules(algo: Any, sources: tuple[ModuleSource, ...],
     for src in sources:
         modules_dir(src.checkpoint)
         present = set(checkpoint_modules(src.checkpoint))
-        wanted = list(src.modules) if src.modules is not None else sorted(ours & present)
-        if not wanted:
-            raise CheckpointError(f"init_from: checkpoint {src.checkpoint} has none of this "
-                                  f"run's modules ({', '.join(sorted(ours))}); it has "
-                                  f"{', '.join(sorted(present)) or 'none'}")
-        for module_id in wanted:
-            if module_id not in ours:
-                raise CheckpointError(f"init_from: module {module_id!r} is not part of this run "
-                                      f"(its modules: {', '.join(sorted(ours))})")
-            if module_id not in present:
-                raise CheckpointError(f"init_from: checkpoint {src.checkpoint} has no module "
-                                      f"{module_id!r} (it has {', '.join(sorted(present))})")
+        wanted = wanted_modules(src.checkpoint, src.modules, sorted(ours), sorted(present),
+                                where="init_from")
         states = read_states(src.checkpoint)
         for module_id in wanted:
             if module_id not in states:

@@ -30,6 +30,8 @@ def agent_modules(cfg: ExperimentConfig) -> list[str]:
 def resolve_handoff(cfg: ExperimentConfig, quick: bool) -> tuple[tuple[ModuleSource, ...],
                                                                     list[dict[str, Any]]]:
     """Checkpoints of ``handoff.load`` (a phase's latest finished run, or a path), checked."""
+    from algospace.training.checkpoint import wanted_modules
+
     actors = agent_modules(cfg)
     ours = [*actors, CRITIC_ID] if cfg.training.algorithm == "mappo" else actors
     for name in cfg.handoff.trainable or ():
@@ -43,18 +45,8 @@ def resolve_handoff(cfg: ExperimentConfig, quick: bool) -> tuple[tuple[ModuleSou
     for i, src in enumerate(cfg.handoff.load):
         where = f"handoff.load[{i}]"
         checkpoint, origin, present = _handoff_source(cfg, src, where, quick)
-        wanted = list(src.modules) if src.modules is not None else \
-            [m for m in ours if m in present]
-        for module in wanted:
-            if module not in ours:
-                raise ConfigError(f"{where}.modules: {module!r} is not a module of the "
-                                  f"{cfg.phase} phase (its modules: {', '.join(ours)})")
-            if module not in present:
-                raise ConfigError(f"{where}: checkpoint {checkpoint} has no module "
-                                  f"{module!r} (it has {', '.join(present)})")
-        if not wanted:
-            raise ConfigError(f"{where}: checkpoint {checkpoint} has none of this phase's "
-                              f"modules ({', '.join(ours)})")
+        wanted = wanted_modules(checkpoint, src.modules, ours, present, where=where,
+                                error=ConfigError)
         loaded.update(wanted)
         sources.append(ModuleSource(checkpoint, tuple(wanted)))
         described.append({"phase": src.phase, "checkpoint": checkpoint, "modules": wanted,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_dir", "atomic_write", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_dir", "atomic_write", "publish_dir", "write_bytes", "write_json", "write_text"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -74,3 +74,29 @@ def atomic_dir(path: str | os.PathLike[str], fill: Callable[[Path], object]) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def publish_dir(path: str | os.PathLike[str], fill: Callable[[Path], object], *,
+                prefix: str | None = None) -> bool:
+    """Fill a temporary folder beside ``path``, then rename it to ``path`` unless another
+    process got there first (its copy is kept: it holds the same content).
+
+    Returns True when this call published the folder. ``prefix`` names the temporary folder
+    (default ``.<name>.<pid>.``) so that a cleaner can find leftovers of killed writers.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix or f".{target.name}.{os.getpid()}.",
+                                dir=target.parent))
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race
+            if not target.is_dir():
+                raise
+            return False
+        return True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

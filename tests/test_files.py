@@ -42,3 +42,13 @@ def test_atomic_dir_replaces_only_when_complete(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["folder"]
     atomic_dir(target, lambda d: (d / "two").write_text("2"))
     assert [p.name for p in target.iterdir()] == ["two"]
+
+
+def test_publish_dir_keeps_the_first_writers_folder(tmp_path):
+    from algospace.files import publish_dir
+
+    target = tmp_path / "entry"
+    assert publish_dir(target, lambda d: (d / "a").write_text("first"), prefix=".tmp-entry-")
+    assert not publish_dir(target, lambda d: (d / "a").write_text("second"))
+    assert (target / "a").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]

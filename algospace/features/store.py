@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from algospace.errors import DataError
-from algospace.files import atomic_write, write_bytes, write_text
+from algospace.files import atomic_write, publish_dir, write_bytes, write_text
 
 SCHEMA_VERSION = 1
 """Bump when the layout or meaning of stored tables changes."""
@@ -68,23 +66,15 @@ class FeatureStore:
 
     def write(self, key: str, tables: Mapping[str, pd.DataFrame], meta: Mapping[str, Any]) -> Path:
         """Write an entry atomically; if another process wrote it first, keep theirs."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
-        try:
+        def fill(tmp: Path) -> None:
             for name, frame in tables.items():
                 table = pa.Table.from_pandas(frame, preserve_index=True)
                 pq.write_table(table, tmp / f"{name}.parquet")
             full_meta = {**meta, "key": key, "schema_version": SCHEMA_VERSION,
                          "tables": sorted(tables)}
             (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2, default=str))
-            try:
-                os.rename(tmp, self.path(key))
-            except OSError:
-                if not self.exists(key):
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+
+        publish_dir(self.path(key), fill, prefix=f".tmp-{key}-")
         return self.path(key)
 
     def add_table(self, key: str, name: str, frame: pd.DataFrame,
@@ -132,21 +122,11 @@ class FeatureStore:
     def put_files(self, key: str, files: Mapping[str, bytes]) -> Path:
         """Write an entry copied with :meth:`files`: a new entry whole, or the tables an
         existing one lacks (each file, then ``meta.json``, replaced in one rename)."""
-        self.root.mkdir(parents=True, exist_ok=True)
         entry = self.path(key)
         if not self.exists(key):
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
-            try:
-                for name, data in files.items():
-                    (tmp / name).write_bytes(data)
-                try:
-                    os.rename(tmp, entry)
-                except OSError:  # another process won the race; its copy is identical
-                    if not self.exists(key):
-                        raise
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+            publish_dir(entry, lambda tmp: [(tmp / name).write_bytes(data)
+                                            for name, data in files.items()],
+                        prefix=f".tmp-{key}-")
             return entry
         for name in sorted(files, key=lambda n: n == "meta.json"):  # meta.json last
             if name != "meta.json" and (entry / name).is_file():

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ from algospace.features.build import (
     FeatureConfig,
 )
 from algospace.features.pipeline import LATENT_TABLE, Prepared, prepare
+from algospace.files import publish_dir
 from algospace.market.sizing import contract_of
 from algospace.schema import to_dict
 from envs.core.layout import (
@@ -132,18 +130,11 @@ def stored_tables(prepared: Prepared) -> set[str]:
 
 def _write_atomic(folder: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write every array into a temporary sibling folder, then rename it into place."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
-    try:
+    def fill(tmp: Path) -> None:
         for name, values in arrays.items():
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(values))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process won the race; its copy is identical
-            if not folder.is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_dir(folder, fill, prefix=f".tmp-{folder.name}-")
 
 
 def build_arrays(prepared: Prepared, cfg: EnvConfig) -> dict[str, np.ndarray]:

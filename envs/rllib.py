@@ -8,9 +8,12 @@ observation and action space.
 It is also the multi-timescale adapter for ``joint_v0``: a strategic agent
 gets an observation — and so produces one training row — only at the steps
 where it decides (a 30-minute bar has just closed) and at the end of the
-episode. The reward delivered with that observation is the sum of the team
-rewards since its previous decision, so nothing is lost or counted twice.
-Tactical agents get a row every 5-minute step.
+episode. The reward delivered with that observation is the discounted sum
+of the team rewards since its previous decision, ``Σ γ^i r_i`` over the ``k``
+five-minute steps in between (``gamma`` in the ``env_config``, default 1), so
+that with the learner's ``γ^k`` bootstrap the row's return is exactly the
+5-minute return; nothing is lost or counted twice. Tactical agents get a row
+every 5-minute step.
 
 Seeding: the adapter ignores a seed equal to the one it last passed on.
 RLlib 2.60's multi-agent env runner, with ``batch_mode="complete_episodes"``,
@@ -33,8 +36,8 @@ id (:class:`LayerSharing`); the shared module tells the agents apart by it.
 
 ``register_envs()`` registers ``strategic_v0``, ``tactical_v0`` and
 ``joint_v0`` with Ray Tune; their ``env_config`` is any mapping accepted by
-:class:`algospace.config.EnvConfig`, plus the optional ``sharing`` key. The names and
-classes come from :mod:`envs.registry`.
+:class:`algospace.config.EnvConfig`, plus the optional ``sharing`` and
+``gamma`` keys. The names and classes come from :mod:`envs.registry`.
 """
 
 from __future__ import annotations
@@ -125,10 +128,13 @@ class LayerSharing:
 class RLlibEnv(ParallelPettingZooEnv):
     """A registered AlgoSpace env as an RLlib ``MultiAgentEnv``."""
 
-    def __init__(self, env: TradingEnv, sharing: str = "agent") -> None:
+    def __init__(self, env: TradingEnv, sharing: str = "agent", gamma: float = 1.0) -> None:
         MultiAgentEnv.__init__(self)  # not the parent's: it resets and loses agent order
         if sharing not in SHARING:
             raise ValueError(f"sharing must be one of {', '.join(SHARING)}, got {sharing!r}")
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+        self.gamma = float(gamma)
         self.par_env = env
         self.possible_agents = list(env.possible_agents)
         self.agents = list(self.possible_agents)
@@ -145,6 +151,7 @@ class RLlibEnv(ParallelPettingZooEnv):
         self._slow = tuple(a for a in self.possible_agents if multi_clock
                            and a in STRATEGIC_AGENTS)
         self._pending: dict[str, float] = {}
+        self._weight = 1.0  # gamma ** (steps since the strategic agents' last decision)
         self._last_seed: int | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -157,6 +164,7 @@ class RLlibEnv(ParallelPettingZooEnv):
                 self._last_seed = seed
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self._pending = dict.fromkeys(self._slow, 0.0)
+        self._weight = 1.0
         self.agents = list(self.par_env.agents)
         if self.sharing is not None:
             obs = self.sharing.pad(obs)
@@ -168,10 +176,11 @@ class RLlibEnv(ParallelPettingZooEnv):
         obs, rew, term, trunc, info = env.step(action_dict)
         done = not env.agents
         if self._slow:
-            pending = self._pending
+            pending, weight = self._pending, self._weight
             keep = done or env.decision
+            self._weight = 1.0 if keep else weight * self.gamma
             for agent in self._slow:
-                pending[agent] += rew[agent]
+                pending[agent] += weight * rew[agent]
                 if keep:
                     rew[agent] = pending[agent]
                     pending[agent] = 0.0
@@ -195,10 +204,11 @@ def make_env(name: str, env_config: Mapping[str, Any] | None = None) -> RLlibEnv
     env_class(name)  # an unknown name fails before any data is touched
     config = dict(env_config or {})
     sharing = str(config.pop("sharing", "agent"))
+    gamma = float(config.pop("gamma", 1.0))
     shipped = config.pop(ENV_KEY, None)
     if shipped is not None:
         provide(Shipped.from_dict(shipped))
-    return RLlibEnv(make_parallel_env(name, config), sharing=sharing)
+    return RLlibEnv(make_parallel_env(name, config), sharing=sharing, gamma=gamma)
 
 
 def creator(name: str) -> Callable[[Mapping[str, Any]], RLlibEnv]:

@@ -56,6 +56,27 @@ def test_joint_strategic_agents_observe_once_per_close(env_data: DataConfig) -> 
     assert steps[-1][3]["__all__"] and all(steps[-1][3][a] for a in env.possible_agents)
 
 
+def test_joint_strategic_reward_is_discounted_inside_the_interval(env_data: DataConfig) -> None:
+    """With gamma, a strategic row's reward is Σ γ^i r_i over the 5-minute steps since the
+    agent's last decision (i from 0), matching the learner's γ^k bootstrap."""
+    gamma = 0.9
+    env = make_env("joint_v0", {**env_config(env_data, 72), "gamma": gamma})
+    assert env.gamma == gamma
+    steps = play(env, seed=2)
+    team = [s[1]["entry"] for s in steps[1:]]  # the team reward of every 5-minute step
+    expected, acc, weight = [], 0.0, 1.0
+    for i, s in enumerate(steps[1:]):
+        acc += weight * team[i]
+        weight *= gamma
+        if "mlmi" in s[1]:
+            expected.append(acc)
+            acc, weight = 0.0, 1.0
+    for agent in STRATEGIC_AGENTS:
+        got = [s[1][agent] for s in steps[1:] if agent in s[1]]
+        assert got == pytest.approx(expected, abs=1e-9)
+    assert sum(expected) != pytest.approx(sum(team), abs=1e-6)  # the discount did something
+
+
 @pytest.mark.parametrize("name", ENV_NAMES)
 def test_ppo_runs_on_each_registered_env(name: str, env_data: DataConfig,
                                          ray_session: Any) -> None:

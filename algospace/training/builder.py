@@ -106,6 +106,7 @@ def rllib_env_config(cfg: TrainConfig) -> dict[str, Any]:
     env = to_dict(cfg.env_config)
     env["data"]["cache_dir"] = str(cfg.env_config.data.cache_path())
     env["sharing"] = cfg.model.sharing
+    env["gamma"] = cfg.ppo.gamma  # a strategic row's reward in joint_v0 is discounted inside
     shipped = provided(cfg.env_config.data)
     if shipped is not None:  # env runners get the driver's prepared data, not the CSV
         env[ENV_KEY] = shipped.to_dict()

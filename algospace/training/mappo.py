@@ -19,8 +19,8 @@ learner:
    ``γ ** k`` for the ``k`` env steps between them (``steps_to_next``, from the
    env's ``info["clock"]``): k = 1 everywhere except for the strategic agents
    of ``joint_v0``, whose rows are 30-minute decisions 6 five-minute steps
-   apart (their reward is the undiscounted sum of the team rewards in
-   between, see :mod:`envs.rllib`).
+   apart (their reward is the sum of the team rewards in between discounted
+   inside, Σ γ^i r_i, see :mod:`envs.rllib`, so the two agree).
 3. :class:`MAPPOTorchLearner` adds the critic's loss (on value-normalised
    targets, optional clipping and Huber) to each actor's PPO loss on the same
    rows — the critic never gets its own N-times-larger batch. The critic's

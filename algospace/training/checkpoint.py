@@ -114,8 +114,7 @@ def checkpoint_modules(checkpoint: str | Path) -> list[str]:
 def run_info(cfg: TrainConfig, algo: Any) -> dict[str, Any]:
     """What a checkpoint records about its run: the full config and how far it got."""
     config = to_dict(cfg)
-    config["env_config"]["data"]["cache_dir"] = str(
-        Path(cfg.env_config.data.cache_dir).resolve())
+    config["env_config"]["data"]["cache_dir"] = str(cfg.env_config.data.cache_path())
     return {"train_config": config, "iteration": int(algo.iteration),
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
 

@@ -115,7 +115,7 @@ def load_phase(file: str, opts: RunOptions, data: dict[str, Any] | None = None,
     # Trials run in their own working directories (and maybe on other nodes): make the
     # data store and the results root absolute paths.
     cfg = experiment.config
-    overrides["data.cache_dir"] = str(Path(cfg.data.cache_dir).expanduser().resolve())
+    overrides["data.cache_dir"] = str(cfg.data.cache_path())
     overrides["output.dir"] = str(Path(cfg.output.dir).expanduser().resolve())
     if cfg.output.storage is not None and not storage.is_uri(cfg.output.storage):
         overrides["output.storage"] = str(Path(cfg.output.storage).expanduser().resolve())

@@ -210,6 +210,7 @@ def test_synthetic_stream_equals_batch_features(synthetic: tuple[Case, DecisionE
     _assert_same_arrays(case, engine)
 
 
+@pytest.mark.train
 def test_csv_with_holes_stream_equals_batch_trades(
         csv_case: tuple[Case, DecisionEngine, Replay]) -> None:
     case, engine, replay = csv_case
@@ -223,6 +224,7 @@ OUTAGE: dict[str | None, pd.Timestamp] = {}
 """Start of the CSV case's 45-minute outage, per CSV path."""
 
 
+@pytest.mark.train
 def test_csv_with_holes_stream_equals_batch_features(
         csv_case: tuple[Case, DecisionEngine, Replay]) -> None:
     case, engine, _ = csv_case

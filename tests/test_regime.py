@@ -98,6 +98,7 @@ def test_eval_is_deterministic_and_per_sample() -> None:
     torch.testing.assert_close(recon, model.decode(mu))
 
 
+@pytest.mark.train
 def test_training_reaches_the_linear_baseline(trained: RDEResult, market: Market) -> None:
     """Validation reconstruction is clearly better than predicting each window's mean, and
     about as good as the window's first 8 principal components (the trivial baseline).
@@ -146,6 +147,7 @@ def _probe_accuracy(z_train: np.ndarray, y_train: np.ndarray,
     return float((predicted == y_test).mean())
 
 
+@pytest.mark.train
 def test_latent_separates_regimes(market: Market, trained: RDEResult) -> None:
     """A linear probe on train-split latents beats the held-out majority rate clearly.
 
@@ -165,6 +167,7 @@ def test_latent_separates_regimes(market: Market, trained: RDEResult) -> None:
     assert accuracy > majority + 0.15, (accuracy, majority)
 
 
+@pytest.mark.train
 def test_same_seed_same_weights(tmp_path: Path) -> None:
     """Two trainings with the same seed give bit-identical weights."""
     data = Market(60, seed=1)
@@ -178,6 +181,7 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+@pytest.mark.train
 def test_encode_all_is_causal(market: Market, trained: RDEResult) -> None:
     """Changing rows after t leaves mu at rows <= t unchanged; warm-up rows are NaN."""
     model, cfg, normaliser, _ = load_rde(trained.checkpoint_dir)
@@ -195,6 +199,7 @@ def test_encode_all_is_causal(market: Market, trained: RDEResult) -> None:
     assert not np.array_equal(z_changed[t + 1:], z[t + 1:])
 
 
+@pytest.mark.train
 def test_checkpoint_round_trip(market: Market, trained: RDEResult) -> None:
     """The saved checkpoint reproduces mu; rde.json holds config, stats, names, metrics."""
     model, cfg, normaliser, names = load_rde(trained.checkpoint_dir)
@@ -210,6 +215,7 @@ def test_checkpoint_round_trip(market: Market, trained: RDEResult) -> None:
     assert not list(trained.checkpoint_dir.glob(".rde*"))  # no temporary files left
 
 
+@pytest.mark.train
 def test_missing_and_corrupt_checkpoint(tmp_path: Path, trained: RDEResult) -> None:
     """A missing or garbled checkpoint raises an AlgoSpaceError naming the path and the fix."""
     with pytest.raises(RDECheckpointError, match=r"rde\.pt, rde\.json missing.*Fix"):
@@ -251,6 +257,7 @@ def test_bad_split_rows(market: Market, tmp_path: Path) -> None:
         train_rde(market.features, (0, 300), market.val, cfg, tmp_path)
 
 
+@pytest.mark.train
 def test_a_detector_on_a_market_without_regimes_is_flagged(tmp_path: Path) -> None:
     """On i.i.d. returns there is nothing to detect: the run must say so."""
     market = generate(SyntheticConfig(days=120, seed=1, regimes=False, signal=0.0))

@@ -12,6 +12,7 @@ from algospace.config import load_data_config
 from algospace.features.pipeline import prepare
 
 
+@pytest.mark.train
 def test_regime_train_writes_latents(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

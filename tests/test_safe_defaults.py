@@ -216,6 +216,7 @@ def _loopback(addr: Any) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads /proc/net/tcp")
+@pytest.mark.ray
 def test_local_ray_listens_on_loopback_with_token_auth() -> None:
     """The runner's own Ray: every port of every Ray process (GCS, raylet, agents, workers,
     dashboard) on 127.0.0.1, node address 127.0.0.1, token authentication on."""

@@ -132,3 +132,9 @@ def _ppo(name: str, data: DataConfig) -> Any:
         .training(train_batch_size_per_learner=96, minibatch_size=48, num_epochs=1)
         .debugging(seed=0)
     )
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.5])
+def test_gamma_out_of_range_is_refused(env_data: DataConfig, gamma: float) -> None:
+    with pytest.raises(ValueError, match=r"gamma must be in \(0, 1\]"):
+        make_env("joint_v0", {**env_config(env_data, 24), "gamma": gamma})

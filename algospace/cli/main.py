@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from algospace.errors import AlgoSpaceError
+from algospace.cli.status import exit_status
 
 DESCRIPTION = "AlgoSpace: prepare data, train the regime detector and the agents, evaluate " \
     "a checkpoint, replay bars through the decision engine."
@@ -44,17 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand; input errors print ``error: …`` and return 2."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except AlgoSpaceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        sys.stderr.close()  # output was piped into a command that stopped reading
-        return 0
+    return exit_status(lambda: args.handler(args))
 
 
 if __name__ == "__main__":

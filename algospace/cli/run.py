@@ -8,11 +8,10 @@ line and exit with status 2; Ctrl-C stops the trials with their checkpoints inta
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-from algospace.errors import AlgoSpaceError
+from algospace.cli.status import exit_status
 from algospace.tune.plan import RunOptions
 
 DESCRIPTION = ("Run a training phase (or a pipeline of phases) from a YAML file through "
@@ -75,12 +74,8 @@ def run_options(opts: RunOptions) -> int:
     def log(message: str) -> None:
         print(message, flush=True)
 
-    try:
+    def command() -> None:
         run_experiment(opts, log)
-    except AlgoSpaceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: checkpoints are kept; continue with --resume", file=sys.stderr)
-        return 130
-    return 0
+
+    return exit_status(command,
+                       interrupted="interrupted: checkpoints are kept; continue with --resume")

@@ -124,9 +124,11 @@ class FeatureStore:
         existing one lacks (each file, then ``meta.json``, replaced in one rename)."""
         entry = self.path(key)
         if not self.exists(key):
-            publish_dir(entry, lambda tmp: [(tmp / name).write_bytes(data)
-                                            for name, data in files.items()],
-                        prefix=f".tmp-{key}-")
+            def fill(tmp: Path) -> None:
+                for name, data in files.items():
+                    (tmp / name).write_bytes(data)
+
+            publish_dir(entry, fill, prefix=f".tmp-{key}-")
             return entry
         for name in sorted(files, key=lambda n: n == "meta.json"):  # meta.json last
             if name != "meta.json" and (entry / name).is_file():

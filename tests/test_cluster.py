@@ -398,7 +398,7 @@ def test_remote_learner_trains(ray_session: Any, tmp_path: Path) -> None:
     [summary] = run(opts, log=lambda _: None)
     [trial] = summary["trials"]
     assert trial["error"] is None and trial["iterations"] == 2
-    assert trial["last"]["policy_loss"] == trial["last"]["policy_loss"]  # not NaN
+    assert trial["last"]["losses/policy"] == trial["last"]["losses/policy"]  # not NaN
     info = json.loads((Path(summary["best_checkpoint"]) / "algospace_run.json").read_text())
     assert info["train_config"]["num_learners"] == 1
     assert (Path(summary["best_checkpoint"]) / "learner_group" / "learner" / "rl_module").is_dir()

@@ -68,7 +68,7 @@ def test_mappo_trains_each_env_and_updates_the_critic(env: str, env_data: DataCo
 def test_ippo_trains_joint(env_data: DataConfig, tmp_path: Path, ray_session: Any) -> None:
     result = train(small("joint_v0", env_data, tmp_path, algorithm="ippo"), log=lambda _: None)
     assert result.iterations == 2 and result.env_steps > 0
-    assert all(np.isfinite(row["vf_loss"]) for row in result.history)
+    assert all(np.isfinite(row["losses/critic"]) for row in result.history)
     assert Path(result.checkpoint).is_dir()
 
 
@@ -178,7 +178,7 @@ def test_mappo_with_layer_sharing_trains_and_backtests(env_data: DataConfig, tmp
     cfg = small("joint_v0", env_data, tmp_path, model=ModelSettings(sharing="layer"),
                 trainable=("strategic", "risk"))
     result = train(cfg, log=lambda _: None)
-    assert all(np.isfinite(row["policy_loss"]) for row in result.history)
+    assert all(np.isfinite(row["losses/policy"]) for row in result.history)
     modules = load_actors(result.checkpoint)
     assert set(modules) == {"strategic", "tactical", "risk"}
     bt = backtest("joint_v0", EnvConfig(data=env_data, split="test", episode_steps=72),

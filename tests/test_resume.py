@@ -197,7 +197,7 @@ def test_sigkill_then_resume_finishes_the_budget(killed: Killed) -> None:
 def test_sigkill_resume_continues_from_the_last_checkpoint(killed: Killed) -> None:
     """Not from scratch, and at most the checkpoint in flight at the kill is redone (Tune's
     experiment state is saved after every checkpoint, see
-    algospace.tune.ray_compat.resumable_tune_state)."""
+    algospace.ray_compat.resumable_tune_state)."""
     assert killed.returncode == 0, killed.output[-3000:]
     first = _first_resumed_iteration(_rows(killed.trial))
     assert first > 1
@@ -296,7 +296,7 @@ def test_tune_state_saved_after_every_checkpoint_in_whole_files(tmp_path: Path) 
     from ray.train._internal import storage
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 
-    from algospace.tune.ray_compat import resumable_tune_state
+    from algospace.ray_compat import resumable_tune_state
 
     original = (_ExperimentCheckpointManager.on_trial_checkpoint, storage._upload_to_fs_path)
     with resumable_tune_state():
@@ -328,7 +328,7 @@ def test_ray_internals_need_the_pinned_ray(monkeypatch: pytest.MonkeyPatch) -> N
     import ray
 
     from algospace.errors import AlgoSpaceError
-    from algospace.tune.ray_compat import RAY_VERSION, resumable_tune_state
+    from algospace.ray_compat import RAY_VERSION, resumable_tune_state
 
     monkeypatch.setattr(ray, "__version__", "9.9.9")
     with (pytest.raises(AlgoSpaceError, match=rf"Ray {RAY_VERSION}.*Ray 9\.9\.9 is installed"),

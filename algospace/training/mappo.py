@@ -59,7 +59,13 @@ from algospace.models.actor import MC_STATS
 from algospace.models.critic import MC_FEATURES_KEY, critic_loss
 from algospace.models.ids import CRITIC_ID
 from algospace.models.mc_dropout import joint_features
+from algospace.ray_compat import OwnMinibatches
+from algospace.training.diagnostics import ROWS_TRAINED, log_value_diagnostics
+from algospace.training.minibatch import ModuleMinibatches
 
+VF_PREDS_NORM = "vf_preds_norm"
+"""Batch column: the shared critic's own (normalised) output for each row at sampling time,
+the anchor of value clipping (compared with the same network's output in the loss)."""
 STEPS_TO_NEXT = "steps_to_next"
 """Batch column: env steps from a row's observation to the agent's next one (1, or up to 6
 for a strategic agent in joint_v0); GAE discounts that transition by ``gamma ** steps``."""
@@ -164,18 +170,25 @@ class RowGAE(GeneralAdvantageEstimation):
 
     @override(GeneralAdvantageEstimation)
     def __call__(self, *, rl_module: Any, episodes: list[Any], batch: dict[str, Any],
-                 **kwargs: Any) -> Any:
+                 metrics: Any = None, **kwargs: Any) -> Any:
         critic = rl_module[CRITIC_ID] if self.shared_critic else None
         sa_episodes = list(self.single_agent_episode_iterator(episodes,
                                                               agents_that_stepped_only=False))
         targets_all = []
         results: dict[str, dict[str, np.ndarray]] = {}
+        diagnostics = {}
         for module_id, module_batch in sorted(batch.items()):
             if module_id == CRITIC_ID:
                 continue
             valuer = critic if critic is not None else rl_module[module_id]
             with torch.no_grad():
-                values = valuer.compute_values(module_batch).cpu().numpy()
+                if critic is not None:  # the network's own output, before the stats move
+                    values_norm = critic.normalised_values(module_batch)
+                    values = critic.denormalise(values_norm).cpu().numpy()
+                    values_norm = values_norm.cpu().numpy()
+                else:
+                    values = valuer.compute_values(module_batch).cpu().numpy()
+                    values_norm = values
             lens = [len(e) for e in sa_episodes if e.module_id in (None, module_id)]
             steps = _np(module_batch[STEPS_TO_NEXT]) if STEPS_TO_NEXT in module_batch \
                 else np.ones_like(values)
@@ -186,21 +199,38 @@ class RowGAE(GeneralAdvantageEstimation):
                 truncateds=_np(module_batch[Columns.TRUNCATEDS]),
                 gammas=self.gamma ** steps.astype(np.float64), lambda_=self.lambda_)
             assert targets.shape[0] == sum(lens)
-            adv = targets - values
-            adv = (adv - adv.mean()) / max(1e-4, float(adv.std()))
+            # the row appended per episode to bootstrap from is no training row: it stays
+            # out of the loss (its mask), the advantage statistics and the value statistics
+            real = _np(module_batch[Columns.LOSS_MASK]).astype(bool) \
+                if Columns.LOSS_MASK in module_batch else np.ones(len(values), bool)
+            adv = standardised_advantages(targets, values, real)
             results[module_id] = {Postprocessing.ADVANTAGES: adv.astype(np.float32),
                                   Postprocessing.VALUE_TARGETS: targets.astype(np.float32),
-                                  Columns.VF_PREDS: values.astype(np.float32)}
-            targets_all.append(targets)
+                                  Columns.VF_PREDS: values.astype(np.float32),
+                                  VF_PREDS_NORM: values_norm.astype(np.float32)}
+            targets_all.append(targets[real])
+            diagnostics[module_id] = (values[real], targets[real], len(values))
         if targets_all and critic is not None:
             critic.update_value_norm(torch.as_tensor(np.concatenate(targets_all)))
         for module_id, cols in results.items():
             device = next(rl_module[module_id].parameters()).device
             for key, value in cols.items():
                 batch[module_id][key] = torch.as_tensor(value, device=device)
+        if metrics is not None:
+            log_value_diagnostics(metrics, diagnostics, critic)
         # RLlib fills the batch in the order of a Python set of agent ids, which changes with
         # PYTHONHASHSEED; the minibatch shuffles and the loss follow the batch's module order
         return {module_id: batch[module_id] for module_id in sorted(batch)}
+
+
+def standardised_advantages(targets: np.ndarray, values: np.ndarray,
+                            real: np.ndarray) -> np.ndarray:
+    """``targets - values`` standardised with the mean and std of the ``real`` rows only
+    (the bootstrap rows, ``real`` False, get 0; they are masked from the loss anyway)."""
+    adv = np.asarray(targets, np.float64) - np.asarray(values, np.float64)
+    adv = (adv - adv[real].mean()) / max(1e-4, float(adv[real].std()))
+    adv[~real] = 0.0
+    return adv
 
 
 def value_targets(*, values: np.ndarray, rewards: np.ndarray, terminateds: np.ndarray,
@@ -270,7 +300,73 @@ class RowPPOConfig(PPOConfig):
         return pipeline
 
 
-class MAPPOTorchLearner(PPOTorchLearner):
+class RowPPOLearner(OwnMinibatches, PPOTorchLearner):
+    """RLlib's PPO learner with per-module minibatches and per-iteration diagnostics.
+
+    Minibatches: :class:`algospace.training.minibatch.ModuleMinibatches` (each module sees
+    each of its rows ``num_epochs`` times, whatever its row count). Diagnostics: over all
+    the iteration's minibatches, per module, the mean policy loss, entropy, approximate KL
+    (``E[(r - 1) - log r]``), clip fraction and the rows trained (see
+    :mod:`algospace.training.diagnostics`).
+    """
+
+    iteration_sums: dict[str, dict[str, float]] | None = None
+    """Per module: the sums of the current update's minibatch figures."""
+
+    def minibatches(self, batch: Any, *, num_epochs: int, minibatch_size: int | None,
+                    shuffle: bool, num_total_minibatches: int) -> ModuleMinibatches:
+        """Every module's rows ``num_epochs`` times, in the same number of minibatches."""
+        return ModuleMinibatches(batch, num_epochs=num_epochs, minibatch_size=minibatch_size,
+                                 shuffle=shuffle, num_total_minibatches=num_total_minibatches)
+
+    @override(PPOTorchLearner)
+    def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict[str, Any],
+                                fwd_out: dict[str, Any]) -> Any:
+        loss = super().compute_loss_for_module(module_id=module_id, config=config, batch=batch,
+                                               fwd_out=fwd_out)
+        with torch.no_grad():
+            self._accumulate(module_id, self._policy_figures(module_id, config, batch, fwd_out))
+        return loss
+
+    def _policy_figures(self, module_id: str, config: Any, batch: dict[str, Any],
+                        fwd_out: dict[str, Any]) -> dict[str, Any]:
+        """Masked sums of the minibatch's policy figures, with its row counts."""
+        module = self.module[module_id].unwrapped()
+        dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        log_ratio = dist.logp(batch[Columns.ACTIONS]) - batch[Columns.ACTION_LOGP]
+        ratio = log_ratio.exp()
+        adv = batch[Postprocessing.ADVANTAGES]
+        surrogate = torch.min(adv * ratio,
+                              adv * ratio.clamp(1 - config.clip_param, 1 + config.clip_param))
+        mask = batch[Columns.LOSS_MASK].bool() if Columns.LOSS_MASK in batch \
+            else torch.ones_like(ratio, dtype=torch.bool)
+        return {
+            "valid": float(mask.sum()), ROWS_TRAINED: float(len(ratio)),
+            "mean_policy_loss": float(-surrogate[mask].sum()),
+            "mean_entropy": float(dist.entropy()[mask].sum()),
+            "approx_kl": float(((ratio - 1) - log_ratio)[mask].sum()),
+            "clip_fraction": float(((ratio - 1).abs() > config.clip_param)[mask].sum()),
+        }
+
+    def _accumulate(self, module_id: str, figures: dict[str, float]) -> None:
+        """Add one minibatch's sums to the iteration's."""
+        if self.iteration_sums is None:
+            self.iteration_sums = {}
+        sums = self.iteration_sums.setdefault(module_id, {})
+        for key, value in figures.items():
+            sums[key] = sums.get(key, 0.0) + value
+
+    @override(PPOTorchLearner)
+    def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().after_gradient_based_update(timesteps=timesteps)
+        done, self.iteration_sums = self.iteration_sums or {}, None
+        for module_id, sums in done.items():
+            valid = max(sums.pop("valid"), 1.0)
+            figures = {k: (v if k == ROWS_TRAINED else v / valid) for k, v in sums.items()}
+            self.metrics.log_dict(figures, key=module_id, window=1)
+
+
+class MAPPOTorchLearner(RowPPOLearner):
     """PPO learner whose value function is the shared critic (see the module docstring)."""
 
     @override(PPOTorchLearner)
@@ -284,20 +380,26 @@ class MAPPOTorchLearner(PPOTorchLearner):
             module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
         critic = self.module[CRITIC_ID].unwrapped()
         pred = critic.normalised_values(batch)
+        # the targets in the statistics of now; the clip anchor is the network's own output
+        # when the rows were valued (before this iteration's statistics update), so at the
+        # first minibatch pred == anchor and every row is inside the clip range
         target = critic.normalise(batch[Postprocessing.VALUE_TARGETS])
-        old = critic.normalise(batch[Columns.VF_PREDS])
+        old = batch[VF_PREDS_NORM]
         extra = self.config.learner_config_dict
-        losses = critic_loss(pred, old, target, clip=extra.get("value_clip"),
-                             huber_delta=extra.get("huber_delta"))
-        if Columns.LOSS_MASK in batch:
-            mask = batch[Columns.LOSS_MASK]
-            value_loss = losses[mask].sum() / mask.sum()
-        else:
-            value_loss = losses.mean()
+        clip = extra.get("value_clip")
+        losses = critic_loss(pred, old, target, clip=clip, huber_delta=extra.get("huber_delta"))
+        mask = batch[Columns.LOSS_MASK].bool() if Columns.LOSS_MASK in batch \
+            else torch.ones_like(losses, dtype=torch.bool)
+        value_loss = losses[mask].sum() / mask.sum()
         self.metrics.log_value((module_id, "critic_loss"), value_loss, window=1)
+        with torch.no_grad():
+            clipped = ((pred - old).abs() > clip) if clip is not None \
+                else torch.zeros_like(mask)
+            self._accumulate(module_id, {"mean_critic_loss": float(losses[mask].sum()),
+                                         "value_clip_fraction": float(clipped[mask].sum())})
         return actor_loss + config.vf_loss_coeff * value_loss
 
 
-class IPPOTorchLearner(PPOTorchLearner):
+class IPPOTorchLearner(RowPPOLearner):
     """RLlib's PPO learner with each agent's own critic, and the per-row discount (the
     pipeline of :class:`RowPPOConfig` with ``shared_critic`` false)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from algospace.training.checkpoint import (
     set_module_states,
     wanted_modules,
 )
+from algospace.training.diagnostics import summarise
 
 
 @dataclass(frozen=True)
@@ -38,27 +38,6 @@ class TrainResult:
     """Env steps sampled in all."""
     history: list[dict[str, float]] = field(default_factory=list)
     """Per iteration: env steps, mean episode return, mean losses."""
-
-
-def summarise(result: dict[str, Any]) -> dict[str, float]:
-    """The figures of one RLlib result that a progress line and the history keep."""
-    runners = result.get("env_runners", {})  # may be missing after a runner restart
-    learners = {k: v for k, v in result.get("learners", {}).items()
-                if k != "__all_modules__" and isinstance(v, dict)}
-
-    def mean(key: str) -> float:
-        values = [float(v[key]) for v in learners.values() if key in v]
-        return sum(values) / len(values) if values else math.nan
-
-    return {
-        "iteration": float(result.get("training_iteration", math.nan)),
-        "env_steps": float(runners.get("num_env_steps_sampled_lifetime", math.nan)),
-        "episode_return_mean": float(runners.get("episode_return_mean", math.nan)),
-        "policy_loss": mean("policy_loss"),
-        "critic_loss": mean("critic_loss"),
-        "vf_loss": mean("vf_loss"),
-        "entropy": mean("entropy"),
-    }
 
 
 IterationHook = Callable[[int, Any, dict[str, float]], None]
@@ -142,7 +121,8 @@ def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
             history.append(row)
             log(f"[train] {i + 1}/{cfg.iterations} env steps {row['env_steps']:,.0f} "
                 f"return {row['episode_return_mean']:.3f} policy loss "
-                f"{row['policy_loss']:.4f} critic loss {row['critic_loss']:.4f} "
+                f"{row['losses/policy']:.4f} critic loss {row['losses/critic']:.4f} "
+                f"critic EV {row['critic/explained_variance']:.2f} "
                 f"({row['seconds']:.1f} s)")
             if cfg.checkpoint_every and (i + 1) % cfg.checkpoint_every == 0 \
                     and i + 1 < cfg.iterations:

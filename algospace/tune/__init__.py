@@ -9,7 +9,7 @@ needs), :mod:`~algospace.tune.resume` (finding the run to continue),
 :mod:`~algospace.tune.driver` (a phase or a pipeline from start to end),
 :mod:`~algospace.tune.trainables`, :mod:`~algospace.tune.cluster`,
 :mod:`~algospace.tune.storage`, :mod:`~algospace.tune.progress`,
-:mod:`~algospace.tune.wandb_logging`, and :mod:`~algospace.tune.ray_compat`, the one home
+:mod:`~algospace.tune.wandb_logging`, and :mod:`~algospace.ray_compat`, the one home
 of what this project needs from Ray's internals.
 
 Importing the package imports no Ray.

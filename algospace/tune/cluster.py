@@ -37,7 +37,7 @@ def start_local(cfg: ExperimentConfig, log: Log) -> Any:
     """Start a local Ray instance (on 127.0.0.1 unless ``resources.ray_host`` opens it)."""
     import ray
 
-    from algospace.tune.ray_compat import loopback_node
+    from algospace.ray_compat import loopback_node
 
     r, dash = cfg.resources, cfg.logging.dashboard
     kwargs: dict[str, Any] = {}

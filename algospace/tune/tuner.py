@@ -88,7 +88,7 @@ def run_phase(plan: Plan, log: Log) -> dict[str, Any]:
     """Run one validated phase through Tune; returns its summary."""
     from ray import tune
 
-    from algospace.tune.ray_compat import resumable_tune_state
+    from algospace.ray_compat import resumable_tune_state
 
     cfg = plan.config
     root = Path(cfg.output.dir).expanduser().resolve() / plan.name

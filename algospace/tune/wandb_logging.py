@@ -1,7 +1,7 @@
 """W&B logging of a run: Ray Tune's W&B callback, without writing the API key to Ray's logs.
 
 Offline unless a key is set (or ``logging.wandb.mode`` says otherwise). The callback
-itself (:func:`algospace.tune.ray_compat.keyed_wandb_callback`) starts Ray's logging
+itself (:func:`algospace.ray_compat.keyed_wandb_callback`) starts Ray's logging
 actors with a runtime_env holding only the non-secret ``WANDB_*`` settings of the driver
 (base URL, entity, timeouts, …) and gives them the key as an argument. Without a key in
 the driver's environment (``wandb login`` credentials), nothing is passed.
@@ -36,7 +36,7 @@ def wandb_callback(plan: Plan, exp_dir: Path) -> Any:
     except ImportError:
         raise ConfigError("logging.wandb.enabled is true but wandb is not installed; run "
                           ".venv/bin/pip install -e \".[wandb]\" or turn W&B off") from None
-    from algospace.tune.ray_compat import keyed_wandb_callback
+    from algospace.ray_compat import keyed_wandb_callback
 
     cfg = plan.config
     w = cfg.logging.wandb

@@ -11,7 +11,10 @@ Ray has no public switch for these, so each is checked against the pinned Ray ve
 - :func:`loopback_node`: a local Ray started in the block uses 127.0.0.1 as its node
   address (Ray 2.60 binds every interface otherwise);
 - :func:`keyed_wandb_callback`: Ray's W&B callback with the API key passed to each
-  logging actor as an argument instead of in its runtime_env (which Ray logs).
+  logging actor as an argument instead of in its runtime_env (which Ray logs);
+- :class:`OwnMinibatches`: a Learner mixin whose class supplies its own minibatch
+  iterator (RLlib's iterator is fixed inside ``Learner``; this one replaces it for the
+  classes that inherit the mixin, and nothing else).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def check_ray_version(what: str) -> None:
         raise AlgoSpaceError(
             f"{what} relies on internals of Ray {RAY_VERSION}, but Ray {ray.__version__} is "
             f"installed; install ray[rllib,default]=={RAY_VERSION} (pyproject.toml), or port "
-            "algospace/tune/ray_compat.py to the new version")
+            "algospace/ray_compat.py to the new version")
 
 
 @contextlib.contextmanager
@@ -178,3 +181,44 @@ def keyed_wandb_callback(settings: dict[str, str], **kwargs: Any) -> Any:
             self._logging_future_to_trial[future] = trial
 
     return KeyedWandbCallback(**kwargs)
+
+
+class OwnMinibatches:
+    """Learner mixin: the update's minibatches come from ``self.minibatches(...)``.
+
+    RLlib 2.60's ``Learner.update`` builds the train batch and then always cuts it with
+    ``MiniBatchCyclicIterator`` (equal row counts per module, cycling the smaller modules;
+    see :mod:`algospace.training.minibatch`). A learner class that inherits this mixin
+    (before RLlib's learner class) and defines
+    ``minibatches(batch, *, num_epochs, minibatch_size, shuffle, num_total_minibatches)``
+    gets RLlib's whole, filtered train batch and returns the iterator the update loops
+    over. Offline data iterators (``data_iterators``) keep RLlib's own path.
+    """
+
+    def minibatches(self, batch: Any, *, num_epochs: int, minibatch_size: int | None,
+                    shuffle: bool, num_total_minibatches: int) -> Any:
+        """The iterator of minibatches (a ``MultiAgentBatch`` each) over ``batch``."""
+        raise NotImplementedError
+
+    def _create_iterator_if_necessary(self, *, training_data: Any,
+                                      num_total_minibatches: int = 0, num_epochs: int = 1,
+                                      minibatch_size: int | None = None,
+                                      shuffle_batch_per_epoch: bool = False,
+                                      **kwargs: Any) -> Any:
+        """Ray 2.60's method: the whole batch from it, the minibatches from the class."""
+        check_ray_version("the per-module minibatches of the MAPPO/IPPO learner")
+        parent: Any = super()
+        if training_data.data_iterators:
+            return parent._create_iterator_if_necessary(
+                training_data=training_data, num_total_minibatches=num_total_minibatches,
+                num_epochs=num_epochs, minibatch_size=minibatch_size,
+                shuffle_batch_per_epoch=shuffle_batch_per_epoch, **kwargs)
+        whole = parent._create_iterator_if_necessary(
+            training_data=training_data, num_total_minibatches=0, num_epochs=1,
+            minibatch_size=None, shuffle_batch_per_epoch=False, **kwargs)
+        if isinstance(whole, dict):  # no module to update
+            return whole
+        batch = next(iter(whole))
+        return self.minibatches(batch, num_epochs=num_epochs, minibatch_size=minibatch_size,
+                                shuffle=shuffle_batch_per_epoch,
+                                num_total_minibatches=num_total_minibatches)

@@ -77,7 +77,8 @@ def test_flipping_loses_at_least_its_costs(module: ModuleType, env_data: DataCon
         assert costs == pytest.approx(acct.turnover * spec.cost_per_side, rel=1e-12)
         assert acct.turnover >= env.episode_steps  # it really flipped
         net = acct.equity - env.config.initial_equity
-        cost += costs
+        exit_cost = abs(acct.position) * spec.cost_per_side  # the position left at the end
+        cost += costs + exit_cost
         gross += net + costs
     assert reward == pytest.approx(gross - cost, rel=1e-9)  # reward is P&L net of every cost
     assert reward < 0 < cost

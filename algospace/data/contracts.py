@@ -49,7 +49,12 @@ class ContractSpec:
 
     @property
     def cost_per_side(self) -> float:
-        """Dollars per contract per side: commission plus slippage."""
+        """Dollars per contract per side: commission plus slippage.
+
+        Also the one price of closing a contract still held at an episode's end: the env
+        charges it in the episode's last reward, the backtest and the decision engine at
+        the end of each tile or session.
+        """
         return self.commission + self.slippage_ticks * self.tick_value
 
 

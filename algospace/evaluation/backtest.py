@@ -11,7 +11,9 @@ starting at ``initial_equity``:
   at position ``p``), indexed by that bar's open time;
 - a position still open at the end of a tile is closed there at the tile's
   last close, and the exit's commission and slippage are charged (the next
-  tile starts flat), so tiling never trades for free.
+  tile starts flat), so tiling never trades for free. The env charges the same
+  exit (the contract's ``cost_per_side`` per contract) in an episode's last
+  reward, so the rewards the agents learn from count the costs counted here.
 
 **Ruin.** The chained curve is the reported account, and its ruin level is
 ``(1 - ruin_fraction) × initial_equity``. Each tile's account carries the
@@ -265,9 +267,9 @@ def _clock_bars(env: Any, prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _exit_cost(env: Any) -> float:
-    """Dollars charged per contract to close at a tile end (commission + slippage)."""
-    c = env.market.contract
-    return float(c.commission + c.slippage_ticks * c.tick_value)
+    """Dollars charged per contract to close at a tile end (commission + slippage): the
+    contract's ``cost_per_side``, the price the env charges in an episode's last reward."""
+    return float(env.market.contract.cost_per_side)
 
 
 def _base_rows(env: Any, rows: np.ndarray) -> np.ndarray:

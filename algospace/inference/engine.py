@@ -321,8 +321,7 @@ class DecisionEngine:
         if self.env is None:
             self.env = stream_env(self.env_name, self.env_config, market)
             self.team.bind(self.env)
-            c = market.contract
-            self._cost_per_contract = float(c.commission + c.slippage_ticks * c.tick_value)
+            self._cost_per_contract = float(market.contract.cost_per_side)
             self._start_row = 0 if self.start is None else int(np.searchsorted(
                 self.stream.bars().open_time, self.start))
             return

@@ -230,12 +230,13 @@ class TradingEnv(ParallelEnv):
                                             dict[str, bool], dict[str, bool], dict[str, Any]]:
         """Trade into ``target`` over the next bar and advance: the second half of :meth:`step`."""
         pnl, dd_growth, price_change = self._advance(target)
-        reward_cfg = self.config.reward
-        team = (pnl - reward_cfg.drawdown_penalty * dd_growth) / self._scale
         self._pos += 1
         self._locate()
         terminated = self._account.equity < self._ruin
         truncated = self._pos >= self._end
+        exit_cost = self._exit_cost() if terminated or truncated else 0.0
+        reward_cfg = self.config.reward
+        team = (pnl - exit_cost - reward_cfg.drawdown_penalty * dd_growth) / self._scale
         obs = self._observe()
         agents = self.agents
         rewards = dict.fromkeys(agents, team)
@@ -243,10 +244,15 @@ class TradingEnv(ParallelEnv):
             self._shape(rewards, dd_growth, price_change)
         terms = dict.fromkeys(agents, terminated)
         truncs = dict.fromkeys(agents, truncated and not terminated)
-        infos = dict.fromkeys(agents, self._info())
+        infos = dict.fromkeys(agents, self._info(exit_cost))
         if terminated or truncated:
             self.agents = []
         return obs, rewards, terms, truncs, infos
+
+    def _exit_cost(self) -> float:
+        """Dollars to close the open position at the episode's end, as the backtest charges
+        it at a tile's end (the account is not flattened; see the env cards)."""
+        return abs(self._account.position) * self.market.contract.cost_per_side
 
     def stop_and_target(self) -> tuple[float, float]:
         """Stop and target distances (points) the latched risk settings give at this bar."""
@@ -374,11 +380,11 @@ class TradingEnv(ParallelEnv):
         self._ctx[:_STRAT_OFF] = values
         self._ctx[_STRAT_OFF] = 1.0 if self._decision else 0.0
 
-    def _info(self) -> dict[str, Any]:
-        """Per-step info shared by every agent."""
+    def _info(self, exit_cost: float = 0.0) -> dict[str, Any]:
+        """Per-step info shared by every agent (``exit_cost``: see the env cards)."""
         acct = self._account
         return {"equity": acct.equity, "position": acct.position, "row": self._brow,
-                "clock": self._pos, "strategic_decision": self._decision}
+                "clock": self._pos, "strategic_decision": self._decision, "exit_cost": exit_cost}
 
     def state(self) -> np.ndarray:
         """The global state at the current position (see layout.state_names)."""

@@ -28,7 +28,18 @@ when both are touched; a gap through the stop fills at the open.
 Reward, the same for every agent (team reward)::
 
     r = (equity change over the bar, net of commission and slippage
+         - exit cost, on the episode's last step only
          - drawdown_penalty * growth of the drawdown from the equity peak) / scale
+
+    exit cost = |position| * (commission + slippage_ticks * tick value)
+
+A position still open when the episode ends (truncated or terminated) is
+charged the exit's commission and slippage (``ContractSpec.cost_per_side``
+per contract), as the backtest charges it at the tile's end; the account is
+not flattened. ``info["exit_cost"]`` gives the dollars charged (0.0 on every
+other step). With ``drawdown_penalty`` 0 and no shaping, an episode's rewards
+× ``scale`` add up to the backtest's P&L of the same tile (short of ruin,
+where the backtest's ruin stop sells earlier).
 
 ``scale`` defaults to point value × max_position. No reward for acting;
 optional shaping weights (``reward.shaping``): a voter's own vote × the bar's
@@ -42,7 +53,7 @@ step are used.
 
 Info (the same dict for every agent): ``equity``, ``position``, ``row`` (the
 5-minute row of the current position), ``clock`` (the position on this env's
-clock), ``strategic_decision``.
+clock), ``strategic_decision``, ``exit_cost`` (dollars, see Reward).
 
 Episodes: ``episode_steps`` bars (default 276, one session) from the chosen
 split; random starts on train, consecutive tiles on val/test; truncation at

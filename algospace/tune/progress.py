@@ -16,6 +16,8 @@ from algospace.config import ExperimentConfig
 RL_COLUMNS = (("env_steps", "env steps", "{:>11,.0f}"),
               ("episode_return_mean", "return", "{:>9.3f}"),
               ("val_sharpe", "val Sharpe", "{:>11.2f}"),
+              ("val_expected_capture", "val capture", "{:>12.3f}"),
+              ("critic/explained_variance", "critic EV", "{:>9.2f}"),
               ("iteration_seconds", "s/iter", "{:>7.1f}"))
 RDE_COLUMNS = (("val_loss", "val loss", "{:>10.4f}"),
                ("val_recon_mse", "val MSE", "{:>9.4f}"),

@@ -402,3 +402,22 @@ def test_remote_learner_trains(ray_session: Any, tmp_path: Path) -> None:
     info = json.loads((Path(summary["best_checkpoint"]) / "algospace_run.json").read_text())
     assert info["train_config"]["num_learners"] == 1
     assert (Path(summary["best_checkpoint"]) / "learner_group" / "learner" / "rl_module").is_dir()
+
+
+def test_a_taken_dashboard_port_is_replaced_by_a_free_one() -> None:
+    """A second run on the same machine finds the dashboard's port taken: it says so and
+    uses another (Ray would stop with a traceback)."""
+    from algospace.tune.cluster import free_dashboard_port
+
+    lines: list[str] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        port = free_dashboard_port("127.0.0.1", taken, lines.append)
+    assert port != taken and port > 0
+    assert lines and f"port {taken}" in lines[0] and f"port {port}" in lines[0]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert free_dashboard_port("127.0.0.1", free, lines.append) == free and len(lines) == 1

@@ -45,14 +45,37 @@ def start_local(cfg: ExperimentConfig, log: Log) -> Any:
         kwargs["_node_ip_address"] = r.ray_host
     # "local": a new instance even where `ray start` runs a cluster on this machine (which
     # a plain ray.init() would join)
+    port = free_dashboard_port(dash.host, dash.port, log) if dash.enabled else dash.port
     with loopback_node() if r.loopback else contextlib.nullcontext():
         ctx = ray.init(address="local", include_dashboard=dash.enabled,
-                       dashboard_host=dash.host, dashboard_port=dash.port,
+                       dashboard_host=dash.host, dashboard_port=port,
                        log_to_driver=False, **kwargs)
     if not r.loopback:
         log(f"[ray] local Ray on {ray.util.get_node_ip_address()} (resources.ray_host: "
             f"{r.ray_host}), reachable from the network; token authentication guards it")
     return ctx
+
+
+def free_dashboard_port(host: str, port: int, log: Log) -> int:
+    """``port`` if it is free on ``host``, else a free one (said in the log).
+
+    Another Ray on this machine (a second run, a notebook) holds the default port; Ray
+    would stop with a traceback.
+    """
+    import socket
+
+    def bind(p: int) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, p))
+            return int(sock.getsockname()[1])
+
+    try:
+        return bind(port)
+    except OSError:
+        free = bind(0)
+        log(f"[ray] dashboard port {port} on {host} is taken (another Ray on this machine?); "
+            f"the dashboard uses port {free} (logging.dashboard.port sets it)")
+        return free
 
 
 def attach(cfg: ExperimentConfig, where: str, log: Log) -> Any:

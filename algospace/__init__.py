@@ -9,7 +9,7 @@ The small public API (imported on first use, so ``import algospace`` stays light
 - ``evaluate(EvaluateConfig(checkpoint=...))``: the HTML/JSON report of a checkpoint
 - ``compute_metrics(equity)``: dollar-true metrics of an equity curve
 - ``make_env(name, config)``: a PettingZoo ParallelEnv (``strategic_v0``, ``tactical_v0``,
-  ``joint_v0``)
+  ``joint_v0``, ``single_v0``)
 - ``load_experiment(path)``, ``DataConfig``, ``EnvConfig``, ``TrainConfig``,
   ``DecisionEngine``, ``EngineConfig``
 """

@@ -13,13 +13,14 @@ from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS
 from algospace.errors import ConfigError
 from envs.core.base import TradingEnv
 from envs.joint import JointEnv
+from envs.single import SingleEnv
 from envs.strategic import StrategicEnv
 from envs.tactical import TacticalEnv
 
 __all__ = ["ENVS", "ENV_NAMES", "agents_of", "env_class", "make_parallel_env"]
 
 ENVS: dict[str, type[TradingEnv]] = {"strategic_v0": StrategicEnv, "tactical_v0": TacticalEnv,
-                                     "joint_v0": JointEnv}
+                                     "joint_v0": JointEnv, "single_v0": SingleEnv}
 """Registered name → PettingZoo ParallelEnv class."""
 
 ENV_NAMES: tuple[str, ...] = tuple(ENVS)
@@ -34,8 +35,11 @@ def env_class(name: str) -> type[TradingEnv]:
 
 
 def agents_of(name: str) -> tuple[str, ...]:
-    """The agents of env ``name``, strategic ones first, in the env's own order."""
+    """The agents of env ``name``, strategic ones first, in the env's own order (single_v0:
+    its one ``trader``)."""
     cls = env_class(name)
+    if issubclass(cls, SingleEnv):
+        return cls.AGENTS
     strategic = STRATEGIC_AGENTS if cls.STRATEGIC else ()
     return (*strategic, *(TACTICAL_AGENTS if cls.TACTICAL else ()))
 

@@ -30,12 +30,13 @@ Parameter sharing per layer (``env_config["sharing"] = "layer"``; the default
 ``"agent"`` gives every agent its own module): the agents of a layer that have
 the same action space share one module — ``strategic`` (mlmi, nwrqk,
 portfolio, regime), ``tactical`` (entry, fvg, momentum) — and ``risk`` keeps
-its own. Their ``local`` observations have different widths, so the adapter
-pads each to the widest of its group with zeros and appends a one-hot agent
-id (:class:`LayerSharing`); the shared module tells the agents apart by it.
+its own (so does single_v0's one ``trader``). Their ``local`` observations
+have different widths, so the adapter pads each to the widest of its group
+with zeros and appends a one-hot agent id (:class:`LayerSharing`); the
+shared module tells the agents apart by it.
 
-``register_envs()`` registers ``strategic_v0``, ``tactical_v0`` and
-``joint_v0`` with Ray Tune; their ``env_config`` is any mapping accepted by
+``register_envs()`` registers ``strategic_v0``, ``tactical_v0``, ``joint_v0``
+and ``single_v0`` with Ray Tune; their ``env_config`` is any mapping accepted by
 :class:`algospace.config.EnvConfig`, plus the optional ``sharing`` and
 ``gamma`` keys. The names and classes come from :mod:`envs.registry`.
 """
@@ -53,7 +54,7 @@ from ray.tune.registry import register_env
 
 from algospace.config import STRATEGIC_AGENTS
 from envs.core.base import TradingEnv
-from envs.core.layout import TACTICAL_VOTERS
+from envs.core.layout import SINGLE_AGENT, TACTICAL_VOTERS
 from envs.registry import ENV_NAMES, env_class, make_parallel_env
 
 SHARING: tuple[str, ...] = ("agent", "layer")
@@ -64,8 +65,8 @@ LAYER_GROUPS: dict[str, tuple[str, ...]] = {"strategic": STRATEGIC_AGENTS,
 
 
 def module_of(agent: str, sharing: str = "agent") -> str:
-    """The module id that acts for ``agent``."""
-    if sharing == "agent":
+    """The module id that acts for ``agent`` (single_v0's trader: its own, either way)."""
+    if sharing == "agent" or agent == SINGLE_AGENT:
         return agent
     for module_id, agents in LAYER_GROUPS.items():
         if agent in agents:

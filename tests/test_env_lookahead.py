@@ -19,7 +19,7 @@ import pytest
 
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
-from envs import joint_v0, strategic_v0, tactical_v0
+from envs import joint_v0, single_v0, strategic_v0, tactical_v0
 from envs.core.base import TradingEnv
 from tests.test_envs import random_actions
 from tests.test_features_lookahead import perturb_after
@@ -59,7 +59,7 @@ def _trace(env: TradingEnv, start: int, steps: int) -> list[tuple[int, Any, Any,
     return out
 
 
-@pytest.mark.parametrize("module", [strategic_v0, tactical_v0, joint_v0],
+@pytest.mark.parametrize("module", [strategic_v0, tactical_v0, joint_v0, single_v0],
                          ids=lambda m: m.__name__.split(".")[-1])
 def test_changing_the_future_changes_nothing_up_to_t(module: ModuleType,
                                                      csv_pair: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""The three PettingZoo envs: API, spaces, pickling, determinism and episodes."""
+"""The PettingZoo envs: API, spaces, pickling, determinism and episodes."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from algospace.config import (
     EnvName,
 )
 from algospace.errors import ConfigError, DataError
-from envs import joint_v0, registry, strategic_v0, tactical_v0
+from envs import joint_v0, registry, single_v0, strategic_v0, tactical_v0
 from envs.core.base import TradingEnv
 from envs.core.layout import state_blocks, state_names
 
-ENVS = [strategic_v0, tactical_v0, joint_v0]
-STEPS = {strategic_v0: 24, tactical_v0: 72, joint_v0: 72}
+ENVS = [strategic_v0, tactical_v0, joint_v0, single_v0]
+STEPS = {strategic_v0: 24, tactical_v0: 72, joint_v0: 72, single_v0: 72}
 
 
 def make(module: ModuleType, data: DataConfig, **kwargs: Any) -> TradingEnv:

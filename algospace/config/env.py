@@ -18,7 +18,7 @@ from algospace.config.data import DataConfig
 from algospace.errors import ConfigError
 from algospace.schema import build
 
-EnvName = Literal["strategic_v0", "tactical_v0", "joint_v0"]
+EnvName = Literal["strategic_v0", "tactical_v0", "joint_v0", "single_v0"]
 """The registered environments (:data:`envs.registry.ENVS` has exactly these keys)."""
 
 STRATEGIC_AGENTS: tuple[str, ...] = ("mlmi", "nwrqk", "portfolio", "regime")
@@ -69,7 +69,7 @@ class EnvConfig:
     """Chronological split the episodes are drawn from."""
     episode_steps: int | None = None
     """Env steps per episode; ``None``: 92 for strategic_v0 (two sessions of 30-minute bars),
-    276 for tactical_v0 and joint_v0 (one session of 5-minute bars)."""
+    276 for tactical_v0, joint_v0 and single_v0 (one session of 5-minute bars)."""
     random_start: bool | None = None
     """Random episode starts; ``None``: random on train, deterministic tiling otherwise."""
     max_position: int | None = None

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from algospace.config import (
+    STRATEGIC_AGENTS,
+    TACTICAL_AGENTS,
     Algorithm,
     EnvConfig,
     EnvName,
@@ -24,7 +26,13 @@ from algospace.config import (
 from algospace.errors import ConfigError
 from algospace.models.ids import CRITIC_ID
 from algospace.schema import to_dict
-from envs.core.layout import STRATEGIC_VOTE, TACTICAL_VOTE, TACTICAL_VOTERS
+from envs.core.layout import (
+    SINGLE_AGENT,
+    SINGLE_TARGET,
+    STRATEGIC_VOTE,
+    TACTICAL_VOTE,
+    TACTICAL_VOTERS,
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,8 @@ class TrainConfig:
     env_config: EnvConfig = field(default_factory=EnvConfig)
     """Environment settings (data, split, episode length, reward)."""
     algorithm: Algorithm = "mappo"
-    """``mappo``: shared centralized critic; ``ippo``: per-agent critics on local obs."""
+    """``mappo``: shared centralized critic; ``ippo``: per-agent critics on local obs (the
+    only choice on single_v0, whose one agent has no team for the critic)."""
     iterations: int = 10
     """Training iterations."""
     ppo: PPOSettings = field(default_factory=PPOSettings)
@@ -96,6 +105,19 @@ class TrainConfig:
             raise ConfigError(
                 f"ppo.minibatch_size ({self.ppo.minibatch_size}) is larger than "
                 f"ppo.train_batch_size ({self.ppo.train_batch_size}); lower it")
+        if self.algorithm == "mappo" and not _has_team(self.env):
+            raise ConfigError(
+                f"algorithm mappo needs the team's agents: its centralized critic reads the "
+                f"joint MC-dropout features of the strategic and tactical agents, and "
+                f"{self.env} has none; use algorithm: ippo (one agent, its own value "
+                "function)")
+
+
+def _has_team(env: str) -> bool:
+    """Whether any of env ``env``'s agents is one of the team's eight."""
+    from envs.registry import agents_of
+
+    return bool(set(agents_of(env)) & {*STRATEGIC_AGENTS, *TACTICAL_AGENTS})
 
 
 def rllib_env_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -114,9 +136,12 @@ def rllib_env_config(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def votes_for(agent: str) -> tuple[float, ...] | None:
-    """Directional vote of each action of ``agent`` (None for ``risk``)."""
+    """Directional vote of each action of ``agent`` (None for ``risk``; single_v0's trader:
+    its target fraction)."""
     if agent == "risk":
         return None
+    if agent == SINGLE_AGENT:
+        return SINGLE_TARGET
     return TACTICAL_VOTE if agent in TACTICAL_VOTERS else STRATEGIC_VOTE
 
 

@@ -1,9 +1,9 @@
-"""The shared trading environment behind strategic_v0, tactical_v0 and joint_v0.
+"""The shared trading environment behind strategic_v0, tactical_v0, joint_v0 and single_v0.
 
-Subclasses only say which layers take part and on which clock the env steps;
-the action mapping, account, reward and observations live here so that the
-three envs mean exactly the same thing. The cards (module docstrings of the
-three env packages) document the formulas; :mod:`envs.core.layout` names
+Subclasses say which layers take part and on which clock the env steps (single_v0 also
+replaces the team's decision by one agent's); the action mapping, account, reward and
+observations live here so that the envs mean exactly the same thing. The cards (module
+docstrings of the env packages) document the formulas; :mod:`envs.core.layout` names
 every dimension.
 """
 
@@ -61,9 +61,9 @@ class TradingEnv(ParallelEnv):
                  market: MarketArrays | None = None, **kwargs: Any) -> None:
         self.config = make_config(config, **kwargs)
         self.render_mode = None
-        agents = (STRATEGIC_AGENTS if self.STRATEGIC else ()) + (
-            TACTICAL_AGENTS if self.TACTICAL else ())
-        self.possible_agents: list[str] = sorted(agents)
+        self._team = sorted((STRATEGIC_AGENTS if self.STRATEGIC else ()) + (
+            TACTICAL_AGENTS if self.TACTICAL else ()))  # whose windows the env builds
+        self.possible_agents: list[str] = list(self._team)
         self.agents: list[str] = []
         self.episode_steps = self.config.episode_steps or self.DEFAULT_EPISODE_STEPS
         self._bind(market if market is not None else load_market(self.config))
@@ -91,7 +91,7 @@ class TradingEnv(ParallelEnv):
         self._views = [(agent, a[("s_" if agent in STRATEGIC_AGENTS else "t_") + agent],
                         market.strategic_window if agent in STRATEGIC_AGENTS
                         else market.tactical_window, agent in STRATEGIC_AGENTS)
-                       for agent in self.possible_agents]
+                       for agent in self._team]
         self._starts, self._tiles = self._episode_starts(a["usable"])
         self.max_position = self.config.max_position or position_limit(
             self.config.initial_equity, market.reference_price, market.contract.point_value,
@@ -128,7 +128,7 @@ class TradingEnv(ParallelEnv):
     @property
     def local_columns(self) -> dict[str, tuple[str, ...]]:
         """Columns of each agent's local window (see layout.AGENT_COLUMNS)."""
-        return {agent: AGENT_COLUMNS[agent] for agent in self.possible_agents}
+        return {agent: AGENT_COLUMNS[agent] for agent in self._team}
 
     def observation_space(self, agent: str) -> spaces.Space[Any]:
         """The agent's observation space (the same object on every call)."""

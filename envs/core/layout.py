@@ -36,6 +36,13 @@ RISK_STOP_ATR: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 RISK_REWARD: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
 """``risk`` action[2]: target distance as a multiple of the stop distance."""
 
+SINGLE_AGENT = "trader"
+"""single_v0's one agent: it chooses the account's target position on its own."""
+SINGLE_ACTIONS: tuple[str, ...] = ("SHORT_FULL", "SHORT_HALF", "FLAT", "LONG_HALF", "LONG_FULL")
+"""Meanings of the trader's Discrete(5) actions."""
+SINGLE_TARGET: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
+"""Target position of each trader action, as a fraction of the position limit."""
+
 RETURN_30 = "return_30"
 """Standardised log return of the 30-minute bar (a column of every strategic window)."""
 RETURN_5 = "return_5"

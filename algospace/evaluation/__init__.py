@@ -8,6 +8,8 @@ probabilistic Sharpe ratio, ruin stops. :mod:`algospace.evaluation.baselines` ru
 buy-and-hold, random and rule baselines through the same cost-charging simulator as the
 agents.
 :mod:`algospace.evaluation.stats` holds the probabilistic and deflated Sharpe ratios.
+:mod:`algospace.evaluation.probes` fits supervised probes of each layer's observations to
+the planted signal and trades them: the capture an agent could reach from what it sees.
 """
 
 from algospace.evaluation.metrics import Metrics, compute_metrics

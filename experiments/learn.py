@@ -213,22 +213,3 @@ def plot(curve: list[dict[str, float]], final: Backtest, path: Path, title: str)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
-
-def compare(*, iterations: int, seeds: tuple[int, ...], eval_every: int,
-            eval_days: int = EVAL_DAYS, out: str = "results/bench/compare") -> dict[str, Any]:
-    """MAPPO vs IPPO on joint_v0: same markets, budget (iterations) and seeds."""
-    figures: dict[str, Any] = {"env": "joint_v0", "iterations": iterations,
-                               "seeds": ",".join(map(str, seeds))}
-    for algorithm in ("mappo", "ippo"):
-        captures, seconds = [], []
-        for seed in seeds:
-            row = run(iterations=iterations, eval_every=eval_every, seed=seed,
-                      eval_days=eval_days, out=f"{out}/{algorithm}-seed{seed}",
-                      env="joint_v0", algorithm=algorithm)
-            for key in ("eval_expected_capture", "eval_net_pnl", "train_seconds"):
-                figures[f"{algorithm}_seed{seed}_{key}"] = row[key]
-            captures.append(row["eval_expected_capture"])
-            seconds.append(row["train_seconds"])
-        figures[f"{algorithm}_mean_expected_capture"] = statistics.fmean(captures)
-        figures[f"{algorithm}_mean_train_seconds"] = statistics.fmean(seconds)
-    return figures

@@ -160,3 +160,16 @@ def test_value_statistics_count_training_rows_only(env_data: DataConfig, tmp_pat
     episodes = int(result["env_runners"]["num_episodes"])
     assert episodes >= 1
     assert count == 4 * steps, (count, steps, episodes)
+
+
+def test_training_stops_when_its_env_step_budget_is_spent(env_data: DataConfig, tmp_path: Path,
+                                                          ray_session: Any) -> None:
+    from algospace.errors import ConfigError
+    from algospace.training.train import train
+
+    cfg = replace(_config("strategic_v0", env_data, tmp_path), iterations=50, env_steps=300)
+    result = train(cfg, log=lambda _: None)
+    assert result.env_steps >= 300 and result.iterations < 50
+    assert result.history[-2]["env_steps"] < 300 if result.iterations > 1 else True
+    with pytest.raises(ConfigError, match="env_steps"):
+        replace(cfg, env_steps=0)

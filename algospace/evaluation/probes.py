@@ -314,11 +314,15 @@ def select(train: ProbeData, val: ProbeData, *, l2_grid: Sequence[float] = L2_GR
 
 def probe(env: str, env_config: EnvConfig, *, split: str = "test",
           l2_grid: Sequence[float] = L2_GRID, hidden: Iterable[int] = HIDDEN,
-          seed: int = 0) -> ProbeResult:
-    """The probe of ``env`` (a name or a layer): fit on train, choose on val, score ``split``."""
+          seed: int = 0, eval_config: EnvConfig | None = None) -> ProbeResult:
+    """The probe of ``env`` (a name or a layer): fit on train, choose on val, score ``split``
+    (of ``eval_config``'s market when given: a fresh market from the same generator)."""
     train = collect(env, env_config, "train")
     val = collect(env, env_config, "val")
-    evaluation = val if split == "val" else collect(env, env_config, split)
+    if eval_config is not None:
+        evaluation = collect(env, eval_config, split)
+    else:
+        evaluation = val if split == "val" else collect(env, env_config, split)
     model, table = select(train, val, l2_grid=l2_grid, hidden=hidden, seed=seed)
     chosen = next(c for c in table if c.hidden == model.hidden and c.l2 == model.l2)
     predicted = model.predict(evaluation.features)
@@ -333,7 +337,8 @@ def probe(env: str, env_config: EnvConfig, *, split: str = "test",
 
 def run_probes(env_config: EnvConfig, *, split: str = "test", layers: Iterable[str] = LAYERS,
                l2_grid: Sequence[float] = L2_GRID, hidden: Iterable[int] = HIDDEN,
-               seed: int = 0) -> dict[str, ProbeResult]:
+               seed: int = 0, eval_config: EnvConfig | None = None) -> dict[str, ProbeResult]:
     """Every layer's probe (:data:`PROBE_ENVS`) on ``split``, keyed by layer."""
     return {layer: probe(layer, env_config, split=split, l2_grid=l2_grid,
-                         hidden=tuple(hidden), seed=seed) for layer in layers}
+                         hidden=tuple(hidden), seed=seed, eval_config=eval_config)
+            for layer in layers}

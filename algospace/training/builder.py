@@ -59,6 +59,8 @@ class TrainConfig:
     only choice on single_v0, whose one agent has no team for the critic)."""
     iterations: int = 10
     """Training iterations."""
+    env_steps: int | None = None
+    """Stop once this many env steps are sampled, even before ``iterations`` (None: no limit)."""
     ppo: PPOSettings = field(default_factory=PPOSettings)
     """Hyperparameters."""
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -96,6 +98,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ConfigError(f"iterations must be >= 1, got {self.iterations!r}")
+        if self.env_steps is not None and self.env_steps < 1:
+            raise ConfigError(f"env_steps must be >= 1 (or None), got {self.env_steps!r}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every!r}")
         if self.trainable is not None and not self.trainable:

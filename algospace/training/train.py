@@ -124,6 +124,10 @@ def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
                 f"{row['losses/policy']:.4f} critic loss {row['losses/critic']:.4f} "
                 f"critic EV {row['critic/explained_variance']:.2f} "
                 f"({row['seconds']:.1f} s)")
+            if cfg.env_steps is not None and row["env_steps"] >= cfg.env_steps:
+                log(f"[train] {row['env_steps']:,.0f} env steps sampled: the budget of "
+                    f"{cfg.env_steps:,} is spent")
+                break
             if cfg.checkpoint_every and (i + 1) % cfg.checkpoint_every == 0 \
                     and i + 1 < cfg.iterations:
                 save(algo, out / "checkpoint", run_info(cfg, algo))

@@ -23,8 +23,13 @@ Benchmarks (the module that runs each, from the repository root):
            10 minutes per seed.
   train    experiments/bench/train.py: training throughput on joint_v0, ours
            against plain RLlib PPO. Target: x1.5 env steps/s.
-  compare  experiments/learn.py: MAPPO vs IPPO on joint_v0, same market,
-           iterations and seeds.
+  team     experiments/team.py: does the team earn more together? Per seed, the
+           curriculum (pipeline.yaml), the strategic-only and tactical-only teams
+           and a single-agent PPO with the curriculum's env-step budget, and the
+           supervised probes, all scored once on a fresh long market: expected
+           capture of the joint oracle, P&L, Sharpe, intervals of the daily P&L
+           differences. Target: the joint team beats every other team in every
+           seed and reaches half the joint probe's capture.
   market   experiments/bench/market.py: the synthetic market's three causal
            oracles (strategic, tactical, joint) per split and over the whole
            market: expected and realised net daily dollar Sharpe and net P&L.
@@ -90,12 +95,15 @@ def _train(args: argparse.Namespace) -> Figures:
     return train.run(iterations=args.timed_iterations, gpu=args.gpu)
 
 
-def _compare(args: argparse.Namespace) -> Figures:
-    """MAPPO vs IPPO on joint_v0 (experiments/learn.py)."""
-    from experiments import learn
+def _team(args: argparse.Namespace) -> Figures:
+    """The team benchmark (experiments/team.py)."""
+    from experiments import team
 
-    return learn.compare(iterations=args.iterations, seeds=_seeds(args, "0,1"),
-                         eval_every=args.eval_every, eval_days=args.eval_days)
+    days = args.days if args.days is not None else (team.QUICK_DAYS if args.quick
+                                                      else team.LEARN_DAYS)
+    eval_days = min(args.eval_days, team.QUICK_EVAL_DAYS) if args.quick else args.eval_days
+    return team.run_seeds(seeds=_seeds(args, "0,1,2"), quick=args.quick, eval_days=eval_days,
+                          days=days)
 
 
 def _market(args: argparse.Namespace) -> Figures:
@@ -113,7 +121,7 @@ def _latency(args: argparse.Namespace) -> Figures:
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
-    "data": _data, "env": _env, "learn": _learn, "train": _train, "compare": _compare,
+    "data": _data, "env": _env, "learn": _learn, "train": _train, "team": _team,
     "latency": _latency, "market": _market}
 """Each benchmark's name and how it runs from the parsed command line."""
 
@@ -126,22 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--days", type=int, default=None,
                         help="data: trading days of 5-minute bars (default 1260 = 5 years); "
-                             "market: days of the market (default 250)")
+                             "market, team: days of the market (default 250)")
     parser.add_argument("--steps", type=int, default=env.DEFAULT_STEPS,
                         help="env: random actions drawn before timing, cycled (default 20000)")
     parser.add_argument("--seconds", type=float, default=env.DEFAULT_SECONDS,
                         help="env: minimum timed stepping per env in seconds (default 3)")
     parser.add_argument("--iterations", type=int, default=60,
-                        help="learn, compare: training iterations (default 60)")
+                        help="learn: training iterations (default 60)")
     parser.add_argument("--eval-every", type=int, default=10,
                         help="learn: backtest the validation split every N iterations "
                              "(default 10)")
     parser.add_argument("--eval-days", type=int, default=1000,
-                        help="learn, compare: trading days of the fresh market the final "
+                        help="learn, team: trading days of the fresh market the final "
                              "policy is evaluated on (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="market: the market's seed")
     parser.add_argument("--seeds", default=None,
-                        help="learn (default 0,1,2), compare (default 0,1): comma-separated "
+                        help="learn, team (default 0,1,2): comma-separated "
                              "training seeds; the market seed varies with each")
     parser.add_argument("--timed-iterations", type=int, default=3,
                         help="train: iterations timed after one warm-up (default 3)")
@@ -152,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int,
                         help="latency: timed decision steps per variant (default 5000)")
     parser.add_argument("--quick", action="store_true",
-                        help="latency: a few repeats only, to check the bench runs")
+                        help="latency: a few repeats only; team: every run --quick (smoke "
+                             "test of the bench, not results)")
     return parser
 
 

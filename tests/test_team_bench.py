@@ -1,0 +1,42 @@
+"""``bench team``'s bookkeeping: curves from Tune's progress files, the summary table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from experiments import team
+
+
+def test_curve_reads_the_validation_points_of_the_first_trial(tmp_path: Path) -> None:
+    trial = tmp_path / "trial_0"
+    trial.mkdir()
+    (trial / "progress.csv").write_text(
+        "training_iteration,env_steps,val_expected_capture,val_net_pnl\n"
+        "1,4000,,\n"
+        "2,8000,-0.25,-1200.5\n"
+        "3,12000,nan,\n"
+        "4,16000,0.125,310\n")
+    points = team.curve({"trials": [{"path": str(trial)}]})
+    assert [p["iteration"] for p in points] == [2.0, 4.0]
+    assert [p["val_expected_capture"] for p in points] == [-0.25, 0.125]
+    assert points[1]["env_steps"] == 16000.0 and points[0]["val_net_pnl"] == -1200.5
+    assert team.curve({"trials": []}) == []
+    assert team.curve({"trials": [{"path": str(tmp_path / "missing")}]}) == []
+
+
+def test_table_has_a_row_per_seed_and_a_column_per_team_and_probe() -> None:
+    row = {"seed": 3, "joint_net_pnl": -1234.0}
+    for i, name in enumerate([*team.TEAMS, *(f"probe_{p}" for p in team.PROBES)]):
+        row[f"{name}_expected_capture"] = 0.01 * i
+    text = team.table([row])
+    header, rule, line = text.strip().splitlines()
+    assert header.count("|") == rule.count("|") == line.count("|")
+    assert line.startswith("| 3 | +0.000 | +0.010") and "-$1,234" in line
+    assert "probe_joint" in header and not math.isnan(float(line.split("|")[2]))
+
+
+def test_the_sets_of_every_phase_name_the_seed_market_and_folder(tmp_path: Path) -> None:
+    sets = team.run_sets(2, tmp_path, days=20)
+    assert sets == ["seed=2", f"data.synthetic.seed={team.LEARN_SEED + 2}",
+                    "data.synthetic.days=20", f"output.dir={tmp_path}"]

@@ -40,3 +40,26 @@ def test_the_sets_of_every_phase_name_the_seed_market_and_folder(tmp_path: Path)
     sets = team.run_sets(2, tmp_path, days=20)
     assert sets == ["seed=2", f"data.synthetic.seed={team.LEARN_SEED + 2}",
                     "data.synthetic.days=20", f"output.dir={tmp_path}"]
+
+
+def test_progress_table_shows_critic_ev_and_an_eta_from_the_env_step_budget() -> None:
+    from dataclasses import replace
+
+    from algospace import load_experiment
+    from algospace.config.run import StopSection
+    from algospace.tune.progress import ProgressTable
+
+    cfg = load_experiment("strategic.yaml").config
+    cfg = replace(cfg, stop=StopSection(iterations=10**6, env_steps=10_000))
+    lines: list[str] = []
+    table = ProgressTable(cfg, lines.append)
+
+    class Trial:
+        trial_id = "abc"
+
+    table.on_trial_result(1, [], Trial(), {"training_iteration": 2, "env_steps": 2_500.0,
+                                           "time_total_s": 60.0,
+                                           "critic/explained_variance": 0.4321})
+    header, row = lines
+    assert "critic EV" in header and "0.43" in row
+    assert row.rstrip().endswith("1:00 / 3:00")  # a quarter of the steps in a minute

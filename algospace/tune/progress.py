@@ -54,6 +54,7 @@ class ProgressTable(tune.Callback):
         self.rde = cfg.phase == "rde"
         self.columns = RDE_COLUMNS if self.rde else RL_COLUMNS
         self.budget = cfg.rde.max_epochs if self.rde else cfg.stop.iterations
+        self.step_budget = None if self.rde else cfg.stop.env_steps
         self.log = log
         self.started = time.time()
         self.header = False
@@ -78,7 +79,12 @@ class ProgressTable(tune.Callback):
             ok = isinstance(value, int | float) and math.isfinite(value)
             cells.append(fmt.format(value) if ok else "-".rjust(width))
         elapsed = float(result.get("time_total_s", time.time() - self.started))
-        eta = elapsed / done * (self.budget - done) if done and not self.rde else math.nan
+        share = done / self.budget if self.budget else 0.0
+        steps = result.get("env_steps")
+        if self.step_budget and isinstance(steps, int | float) and math.isfinite(steps):
+            share = max(share, steps / self.step_budget)  # whichever limit comes first
+        share = min(share, 1.0)
+        eta = elapsed / share * (1.0 - share) if share > 0 and not self.rde else math.nan
         cells.append(f"{_clock(elapsed)} / {_clock(eta)}" if math.isfinite(eta)
                      else _clock(elapsed))
         self.log(self._line(cells))

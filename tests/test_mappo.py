@@ -17,6 +17,7 @@ from algospace.errors import ConfigError
 from algospace.models.mc_dropout import joint_features
 from algospace.schema import to_dict
 from algospace.training.builder import TrainConfig, build_ppo_config
+from algospace.training.diagnostics import VALUE_DIAGNOSTICS
 from algospace.training.mappo import _features, _steps_to_next, value_targets
 from algospace.training.train import train
 
@@ -55,7 +56,7 @@ def test_mappo_trains_each_env_and_updates_the_critic(env: str, env_data: DataCo
         for _ in range(2):
             result = algo.train()
         learners = {k: v for k, v in result["learners"].items()
-                    if k not in ("__all_modules__", "critic")}
+                    if k not in ("__all_modules__", "critic", VALUE_DIAGNOSTICS)}
         assert learners and all(np.isfinite(float(v["critic_loss"])) and
                                 np.isfinite(float(v["policy_loss"])) for v in learners.values())
         after = critic.state_dict()
@@ -206,6 +207,7 @@ from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig
 from algospace.config import PPOSettings
 from algospace.training.builder import TrainConfig, build_ppo_config
+from algospace.training.diagnostics import VALUE_DIAGNOSTICS
 from algospace.config import EnvConfig
 ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
 data = DataConfig(synthetic=SyntheticConfig(days=30, seed=7), cache_dir=sys.argv[1])

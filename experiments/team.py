@@ -60,7 +60,7 @@ def run_sets(seed: int, out: Path, *, days: int = LEARN_DAYS) -> list[str]:
 
 
 def curve(summary: dict[str, Any]) -> list[dict[str, float]]:
-    """Validation figures at each checkpoint of a phase's best trial (from progress.csv)."""
+    """Validation figures at each checkpoint of a phase's one trial (its progress.csv)."""
     trial = summary["trials"][0] if summary.get("trials") else None
     if trial is None:
         return []

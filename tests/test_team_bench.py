@@ -63,3 +63,11 @@ def test_progress_table_shows_critic_ev_and_an_eta_from_the_env_step_budget() ->
     header, row = lines
     assert "critic EV" in header and "0.43" in row
     assert row.rstrip().endswith("1:00 / 3:00")  # a quarter of the steps in a minute
+
+
+def test_bad_seeds_end_in_one_error_line_and_status_2(capsys: object) -> None:
+    from experiments.bench.cli import main
+
+    assert main(["team", "--seeds", "zero,one", "--quick"]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert err.startswith("error: --seeds 'zero,one'") and len(err.strip().splitlines()) == 1

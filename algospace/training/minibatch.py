@@ -41,9 +41,10 @@ def minibatches_per_epoch(rows: dict[str, int], minibatch_size: int | None) -> i
 class ModuleMinibatches:
     """Iterates a ``MultiAgentBatch`` in minibatches, ``num_epochs`` passes for every module.
 
-    ``shuffle``: each module's rows are shuffled (numpy's global generator, as RLlib does)
-    before every epoch. ``num_total_minibatches`` (RLlib's setting for several learners,
-    which must all take the same number of steps): exactly that many minibatches, the
+    ``shuffle``: each module's rows are shuffled before every epoch, by numpy's global
+    generator as RLlib's own iterator does (RLlib seeds it from the run's seed).
+    ``num_total_minibatches`` (RLlib's setting for several learners, which must all take
+    the same number of steps): exactly that many minibatches, the
     epochs split evenly among them.
     """
 

@@ -1,4 +1,4 @@
-"""``python -m experiments.evaluate CHECKPOINT [--split test|val] [--data FILE] [--out DIR]``.
+"""``python -m experiments.evaluate CHECKPOINT [options]`` (``--help`` lists them).
 
 The same command as ``algospace evaluate``: backtests a checkpoint's agents
 and writes report.json, PNGs and a self-contained report.html.
@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from algospace.cli.main import main as cli_main
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``algospace evaluate`` with these arguments."""
-    return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
-
+from algospace.cli.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from envs.registry import ENV_NAMES
 from experiments.bench import env
@@ -28,3 +29,38 @@ def test_bench_help_is_plain_and_names_existing_modules() -> None:
 
 def test_env_bench_has_a_target_for_every_registered_env() -> None:
     assert set(env.ENV_TARGET_STEPS_PER_S) == set(ENV_NAMES)
+
+
+def test_quick_is_a_smoke_run_of_each_bench_that_has_one(monkeypatch: Any,
+                                                         capsys: Any) -> None:
+    """``--quick`` shrinks data, market and env to their smoke sizes (given options still
+    win) and is an error where a benchmark has no smoke run."""
+    from experiments.bench import cli, data, market
+
+    calls: dict[str, dict[str, Any]] = {}
+
+    def fake(name: str) -> Any:
+        def run(**kwargs: Any) -> dict[str, Any]:
+            calls[name] = kwargs
+            return {"ok": 1}
+        return run
+
+    monkeypatch.setattr(cli, "machine", lambda: {"host": "test"})
+    for module, name in ((data, "data"), (market, "market"), (env, "env")):
+        monkeypatch.setattr(module, "run", fake(name))
+    assert cli.main(["data", "--quick"]) == 0
+    assert cli.main(["market", "--quick"]) == 0
+    assert cli.main(["env", "--quick"]) == 0
+    assert calls == {"data": {"days": cli.QUICK_DAYS},
+                     "market": {"days": cli.QUICK_DAYS, "seed": 0},
+                     "env": {"steps": 2000, "seconds": 0.5}}
+    assert cli.main(["market", "--quick", "--days", "30"]) == 0
+    assert cli.main(["env"]) == 0
+    assert calls["market"]["days"] == 30
+    assert calls["env"] == {"steps": env.DEFAULT_STEPS, "seconds": env.DEFAULT_SECONDS}
+    capsys.readouterr()
+    for name in ("learn", "train"):
+        assert cli.main([name, "--quick"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith(f"error: --quick: the {name} benchmark has no smoke run")

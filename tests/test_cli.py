@@ -23,11 +23,15 @@ def test_synth_validate_prepare(tmp_path: Path, capsys: pytest.CaptureFixture[st
     text = capsys.readouterr().out
     assert "rows:        2,760" in text and "bar size:    5 min" in text
     assert "ok: the file is valid" in text
-    assert main(["data", "prepare", "--csv", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "(built)" in text and ".algospace/cache" in text and "train" in text
-    assert main(["data", "prepare", "--csv", str(out)]) == 0
-    assert "(cache hit)" in capsys.readouterr().out
+    assert main(["data", "prepare", "--data", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "(built)" in captured.out and ".algospace/cache" in captured.out
+    assert "train" in captured.out and "deprecated" not in captured.err
+    assert main(["data", "prepare", "--csv", str(out)]) == 0  # the old name still works
+    captured = capsys.readouterr()
+    assert "(cache hit)" in captured.out
+    assert captured.err.strip() == ("note: --csv is deprecated and will go; use --data "
+                                    "(the same option)")
 
 
 def test_synth_is_byte_identical(tmp_path: Path) -> None:
@@ -62,8 +66,11 @@ def test_validate_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], con
 def test_prepare_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["data", "prepare", "--csv", "missing.csv"]) == 2
+    assert main(["data", "prepare", "--data", "missing.csv"]) == 2
     assert "missing.csv: file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one data source
+        main(["data", "prepare", "--data", "a.csv", "--csv", "b.csv"])
+    assert "not allowed with argument" in capsys.readouterr().err
     config = tmp_path / "exp.yaml"
     config.write_text("data:\n  sourse: csv\n")
     assert main(["data", "prepare", str(config)]) == 2

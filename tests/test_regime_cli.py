@@ -36,8 +36,11 @@ def test_regime_train_writes_latents(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_regime_train_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["regime", "train", "--csv", "missing.csv"]) == 2
+    assert main(["regime", "train", "--data", "missing.csv"]) == 2
     assert "missing.csv: file not found" in capsys.readouterr().err
+    assert main(["regime", "train", "--csv", "missing.csv"]) == 2  # the deprecated name
+    err = capsys.readouterr().err
+    assert err.startswith("note: --csv is deprecated") and "missing.csv: file not found" in err
     assert main(["regime", "train", "--synthetic", "--days", "45", "--epochs", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "results").exists() and not (tmp_path / ".algospace").exists()

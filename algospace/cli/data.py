@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import Any
 
 from algospace.config import DataConfig, load_data_config, read_yaml
@@ -43,7 +44,10 @@ def add_data_source_flags(parser: argparse.ArgumentParser) -> None:
     """Flags choosing the data: a YAML's data section, a CSV or the synthetic market."""
     parser.add_argument("config", nargs="?", help="experiment YAML whose data section to use")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--csv", help="base-bar CSV (sets data.source: csv)")
+    source.add_argument("--data", metavar="FILE",
+                        help="base-bar CSV (sets data.source: csv)")
+    source.add_argument("--csv", dest="data", action=DeprecatedAlias, new="--data",
+                        help=argparse.SUPPRESS)
     source.add_argument("--synthetic", action="store_true", help="use the built-in market")
     parser.add_argument("--strategic-csv", help="optional strategic-bar (e.g. 30-min) CSV")
     parser.add_argument("--symbol", help="contract root, e.g. ES, NQ")
@@ -53,6 +57,21 @@ def add_data_source_flags(parser: argparse.ArgumentParser) -> None:
                         help="synthetic market: scale of the planted components (1.0: calibrated)")
     parser.add_argument("--cache-dir", help="store directory (default .algospace/cache)")
     dayfirst_flags(parser)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old name of an option: works as the new one and says so on stderr, once a use."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        """Store the value under the new option's name; print the deprecation note."""
+        print(f"note: {option_string} is deprecated and will go; use {self.new} (the same "
+              "option)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def dayfirst_flags(parser: argparse.ArgumentParser) -> None:
@@ -124,8 +143,8 @@ def prepare_config(args: argparse.Namespace) -> DataConfig:
     section: dict[str, Any] = {}
     if args.config:
         section = dict(read_yaml(args.config).get("data") or {})
-    if args.csv:
-        section.update(source="csv", path=args.csv)
+    if args.data:
+        section.update(source="csv", path=args.data)
     elif args.synthetic:
         section.update(source="synthetic")
         section.pop("path", None)
@@ -141,7 +160,7 @@ def prepare_config(args: argparse.Namespace) -> DataConfig:
     if synthetic:
         section["synthetic"] = synthetic
     if section.get("source", "synthetic") == "csv" and synthetic and not args.config:
-        raise ConfigError("--days/--seed/--signal apply to the synthetic market, not to --csv")
+        raise ConfigError("--days/--seed/--signal apply to the synthetic market, not to --data")
     return load_data_config(section)
 
 

@@ -8,7 +8,26 @@ another CSV) and writes ``report.json``, the PNGs and ``report.html`` (see
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
+
+DESCRIPTION = ("Backtest a checkpoint's agents on a split of their data (or on another bar "
+               "CSV) and write report.json, the PNGs and report.html.")
+
+
+def build_parser(prog: str = "python -m experiments.evaluate") -> argparse.ArgumentParser:
+    """The command line of ``experiments.evaluate`` (``prog``: the name its usage shows)."""
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m experiments.evaluate``; input errors exit 2."""
+    from algospace.cli.status import exit_status
+
+    args = build_parser().parse_args(argv)
+    return exit_status(lambda: run(args))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(sub: Any) -> None:
     """Register ``algospace evaluate``."""
-    parser = sub.add_parser("evaluate", help="backtest a checkpoint and write its report")
+    parser = sub.add_parser("evaluate", help="backtest a checkpoint and write its report",
+                            description=DESCRIPTION)
     add_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -45,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the headline figures."""
     from algospace.evaluation.report import EvaluateConfig, evaluate
     from algospace.inference.gates import GateConfig
+    from algospace.tune.console import quiet_ray_console
+
+    quiet_ray_console()
 
     gates = None if args.no_gates else GateConfig(
         **({} if args.threshold is None else {"threshold": args.threshold}))

@@ -18,8 +18,8 @@ DESCRIPTION = "AlgoSpace: prepare data, train the regime detector and the agents
 USAGE = """commands:
   algospace data validate FILE [--dayfirst|--monthfirst] [--timestamps open|close]
   algospace data synth --out FILE [--days N] [--seed S] [--bar-minutes M] [--signal X]
-  algospace data prepare [CONFIG.yaml] [--csv FILE | --synthetic] [--force] ...
-  algospace regime train [CONFIG.yaml] [--csv FILE | --synthetic] [--epochs N] [--out DIR]
+  algospace data prepare [CONFIG.yaml] [--data FILE | --synthetic] [--force] ...
+  algospace regime train [CONFIG.yaml] [--data FILE | --synthetic] [--epochs N] [--out DIR]
   algospace evaluate CHECKPOINT [--split test|val] [--data FILE] [--out DIR]
   algospace run FILE.yaml [--quick] [--resume] [--address ADDR] [--set KEY=VALUE ...]
   algospace decide CHECKPOINT [--data FILE] [--start TIME] [--no-gates] [--export DIR]

@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import re
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,21 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     return out
+
+
+def blame_key(err: ConfigError, source: str, sets: Sequence[str] = ()) -> ConfigError:
+    """``err`` (a message starting with the key at fault) named after where that key came
+    from: the ``--set KEY=VALUE`` item that set it (or a key under it, or the section it
+    goes into), else the file ``source``."""
+    message = str(err)
+    path = re.match(r"[\w.\[\]]+", message)
+    at = path.group(0) if path else ""
+    for item in reversed(sets):  # a later --set wins, so it is the one at fault
+        key = item.partition("=")[0].strip()
+        if key and (at == key or at.startswith((key + ".", key + "["))
+                    or key.startswith(at + ".")):
+            return ConfigError(f"--set {item}: {message}")
+    return ConfigError(f"{source}: {message}")
 
 
 def set_key(raw: dict[str, Any], key: str, value: Any) -> None:

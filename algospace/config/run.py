@@ -83,7 +83,8 @@ class WandbSection:
     tags: tuple[str, ...] = ()
     """Extra tags (the phase and env are always added)."""
     mode: Literal["auto", "offline", "online"] = "auto"
-    """``auto``: online when WANDB_API_KEY is set, else offline (``wandb sync`` later)."""
+    """``auto``: online when WANDB_API_KEY is set and WANDB_MODE is not ``offline``, else
+    offline (the run prints the ``wandb sync`` command)."""
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,7 @@ def train_rde(
 
 def _progress_line(m: dict[str, float], cfg: RDEConfig) -> str:
     """One human-readable line per epoch."""
-    return (f"rde epoch {int(m['epoch'])}/{cfg.max_epochs}: train {m['train_loss']:.4f} "
+    return (f"epoch {int(m['epoch'])}/{cfg.max_epochs}: train {m['train_loss']:.4f} "
             f"val {m['val_loss']:.4f} (recon {m['val_recon_mse']:.4f} vs baseline "
             f"{m['baseline_recon_mse']:.4f}, kl {m['val_kl']:.2f} nats, beta {m['beta']:.3g}) "
             f"{m['epoch_seconds']:.1f}s")

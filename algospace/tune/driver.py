@@ -21,6 +21,7 @@ from typing import Any
 from algospace.config import Experiment, read_yaml, resolve_path
 from algospace.errors import ConfigError
 from algospace.tune import cluster
+from algospace.tune.console import quiet_ray_console
 from algospace.tune.handoff import resolve_handoff
 from algospace.tune.plan import (
     SUMMARY,
@@ -33,7 +34,9 @@ from algospace.tune.plan import (
 )
 from algospace.tune.prepare import RDE_FILE, data_notes, needs_latents, prepare_data
 from algospace.tune.resume import finished, resumed_plan, runs
+from algospace.tune.searched import best_config_line
 from algospace.tune.tuner import run_phase, start_ray
+from algospace.tune.wandb_logging import summary_note
 
 
 def plan_phase(experiment: Experiment, opts: RunOptions, log: Log,
@@ -54,6 +57,7 @@ def plan_phase(experiment: Experiment, opts: RunOptions, log: Log,
 
 def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
     """Run a phase file or a pipeline file; returns each phase's summary."""
+    quiet_ray_console()
     raw = read_yaml(resolve_path(opts.file))  # each file is read once
     files = pipeline_files(opts.file, raw)
     if files is None:
@@ -95,11 +99,21 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
         summaries.append(run_phase(plan, log))
     if len(files) > 1:
         log(f"[pipeline] {len(files)} phases finished in {time.time() - started:.0f} s")
+    closing_lines(summaries, log)
+    return summaries
+
+
+def closing_lines(summaries: list[dict[str, Any]], log: Log) -> None:
+    """The end of a run: each phase's best trial (its searched values and the metric that
+    chose it) and W&B folder, then where the last summary and report are."""
+    for summary in summaries:
+        for line in (best_config_line(summary), summary_note(summary)):
+            if line:
+                log(line)
     last = summaries[-1]
     log(f"[run] summary: {Path(last['experiment_dir']) / SUMMARY}")
     if "evaluation" in last:
         log(f"[run] report:  {last['evaluation']['report_html']}")
-    return summaries
 
 
 def run_experiment(file: str, *, quick: bool = False, sets: Sequence[str] = (),

@@ -18,6 +18,7 @@ from typing import Any
 from algospace.config import (
     Experiment,
     ExperimentConfig,
+    blame_key,
     experiment_from_raw,
     parse_set,
     read_yaml,
@@ -111,7 +112,7 @@ def load_phase(file: str, opts: RunOptions, data: dict[str, Any] | None = None,
         overrides["name"] = opts.name
     if opts.wandb:
         overrides["logging.wandb.enabled"] = True
-    experiment = _experiment(path, raw, overrides)
+    experiment = _experiment(path, raw, overrides, opts.sets)
     # Trials run in their own working directories (and maybe on other nodes): make the
     # data store and the results root absolute paths.
     cfg = experiment.config
@@ -119,18 +120,21 @@ def load_phase(file: str, opts: RunOptions, data: dict[str, Any] | None = None,
     overrides["output.dir"] = str(Path(cfg.output.dir).expanduser().resolve())
     if cfg.output.storage is not None and not storage.is_uri(cfg.output.storage):
         overrides["output.storage"] = str(Path(cfg.output.storage).expanduser().resolve())
-    return _experiment(path, raw, overrides)
+    return _experiment(path, raw, overrides, opts.sets)
 
 
-def _experiment(path: Path, raw: dict[str, Any], overrides: dict[str, Any]) -> Experiment:
-    """The experiment of a phase file's mapping ``raw`` with ``overrides`` set (checked)."""
+def _experiment(path: Path, raw: dict[str, Any], overrides: dict[str, Any],
+                sets: tuple[str, ...] = ()) -> Experiment:
+    """The experiment of a phase file's mapping ``raw`` with ``overrides`` set (checked); an
+    error is blamed on the ``--set`` item (of ``sets``) whose key it is about, else on the
+    file."""
     raw = copy.deepcopy(raw)
-    for key, value in overrides.items():
-        set_key(raw, key, value)
     try:
+        for key, value in overrides.items():
+            set_key(raw, key, value)
         return experiment_from_raw(raw, str(path))
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise blame_key(err, str(path), sets) from None
 
 
 def quick_overrides(raw: dict[str, Any]) -> dict[str, Any]:

@@ -6,12 +6,13 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ray import tune
 
 from algospace.config import ExperimentConfig
+from algospace.tune.searched import compact, short_names
 
 RL_COLUMNS = (("env_steps", "env steps", "{:>11,.0f}"),
               ("episode_return_mean", "return", "{:>9.3f}"),
@@ -23,7 +24,8 @@ RDE_COLUMNS = (("val_loss", "val loss", "{:>10.4f}"),
                ("val_recon_mse", "val MSE", "{:>9.4f}"),
                ("baseline_recon_mse", "baseline", "{:>9.4f}"),
                ("epoch_seconds", "s/epoch", "{:>8.1f}"))
-
+PARAM_WIDTH = 8
+"""Narrowest column of a searched hyperparameter."""
 
 INTERRUPTED = threading.Event()
 """Set when Ctrl-C (SIGINT) reached the driver during the current Tune run."""
@@ -48,13 +50,16 @@ class InterruptWatch(tune.Callback):
 
 
 class ProgressTable(tune.Callback):
-    """Prints ``trial | iteration/budget | figures | ETA`` as results arrive."""
+    """Prints ``trial | iteration/budget | figures | searched values | ETA`` as results
+    arrive; ``searched``: the dotted keys of the phase's search spaces (a column each)."""
 
-    def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None] = print,
+                 searched: Sequence[str] = ()) -> None:
         self.rde = cfg.phase == "rde"
         self.columns = RDE_COLUMNS if self.rde else RL_COLUMNS
         self.budget = cfg.rde.max_epochs if self.rde else cfg.stop.iterations
         self.step_budget = None if self.rde else cfg.stop.env_steps
+        self.searched = dict(zip(searched, short_names(searched), strict=True))
         self.log = log
         self.started = time.time()
         self.header = False
@@ -64,10 +69,17 @@ class ProgressTable(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any,
                         result: dict[str, Any], **info: Any) -> None:
-        """One row per reported result."""
+        """One row per reported result (the regime detector's closing report, which
+        repeats the best epoch's figures with its checkpoint, as one line)."""
+        if self.rde and result.get("final") == 1.0:
+            best, epochs = int(result.get("best_epoch", 0)), int(result.get("epoch", 0))
+            loss = float(result.get("val_loss", math.nan))
+            self.log(f"{trial.trial_id}: best epoch {best} of {epochs}, val loss {loss:.4f}")
+            return
         if not self.header:
             titles = ["trial".ljust(12), "epoch" if self.rde else "iter".rjust(9)]
             titles += [t.rjust(len(f.format(0.0))) for _, t, f in self.columns]
+            titles += [name.rjust(max(len(name), PARAM_WIDTH)) for name in self.searched.values()]
             titles.append("elapsed / ETA")
             self.log(self._line(titles))
             self.header = True
@@ -78,6 +90,9 @@ class ProgressTable(tune.Callback):
             width = len(fmt.format(0.0))
             ok = isinstance(value, int | float) and math.isfinite(value)
             cells.append(fmt.format(value) if ok else "-".rjust(width))
+        config = getattr(trial, "config", None) or {}
+        cells += [compact(config.get(key, "-")).rjust(max(len(name), PARAM_WIDTH))
+                  for key, name in self.searched.items()]
         elapsed = float(result.get("time_total_s", time.time() - self.started))
         share = done / self.budget if self.budget else 0.0
         steps = result.get("env_steps")
@@ -106,3 +121,4 @@ def _clock(seconds: float) -> str:
         return "-"
     m, s = divmod(int(seconds), 60)
     return f"{m}:{s:02d}"
+

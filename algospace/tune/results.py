@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ def best_checkpoint(results: Any, score: str, mode: str) -> tuple[Any, dict[str,
         return latest[0][0], latest[0][1], f"latest checkpoint ({score} was not reported)"
     raise AlgoSpaceError("no trial finished with a checkpoint; see the errors above and the "
                          "trial logs (error.txt) in the results directory")
+
+
+def best_trial(results: Any, checkpoint: Any, spaces: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"trial": trial_<id>, "params": its searched values}`` of the trial whose directory
+    holds ``checkpoint`` (empty when none does)."""
+    for result in results:
+        if result.path and str(checkpoint.path).startswith(str(result.path).rstrip("/") + "/"):
+            config = result.config or {}
+            return {"trial": Path(result.path).name,
+                    "params": {k: config[k] for k in spaces if k in config}}
+    return {}
 
 
 def prune_checkpoints(results: Any, keep: int | None, score: str, mode: str,
@@ -96,7 +108,9 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
                       log)
     best = {"checkpoint": local, "chosen_by": chosen_by,
             "metrics": {k: v for k, v in metrics.items()
-                        if isinstance(v, int | float) and not isinstance(v, bool)}}
+                        if isinstance(v, int | float) and not isinstance(v, bool)},
+            **best_trial(results, checkpoint, plan.experiment.spaces),
+            "score": {"metric": score, "mode": mode, "value": metrics.get(score)}}
     if local != checkpoint.path:
         best["stored_at"] = checkpoint.path
         log(f"[run] best checkpoint ({chosen_by}): {checkpoint.path}, copied to {local}")

@@ -76,11 +76,11 @@ def callbacks(plan: Plan, log: Log, exp_dir: Path) -> list[Any]:
 
     out: list[Any] = [InterruptWatch()]
     if plan.config.logging.progress:
-        out.append(ProgressTable(plan.config, log))
+        out.append(ProgressTable(plan.config, log, searched=list(plan.experiment.spaces)))
     if plan.config.logging.wandb.enabled:
         from algospace.tune.wandb_logging import wandb_callback
 
-        out.append(wandb_callback(plan, exp_dir))
+        out.append(wandb_callback(plan, exp_dir, log))
     return out
 
 

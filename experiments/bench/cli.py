@@ -38,11 +38,21 @@ Benchmarks (the module that runs each, from the repository root):
            50-pass MC consensus and the gates, and the stream's feature update.
            Targets: p99 tactical < 1 ms, strategic < 5 ms.
 
+--quick makes a smoke run: it only checks that a benchmark runs; its figures
+are not results. What it shrinks, per benchmark:
+
+  data, market  a 20-day market (--days still wins)
+  env           2,000 actions, 0.5 s of timed stepping per env
+  latency       20 timed steps (5 warm-up) per variant, 7 bars of the stream
+  team          every training run is experiments.run --quick (2 iterations,
+                a 20-day market), evaluated on at most 60 days
+  learn, train  no smoke run (an error): use --iterations / --timed-iterations
+
 Examples (quick ones):
 
-  python -m experiments.bench market --days 20 --json market.json
+  python -m experiments.bench market --quick --json market.json
   python -m experiments.bench latency --quick
-  python -m experiments.bench env --steps 2000 --seconds 0.5
+  python -m experiments.bench env --quick
 """
 
 from __future__ import annotations
@@ -70,14 +80,32 @@ def _seeds(args: argparse.Namespace, default: str) -> tuple[int, ...]:
                           "0,1,2") from None
 
 
+QUICK_DAYS = 20
+"""``--quick``: days of the market of the data and market benchmarks."""
+QUICK_ENV = {"steps": 2000, "seconds": 0.5}
+"""``--quick``: the env benchmark's random actions and timed seconds per env."""
+NO_QUICK = {"learn": "--iterations 2 --seeds 0", "train": "--timed-iterations 1"}
+"""Benchmarks without a smoke run, and the options that make a short one."""
+
+
+def _given(value: float | None, default: float, quick: float, args: argparse.Namespace
+           ) -> float:
+    """An option's value: as given, else the ``--quick`` size, else the default."""
+    if value is not None:
+        return value
+    return quick if args.quick else default
+
+
 def _data(args: argparse.Namespace) -> Figures:
     """The data benchmark (experiments/bench/data.py)."""
-    return data.run(days=data.DEFAULT_DAYS if args.days is None else args.days)
+    return data.run(days=int(_given(args.days, data.DEFAULT_DAYS, QUICK_DAYS, args)))
 
 
 def _env(args: argparse.Namespace) -> Figures:
     """The env benchmark (experiments/bench/env.py)."""
-    return env.run(steps=args.steps, seconds=args.seconds)
+    return env.run(steps=int(_given(args.steps, env.DEFAULT_STEPS, QUICK_ENV["steps"], args)),
+                   seconds=_given(args.seconds, env.DEFAULT_SECONDS, QUICK_ENV["seconds"],
+                                  args))
 
 
 def _learn(args: argparse.Namespace) -> Figures:
@@ -110,7 +138,7 @@ def _market(args: argparse.Namespace) -> Figures:
     """The synthetic market's oracles (experiments/bench/market.py)."""
     from experiments.bench import market
 
-    return market.run(days=250 if args.days is None else args.days, seed=args.seed)
+    return market.run(days=int(_given(args.days, 250, QUICK_DAYS, args)), seed=args.seed)
 
 
 def _latency(args: argparse.Namespace) -> Figures:
@@ -135,10 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--days", type=int, default=None,
                         help="data: trading days of 5-minute bars (default 1260 = 5 years); "
                              "market, team: days of the market (default 250)")
-    parser.add_argument("--steps", type=int, default=env.DEFAULT_STEPS,
-                        help="env: random actions drawn before timing, cycled (default 20000)")
-    parser.add_argument("--seconds", type=float, default=env.DEFAULT_SECONDS,
-                        help="env: minimum timed stepping per env in seconds (default 3)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="env: random actions drawn before timing, cycled (default "
+                             f"{env.DEFAULT_STEPS})")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="env: minimum timed stepping per env in seconds (default "
+                             f"{env.DEFAULT_SECONDS:g})")
     parser.add_argument("--iterations", type=int, default=60,
                         help="learn: training iterations (default 60)")
     parser.add_argument("--eval-every", type=int, default=10,
@@ -160,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int,
                         help="latency: timed decision steps per variant (default 5000)")
     parser.add_argument("--quick", action="store_true",
-                        help="latency: a few repeats only; team: every run --quick (smoke "
-                             "test of the bench, not results)")
+                        help="smoke run: checks that the benchmark runs, its figures are not "
+                             "results (what it shrinks per benchmark: see above; learn and "
+                             "train have none)")
     return parser
 
 
@@ -172,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(CHILDREN[argv[1]](*argv[2:])))
         return 0
     args = build_parser().parse_args(argv)
+    if args.quick and args.name in NO_QUICK:
+        print(f"error: --quick: the {args.name} benchmark has no smoke run; for a short one "
+              f"give {NO_QUICK[args.name]}", file=sys.stderr)
+        return 2
     info = machine()
     print_table("machine", info)
     try:

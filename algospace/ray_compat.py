@@ -15,6 +15,10 @@ Ray has no public switch for these, so each is checked against the pinned Ray ve
 - :class:`OwnMinibatches`: a Learner mixin whose class supplies its own minibatch
   iterator (RLlib's iterator is fixed inside ``Learner``; this one replaces it for the
   classes that inherit the mixin, and nothing else).
+
+It also names the internal loggers of two messages :mod:`algospace.tune.console` filters
+from the console (:data:`TOKEN_AUTH_LOGGER`, :data:`DEPRECATION_LOGGER`); on another Ray
+the filter just stops matching.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ RAY_VERSION = "2.60.0"
 """The Ray version whose internals this module knows (pinned in pyproject.toml)."""
 CLUSTER_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """Ray's switch for multi-node clusters; off, a node's address is 127.0.0.1."""
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+"""The logger of Ray's token-authentication notice at each local start."""
+DEPRECATION_LOGGER = "ray._common.deprecation"
+"""The logger of Ray's ``DeprecationWarning: … has been deprecated`` messages."""
 
 
 def check_ray_version(what: str) -> None:

@@ -56,7 +56,8 @@ def _help_texts() -> dict[str, str]:
 
     import pytest
 
-    from algospace.cli import evaluate, main, run
+    from algospace.cli import evaluate, run
+    from algospace.cli.main import main as algospace
     from experiments.bench import cli as bench
 
     texts = {"experiments.run": run.build_parser().format_help(),
@@ -66,7 +67,7 @@ def _help_texts() -> dict[str, str]:
                     ["regime", "train"], ["run"], ["evaluate"], ["decide"]):
         out = io.StringIO()
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-            main.main([*command, "--help"])
+            algospace([*command, "--help"])
         texts[" ".join(["algospace", *command])] = out.getvalue()
     return texts
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import re
 
+from algospace.ray_compat import DEPRECATION_LOGGER, TOKEN_AUTH_LOGGER
+
 QUIET: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("ray._private.authentication.authentication_token_setup",
+    (TOKEN_AUTH_LOGGER,
      re.compile(r"^Token authentication is enabled for this Ray cluster\.")),
     ("ray.rllib.algorithms.algorithm_config",
      re.compile(r"^You are running \w+ on the new API stack!")),
-    ("ray._common.deprecation",
+    (DEPRECATION_LOGGER,
      re.compile(r"^DeprecationWarning: `RLModule\(config=\[RLModuleConfig object\]\)` has "
                 r"been deprecated")),
     ("ray.tune.tune",

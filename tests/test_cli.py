@@ -110,3 +110,21 @@ def test_help_is_plain_text_naming_files_that_exist(command: list[str],
     for name in re.findall(r"[\w/]+\.yaml", text):
         if name not in {"FILE.yaml", "CONFIG.yaml"}:
             assert resolve_path(name).is_file(), name
+
+
+@pytest.mark.parametrize(("module", "prog"), [
+    ("experiments.evaluate", "python -m experiments.evaluate"),
+    ("experiments.run", "python -m experiments.run"),
+    ("algospace.cli.main", "algospace"),
+])
+def test_each_entry_point_shows_its_own_name(module: str, prog: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(["--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {prog} ")
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert capsys.readouterr().out.startswith("usage: algospace evaluate ")

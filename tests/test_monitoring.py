@@ -165,6 +165,10 @@ def test_tune_logs_and_summary(wandb_run: tuple[dict[str, Any], list[str]]) -> N
     assert saved["throughput"]["env_steps"] > 0
     assert saved["throughput"]["env_steps_per_s"] > 0
     assert any(str(exp) in line for line in lines)
+    if HAS_WANDB:  # where the offline W&B runs are, and how to upload them: at start and end
+        notes = [line for line in lines if line.startswith("[wandb] offline")]
+        assert len(notes) == 2 and notes[0] == notes[1], lines
+        assert notes[0].endswith(f"with: wandb sync {exp / 'wandb'}/offline-run-*")
 
 
 @pytest.mark.skipif(not HAS_WANDB, reason=NO_WANDB)

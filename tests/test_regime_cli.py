@@ -21,6 +21,7 @@ def test_regime_train_writes_latents(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "checkpoint:  rde" in out and "table regime_latent" in out
+    assert "[rde] epoch 1/1: train " in out and "rde epoch" not in out  # one prefix
     assert (tmp_path / "rde" / "rde.pt").is_file() and (tmp_path / "rde" / "rde.json").is_file()
     prepared = prepare(load_data_config({"synthetic": {"days": 45}}))
     assert prepared.cache_hit

@@ -111,8 +111,9 @@ def test_pipeline_resume_skips_finished_phases(pipeline: list[dict[str, Any]]) -
 
 
 def test_grid_sweep_runs_trials_side_by_side(ray_session: Any, tmp_path: Path) -> None:
+    lines: list[str] = []
     [summary] = run(_opts(tmp_path, "sweeps/strategic_grid.yaml", "env.regime_latent=false"),
-                    log=lambda _: None)
+                    log=lines.append)
     trials = summary["trials"]
     grid = {(t["params"]["training.lr"], t["params"]["training.entropy_coeff"]) for t in trials}
     assert grid == {(3e-4, 0.0), (3e-4, 0.01), (1e-3, 0.0), (1e-3, 0.01)}
@@ -126,6 +127,18 @@ def test_grid_sweep_runs_trials_side_by_side(ray_session: Any, tmp_path: Path) -
     best = summary["best"]
     scores = [t["last"].get("val_sharpe") for t in trials]
     assert best["metrics"]["val_sharpe"] >= max(s for s in scores if s is not None) - 1e-9
+    # the progress rows show each trial's searched values; the end names the best trial
+    header = next(line for line in lines if line.startswith("trial "))
+    assert {"lr", "entropy_coeff"} <= set(header.split())
+    [owner] = [t for t in trials if Path(best["checkpoint"]).is_relative_to(t["path"])]
+    assert best["trial"] == Path(owner["path"]).name
+    assert best["params"] == {k: owner["params"][k]
+                              for k in ("training.lr", "training.entropy_coeff")}
+    assert best["score"]["value"] == best["metrics"]["val_sharpe"]
+    [line] = [line for line in lines if line.startswith("[run] best trial")]
+    assert line.startswith(f"[run] best trial of {summary['name']}: {best['trial']}, "
+                           "by val_sharpe (max) = ")
+    assert f"training.lr={best['params']['training.lr']:.6g}" in line
 
 
 def test_random_search_with_asha(ray_session: Any, tmp_path: Path) -> None:

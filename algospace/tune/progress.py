@@ -121,4 +121,3 @@ def _clock(seconds: float) -> str:
         return "-"
     m, s = divmod(int(seconds), 60)
     return f"{m}:{s:02d}"
-

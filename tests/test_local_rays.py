@@ -138,22 +138,19 @@ def test_operational_maps_disk_errors_only(tmp_path: Path) -> None:
     """A full or read-only disk becomes an OperationalError (with the log folder); other
     OSErrors and bugs pass unchanged."""
     with pytest.raises(OperationalError, match=r"no space left on the device \(/x/summary"
-                                               r"\.json\); free space") as caught:
-        with operational(tmp_path):
-            raise OSError(errno.ENOSPC, "No space left on device", "/x/summary.json")
+                                               r"\.json\); free space") as caught, \
+            operational(tmp_path):
+        raise OSError(errno.ENOSPC, "No space left on device", "/x/summary.json")
     assert caught.value.log_dir == tmp_path and isinstance(caught.value.__cause__, OSError)
-    with pytest.raises(OperationalError, match="read-only"):
-        with operational(None):
-            raise OSError(errno.EROFS, "Read-only file system")
+    with pytest.raises(OperationalError, match="read-only"), operational(None):
+        raise OSError(errno.EROFS, "Read-only file system")
     for bug in (TypeError("bad"), AttributeError("x"), ConnectionRefusedError(111, "refused"),
                 FileNotFoundError(2, "gone")):
-        with pytest.raises(type(bug)):
-            with operational(tmp_path):
-                raise bug
-    with pytest.raises(OperationalError) as inner:  # an inner folder is kept
-        with operational(tmp_path / "outer"):
-            with operational(tmp_path / "inner"):
-                raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        with pytest.raises(type(bug)), operational(tmp_path):
+            raise bug
+    with pytest.raises(OperationalError) as inner, operational(tmp_path / "outer"), \
+            operational(tmp_path / "inner"):  # the inner folder is kept
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
     assert inner.value.log_dir == tmp_path / "inner"
 
 
@@ -288,8 +285,9 @@ def test_address_auto_attaches_to_the_ray_of_another_run(
     ready = other_run.stdout.readline()
     assert ready.startswith("READY "), ready
     url = ready.split()[1]
-    out, err = _run(registry, tmp_path, "--address", "auto").communicate(timeout=300)
-    assert "Traceback" not in out + err, out + err
+    attached = _run(registry, tmp_path, "--address", "auto")
+    out, err = attached.communicate(timeout=300)
+    assert attached.returncode == 0 and "Traceback" not in out + err, out + err
     assert "[ray] --address auto: the Ray of run other-run" in out
     assert "[ray] attached to 127.0.0.1:" in out
     assert f"[ray] dashboard: http://{url} (the cluster's)" in out

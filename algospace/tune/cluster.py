@@ -7,6 +7,13 @@ network address wherever multi-node clusters are enabled, so the runner turns th
 its own single-node instance. Token authentication, which Ray 2.60 turns on for a local
 instance, is left as it is.
 
+Each run without an address starts a Ray of its own, so several runs go side by side on
+one machine: each records its Ray (:mod:`algospace.tune.local_rays`), which keeps their
+dashboard ports apart and lets ``--address auto`` attach a run to the Ray of another (the
+driver then keeps 127.0.0.1 too; both read the token from ``~/.ray/auth_token``). That Ray
+lives as long as the run that started it. Ray not starting or not answering is an
+:class:`~algospace.errors.OperationalError`.
+
 Attached to a cluster, the runner checks that the cluster can place a trial (GPUs per
 learner, CPUs, the env runners' custom resources), passes ``resources.worker_env`` to the
 workers through Ray's runtime_env (never a secret: Ray logs it), and warns loudly when the
@@ -37,23 +44,31 @@ def address(given: str | None) -> str | None:
 def resolve(given: str, log: Log) -> str:
     """``--address`` as Ray takes it: ``auto`` names the Ray another run on this machine
     started (:mod:`algospace.tune.local_rays`), else Ray's own ``auto`` (a ``ray start``
-    cluster on this machine); any other address is kept."""
-    if given != "auto":
-        return given
-    rays = local_rays.running()
-    if not rays:
-        log("[ray] --address auto: no other run on this machine holds a Ray; looking for a "
-            "`ray start` cluster here")
-        return given
-    if len(rays) > 1:
-        listed = "; ".join(f"{e['gcs_address']} ({e.get('name') or 'a run'}, pid {e['pid']})"
-                           for e in rays)
-        raise ConfigError(f"--address auto: {len(rays)} runs on this machine hold a Ray: "
-                          f"{listed}; pass one of these addresses to --address")
-    [ray_of] = rays
-    log(f"[ray] --address auto: the Ray of run {ray_of.get('name') or '?'} "
-        f"(pid {ray_of['pid']}) at {ray_of['gcs_address']}")
-    return str(ray_of["gcs_address"])
+    cluster on this machine); any other address is kept.
+
+    For the Ray of another run that uses token authentication, this also turns it on
+    (``RAY_AUTH_MODE=token``; Ray does so by itself for its own ``auto`` only), which Ray
+    reads when it is imported: call this before ``import ray``.
+    """
+    address = given
+    if given == "auto":
+        rays = local_rays.running()
+        if len(rays) > 1:
+            listed = "; ".join(f"{e['gcs_address']} ({e.get('name') or 'a run'}, "
+                               f"pid {e['pid']})" for e in rays)
+            raise ConfigError(f"--address auto: {len(rays)} runs on this machine hold a Ray: "
+                              f"{listed}; pass one of these addresses to --address")
+        if not rays:
+            log("[ray] --address auto: no other run on this machine holds a Ray; looking "
+                "for a `ray start` cluster here")
+            return given
+        address = str(rays[0]["gcs_address"])
+        log(f"[ray] --address auto: the Ray of run {rays[0].get('name') or '?'} "
+            f"(pid {rays[0]['pid']}) at {address}")
+    run_ray = next((e for e in local_rays.running() if e["gcs_address"] == address), {})
+    if run_ray.get("token_auth") and AUTH_MODE not in os.environ:
+        os.environ[AUTH_MODE] = "token"
+    return address
 
 
 def start_local(cfg: ExperimentConfig, log: Log, *, name: str = "",
@@ -74,33 +89,46 @@ def start_local(cfg: ExperimentConfig, log: Log, *, name: str = "",
     if not r.loopback and r.ray_host != "auto":
         kwargs["_node_ip_address"] = r.ray_host
     port = dash.port
-    with local_rays.locked():  # runs starting together choose different ports
+    # one Ray starts at a time on this machine: runs started together choose different
+    # dashboard ports, and two starts at once on a small machine can outlast the 30 s Ray
+    # 2.60 gives a node to come up
+    with local_rays.locked(log), loopback_node() if r.loopback else contextlib.nullcontext():
         if dashboard_port is not None:
             port = exact_dashboard_port(dash.host, dashboard_port)
         elif dash.enabled:
             port = free_dashboard_port(dash.host, dash.port, log)
         local_rays.record(name=name, dashboard_port=port if dash.enabled else None)
-    try:
-        # "local": a new instance even where `ray start` runs a cluster on this machine
-        # (which a plain ray.init() would join)
-        with loopback_node() if r.loopback else contextlib.nullcontext():
+        try:
+            # "local": a new instance even where `ray start` runs a cluster on this machine
+            # (which a plain ray.init() would join)
             ctx = ray.init(address="local", include_dashboard=dash.enabled,
                            dashboard_host=dash.host, dashboard_port=port,
                            log_to_driver=False, **kwargs)
-    except Exception as err:
-        if not ray_failure(err):
-            raise
-        raise OperationalError(
-            f"Ray did not start: {last_line(err)}. See Ray's logs in {ray_logs()} "
-            "(raylet.out, gcs_server.out, dashboard.log); free memory or disk space if short "
-            "of either, or run again if another program took a port Ray had chosen") from err
+        except Exception as err:
+            if not ray_failure(err):
+                raise
+            raise OperationalError(
+                f"Ray did not start: {last_line(err)}. See Ray's logs in {ray_logs()} "
+                "(raylet.out, gcs_server.out, dashboard.log); free memory or disk space if "
+                "short of either, or run again if another program took a port Ray had "
+                "chosen") from err
     local_rays.record(gcs_address=ctx.address_info["gcs_address"],
                       dashboard_url=getattr(ctx, "dashboard_url", None) or None,
-                      loopback=r.loopback)
+                      loopback=r.loopback, token_auth=token_auth())
     if not r.loopback:
         log(f"[ray] local Ray on {ray.util.get_node_ip_address()} (resources.ray_host: "
             f"{r.ray_host}), reachable from the network; token authentication guards it")
     return ctx
+
+
+AUTH_MODE = "RAY_AUTH_MODE"
+"""Ray's switch for token authentication (``token`` or ``disabled``)."""
+
+
+def token_auth() -> bool:
+    """Whether this process's Ray uses token authentication (Ray 2.60 sets
+    ``RAY_AUTH_MODE=token`` when it starts a local instance, unless told otherwise)."""
+    return os.environ.get(AUTH_MODE, "").lower() == "token"
 
 
 def ray_failure(err: BaseException) -> bool:
@@ -189,7 +217,8 @@ def check_answers(where: str, timeout: float = 5.0) -> None:
 
 
 def attach(cfg: ExperimentConfig, where: str, log: Log) -> Any:
-    """Attach to the cluster at ``where``; check it can run ``cfg``; return Ray's context.
+    """Attach to the cluster at ``where`` (see :func:`resolve`); check it can run ``cfg``;
+    return Ray's context.
 
     The local Ray of another run on this machine listens on 127.0.0.1 only: the driver
     then keeps 127.0.0.1 as its own address too (Ray would reach for the network's).

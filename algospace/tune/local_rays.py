@@ -2,11 +2,14 @@
 
 Every run that starts its own Ray records it in a small registry, one JSON file per run
 (``<pid>.json``): first the dashboard port it takes, then, once Ray is up, the Ray's GCS
-address and dashboard URL. The file is removed when the run's process exits; an entry
-whose process is gone is ignored and cleaned away. The registry serves two purposes:
+address, dashboard URL and whether it uses token authentication (the attaching run then
+turns it on too: Ray 2.60 does so by itself only for its own ``auto``). The file is
+removed when the run's process exits; an entry whose process is gone is ignored and
+cleaned away. The registry serves two purposes:
 
 - runs started at the same moment do not pick the same dashboard port (the choice is
-  made under a lock on the registry, against the ports other live runs hold);
+  made under a lock on the registry, against the ports other live runs hold), and start
+  their Rays one after the other (under the same lock);
 - ``--address auto`` finds the Ray of another run on this machine (:func:`running`).
   Ray 2.60's own ``address="auto"`` does not reach such a Ray: it finds the instance but
   rewrites its 127.0.0.1 address to the machine's network address, where a loopback-only
@@ -24,7 +27,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +47,9 @@ def registry() -> Path:
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[Path]:
-    """Hold the registry's lock (an ``flock`` on ``.lock``; none where fcntl is missing)."""
+def locked(log: Callable[[str], None] = lambda _: None) -> Iterator[Path]:
+    """Hold the registry's lock (an ``flock`` on ``.lock``; none where fcntl is missing);
+    ``log`` says so when another process holds it."""
     folder = registry()
     try:
         import fcntl
@@ -53,7 +57,11 @@ def locked() -> Iterator[Path]:
         yield folder
         return
     with open(folder / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("[ray] waiting for the Ray of another run on this machine to start")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield folder
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,15 @@ def start_ray(plan: Plan, address: str | None, log: Log,
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress table replaces Tune's
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    import ray
-
     cfg = plan.config
+    loaded = sys.modules.get("ray")
     with operational(errors_dir(plan)):
-        if not ray.is_initialized():
-            if address:
+        if loaded is None or not loaded.is_initialized():
+            if address:  # before Ray is imported: it may turn on token authentication
                 address = cluster.resolve(address, log)
+            import ray  # noqa: F401  (Ray's settings are read now)
+
+            if address:
                 ctx = cluster.attach(cfg, address, log)
             else:
                 ctx = cluster.start_local(cfg, log, name=plan.name,

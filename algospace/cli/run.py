@@ -1,7 +1,9 @@
 """``python -m experiments.run FILE.yaml`` (also ``algospace run``): one phase, or a pipeline.
 
 The run itself is :func:`algospace.tune.driver.run`. Input errors print one ``error: …``
-line and exit with status 2; Ctrl-C stops the trials with their checkpoints intact
+line and exit with status 2; so do operational failures (Ray not starting, a cluster not
+answering, a taken port, a full disk), whose traceback goes to a log file the line names
+(:mod:`algospace.cli.status`). Ctrl-C stops the trials with their checkpoints intact
 (``--resume`` continues) and exits with status 130.
 """
 
@@ -34,8 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smoke run: 2 iterations on a 20-day market")
     parser.add_argument("--resume", action="store_true",
                         help="continue the latest unfinished run of this experiment")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster to attach to (default: RAY_ADDRESS, else local)")
+    parser.add_argument("--address", default=None, metavar="ADDR",
+                        help="Ray to attach to: HOST:PORT of a cluster's head, or 'auto' for "
+                        "the Ray another run on this machine started (else a `ray start` "
+                        "cluster here); default: RAY_ADDRESS, else a Ray of this run's own")
+    parser.add_argument("--dashboard-port", type=int, default=None, metavar="PORT",
+                        help="the local Ray's dashboard on exactly this port, an error if it "
+                        "is taken (default: logging.dashboard.port, 8265, or a free port "
+                        "when another Ray holds it)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a YAML key, e.g. --set training.lr=1e-4 (repeatable)")
     parser.add_argument("--name", default=None, help="experiment name (default: file stem)")
@@ -54,7 +62,7 @@ def options(args: argparse.Namespace) -> RunOptions:
     """RunOptions from parsed arguments."""
     return RunOptions(file=args.file, quick=args.quick, resume=args.resume,
                       address=args.address, sets=tuple(args.sets), name=args.name,
-                      wandb=args.wandb)
+                      wandb=args.wandb, dashboard_port=args.dashboard_port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,13 +77,24 @@ def run(args: argparse.Namespace) -> int:
 
 def run_options(opts: RunOptions) -> int:
     """Run with the error handling both commands share."""
+    from algospace.errors import ConfigError, operational
+    from algospace.tune.cluster import address
     from algospace.tune.driver import run as run_experiment
 
     def log(message: str) -> None:
         print(message, flush=True)
 
     def command() -> None:
-        run_experiment(opts, log)
+        if opts.dashboard_port is not None:
+            if address(opts.address):
+                raise ConfigError("--dashboard-port applies to a Ray of this run's own; an "
+                                  "attached run (--address, RAY_ADDRESS) uses the cluster's "
+                                  "dashboard")
+            if not 1 <= opts.dashboard_port <= 65535:
+                raise ConfigError(f"--dashboard-port {opts.dashboard_port}: expected a port "
+                                  "from 1 to 65535")
+        with operational(None):  # a full disk outside a run's folder (the data cache)
+            run_experiment(opts, log)
 
     return exit_status(command,
                        interrupted="interrupted: checkpoints are kept; continue with --resume")

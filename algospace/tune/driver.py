@@ -95,7 +95,7 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
             train_regime_detector(plan, opts, log)
             prepared = prepare_data(plan, log)
         data_notes(plan, prepared, log)
-        start_ray(plan, cluster.address(opts.address), log)
+        start_ray(plan, cluster.address(opts.address), log, opts.dashboard_port)
         summaries.append(run_phase(plan, log))
     if len(files) > 1:
         log(f"[pipeline] {len(files)} phases finished in {time.time() - started:.0f} s")
@@ -135,5 +135,5 @@ def train_regime_detector(plan: Plan, opts: RunOptions, log: Log) -> dict[str, A
                      data=plan.experiment.raw.get("data"), output_dir=cfg.output.dir)
     rde_plan = plan_phase(rde, opts, log)
     prepare_data(rde_plan, log)
-    start_ray(rde_plan, cluster.address(opts.address), log)
+    start_ray(rde_plan, cluster.address(opts.address), log, opts.dashboard_port)
     return run_phase(rde_plan, log)

@@ -68,6 +68,8 @@ class RunOptions:
     """Experiment name override."""
     wandb: bool = False
     """Turn W&B logging on."""
+    dashboard_port: int | None = None
+    """Exactly this port for a local Ray's dashboard (else a free one)."""
 
 
 @dataclass

@@ -6,36 +6,58 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from algospace.config import ExperimentConfig, tune_space
-from algospace.errors import ConfigError
+from algospace.errors import ConfigError, operational
 from algospace.tune import cluster, storage
 from algospace.tune.plan import EXPERIMENT_FILE, Log, Plan
 from algospace.tune.results import finish
 from algospace.tune.resume import tune_dir
 
 
-def start_ray(plan: Plan, address: str | None, log: Log) -> None:
+def start_ray(plan: Plan, address: str | None, log: Log,
+              dashboard_port: int | None = None) -> None:
     """Start a local Ray (on 127.0.0.1, dashboard too, unless configured) or attach to a
-    cluster and check that it can run this phase."""
+    cluster (``auto``: the Ray of another run on this machine) and check that it can run
+    this phase. ``dashboard_port``: exactly this port for a local Ray (``--dashboard-port``).
+
+    Ray failing to start or to answer is an :class:`~algospace.errors.OperationalError`,
+    its traceback logged under ``<output.dir>/<name>/errors/``.
+    """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress table replaces Tune's
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    import ray
-
     cfg = plan.config
-    if not ray.is_initialized():
-        ctx = cluster.attach(cfg, address, log) if address else cluster.start_local(cfg, log)
-        url = getattr(ctx, "dashboard_url", None)
-        if url:
-            log(f"[ray] dashboard: http://{url}")
+    loaded = sys.modules.get("ray")
+    with operational(errors_dir(plan)):
+        if loaded is None or not loaded.is_initialized():
+            if address:  # before Ray is imported: it may turn on token authentication
+                address = cluster.resolve(address, log)
+            import ray  # noqa: F401  (Ray's settings are read now)
+
+            if address:
+                ctx = cluster.attach(cfg, address, log)
+            else:
+                ctx = cluster.start_local(cfg, log, name=plan.name,
+                                          dashboard_port=dashboard_port)
+            url = getattr(ctx, "dashboard_url", None)
+            if url:
+                log(f"[ray] dashboard: http://{url}" + (" (the cluster's)" if address else ""))
+            elif address:
+                log("[ray] the cluster has no dashboard (or it did not say where)")
     if address:
         try:
             cluster.check_attached(cfg, log)
         except ConfigError as err:
             raise ConfigError(f"{plan.experiment.source}: {err}") from None
+
+
+def errors_dir(plan: Plan) -> Path:
+    """Where a run's operational failures are logged before its folder exists."""
+    return Path(plan.config.output.dir).expanduser().resolve() / plan.name / "errors"
 
 
 def trainable(plan: Plan) -> Any:
@@ -85,42 +107,62 @@ def callbacks(plan: Plan, log: Log, exp_dir: Path) -> list[Any]:
 
 
 def run_phase(plan: Plan, log: Log) -> dict[str, Any]:
-    """Run one validated phase through Tune; returns its summary."""
-    from ray import tune
+    """Run one validated phase through Tune; returns its summary.
 
+    A full or read-only disk is an :class:`~algospace.errors.OperationalError`, logged in
+    the run's folder (before it exists: under ``<output.dir>/<name>/errors/``).
+    """
     from algospace.ray_compat import resumable_tune_state
 
     cfg = plan.config
-    root = Path(cfg.output.dir).expanduser().resolve() / plan.name
-    fn = trainable(plan)
     score, mode = score_of(cfg)
     started = time.time()
+    with operational(errors_dir(plan)):
+        exp_dir, tune_path, tuner = open_run(plan, score, mode, log)
+    with operational(exp_dir):
+        log(f"[run] {cfg.phase} phase: results in {exp_dir}")
+        if tune_path != str(exp_dir):
+            log(f"[run] trials and checkpoints in {tune_path}")
+        with resumable_tune_state():
+            results = tuner.fit()
+        if interrupted():  # Tune returns normally after Ctrl-C
+            raise KeyboardInterrupt
+        wall = time.time() - started
+        return finish(plan, results, exp_dir, wall, score, mode, log)
+
+
+def open_run(plan: Plan, score: str, mode: str, log: Log) -> tuple[Path, str, Any]:
+    """The run's folder, Tune's path and the Tuner: a new run, or the one to resume."""
+    from ray import tune
+
+    cfg = plan.config
+    fn = trainable(plan)
     if plan.resume_dir is not None:
-        exp_dir = plan.resume_dir
-        tune_path = tune_dir(exp_dir)
-        log(f"[run] resuming {exp_dir}")
-        tuner = tune.Tuner.restore(tune_path, trainable=fn, resume_errored=True)
-    else:
+        log(f"[run] resuming {plan.resume_dir}")
+        tune_path = tune_dir(plan.resume_dir)
+        return plan.resume_dir, tune_path, tune.Tuner.restore(tune_path, trainable=fn,
+                                                              resume_errored=True)
+    exp_dir = new_run_dir(Path(cfg.output.dir).expanduser().resolve() / plan.name)
+    tune_path = str(exp_dir) if cfg.output.storage is None else \
+        storage.join(cfg.output.storage, plan.name, exp_dir.name)
+    (exp_dir / EXPERIMENT_FILE).write_text(json.dumps(
+        {"source": plan.experiment.source, "raw": plan.experiment.raw, "quick": plan.quick,
+         "handoff": plan.handoff, "tune_dir": tune_path}, indent=2, default=str))
+    return exp_dir, tune_path, build_tuner(plan, fn, exp_dir, tune_path, score, mode, log)
+
+
+def new_run_dir(root: Path) -> Path:
+    """A new ``<root>/<timestamp>`` folder, created; two runs of one experiment started in
+    the same second get different ones (the later waits for the next second)."""
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
         exp_dir = root / time.strftime("%Y%m%d-%H%M%S")
-        while exp_dir.exists():
-            time.sleep(1)
-            exp_dir = root / time.strftime("%Y%m%d-%H%M%S")
-        exp_dir.mkdir(parents=True)
-        tune_path = str(exp_dir) if cfg.output.storage is None else \
-            storage.join(cfg.output.storage, plan.name, exp_dir.name)
-        (exp_dir / EXPERIMENT_FILE).write_text(json.dumps(
-            {"source": plan.experiment.source, "raw": plan.experiment.raw, "quick": plan.quick,
-             "handoff": plan.handoff, "tune_dir": tune_path}, indent=2, default=str))
-        tuner = build_tuner(plan, fn, exp_dir, tune_path, score, mode, log)
-    log(f"[run] {cfg.phase} phase: results in {exp_dir}")
-    if tune_path != str(exp_dir):
-        log(f"[run] trials and checkpoints in {tune_path}")
-    with resumable_tune_state():
-        results = tuner.fit()
-    if interrupted():  # Tune returns normally after Ctrl-C
-        raise KeyboardInterrupt
-    wall = time.time() - started
-    return finish(plan, results, exp_dir, wall, score, mode, log)
+        try:
+            exp_dir.mkdir()
+        except FileExistsError:
+            time.sleep(0.2)
+            continue
+        return exp_dir
 
 
 def build_tuner(plan: Plan, fn: Any, exp_dir: Path, tune_path: str, score: str, mode: str,

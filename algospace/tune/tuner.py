@@ -110,7 +110,8 @@ def run_phase(plan: Plan, log: Log) -> dict[str, Any]:
             storage.join(cfg.output.storage, plan.name, exp_dir.name)
         (exp_dir / EXPERIMENT_FILE).write_text(json.dumps(
             {"source": plan.experiment.source, "raw": plan.experiment.raw, "quick": plan.quick,
-             "handoff": plan.handoff, "tune_dir": tune_path}, indent=2, default=str))
+             "handoff": plan.handoff, "regime": plan.regime, "tune_dir": tune_path},
+            indent=2, default=str))
         tuner = build_tuner(plan, fn, exp_dir, tune_path, score, mode, log)
     log(f"[run] {cfg.phase} phase: results in {exp_dir}")
     if tune_path != str(exp_dir):

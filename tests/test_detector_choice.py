@@ -18,7 +18,8 @@ from algospace.errors import ConfigError
 from algospace.features.latents import DETECTORS_KEY, latent_table
 from algospace.features.pipeline import prepare
 from algospace.tune.detector import needs_detector, resolve_detector, use_detector
-from algospace.tune.plan import Plan, RunOptions, load_phase
+from algospace.tune.plan import EXPERIMENT_FILE, Plan, RunOptions, load_phase
+from algospace.tune.resume import resumed_plan
 from tests.test_regime_store import untrained_detector
 
 A, B, C = "aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"
@@ -134,3 +135,26 @@ def test_use_detector_encodes_a_checkpoint_the_store_lacks(tmp_path: Path) -> No
     assert f"[run] regime latents: detector {detector} ({checkpoint})" in lines
     assert any(line.startswith("[run] encoding the data with regime detector") for line in lines)
     assert plan.experiment.raw["env"]["regime_detector"] == detector  # what trials rebuild
+
+
+def test_a_resumed_run_keeps_its_detector(tmp_path: Path) -> None:
+    """--resume reads the detector id the run started with (from its saved experiment):
+    no new resolution (here ``latest`` would now be ambiguous), no note that the file
+    changed, and the summary's ``regime`` record comes back."""
+    started = _plan(tmp_path)
+    prepared = _store(tmp_path, A)
+    use_detector(started, prepared, lambda _: None)
+    run = tmp_path / "out" / started.name / "20260101-100000"
+    run.mkdir(parents=True)
+    (run / "tuner.pkl").touch()
+    (run / EXPERIMENT_FILE).write_text(json.dumps({
+        "source": started.experiment.source, "raw": started.experiment.raw, "quick": True,
+        "handoff": [], "regime": started.regime, "tune_dir": str(run)}))
+    lines: list[str] = []
+    plan = resumed_plan(_plan(tmp_path), lines.append)
+    assert lines == []
+    assert plan.config.env.regime_detector == A and plan.regime == started.regime
+    prepared = _store(tmp_path, A, B)
+    assert not needs_detector(plan, prepared)
+    use_detector(plan, prepared, lines.append)
+    assert lines == [f"[run] regime latents: detector {A} (/ckpt/{A})"]

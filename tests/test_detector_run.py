@@ -2,8 +2,8 @@
 
 Runs rde.yaml --quick twice (two seeds) and strategic.yaml --quick (one iteration) with
 ``handoff.regime`` naming the older run; checks by value that the env arrays the run built
-hold that detector's latents, not the newer one's, and that summary.json and the
-checkpoint name it.
+hold that detector's latents, not the newer one's, that summary.json and the checkpoint
+name it, and that the decision engine of the checkpoint loads that detector.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from algospace.features.latents import latent_table
 from algospace.features.store import FeatureStore
+from algospace.inference.engine import DecisionEngine
 from algospace.tune.driver import RunOptions, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
@@ -57,3 +59,10 @@ def test_a_phase_reads_the_regime_detector_it_names(ray_session: Any, tmp_path: 
     assert built
     for file in built:
         np.testing.assert_array_equal(np.load(file), mine)
+
+    # `algospace decide` of the checkpoint runs the detector its run read (the data holds
+    # two, so nothing but the id the checkpoint carries can pick it)
+    engine = DecisionEngine.from_checkpoint(summary["best_checkpoint"])
+    want = torch.load(Path(older["best_checkpoint"]) / "rde.pt", weights_only=True)
+    got = engine.stream.regime.model.state_dict()  # type: ignore[union-attr]
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

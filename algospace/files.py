@@ -3,20 +3,24 @@
 A reader (another process, a crashed run's resume) sees either the old file or
 the complete new one, never half of it. Files are written next to their target
 (the rename is then atomic on the same file system) under a dot-name that
-carries the process id, and removed if the write fails.
+carries the process id, and removed if the write fails. :func:`locked` serialises the
+read-modify-write of a file that several processes update (a store entry's ``meta.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_dir", "atomic_write", "publish_dir", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_dir", "atomic_write", "locked", "publish_dir", "write_bytes", "write_json",
+           "write_text"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -100,3 +104,21 @@ def publish_dir(path: str | os.PathLike[str], fill: Callable[[Path], object], *,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the block.
+
+    Other processes (and threads) entering ``locked`` on the same path wait until it is
+    released; the operating system releases it when its holder dies, so a killed writer
+    never leaves the lock taken. Use it around a read-modify-write of a shared file.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -22,6 +22,7 @@ from algospace.config import DataConfig, EnvConfig, RDEConfig
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.errors import ConfigError, DataError
 from algospace.evaluation.backtest import Backtest, backtest, greedy_policy
+from algospace.features.latents import pick_detector
 from algospace.features.pipeline import prepare
 from algospace.inference.engine import DecisionEngine, EngineConfig, Replay
 from algospace.inference.gates import GateConfig, GateResult
@@ -93,7 +94,8 @@ def _case(env_name: str, data: DataConfig, *, regime_latent: bool = False,
     lo, _ = prepared.splits.range("test")
     regime = None
     if regime_latent:
-        regime = RegimeEncoder.load(prepared.meta["regime"]["checkpoint"])
+        regime = RegimeEncoder.load(pick_detector(prepared.meta, prepared.path,
+                                                  None)[1]["checkpoint"])
     return Case(env_name, cfg, actors, prepared.meta, prepared.base.frame,
                 prepared.base.open_time[lo], batch, regime, calls)
 

@@ -191,6 +191,13 @@ BAD_FILES: list[tuple[str, str, list[str]]] = [
      ["{file}: rde: settings of the regime detector belong in rde.yaml"]),
     ("handoff-in-rde", "phase: rde\nhandoff:\n  trainable: [portfolio]\n",
      ["{file}: handoff: the rde phase trains the regime detector alone"]),
+    ("regime-choice-in-rde", "phase: rde\nhandoff:\n  regime: /some/rde\n",
+     ["{file}: handoff: the rde phase trains the regime detector alone"]),
+    ("regime-choice-without-latents", OK + "handoff:\n  regime: /some/rde\n",
+     ["{file}: handoff.regime is '/some/rde' but env.regime_latent is false",
+      "set env.regime_latent: true or remove handoff.regime"]),
+    ("env-regime-detector", OK + "env:\n  regime_latent: true\n  regime_detector: x\n",
+     ["{file}: env.regime_detector: not set here", "handoff.regime"]),
     # hand-off
     ("handoff-phase-and-checkpoint", "phase: tactical\nhandoff:\n  load:\n"
      "    - phase: strategic\n      checkpoint: /some/checkpoint\n",
@@ -261,6 +268,8 @@ BAD_COMMANDS: list[tuple[str, str, list[str], list[str]]] = [
      ["--set", "stop.iterations.max=3"],
      ["--set stop.iterations.max=3: stop.iterations: is 5, not a section, so "
       "stop.iterations.max cannot be set"]),
+    ("set-regime-detector", OK, ["--set", "env.regime_detector=0123456789ab"],
+     ["{file}: env.regime_detector: not set here", "handoff.regime"]),
     ("set-bad-space", OK, ["--set", "training.lr={loguniform: [0, 1]}"],
      ["--set training.lr={loguniform: [0, 1]}: training.lr.loguniform: bounds must be > 0"]),
     ("set-makes-contradiction", OK, ["--set", "training.minibatch_size=8000"],

@@ -10,6 +10,7 @@ import pytest
 from algospace.cli import main
 from algospace.config import load_data_config
 from algospace.features.pipeline import prepare
+from algospace.regime.store import detector_id
 
 
 @pytest.mark.train
@@ -20,18 +21,20 @@ def test_regime_train_writes_latents(tmp_path: Path, capsys: pytest.CaptureFixtu
             "--out", "rde"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "checkpoint:  rde" in out and "table regime_latent" in out
+    detector = detector_id(tmp_path / "rde")
+    assert "checkpoint:  rde" in out and f"detector:    {detector}" in out
+    assert f"table regime_latent-{detector}" in out
     assert "[rde] epoch 1/1: train " in out and "rde epoch" not in out  # one prefix
     assert (tmp_path / "rde" / "rde.pt").is_file() and (tmp_path / "rde" / "rde.json").is_file()
     prepared = prepare(load_data_config({"synthetic": {"days": 45}}))
     assert prepared.cache_hit
-    latents = prepared.table("regime_latent")
+    latents = prepared.table(f"regime_latent-{detector}")
     assert latents.shape == (len(prepared.strategic), 8)
     finite = np.isfinite(latents.to_numpy()).all(axis=1)
     assert finite.sum() > 0.5 * len(latents)
     # NaN only before the first complete window: never a finite row followed by NaN.
     assert finite[int(np.argmax(finite)):].all()
-    assert prepared.meta["regime"]["checkpoint"].endswith("rde")
+    assert prepared.meta["regime_detectors"][detector]["checkpoint"].endswith("rde")
 
 
 def test_regime_train_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],

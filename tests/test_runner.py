@@ -52,8 +52,10 @@ def test_quick_pipeline_runs_every_phase(pipeline: list[dict[str, Any]]) -> None
         assert json.loads((exp / "summary.json").read_text())["status"] == "finished"
         assert Path(s["best_checkpoint"]).is_dir()
     assert pipeline[0]["rde"]["bars_with_latent"] > 0
-    for s in pipeline[1:]:
+    for s in pipeline[1:]:  # each reads the latents of the detector the pipeline trained
         assert s["config"]["env"]["regime_latent"] is True
+        assert s["regime"]["id"] == pipeline[0]["rde"]["detector"]
+        assert s["regime"]["rde_run"] == pipeline[0]["experiment_dir"]
         html = Path(s["evaluation"]["report_html"])
         assert html.is_file() and (html.parent / "equity.png").is_file()
         assert s["evaluation"]["split"] == "test"

@@ -2,8 +2,10 @@
 
 Prepares (or finds) the data, computes the RDE's 30-minute input features, trains on the
 training split with early stopping on the validation split, writes the checkpoint, and
-writes the latent of every 30-minute bar into the store as table ``regime_latent``
-(:mod:`algospace.regime.latents`). Later phases read that table and never update the RDE.
+writes the latent of every 30-minute bar into the store as the detector's own table,
+``regime_latent-<detector id>`` (:mod:`algospace.regime.store`), and prints the id. Later
+phases read the table of the detector they name (``handoff.regime``: the id, or the
+checkpoint) and never update the RDE.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``algospace regime train``."""
     from algospace.config import RDEConfig
-    from algospace.features.pipeline import LATENT_TABLE, prepare
+    from algospace.features.pipeline import prepare
     from algospace.regime.latents import baseline_warning
     from algospace.regime.store import train_and_store
 
@@ -42,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(RDEConfig(), **changes)  # validated before any work
     prepared = prepare(data_cfg, log=lambda m: print(f"[data] {m}", flush=True))
     out = Path(args.out or Path("results") / "rde" / prepared.key)
-    result, latents = train_and_store(prepared, cfg, out,
-                                      log=lambda m: print(f"[rde] {m}", flush=True))
+    result, stored = train_and_store(prepared, cfg, out,
+                                     log=lambda m: print(f"[rde] {m}", flush=True))
+    latents = stored.latents
     print(f"checkpoint:  {result.checkpoint_dir} (best epoch {result.best_epoch} "
           f"of {result.epochs_run})")
     print(f"validation:  reconstruction MSE {result.val_recon_mse:.4f} vs "
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     warning = baseline_warning(result.val_recon_mse, result.baseline_recon_mse)
     if warning:
         print(f"[rde] {warning}")
-    print(f"latents:     table {LATENT_TABLE} in {prepared.path} "
+    print(f"detector:    {stored.detector} (handoff.regime: {stored.detector} or the "
+          "checkpoint picks it)")
+    print(f"latents:     table {stored.table} in {prepared.path} "
           f"({int(latents.notna().all(axis=1).sum()):,} of {len(latents):,} bars)")
     return 0

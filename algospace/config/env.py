@@ -10,6 +10,7 @@ the names defined here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -85,8 +86,13 @@ class EnvConfig:
     atr_bars: int = 14
     """Bars in the average true range that scales the ``risk`` agent's stop."""
     regime_latent: bool = False
-    """Read the RDE latent μ (table ``regime_latent``, written by ``algospace regime train``);
-    False: the 8 latent dimensions are 0."""
+    """Read the regime detector's latent μ (written into the prepared data by rde.yaml or
+    ``algospace regime train``; a phase picks the detector with ``handoff.regime``); False:
+    the 8 latent dimensions are 0."""
+    regime_detector: str | None = None
+    """Id of the regime detector whose latents are read (table ``regime_latent-<id>`` of the
+    prepared data); None: the only detector the data holds. The runner sets it from
+    ``handoff.regime``; it is not a key of a phase file."""
     state_dim: int = STATE_DIM
     """Size of the global state; must equal the layout's total (envs/core/layout.py)."""
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -104,6 +110,10 @@ class EnvConfig:
             raise ConfigError(f"initial_equity must be > 0, got {self.initial_equity!r}")
         if not 0 < self.ruin_fraction <= 1:
             raise ConfigError(f"ruin_fraction must be in (0, 1], got {self.ruin_fraction!r}")
+        if self.regime_detector is not None \
+                and not re.fullmatch(r"[0-9a-f]{12}", self.regime_detector):
+            raise ConfigError(f"regime_detector must be a detector id (12 hex digits), got "
+                              f"{self.regime_detector!r}")
         if self.atr_bars < 1:
             raise ConfigError(f"atr_bars must be >= 1, got {self.atr_bars!r}")
         if self.state_dim != STATE_DIM:

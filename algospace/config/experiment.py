@@ -12,7 +12,8 @@ The sections (every key has a default; see ``tune_configs/README.md``)::
     training:    algorithm + PPOSettings   (algospace.config.training)
     rde:         RDEConfig                 (algospace.config.regime; phase rde only)
     resources:   env runners, envs per runner, GPUs, CPUs (algospace.config.resources)
-    handoff:     weights loaded from earlier phases, which modules train
+    handoff:     weights loaded from earlier phases, which modules train, which regime
+                 detector's latents the agents read
     stop:        iterations / env steps / minutes (algospace.config.run)
     checkpoint:  frequency, keep-N, the metric choosing the best (algospace.config.evaluation)
     evaluation:  validation metrics during training, the final report
@@ -75,6 +76,11 @@ class HandoffSection:
     """Weights loaded before the first iteration; later entries override earlier ones."""
     trainable: tuple[str, ...] | None = None
     """Actor modules that train (None: all); every other actor is frozen."""
+    regime: str = "latest"
+    """The regime detector whose latents the agents read (with ``env.regime_latent: true``):
+    ``latest``, the newest finished rde run on the same data (and ``--quick``), trained
+    first if there is none; or the path of an rde run directory or of a detector
+    checkpoint (holding ``rde.pt``); or a detector id the prepared data holds."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +122,13 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         if self.phase == "rde":
-            if self.handoff.load or self.handoff.trainable is not None:
+            if self.handoff != HandoffSection():
                 raise ConfigError("handoff: the rde phase trains the regime detector alone; "
                                   "remove the handoff section")
+        elif self.handoff.regime != "latest" and not self.env.regime_latent:
+            raise ConfigError(f"handoff.regime is {self.handoff.regime!r} but "
+                              "env.regime_latent is false, so no regime latents are read; "
+                              "set env.regime_latent: true or remove handoff.regime")
         elif self.rde != RDEConfig():
             raise ConfigError(f"rde: settings of the regime detector belong in rde.yaml, not "
                               f"in the {self.phase} phase (remove the rde section)")

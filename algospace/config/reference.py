@@ -41,8 +41,9 @@ def schema_reference() -> str:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             key = f"{prefix}{f.name}"
-            if key in ("env.data", "env.split"):
-                continue  # the data is top-level; training uses the train split
+            if key in ("env.data", "env.split", "env.regime_detector"):
+                continue  # the data is top-level; training uses the train split; the
+                # runner sets the regime detector from handoff.regime
             tp = hints[f.name]
             if dataclasses.is_dataclass(tp):
                 walk(tp, f"{key}.")

@@ -43,10 +43,6 @@ from algospace.schema import to_dict
 
 Log = Callable[[str], None]
 
-LATENT_TABLE = "regime_latent"
-"""Store table of the regime latent μ per 30-minute bar (written by phase 0)."""
-
-
 @dataclass(frozen=True)
 class Prepared:
     """A prepared dataset: bars, alignment, splits and the store entry holding them."""

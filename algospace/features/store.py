@@ -8,7 +8,10 @@ second prepare of the same inputs reads the first one's.
 Writes are atomic: tables are written into a temporary sibling directory
 that is renamed into place only when complete, so a crash or Ctrl-C leaves
 either nothing or a whole entry, never half of one. The set of tables is
-open: later stages add theirs (features, regime latents) under new names.
+open: later stages add theirs (features, regime latents) under new names,
+each table file written beside its target and renamed into place, and
+``meta.json`` updated under a lock (``.meta.lock`` in the entry) by merging
+into what is there now, so two processes adding tables at once keep both.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from algospace.errors import DataError
-from algospace.files import atomic_write, publish_dir, write_bytes, write_text
+from algospace.files import atomic_write, locked, publish_dir, write_bytes, write_text
 
 SCHEMA_VERSION = 1
 """Bump when the layout or meaning of stored tables changes."""
+META_LOCK = ".meta.lock"
+"""Lock file of an entry: held while a process reads, merges and rewrites its meta.json."""
 
 
 def file_digest(path: str | Path) -> str:
@@ -81,16 +86,29 @@ class FeatureStore:
                   meta_update: Mapping[str, Any]) -> Path:
         """Add (or replace) one table of an existing entry, atomically, recording ``meta_update``.
 
-        Used by later stages (e.g. regime latents); the file and ``meta.json`` are each
-        replaced in one rename, the table first, so a crash leaves the old meta valid.
+        Used by later stages (e.g. regime latents). The table is written to a temporary file
+        beside its target and renamed into place (a reader, or a second process writing the
+        same table, never sees half of it); then ``meta.json`` is re-read, ``meta_update``
+        merged into it (nested mappings key by key) and replaced in one rename, under the
+        entry's lock, so concurrent writers of different tables keep each other's records.
         """
-        meta = self.meta(key)
+        self.meta(key)  # the entry must exist
         entry = self.path(key)
         table = pa.Table.from_pandas(frame, preserve_index=True)
         atomic_write(entry / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
-        meta = {**meta, **meta_update, "tables": sorted({*meta["tables"], name})}
-        write_text(entry / "meta.json", json.dumps(meta, indent=2, default=str))
+        self.update_meta(key, lambda meta: {**merge_meta(meta, meta_update),
+                                            "tables": sorted({*meta["tables"], name})})
         return entry / f"{name}.parquet"
+
+    def update_meta(self, key: str,
+                    change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """Replace entry ``key``'s ``meta.json`` with ``change(current meta)``, under the
+        entry's lock (read, change and write happen as one step for other writers)."""
+        entry = self.path(key)
+        with locked(entry / META_LOCK):
+            meta = change(self.meta(key))
+            write_text(entry / "meta.json", json.dumps(meta, indent=2, default=str))
+        return meta
 
     def meta(self, key: str) -> dict[str, Any]:
         """The entry's ``meta.json``."""
@@ -121,7 +139,8 @@ class FeatureStore:
 
     def put_files(self, key: str, files: Mapping[str, bytes]) -> Path:
         """Write an entry copied with :meth:`files`: a new entry whole, or the tables an
-        existing one lacks (each file, then ``meta.json``, replaced in one rename)."""
+        existing one lacks (each file replaced in one rename), then the copied ``meta.json``
+        merged into the entry's (under its lock; the entry's own records win)."""
         entry = self.path(key)
         if not self.exists(key):
             def fill(tmp: Path) -> None:
@@ -130,10 +149,14 @@ class FeatureStore:
 
             publish_dir(entry, fill, prefix=f".tmp-{key}-")
             return entry
-        for name in sorted(files, key=lambda n: n == "meta.json"):  # meta.json last
-            if name != "meta.json" and (entry / name).is_file():
-                continue
-            write_bytes(entry / name, files[name])
+        for name in files:  # the tables this entry lacks, then the merged meta.json
+            if name != "meta.json" and not (entry / name).is_file():
+                write_bytes(entry / name, files[name])
+        if "meta.json" in files:
+            shipped = json.loads(files["meta.json"])
+            self.update_meta(key, lambda meta: {
+                **merge_meta(shipped, meta),
+                "tables": sorted({*meta["tables"], *shipped.get("tables", ())})})
         return entry
 
     def clean_temporary(self, older_than_s: float = 3600.0) -> int:
@@ -146,3 +169,14 @@ class FeatureStore:
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
         return len(stale)
+
+
+def merge_meta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``old`` updated with ``new``: nested mappings merged key by key, other values replaced."""
+    out = dict(old)
+    for name, value in new.items():
+        if isinstance(value, Mapping) and isinstance(out.get(name), Mapping):
+            out[name] = merge_meta(out[name], value)
+        else:
+            out[name] = value
+    return out

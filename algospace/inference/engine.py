@@ -228,8 +228,9 @@ class DecisionEngine:
         The env, its settings and the data the agents were trained on come from the
         checkpoint's ``algospace_run.json``; the normalisation from that data's prepared
         entry; the regime detector (when the agents read its latent) from the checkpoint
-        the prepared data records. ``exported``: a folder written by
-        :func:`algospace.inference.export.export_actors` to run instead of the eager actors.
+        the prepared data records for the run's detector (``env.regime_detector``).
+        ``exported``: a folder written by :func:`algospace.inference.export.export_actors`
+        to run instead of the eager actors.
         """
         from algospace.features.pipeline import prepare
         from algospace.training.checkpoint import load_actors, load_train_config
@@ -239,13 +240,16 @@ class DecisionEngine:
         prepared = prepare(env_cfg.data, log=log or (lambda _: None))
         regime = None
         if env_cfg.regime_latent:
-            recorded = prepared.meta.get("regime") or {}
+            from algospace.features.latents import pick_detector
+
+            detector, recorded = pick_detector(prepared.meta, prepared.path,
+                                               env_cfg.regime_detector)
             path = recorded.get("checkpoint")
             if not path or not Path(path).is_dir():
                 raise CheckpointError(
-                    f"the agents read the regime latent, but the regime detector their data "
-                    f"was encoded with ({path or 'none recorded'}) is not there; run rde.yaml "
-                    "again with the same data section, or keep that checkpoint")
+                    f"the agents read the latents of regime detector {detector}, but its "
+                    f"checkpoint ({path or 'none recorded'}) is not there; keep that "
+                    "checkpoint, or train the agents again on another detector's latents")
             regime = RegimeEncoder.load(path)
         if exported is not None:
             from algospace.inference.export import load_exported

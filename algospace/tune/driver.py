@@ -1,12 +1,12 @@
 """A phase, or a pipeline of phases, from the YAML file to ``summary.json``.
 
 Order of work: read and validate the YAML (schema, search spaces, resources, hand-off) and
-prepare the data — all before Ray starts; a phase that reads regime latents its data does
-not hold yet has the regime detector trained first (the ``rde.yaml`` phase on the same
-data). Then start (or attach to) Ray, run the Tune experiment with a progress row per
-iteration, pick the best checkpoint, evaluate it on the test split, and write
-``summary.json``. Results of one run go to ``<output.dir>/<name>/<timestamp>/`` (see the
-README, "Outputs").
+prepare the data — all before Ray starts; a phase that reads regime latents picks their
+detector (``handoff.regime``), and where there is none yet has one trained first (the
+``rde.yaml`` phase on the same data). Then start (or attach to) Ray, run the Tune
+experiment with a progress row per iteration, pick the best checkpoint, evaluate it on the
+test split, and write ``summary.json``. Results of one run go to
+``<output.dir>/<name>/<timestamp>/`` (see the README, "Outputs").
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from algospace.config import Experiment, read_yaml, resolve_path
 from algospace.errors import ConfigError
 from algospace.tune import cluster
 from algospace.tune.console import quiet_ray_console
+from algospace.tune.detector import needs_detector, use_detector
 from algospace.tune.handoff import resolve_handoff
 from algospace.tune.plan import (
     SUMMARY,
@@ -32,7 +33,7 @@ from algospace.tune.plan import (
     load_phase,
     pipeline_files,
 )
-from algospace.tune.prepare import RDE_FILE, data_notes, needs_latents, prepare_data
+from algospace.tune.prepare import RDE_FILE, data_notes, prepare_data
 from algospace.tune.resume import finished, resumed_plan, runs
 from algospace.tune.searched import best_config_line
 from algospace.tune.tuner import run_phase, start_ray
@@ -91,9 +92,10 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
         fresh = fresh or not resume
         plan = plan_phase(experiment, opts, log, resume)
         prepared = prepare_data(plan, log)
-        if needs_latents(plan, prepared):
+        if needs_detector(plan, prepared):
             train_regime_detector(plan, opts, log)
             prepared = prepare_data(plan, log)
+        prepared = use_detector(plan, prepared, log)
         data_notes(plan, prepared, log)
         start_ray(plan, cluster.address(opts.address), log, opts.dashboard_port)
         summaries.append(run_phase(plan, log))

@@ -34,6 +34,8 @@ SUMMARY = "summary.json"
 EXPERIMENT_FILE = "algospace_experiment.json"
 """The validated experiment (YAML after overrides) kept in each experiment directory."""
 PIPELINE_KEY = "pipeline"
+DETECTOR_KEY = "env.regime_detector"
+"""Set by the runner (from ``handoff.regime``), never by a phase file or ``--set``."""
 
 QUICK: dict[str, Any] = {
     "stop.iterations": 2, "stop.env_steps": None, "stop.minutes": None,
@@ -82,6 +84,9 @@ class Plan:
     handoff: list[dict[str, Any]] = field(default_factory=list)
     resume_dir: Path | None = None
     """The unfinished run this plan continues (``--resume``)."""
+    regime: dict[str, Any] | None = None
+    """The regime detector whose latents the phase reads (id, checkpoint, rde run
+    directory; :mod:`algospace.tune.detector`), None where it reads none."""
 
     @property
     def config(self) -> ExperimentConfig:
@@ -114,6 +119,10 @@ def load_phase(file: str, opts: RunOptions, data: dict[str, Any] | None = None,
         overrides["name"] = opts.name
     if opts.wandb:
         overrides["logging.wandb.enabled"] = True
+    if _raw_value(raw, DETECTOR_KEY) is not None or DETECTOR_KEY in overrides:
+        raise ConfigError(f"{path}: {DETECTOR_KEY}: not set here — the runner sets it from "
+                          "handoff.regime (latest, an rde run directory or a detector "
+                          "checkpoint)")
     experiment = _experiment(path, raw, overrides, opts.sets)
     # Trials run in their own working directories (and maybe on other nodes): make the
     # data store and the results root absolute paths.

@@ -121,7 +121,7 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
         "source": plan.experiment.source, "experiment_dir": str(exp_dir),
         "status": "running", "trials": trials, "failed_trials": failed,
         "best": best, "best_checkpoint": local,
-        "wall_seconds": wall, "handoff": plan.handoff,
+        "wall_seconds": wall, "handoff": plan.handoff, "regime": plan.regime,
         "config": resolved_dict(cfg), "search_spaces": plan.experiment.spaces,
         "tensorboard": f"tensorboard --logdir {exp_dir}",
     }
@@ -175,22 +175,23 @@ def selection_trials(results: Any) -> dict[str, Any]:
 
 
 def store_latents(cfg: ExperimentConfig, checkpoint: str, log: Log) -> dict[str, Any]:
-    """Copy the best RDE next to the summary and write its latents into the data store."""
-    from algospace.features.pipeline import LATENT_TABLE, prepare
+    """Write the best RDE's latents into the data store as its own table."""
+    from algospace.features.pipeline import prepare
     from algospace.regime.latents import baseline_warning
     from algospace.regime.store import store_latents as write_latents
 
     prepared = prepare(cfg.data, log=lambda _: None)
-    latents = write_latents(prepared, checkpoint, log=lambda m: log(f"[rde] {m}"))
+    stored = write_latents(prepared, checkpoint, log=lambda m: log(f"[rde] {m}"))
+    latents, recorded = stored.latents, stored.record
     finite = int(latents.notna().all(axis=1).sum())
-    log(f"[rde] latents: table {LATENT_TABLE} in {prepared.path} ({finite:,} of "
-        f"{len(latents):,} bars)")
-    recorded = prepared.store.meta(prepared.key).get("regime", {})
+    log(f"[rde] latents of detector {stored.detector}: table {stored.table} in "
+        f"{prepared.path} ({finite:,} of {len(latents):,} bars)")
     warning = baseline_warning(recorded.get("val_recon_mse", math.nan),
                                recorded.get("baseline_recon_mse", math.nan))
     if warning:
         log(f"[rde] {warning}")
-    return {"latent_table": LATENT_TABLE, "store": str(prepared.path), "bars": len(latents),
+    return {"detector": stored.detector, "latent_table": stored.table,
+            "store": str(prepared.path), "bars": len(latents),
             "bars_with_latent": finite, "val_recon_mse": recorded.get("val_recon_mse"),
             "baseline_recon_mse": recorded.get("baseline_recon_mse"),
             "beats_baseline": recorded.get("beats_baseline")}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 from algospace.errors import ConfigError
 from algospace.training.builder import ModuleSource
 from algospace.tune import storage
-from algospace.tune.plan import EXPERIMENT_FILE, SUMMARY, Log, Plan
+from algospace.tune.plan import DETECTOR_KEY, EXPERIMENT_FILE, SUMMARY, Log, Plan
 
 
 def tune_dir(exp_dir: Path) -> str:
@@ -48,11 +49,13 @@ def resumed_plan(plan: Plan, log: Log) -> Plan:
 
     exp_dir = unfinished_run(Path(plan.config.output.dir) / plan.name)
     saved = json.loads((exp_dir / EXPERIMENT_FILE).read_text())
-    if saved["raw"] != plan.experiment.raw:
+    started = copy.deepcopy(saved["raw"])  # less what the runner set (the detector id)
+    (started.get("env") or {}).pop(DETECTOR_KEY.split(".")[1], None)
+    if started != plan.experiment.raw:
         log(f"[run] note: {plan.experiment.source} changed since {exp_dir.name} started; "
             "it resumes with the settings it started with")
     experiment = experiment_from_raw(saved["raw"], saved["source"])
     sources = tuple(ModuleSource(h["checkpoint"], tuple(h["modules"]))
                     for h in saved.get("handoff", []))
     return Plan(experiment, bool(saved.get("quick")), sources, saved.get("handoff", []),
-                exp_dir)
+                exp_dir, saved.get("regime"))

@@ -16,7 +16,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ from algospace.features.build import (
     TACTICAL_FEATURES,
     FeatureConfig,
 )
-from algospace.features.pipeline import LATENT_TABLE, Prepared, prepare
+from algospace.features.latents import DETECTORS_KEY, latent_table, pick_detector
+from algospace.features.pipeline import Prepared, prepare
 from algospace.files import publish_dir
 from algospace.market.sizing import contract_of
 from algospace.schema import to_dict
@@ -89,7 +90,8 @@ class MarketArrays:
 def load_market(cfg: EnvConfig, log: Callable[[str], None] | None = None) -> MarketArrays:
     """The shared arrays for ``cfg``'s data settings (prepared and written on first use)."""
     ident = json.dumps({"data": to_dict(cfg.data), "atr": cfg.atr_bars,
-                        "latent": cfg.regime_latent, "capital": cfg.initial_equity,
+                        "latent": cfg.regime_latent, "detector": cfg.regime_detector,
+                        "capital": cfg.initial_equity,
                         "leverage": cfg.leverage_cap}, sort_keys=True, default=str)
     with _LOCK:
         if ident in _CACHE:
@@ -103,18 +105,15 @@ def load_market(cfg: EnvConfig, log: Callable[[str], None] | None = None) -> Mar
 def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
     """Map the saved arrays of this entry, building them first if missing."""
     meta = prepared.meta
-    if cfg.regime_latent and LATENT_TABLE not in stored_tables(prepared):
-        raise DataError(
-            f"regime_latent is on but the prepared data {prepared.key} has no "
-            f"'{LATENT_TABLE}' table", path=str(prepared.path),
-            fix="run `algospace regime train` with the same data settings first, or set "
-                "regime_latent: false")
+    detector = pick_detector(meta, prepared.path, cfg.regime_detector)[0] \
+        if cfg.regime_latent else None
     settings = {"v": ARRAYS_VERSION, "atr": cfg.atr_bars, "latent": cfg.regime_latent,
-                "regime": meta.get("regime") if cfg.regime_latent else None}
+                "detector": detector,
+                "regime": (meta.get(DETECTORS_KEY) or {}).get(detector) if detector else None}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     folder = prepared.path / f"env-arrays-{digest.hexdigest()[:12]}"
     if not folder.is_dir():
-        _write_atomic(folder, build_arrays(prepared, cfg))
+        _write_atomic(folder, build_arrays(prepared, replace(cfg, regime_detector=detector)))
     arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
     features = FeatureConfig(**meta["features"])
     contract, _ = contract_of(meta, cfg)
@@ -210,14 +209,18 @@ def _standardise(frame: pd.DataFrame, names: tuple[str, ...],
 
 
 def _latent(prepared: Prepared, cfg: EnvConfig, rows: int) -> np.ndarray:
-    """Regime latent μ per 30-minute row, or zeros when switched off."""
+    """Regime latent μ per 30-minute row (of detector ``cfg.regime_detector``, or the only
+    one the data holds), or zeros when switched off."""
     if not cfg.regime_latent:
         return np.zeros((rows, LATENT_DIM), np.float32)
-    table = prepared.table(LATENT_TABLE).to_numpy(np.float32)
+    detector = pick_detector(prepared.meta, prepared.path, cfg.regime_detector)[0]
+    name = latent_table(detector)
+    table = prepared.table(name).to_numpy(np.float32)
     if table.shape != (rows, LATENT_DIM):
-        raise DataError(f"table {LATENT_TABLE} has shape {table.shape}, expected "
+        raise DataError(f"table {name} has shape {table.shape}, expected "
                         f"({rows}, {LATENT_DIM})", path=str(prepared.path),
-                        fix="run `algospace regime train` again on this data")
+                        fix="train a regime detector with rde.latent_dim: "
+                            f"{LATENT_DIM} (rde.yaml) and name it in handoff.regime")
     return table
 
 

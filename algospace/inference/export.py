@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -161,11 +161,14 @@ def _width(actor: Any) -> int:
 
 
 def export_actors(actors: Mapping[str, Any], folder: str | Path, *,
-                  overwrite: bool = False) -> Path:
+                  overwrite: bool = False, engine: Mapping[str, Any] | None = None,
+                  extra: Callable[[Path], None] | None = None) -> Path:
     """Write ``actors`` (module id → ActorModule) to ``folder`` as TorchScript, checked.
 
     ``overwrite``: replace an existing folder (only once the new export has passed
-    :func:`check_export`). Returns the folder.
+    :func:`check_export`). ``engine``: the decision engine's settings, stored under the
+    manifest's ``engine`` key (:mod:`algospace.inference.bundle`); ``extra`` writes more
+    files into the folder before it appears. Returns the folder.
     """
     folder = Path(folder)
     if not actors:
@@ -177,13 +180,15 @@ def export_actors(actors: Mapping[str, Any], folder: str | Path, *,
         raise ConfigError(f"{folder} already exists; pass overwrite=True or choose a new folder")
 
     def fill(tmp: Path) -> None:
-        _write(actors, tmp)
+        _write(actors, tmp, engine)
+        if extra is not None:
+            extra(tmp)
         check_export(actors, load_exported(tmp))
 
     return atomic_dir(folder, fill)
 
 
-def _write(actors: Mapping[str, Any], tmp: Path) -> None:
+def _write(actors: Mapping[str, Any], tmp: Path, engine: Mapping[str, Any] | None) -> None:
     """The TorchScript files and the manifest, into ``tmp``."""
     modules: dict[str, Any] = {}
     for module_id, actor in sorted(actors.items()):
@@ -194,7 +199,14 @@ def _write(actors: Mapping[str, Any], tmp: Path) -> None:
         modules[module_id] = _entry(module_id, actor, file)
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "torch": torch.__version__, "modules": modules}
+    if engine is not None:
+        manifest["engine"] = dict(engine)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The validated manifest of an export folder (:class:`CheckpointError` if broken)."""
+    return _manifest(Path(folder))
 
 
 def _manifest(folder: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,14 +67,16 @@ class RegimeEncoder:
     """Its input normalisation (fitted on its training split)."""
     window: int
     """30-minute bars per input window."""
+    source: str = ""
+    """The RDE checkpoint directory it was loaded from ("" when built in code)."""
 
     @classmethod
-    def load(cls, checkpoint: str) -> RegimeEncoder:
+    def load(cls, checkpoint: str | Path) -> RegimeEncoder:
         """The encoder of an RDE checkpoint directory (weights loaded with weights_only)."""
         from algospace.regime.train import load_rde
 
         model, cfg, normaliser, _ = load_rde(checkpoint)
-        return cls(model, normaliser, cfg.window)
+        return cls(model, normaliser, cfg.window, str(Path(checkpoint).resolve()))
 
     def encode_from(self, strategic: Bars, first: int) -> np.ndarray:
         """μ (float32, rows ``first..``) of the windows ending at 30-minute bars ``first`` on;
@@ -162,11 +165,20 @@ class MarketStream:
         self._index.append(self.n_strategic - 1)
         return self.n_strategic > closed_before
 
-    def extend(self, bars: pd.DataFrame) -> None:
-        """Append many bars (``open, high, low, close, volume``, indexed by open time)."""
-        cols = bars[list(COLUMNS)].to_numpy(np.float64)
-        for when, row in zip(bars.index, cols, strict=True):
+    def extend(self, bars: Bars | pd.DataFrame) -> None:
+        """Append many bars: the loader's :class:`~algospace.data.bars.Bars` or its frame
+        (see :func:`bar_frame`)."""
+        frame = bar_frame(bars)
+        cols = frame[list(COLUMNS)].to_numpy(np.float64)
+        for when, row in zip(frame.index, cols, strict=True):
             self.add(when, *row)
+
+    @property
+    def next_close(self) -> pd.Timestamp | None:
+        """When the 30-minute bar now forming closes (None: no bar of it received yet)."""
+        if self._bucket is None:
+            return None
+        return pd.Timestamp(self._bucket + self._strat_ns)
 
     def _check_bar(self, t: pd.Timestamp, ns: int, values: tuple[float, ...]) -> None:
         """Reject a bar out of order, off the bar grid, or with impossible prices."""
@@ -283,6 +295,28 @@ class MarketStream:
         if self.regime is None or len(self._latents) == len(strategic):
             return
         self._latents.extend(self.regime.encode_from(strategic, len(self._latents)))
+
+
+def bar_frame(bars: Any) -> pd.DataFrame:
+    """The frame of ``bars`` as :func:`algospace.data.loader.load_bars` gives them: a
+    :class:`~algospace.data.bars.Bars` or its ``frame`` (a DatetimeIndex of open times,
+    columns ``open, high, low, close, volume``); :class:`DataError` for anything else."""
+    fix = ("load the bars with algospace.data.loader.load_bars(path) and pass it or its "
+           ".frame (open-time index; columns open, high, low, close, volume)")
+    if isinstance(bars, Bars):
+        return bars.frame
+    if not isinstance(bars, pd.DataFrame):
+        raise DataError(f"bars must be a Bars or a DataFrame, got {type(bars).__name__}",
+                        fix=fix)
+    if not isinstance(bars.index, pd.DatetimeIndex):
+        raise DataError(f"the bars' index must be their open times (a DatetimeIndex), got "
+                        f"{type(bars.index).__name__} with columns {list(bars.columns)}",
+                        fix=fix)
+    missing = [c for c in COLUMNS if c not in bars.columns]
+    if missing:
+        raise DataError(f"the bars lack column(s) {missing}; they have {list(bars.columns)}",
+                        fix=fix)
+    return bars
 
 
 def _bars(times: list[int], values: Sequence[tuple[float, ...]], minutes: int) -> Bars:

@@ -48,14 +48,21 @@ import pandas as pd
 import torch
 
 from algospace.config import EnvConfig
-from algospace.data.bars import COLUMNS, Bars
-from algospace.errors import CheckpointError, ConfigError, DataError
+from algospace.data.bars import Bars
+from algospace.errors import CheckpointError, ConfigError
 from algospace.inference.decision import Decision, Reason, Replay, decided_reason
 from algospace.inference.gates import GateConfig
 from algospace.inference.policy import Actor, GatedTeam, TeamPolicy, gate_counts
-from algospace.inference.stream import MarketStream, RegimeEncoder, bar_frame, stream_env
+from algospace.inference.stream import (
+    MarketStream,
+    RegimeEncoder,
+    bar_frame,
+    bar_values,
+    stream_env,
+)
 from algospace.market.sizing import contract_of
 from envs.core.data import MarketArrays
+from envs.registry import env_class
 
 __all__ = ["Decision", "DecisionEngine", "EngineConfig", "Reason", "Replay"]
 
@@ -102,6 +109,7 @@ class DecisionEngine:
                                    contract=contract_of(dict(meta), env_config)[0])
         self.start = start
         self.env: Any = None
+        self._strategic_clock = bool(env_class(env_name).STRATEGIC_CLOCK)
         self.team = GatedTeam(self.actors, mc_passes=self.config.mc_passes,
                               gates=self.config.gates, seed=self.config.seed)
         self._in_session = False
@@ -217,7 +225,7 @@ class DecisionEngine:
         ``on_bar(open_time, open, high, low, close, volume)``, or ``on_bar(open_time, row)``
         with a row of the loader's frame (``for open_time, row in frame.iterrows()``).
         """
-        values = _bar_values(open_time, bar)
+        values = bar_values(open_time, bar)
         began = time.perf_counter()
         threads = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
@@ -236,14 +244,17 @@ class DecisionEngine:
         if self.stream.n_strategic == 0:
             self.last_reason = self._warming()
             return None
-        market = self.stream.update()
-        self._bind(market)
+        if self._strategic_clock and not closed and self.env is not None:
+            # nothing reads the arrays between 30-minute closes: the next update, over every
+            # bar received, derives this bar's rows too
+            self.last_reason = self._warming() if self._warming_up() else Reason(
+                "not_a_decision_bar", "not a decision bar: the agents decide at 30-minute "
+                f"closes; the next is at {self.stream.next_close}")
+            return None
+        self._bind(self.stream.update())
         decision = None
-        if self.env.STRATEGIC_CLOCK:
-            if not closed:
-                self.last_reason = self._warming() if self._warming_up() else Reason(
-                    "not_a_decision_bar", "not a decision bar: the agents decide at 30-minute "
-                    f"closes; the next is at {self.stream.next_close}")
+        if self._strategic_clock:
+            self.last_reason = self._warming()  # replaced by the clock steps' reasons
             for p in range(rows_before, self.stream.n_strategic) if closed else ():
                 decision = self._clock_step(p)
         else:
@@ -426,19 +437,3 @@ class DecisionEngine:
                       pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(),
                       counts, self._session + 1, self.seconds_per_bar,
                       np.asarray(self._decision_ns, dtype=np.float64) / 1e3)
-
-
-def _bar_values(open_time: Any, bar: tuple[Any, ...]) -> tuple[float, ...]:
-    """``open, high, low, close, volume`` of an :meth:`DecisionEngine.on_bar` call."""
-    if len(bar) == 1 and isinstance(bar[0], pd.Series | Mapping):
-        row = bar[0]
-        missing = [c for c in COLUMNS if c not in row]
-        if missing:
-            raise DataError(f"bar at {open_time} lacks {missing}; a row of the loader's frame "
-                            "has open, high, low, close, volume")
-        return tuple(float(row[c]) for c in COLUMNS)
-    if len(bar) != len(COLUMNS):
-        raise DataError(f"on_bar takes (open_time, open, high, low, close, volume) or "
-                        f"(open_time, row of the loader's frame); got {len(bar)} values "
-                        f"after the time at {open_time}")
-    return tuple(float(v) for v in bar)

@@ -319,6 +319,23 @@ def bar_frame(bars: Any) -> pd.DataFrame:
     return bars
 
 
+def bar_values(open_time: Any, bar: tuple[Any, ...]) -> tuple[float, ...]:
+    """``open, high, low, close, volume`` of a decision engine's ``on_bar`` call: five
+    numbers, or one row of the loader's frame (a Series or mapping with those keys)."""
+    if len(bar) == 1 and isinstance(bar[0], pd.Series | Mapping):
+        row = bar[0]
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise DataError(f"bar at {open_time} lacks {missing}; a row of the loader's frame "
+                            "has open, high, low, close, volume")
+        return tuple(float(row[c]) for c in COLUMNS)
+    if len(bar) != len(COLUMNS):
+        raise DataError(f"on_bar takes (open_time, open, high, low, close, volume) or "
+                        f"(open_time, row of the loader's frame); got {len(bar)} values "
+                        f"after the time at {open_time}")
+    return tuple(float(v) for v in bar)
+
+
 def _bars(times: list[int], values: Sequence[tuple[float, ...]], minutes: int) -> Bars:
     """A Bars table from open times (ns) and OHLCV tuples."""
     index = pd.DatetimeIndex(np.asarray(times, dtype="datetime64[ns]"), name="open_time")

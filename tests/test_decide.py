@@ -174,6 +174,9 @@ def test_window_flags_and_errors(setup: dict[str, Any], tmp_path: Path,
     assert "no bar to decide" in capsys.readouterr().err
     assert main(["decide"]) == 2
     assert "give a CHECKPOINT" in capsys.readouterr().err
+    assert main(["decide", "--exported", export, *FAST, "--out", str(tmp_path), "--start",
+                 str(bars.index[-12])]) == 2
+    assert f"cannot write the decision log {tmp_path}" in capsys.readouterr().err
 
 
 def test_exported_without_engine_settings_says_what_to_do(

@@ -232,8 +232,12 @@ class DecisionLog:
     def write(self, row: dict[str, Any]) -> None:
         """Append one decision (:meth:`~algospace.inference.decision.Decision.row`)."""
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("w", encoding="utf-8", newline="")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("w", encoding="utf-8", newline="")
+            except OSError as err:
+                raise ConfigError(f"cannot write the decision log {self.path} "
+                                  f"({err.strerror}); pass a writable --out FILE") from None
             self._columns = list(row)
         elif list(row) != self._columns:
             raise ConfigError(f"decision {self.rows + 1} has other columns than the first; "

@@ -36,7 +36,7 @@ from algospace.schema import build, to_dict
 
 ENGINE_KEY = "engine"
 """Manifest key of the engine's settings."""
-REGIME_DIR = "regime"
+REGIME_DIR = "regime_detector"
 """Folder inside the export holding the regime detector's checkpoint files."""
 
 

@@ -29,6 +29,9 @@ one at the first good step after the session's planned end. The backtest instead
 its tiles knowing where the data is complete, so it never starts a tile that would run
 into a hole; from a hole on, its tiles and the engine's sessions fall at different bars.
 
+**Bars in, and why no decision.** Bars come as :func:`algospace.data.loader.load_bars`
+gives them; after each, :attr:`~DecisionEngine.last_reason` says why it decided or not.
+
 **Determinism.** Actions are greedy (argmax of the dropout-off logits). The
 MC passes of a decision draw their dropout masks from a generator seeded with
 ``(seed, clock step)`` (:class:`algospace.inference.mc.McKernel`; torch's global

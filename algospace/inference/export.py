@@ -26,6 +26,11 @@ program per dropout setting (a Python bool argument is specialised away).
 The deprecation warnings of the ``torch.jit`` calls are silenced here; when
 TorchScript goes, a ``.pt2`` export becomes format version 2.
 
+**Engine settings.** :func:`algospace.inference.bundle.write_bundle` adds, under the
+manifest's ``engine`` key, what the decision engine needs besides the actors (env, its
+settings, the training data's normalisation, a copy of the regime detector), so that an
+export runs with no checkpoint; an export without that key runs with its checkpoint.
+
 **Atomic.** Everything is written into a temporary folder next to the target,
 loaded back and checked, then renamed into place: an error leaves no folder
 (and an existing one untouched).

@@ -21,7 +21,8 @@ bars on one core; both grow with the history). That is small next to a
 5-minute bar and keeps the stream exactly equal to the batch features,
 including the indicators with unbounded memory (RSI's recursion, the MLMI
 neighbour memory). :meth:`MarketStream.extend` loads history in bulk without
-computing anything per bar.
+computing anything per bar; on a 30-minute clock the decision engine updates only at
+30-minute closes (nothing reads the arrays in between).
 """
 
 from __future__ import annotations

@@ -193,13 +193,17 @@ def test_decision_engine_replays_a_trained_checkpoint_as_the_backtest(
     assert (exported / "manifest.json").is_file()
     assert main(["decide", *common, "--out", str(tmp_path / "exported.csv"),
                  "--exported", str(exported)]) == 0
+    # the export alone (env, settings, normalisation, regime detector copied in)
+    assert main(["decide", "--exported", str(exported), *common[1:], "--out",
+                 str(tmp_path / "alone.csv")]) == 0
     eager = pd.read_csv(tmp_path / "eager.csv")
     scripted = pd.read_csv(tmp_path / "exported.csv")
     assert len(eager) > 50
     pd.testing.assert_frame_equal(eager, scripted, check_exact=True)
+    pd.testing.assert_frame_equal(eager, pd.read_csv(tmp_path / "alone.csv"), check_exact=True)
     printed = capsys.readouterr().out
     assert printed.count("[decide] decision step (agents, 8 MC passes, gates; without the "
-                         "feature update) p50 ") == 2
+                         "feature update) p50 ") == 3
 
 
 def test_decide_bad_input_is_one_clear_error(pipeline: list[dict[str, Any]], tmp_path: Path,

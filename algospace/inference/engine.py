@@ -29,6 +29,9 @@ one at the first good step after the session's planned end. The backtest instead
 its tiles knowing where the data is complete, so it never starts a tile that would run
 into a hole; from a hole on, its tiles and the engine's sessions fall at different bars.
 
+**Bars in, and why no decision.** Bars come as :func:`algospace.data.loader.load_bars`
+gives them; after each, :attr:`~DecisionEngine.last_reason` says why it decided or not.
+
 **Determinism.** Actions are greedy (argmax of the dropout-off logits). The
 MC passes of a decision draw their dropout masks from a generator seeded with
 ``(seed, clock step)`` (:class:`algospace.inference.mc.McKernel`; torch's global
@@ -37,7 +40,6 @@ generator is not touched), so a replay gives the same gates every time.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -49,12 +51,23 @@ import pandas as pd
 import torch
 
 from algospace.config import EnvConfig
+from algospace.data.bars import Bars
 from algospace.errors import CheckpointError, ConfigError
-from algospace.inference.gates import GateConfig, GateResult
+from algospace.inference.decision import Decision, Reason, Replay, decided_reason
+from algospace.inference.gates import GateConfig
 from algospace.inference.policy import Actor, GatedTeam, TeamPolicy, gate_counts
-from algospace.inference.stream import MarketStream, RegimeEncoder, stream_env
+from algospace.inference.stream import (
+    MarketStream,
+    RegimeEncoder,
+    bar_frame,
+    bar_values,
+    stream_env,
+)
 from algospace.market.sizing import contract_of
 from envs.core.data import MarketArrays
+from envs.registry import env_class
+
+__all__ = ["Decision", "DecisionEngine", "EngineConfig", "Reason", "Replay"]
 
 
 @dataclass(frozen=True)
@@ -81,105 +94,6 @@ class EngineConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The team's decision at one bar's close, for the next bar."""
-
-    time: pd.Timestamp
-    """Close time of the bar decided on."""
-    clock: int
-    """Clock step (5-minute row; 30-minute row on strategic_v0)."""
-    session: int
-    """Session (backtest tile) number, from 0."""
-    strategic_decision: bool
-    """True when the strategic agents decided at this bar."""
-    position: int
-    """Contracts held now (after this bar's fills)."""
-    target: int
-    """Target position for the next bar (after the gates)."""
-    wanted: int
-    """Target the agents asked for (before the gates)."""
-    stop_distance: float
-    """Stop distance in points for a position opened on the next bar (nan: none)."""
-    target_distance: float
-    """Profit-target distance in points (nan: none)."""
-    close: float
-    """This bar's close."""
-    equity: float
-    """Session account equity now, in dollars."""
-    actions: dict[str, Any]
-    """Each agent's action (the strategic agents' latched ones between their decisions)."""
-    confidence: dict[str, float]
-    """Probability of each agent's greedy action (mean over heads for ``risk``)."""
-    mc: dict[str, float]
-    """The 15 MC-dropout features (:data:`algospace.models.mc_dropout.MC_FEATURES`)."""
-    gates: GateResult
-    """Both gates and what they let through."""
-    closed_at_session_end: int = 0
-    """Contracts of the previous session closed at this bar's close (its last step)."""
-
-    @property
-    def order(self) -> int:
-        """Contracts to buy (> 0) or sell (< 0) at the next bar's open."""
-        return self.target - self.position
-
-    @property
-    def stop_price(self) -> float:
-        """Indicative stop for the target's side, from this close (nan when flat)."""
-        side = (self.target > 0) - (self.target < 0)
-        return self.close - side * self.stop_distance if side else math.nan
-
-    @property
-    def target_price(self) -> float:
-        """Indicative profit target for the target's side, from this close (nan when flat)."""
-        side = (self.target > 0) - (self.target < 0)
-        return self.close + side * self.target_distance if side else math.nan
-
-    def row(self) -> dict[str, Any]:
-        """One flat row of the decision log."""
-        out: dict[str, Any] = {
-            "time": self.time, "clock": self.clock, "session": self.session,
-            "strategic_decision": self.strategic_decision, "position": self.position,
-            "wanted": self.wanted, "target": self.target, "order": self.order,
-            "stop_distance": self.stop_distance, "target_distance": self.target_distance,
-            "stop_price": self.stop_price, "target_price": self.target_price,
-            "close": self.close, "equity": self.equity,
-            "closed_at_session_end": self.closed_at_session_end,
-            "gate_synergy": self.gates.synergy_open, "gate_consensus": self.gates.consensus_open,
-            "consensus": self.gates.consensus, "threshold": self.gates.threshold,
-            "held_back": self.gates.held_back,
-        }
-        for agent, action in sorted(self.actions.items()):
-            out[f"action_{agent}"] = (" ".join(map(str, action)) if isinstance(action, list)
-                                      else action)
-            out[f"confidence_{agent}"] = self.confidence[agent]
-        out.update({f"mc_{k}": v for k, v in self.mc.items()})
-        return out
-
-
-@dataclass(frozen=True)
-class Replay:
-    """What a replay of bars through the engine produced."""
-
-    decisions: pd.DataFrame
-    """One row per decision (:meth:`Decision.row`)."""
-    equity: pd.Series
-    """Equity after each executed bar, sessions chained (as the backtest's curve)."""
-    positions: np.ndarray
-    """Contracts held at the close of each executed bar (0 after a session-end close)."""
-    trades: pd.DataFrame
-    """Closed round trips (``Account.trades`` columns plus ``tile``, the session)."""
-    gate_counts: dict[str, int]
-    """How often each gate was closed, and how often the gates held a trade back."""
-    sessions: int
-    """Sessions started."""
-    seconds_per_bar: float
-    """Mean wall time per streamed bar (features and decision)."""
-    decision_us: np.ndarray
-    """Wall time of each decision step alone (the agents, their MC passes and the gates;
-    not the feature update), in microseconds."""
-
-
 class DecisionEngine:
     """Bars in, one decision per bar out (see the module docstring)."""
 
@@ -196,8 +110,9 @@ class DecisionEngine:
         self.stream = MarketStream(meta, atr_bars=env_config.atr_bars,
                                    regime=regime if env_config.regime_latent else None,
                                    contract=contract_of(dict(meta), env_config)[0])
-        self.start = None if start is None else pd.Timestamp(start)
+        self.start = start
         self.env: Any = None
+        self._strategic_clock = bool(env_class(env_name).STRATEGIC_CLOCK)
         self.team = GatedTeam(self.actors, mc_passes=self.config.mc_passes,
                               gates=self.config.gates, seed=self.config.seed)
         self._in_session = False
@@ -208,7 +123,6 @@ class DecisionEngine:
         self._before = 0.0
         self._closing = 0
         self._cost_per_contract = 0.0
-        self._start_row = 0
         self.decisions: list[Decision] = []
         self._rows: list[int] = []
         self._pnl: list[float] = []
@@ -217,6 +131,10 @@ class DecisionEngine:
         self._streamed = 0
         self._stream_seconds = 0.0
         self._decision_ns: list[int] = []
+        self._first_usable: int | None = None
+        self.last_reason = Reason("warming_up", "warming up: no bar received yet")
+        """Why the last :meth:`on_bar` gave a decision or none (see :data:`REASONS
+        <algospace.inference.decision.REASONS>`)."""
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -260,24 +178,66 @@ class DecisionEngine:
         return cls(train_cfg.env, env_cfg, actors, prepared.meta, regime=regime,
                    config=config, start=start)
 
+    @classmethod
+    def from_export(cls, folder: str | Path, *, config: EngineConfig | None = None,
+                    start: Any = None) -> DecisionEngine:
+        """An engine for an export folder written by :meth:`export` (or ``algospace decide
+        CHECKPOINT --export DIR``): no RLlib checkpoint, prepared data or Ray needed."""
+        from algospace.inference.bundle import read_bundle
+
+        b = read_bundle(folder)
+        return cls(b.env, b.env_config, b.actors, b.meta, regime=b.regime, config=config,
+                   start=start)
+
+    def export(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write this engine's actors (TorchScript, checked) with everything else it needs
+        (env, its settings, the data's normalisation, the regime detector) to ``folder``,
+        for :meth:`from_export`."""
+        from algospace.inference.bundle import write_bundle
+
+        return write_bundle(folder, env=self.env_name, env_config=self.env_config,
+                            meta=self.stream.meta, actors=self.actors,
+                            regime=self.stream.regime, overwrite=overwrite)
+
+    @property
+    def start(self) -> pd.Timestamp | None:
+        """First bar a session may start on (None: the first tradeable one); set it before
+        the first :meth:`on_bar`. Earlier bars are history."""
+        return self._start
+
+    @start.setter
+    def start(self, value: Any) -> None:
+        self._start = None if value is None else pd.Timestamp(value)
+
     @property
     def policy(self) -> TeamPolicy | None:
         """The team policy (built on the first bar)."""
         return self.team.policy
 
     # ------------------------------------------------------------------ bars
-    def warm_up(self, bars: pd.DataFrame) -> None:
-        """Load history in bulk: no features or decisions per bar (bars before ``start``)."""
-        self.stream.extend(bars)
+    def warm_up(self, history: Bars | pd.DataFrame) -> None:
+        """Load history in bulk (bars before ``start``): no features or decisions per bar.
 
-    def on_bar(self, open_time: Any, open_: float, high: float, low: float, close: float,
-               volume: float) -> Decision | None:
-        """Take one 5-minute bar; the decision at its close (None when none is due)."""
+        ``history``: bars as :func:`algospace.data.loader.load_bars` gives them, its
+        :class:`~algospace.data.bars.Bars` or that ``frame`` (index: open times; columns
+        ``open, high, low, close, volume``); anything else is a :class:`DataError`.
+        """
+        self.stream.extend(bar_frame(history))
+        self.last_reason = self._warming() if len(self.stream) else self.last_reason
+
+    def on_bar(self, open_time: Any, *bar: Any) -> Decision | None:
+        """Take one 5-minute bar; the decision at its close, or None: :attr:`last_reason`
+        says why.
+
+        ``on_bar(open_time, open, high, low, close, volume)``, or ``on_bar(open_time, row)``
+        with a row of the loader's frame (``for open_time, row in frame.iterrows()``).
+        """
+        values = bar_values(open_time, bar)
         began = time.perf_counter()
         threads = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
         try:
-            decision = self._on_bar(open_time, open_, high, low, close, volume)
+            decision = self._on_bar(open_time, *values)
         finally:
             torch.set_num_threads(threads)
         self._streamed += 1
@@ -289,11 +249,19 @@ class DecisionEngine:
         rows_before = self.stream.n_strategic
         closed = self.stream.add(open_time, open_, high, low, close, volume)
         if self.stream.n_strategic == 0:
+            self.last_reason = self._warming()
             return None
-        market = self.stream.update()
-        self._bind(market)
+        if self._strategic_clock and not closed and self.env is not None:
+            # nothing reads the arrays between 30-minute closes: the next update, over every
+            # bar received, derives this bar's rows too
+            self.last_reason = self._warming() if self._warming_up() else Reason(
+                "not_a_decision_bar", "not a decision bar: the agents decide at 30-minute "
+                f"closes; the next is at {self.stream.next_close}")
+            return None
+        self._bind(self.stream.update())
         decision = None
-        if self.env.STRATEGIC_CLOCK:
+        if self._strategic_clock:
+            self.last_reason = self._warming()  # replaced by the clock steps' reasons
             for p in range(rows_before, self.stream.n_strategic) if closed else ():
                 decision = self._clock_step(p)
         else:
@@ -315,6 +283,11 @@ class DecisionEngine:
         return self.replay()
 
     @property
+    def bars_streamed(self) -> int:
+        """Bars taken by :meth:`on_bar` so far (not counting :meth:`warm_up`'s)."""
+        return self._streamed
+
+    @property
     def seconds_per_bar(self) -> float:
         """Mean wall time per streamed bar so far."""
         return self._stream_seconds / max(1, self._streamed)
@@ -326,8 +299,6 @@ class DecisionEngine:
             self.env = stream_env(self.env_name, self.env_config, market)
             self.team.bind(self.env)
             self._cost_per_contract = float(market.contract.cost_per_side)
-            self._start_row = 0 if self.start is None else int(np.searchsorted(
-                self.stream.bars().open_time, self.start))
             return
         self.env._bind(market)
 
@@ -341,9 +312,14 @@ class DecisionEngine:
         row = self._base_row(p)
         return row >= 0 and bool(self.env.market["usable"][row])
 
+    def _before_start(self, p: int) -> bool:
+        """Whether clock step ``p``'s bar opened before ``start`` (history only)."""
+        row = self._base_row(p)
+        return row < 0 or (self.start is not None and self.stream.open_time(row) < self.start)
+
     def _tradeable(self, p: int) -> bool:
         """Whether a session may start at clock step ``p``."""
-        if self._base_row(p) < self._start_row or p < self._next_start or not self._usable(p):
+        if self._before_start(p) or p < self._next_start or not self._usable(p):
             return False
         return self.env.STRATEGIC_CLOCK or not self.env.STRATEGIC or \
             bool(self.env._is_close[p])
@@ -371,8 +347,37 @@ class DecisionEngine:
             self._before = env.account.equity
             self.team.reset()
         if not self._in_session:
+            self.last_reason = self._why_not(p)
             return None
         return self._decide(p, closed)
+
+    def _warming_up(self) -> bool:
+        """True until the stream has a step with every feature defined."""
+        if self._first_usable is None and self.env is not None:
+            usable = np.flatnonzero(self.env.market["usable"])
+            self._first_usable = int(usable[0]) if usable.size else None
+        return self._first_usable is None
+
+    def _warming(self) -> Reason:
+        """The warming-up reason, with the history received so far."""
+        n, s = len(self.stream), self.stream.n_strategic
+        return Reason("warming_up", f"warming up: {n:,} bars ({s:,} of 30 minutes) received, "
+                                    "the features are not all defined yet (they need about "
+                                    "two weeks of history)")
+
+    def _why_not(self, p: int) -> Reason:
+        """Why no session runs at clock step ``p``."""
+        if self._before_start(p):
+            return Reason("before_start", f"before the start ({self.start}): history only")
+        if not self._usable(p):
+            return self._warming() if self._warming_up() else Reason(
+                "data_hole", "the features are undefined at this bar (missing bars before "
+                             "it); trading resumes at the first complete step")
+        if p < self._next_start:
+            return Reason("between_sessions", "the last session ended early at a data hole; "
+                          f"the next may start in {self._next_start - p} clock steps")
+        return Reason("waiting_for_close", "no session yet: one starts only at a 30-minute "
+                                           f"close (the next is at {self.stream.next_close})")
 
     def _end_session(self) -> int:
         """Close the session's position at this bar's close (costs charged, as the backtest)."""
@@ -397,6 +402,7 @@ class DecisionEngine:
                             synergy_direction=float(env.market["synergy_direction"][row]),
                             initial_equity=self.env_config.initial_equity)
         self._pending = gates.target
+        self.last_reason = decided_reason(gates)
         acct = env.account
         self._decision_ns.append(time.perf_counter_ns() - began)
         stop_d, target_d = env.stop_and_target()
@@ -438,4 +444,3 @@ class DecisionEngine:
                       pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(),
                       counts, self._session + 1, self.seconds_per_bar,
                       np.asarray(self._decision_ns, dtype=np.float64) / 1e3)
-

@@ -26,6 +26,11 @@ program per dropout setting (a Python bool argument is specialised away).
 The deprecation warnings of the ``torch.jit`` calls are silenced here; when
 TorchScript goes, a ``.pt2`` export becomes format version 2.
 
+**Engine settings.** :func:`algospace.inference.bundle.write_bundle` adds, under the
+manifest's ``engine`` key, what the decision engine needs besides the actors (env, its
+settings, the training data's normalisation, a copy of the regime detector), so that an
+export runs with no checkpoint; an export without that key runs with its checkpoint.
+
 **Atomic.** Everything is written into a temporary folder next to the target,
 loaded back and checked, then renamed into place: an error leaves no folder
 (and an existing one untouched).
@@ -36,7 +41,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -161,11 +166,14 @@ def _width(actor: Any) -> int:
 
 
 def export_actors(actors: Mapping[str, Any], folder: str | Path, *,
-                  overwrite: bool = False) -> Path:
+                  overwrite: bool = False, engine: Mapping[str, Any] | None = None,
+                  extra: Callable[[Path], None] | None = None) -> Path:
     """Write ``actors`` (module id → ActorModule) to ``folder`` as TorchScript, checked.
 
     ``overwrite``: replace an existing folder (only once the new export has passed
-    :func:`check_export`). Returns the folder.
+    :func:`check_export`). ``engine``: the decision engine's settings, stored under the
+    manifest's ``engine`` key (:mod:`algospace.inference.bundle`); ``extra`` writes more
+    files into the folder before it appears. Returns the folder.
     """
     folder = Path(folder)
     if not actors:
@@ -177,13 +185,15 @@ def export_actors(actors: Mapping[str, Any], folder: str | Path, *,
         raise ConfigError(f"{folder} already exists; pass overwrite=True or choose a new folder")
 
     def fill(tmp: Path) -> None:
-        _write(actors, tmp)
+        _write(actors, tmp, engine)
+        if extra is not None:
+            extra(tmp)
         check_export(actors, load_exported(tmp))
 
     return atomic_dir(folder, fill)
 
 
-def _write(actors: Mapping[str, Any], tmp: Path) -> None:
+def _write(actors: Mapping[str, Any], tmp: Path, engine: Mapping[str, Any] | None) -> None:
     """The TorchScript files and the manifest, into ``tmp``."""
     modules: dict[str, Any] = {}
     for module_id, actor in sorted(actors.items()):
@@ -194,7 +204,14 @@ def _write(actors: Mapping[str, Any], tmp: Path) -> None:
         modules[module_id] = _entry(module_id, actor, file)
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "torch": torch.__version__, "modules": modules}
+    if engine is not None:
+        manifest["engine"] = dict(engine)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The validated manifest of an export folder (:class:`CheckpointError` if broken)."""
+    return _manifest(Path(folder))
 
 
 def _manifest(folder: Path) -> dict[str, Any]:

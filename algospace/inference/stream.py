@@ -21,13 +21,15 @@ bars on one core; both grow with the history). That is small next to a
 5-minute bar and keeps the stream exactly equal to the batch features,
 including the indicators with unbounded memory (RSI's recursion, the MLMI
 neighbour memory). :meth:`MarketStream.extend` loads history in bulk without
-computing anything per bar.
+computing anything per bar; on a 30-minute clock the decision engine updates only at
+30-minute closes (nothing reads the arrays in between).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,14 +68,16 @@ class RegimeEncoder:
     """Its input normalisation (fitted on its training split)."""
     window: int
     """30-minute bars per input window."""
+    source: str = ""
+    """The RDE checkpoint directory it was loaded from ("" when built in code)."""
 
     @classmethod
-    def load(cls, checkpoint: str) -> RegimeEncoder:
+    def load(cls, checkpoint: str | Path) -> RegimeEncoder:
         """The encoder of an RDE checkpoint directory (weights loaded with weights_only)."""
         from algospace.regime.train import load_rde
 
         model, cfg, normaliser, _ = load_rde(checkpoint)
-        return cls(model, normaliser, cfg.window)
+        return cls(model, normaliser, cfg.window, str(Path(checkpoint).resolve()))
 
     def encode_from(self, strategic: Bars, first: int) -> np.ndarray:
         """μ (float32, rows ``first..``) of the windows ending at 30-minute bars ``first`` on;
@@ -162,11 +166,20 @@ class MarketStream:
         self._index.append(self.n_strategic - 1)
         return self.n_strategic > closed_before
 
-    def extend(self, bars: pd.DataFrame) -> None:
-        """Append many bars (``open, high, low, close, volume``, indexed by open time)."""
-        cols = bars[list(COLUMNS)].to_numpy(np.float64)
-        for when, row in zip(bars.index, cols, strict=True):
+    def extend(self, bars: Bars | pd.DataFrame) -> None:
+        """Append many bars: the loader's :class:`~algospace.data.bars.Bars` or its frame
+        (see :func:`bar_frame`)."""
+        frame = bar_frame(bars)
+        cols = frame[list(COLUMNS)].to_numpy(np.float64)
+        for when, row in zip(frame.index, cols, strict=True):
             self.add(when, *row)
+
+    @property
+    def next_close(self) -> pd.Timestamp | None:
+        """When the 30-minute bar now forming closes (None: no bar of it received yet)."""
+        if self._bucket is None:
+            return None
+        return pd.Timestamp(self._bucket + self._strat_ns)
 
     def _check_bar(self, t: pd.Timestamp, ns: int, values: tuple[float, ...]) -> None:
         """Reject a bar out of order, off the bar grid, or with impossible prices."""
@@ -283,6 +296,45 @@ class MarketStream:
         if self.regime is None or len(self._latents) == len(strategic):
             return
         self._latents.extend(self.regime.encode_from(strategic, len(self._latents)))
+
+
+def bar_frame(bars: Any) -> pd.DataFrame:
+    """The frame of ``bars`` as :func:`algospace.data.loader.load_bars` gives them: a
+    :class:`~algospace.data.bars.Bars` or its ``frame`` (a DatetimeIndex of open times,
+    columns ``open, high, low, close, volume``); :class:`DataError` for anything else."""
+    fix = ("load the bars with algospace.data.loader.load_bars(path) and pass it or its "
+           ".frame (open-time index; columns open, high, low, close, volume)")
+    if isinstance(bars, Bars):
+        return bars.frame
+    if not isinstance(bars, pd.DataFrame):
+        raise DataError(f"bars must be a Bars or a DataFrame, got {type(bars).__name__}",
+                        fix=fix)
+    if not isinstance(bars.index, pd.DatetimeIndex):
+        raise DataError(f"the bars' index must be their open times (a DatetimeIndex), got "
+                        f"{type(bars.index).__name__} with columns {list(bars.columns)}",
+                        fix=fix)
+    missing = [c for c in COLUMNS if c not in bars.columns]
+    if missing:
+        raise DataError(f"the bars lack column(s) {missing}; they have {list(bars.columns)}",
+                        fix=fix)
+    return bars
+
+
+def bar_values(open_time: Any, bar: tuple[Any, ...]) -> tuple[float, ...]:
+    """``open, high, low, close, volume`` of a decision engine's ``on_bar`` call: five
+    numbers, or one row of the loader's frame (a Series or mapping with those keys)."""
+    if len(bar) == 1 and isinstance(bar[0], pd.Series | Mapping):
+        row = bar[0]
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise DataError(f"bar at {open_time} lacks {missing}; a row of the loader's frame "
+                            "has open, high, low, close, volume")
+        return tuple(float(row[c]) for c in COLUMNS)
+    if len(bar) != len(COLUMNS):
+        raise DataError(f"on_bar takes (open_time, open, high, low, close, volume) or "
+                        f"(open_time, row of the loader's frame); got {len(bar)} values "
+                        f"after the time at {open_time}")
+    return tuple(float(v) for v in bar)
 
 
 def _bars(times: list[int], values: Sequence[tuple[float, ...]], minutes: int) -> Bars:

@@ -193,6 +193,20 @@ def test_ray_failures_are_told_from_bugs() -> None:
         == "Failed: port 8265"
 
 
+def test_a_dashboard_that_did_not_start_is_named() -> None:
+    """Ray pastes the dashboard's log (module handles) into its exception: the error line
+    names the dashboard and the way round it instead."""
+    from algospace.tune.cluster import start_failure
+
+    text = start_failure(Exception(
+        "Failed to start the dashboard\nINFO head.py:341 -- Loaded 9 subprocess modules: "
+        "[<ray.dashboard.subprocesses.handle.SubprocessModuleHandle object at 0x7f>]"))
+    assert text.startswith("Ray's dashboard did not start")
+    assert "logging.dashboard.enabled=false" in text and "SubprocessModuleHandle" not in text
+    assert start_failure(Exception("boom\nport 6379 taken")).startswith(
+        "Ray did not start: port 6379 taken")
+
+
 def test_dashboard_port_with_an_address_is_an_input_error(
         capsys: pytest.CaptureFixture[str]) -> None:
     from algospace.cli.run import main

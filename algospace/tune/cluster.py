@@ -107,11 +107,7 @@ def start_local(cfg: ExperimentConfig, log: Log, *, name: str = "",
         except Exception as err:
             if not ray_failure(err):
                 raise
-            raise OperationalError(
-                f"Ray did not start: {last_line(err)}. See Ray's logs in {ray_logs()} "
-                "(raylet.out, gcs_server.out, dashboard.log); free memory or disk space if "
-                "short of either, or run again if another program took a port Ray had "
-                "chosen") from err
+            raise OperationalError(start_failure(err)) from err
     local_rays.record(gcs_address=ctx.address_info["gcs_address"],
                       dashboard_url=getattr(ctx, "dashboard_url", None) or None,
                       loopback=r.loopback, token_auth=token_auth())
@@ -141,6 +137,23 @@ def ray_failure(err: BaseException) -> bool:
 
     return type(err) in (Exception, RuntimeError) \
         or isinstance(err, (OSError, TimeoutError, AuthenticationError))
+
+
+def start_failure(err: BaseException) -> str:
+    """The ``error:`` text of a local Ray that did not start (``err`` from ``ray.init``).
+
+    Ray raises the dashboard's failure with the dashboard's log pasted into the message
+    (module handles, not the cause); on a busy machine the dashboard can simply take
+    longer to come up than Ray waits for it.
+    """
+    if "dashboard" in str(err).lower():
+        return ("Ray's dashboard did not start (on a busy machine it can take longer than "
+                f"Ray waits for it; its log: {os.path.join(ray_logs(), 'dashboard.log')}); "
+                "run again, or turn the dashboard off with --set "
+                "logging.dashboard.enabled=false")
+    return (f"Ray did not start: {last_line(err)}. See Ray's logs in {ray_logs()} "
+            "(raylet.out, gcs_server.out, dashboard.log); free memory or disk space if "
+            "short of either, or run again if another program took a port Ray had chosen")
 
 
 def ray_logs() -> str:

@@ -297,6 +297,8 @@ def test_address_auto_attaches_to_the_ray_of_another_run(
     authentication on), runs there and prints that Ray's dashboard."""
     assert other_run.stdout is not None
     ready = other_run.stdout.readline()
+    while ready.startswith("[ray] "):  # e.g. 8265 held by a Ray outside the test: moved
+        ready = other_run.stdout.readline()
     assert ready.startswith("READY "), ready
     url = ready.split()[1]
     attached = _run(registry, tmp_path, "--address", "auto")

@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=["test", "val", "train"], default="test",
                         help="split to evaluate on (default test)")
     parser.add_argument("--data", help="a bar CSV to evaluate on instead of the run's data")
+    parser.add_argument("--symbol", help="contract of --data (ES, NQ, …; default: the one its "
+                                         "file name names, else the checkpoint's)")
     parser.add_argument("--out", help="report directory (default <run>/evaluation-<split>)")
     parser.add_argument("--allow-train-split", action="store_true",
                         help="allow --split train (in-sample figures)")
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     gates = None if args.no_gates else GateConfig(
         **({} if args.threshold is None else {"threshold": args.threshold}))
     cfg = EvaluateConfig(checkpoint=args.checkpoint, split=args.split, data=args.data,
+                         symbol=args.symbol,
                          out=args.out, allow_train=args.allow_train_split,
                          random_seeds=args.random_seeds, bootstrap=args.bootstrap,
                          window_days=args.window_days, gates=gates, mc_passes=args.mc_passes)

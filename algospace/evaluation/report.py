@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from algospace.config import STRATEGIC_AGENTS, SYNTHETIC_SYMBOL, DataConfig
+from algospace.config import STRATEGIC_AGENTS, DataConfig
 from algospace.errors import ConfigError
 from algospace.evaluation.backtest import (
     Backtest,
@@ -64,6 +64,7 @@ from algospace.evaluation.metrics import (
     to_dict,
 )
 from algospace.evaluation.oracles import CAPTURE_KEYS
+from algospace.evaluation.own_data import csv_env_config
 from algospace.evaluation.page import write_html
 from algospace.evaluation.plots import write_plots
 from algospace.evaluation.stats import deflated_sharpe_ratio
@@ -85,7 +86,11 @@ class EvaluateConfig:
     split: Literal["train", "val", "test"] = "test"
     """Split of the data to run on."""
     data: str | None = None
-    """A CSV of base bars to evaluate on instead of the run's own data."""
+    """A CSV of base bars to evaluate on instead of the run's own data (encoded with the
+    checkpoint's own regime detector where the agents read its latents,
+    :mod:`algospace.evaluation.own_data`)."""
+    symbol: str | None = None
+    """The contract of ``data``; default: the one its file name names, else the checkpoint's."""
     out: str | None = None
     """Report directory; default ``<run>/evaluation-<split>`` next to the checkpoint."""
     allow_train: bool = False
@@ -109,6 +114,9 @@ class EvaluateConfig:
     Sharpe Ratio); default: the one next to the checkpoint's folder, if any."""
 
     def __post_init__(self) -> None:
+        if self.symbol is not None and self.data is None:
+            raise ConfigError("--symbol names the contract of --data; give --data FILE too "
+                              "(the run's own data keeps its contract)")
         if self.mc_passes < 1:
             raise ConfigError(f"mc_passes must be >= 1 (gate 2 reads the MC consensus), got "
                               f"{self.mc_passes!r}")
@@ -130,8 +138,10 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
         raise ConfigError("evaluating on the training split gives in-sample figures; use "
                           "--split test (or val), or pass --allow-train-split to do it anyway")
     train_cfg = load_train_config(cfg.checkpoint)
-    data = _data(train_cfg.env_config.data, cfg.data)
-    env_cfg = replace(train_cfg.env_config, data=data, split=cfg.split, random_start=False)
+    env_cfg = train_cfg.env_config if cfg.data is None else \
+        csv_env_config(cfg.checkpoint, train_cfg.env_config, cfg.data, cfg.symbol, log)
+    data = env_cfg.data
+    env_cfg = replace(env_cfg, split=cfg.split, random_start=False)
     modules = load_actors(cfg.checkpoint)
     counts: dict[str, Counter[int]] = {}
     policy = _recording(greedy_policy(modules), counts)
@@ -160,23 +170,6 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ inputs
-def _data(trained_on: DataConfig, csv: str | None) -> DataConfig:
-    """The run's data, or a CSV with the run's contract settings."""
-    if csv is None:
-        return trained_on
-    path = Path(csv).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"--data {csv}: no such file; pass a CSV of bars "
-                          "(Timestamp,Open,High,Low,Close,Volume)")
-    symbol = trained_on.symbol or (SYNTHETIC_SYMBOL if trained_on.source == "synthetic"
-                                   else None)
-    return DataConfig(source="csv", path=str(path.resolve()), symbol=symbol,
-                      contract=dict(trained_on.contract), timestamps=trained_on.timestamps,
-                      dayfirst=trained_on.dayfirst,
-                      strategic_minutes=trained_on.strategic_minutes,
-                      split=trained_on.split, cache_dir=trained_on.cache_dir)
-
-
 def _describe(data: DataConfig) -> str:
     """Short name of the data."""
     return data.synthetic.describe() if data.source == "synthetic" else str(data.path)

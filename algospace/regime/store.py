@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ import pandas as pd
 import torch
 
 from algospace.config import RDEConfig
-from algospace.features.latents import DETECTORS_KEY, ID_LENGTH, latent_table
+from algospace.errors import DataError
+from algospace.features.latents import DETECTORS_KEY, ID_LENGTH, latent_table, stored_detectors
 from algospace.features.pipeline import Prepared, strategic_rows
 from algospace.regime.features import regime_features
 from algospace.regime.latents import beats_baseline, encode_all
@@ -105,6 +107,26 @@ def store_latents(prepared: Prepared, checkpoint: str | Path, log: Any = print) 
               "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     prepared.store.add_table(prepared.key, table, latents, {DETECTORS_KEY: {detector: record}})
     return StoredLatents(detector, table, latents, record)
+
+
+def encode_missing(prepared: Prepared, detector: str, checkpoint: str | Path,
+                   log: Callable[[str], None] = print) -> tuple[Prepared, bool]:
+    """``prepared`` holding detector ``detector``'s latents, and whether they were encoded now.
+
+    Where its store lacks them, every 30-minute bar is encoded with the checkpoint at
+    ``checkpoint`` (:func:`store_latents`; never a new detector), after checking that the
+    checkpoint is that detector (its :func:`detector_id`); a :class:`DataError` otherwise.
+    """
+    if detector in stored_detectors(prepared.meta, prepared.path):
+        return prepared, False
+    found = detector_id(checkpoint)
+    if found != detector:
+        raise DataError(f"the regime-detector checkpoint {checkpoint} is detector {found}, not "
+                        f"{detector} (its weights changed since)", path=str(checkpoint),
+                        fix=f"put the checkpoint of detector {detector} back there")
+    store_latents(prepared, checkpoint, log=log)
+    meta = {**prepared.meta, DETECTORS_KEY: prepared.store.meta(prepared.key)[DETECTORS_KEY]}
+    return replace(prepared, meta=meta), True
 
 
 def _beats(metrics: dict[str, Any]) -> bool | None:

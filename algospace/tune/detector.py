@@ -187,7 +187,6 @@ def use_detector(plan: Plan, prepared: Any, log: Log) -> Any:
     lacks its latents, set ``env.regime_detector`` and ``plan.regime``; returns the
     prepared data (read again after an encode)."""
     from algospace.features.latents import latent_table, stored_detectors
-    from algospace.features.pipeline import prepare
 
     if not reads_latents(plan):
         return prepared
@@ -197,11 +196,11 @@ def use_detector(plan: Plan, prepared: Any, log: Log) -> Any:
             raise ConfigError(f"{plan.experiment.source}: the prepared data holds no latents "
                               f"of regime detector {found.id} ({latent_table(found.id)}) and "
                               f"its checkpoint {found.checkpoint} is gone; run rde.yaml again")
-        from algospace.regime.store import store_latents
+        from algospace.regime.store import encode_missing
 
         log(f"[run] encoding the data with regime detector {found.id} ({found.checkpoint})")
-        store_latents(prepared, found.checkpoint, log=lambda m: log(f"[rde] {m}"))
-        prepared = prepare(plan.config.data, log=lambda _: None)
+        prepared = encode_missing(prepared, found.id, found.checkpoint,
+                                  log=lambda m: log(f"[rde] {m}"))[0]
     raw = copy.deepcopy(plan.experiment.raw)
     set_key(raw, DETECTOR_KEY, found.id)
     plan.experiment = experiment_from_raw(raw, plan.experiment.source)

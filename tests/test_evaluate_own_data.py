@@ -23,13 +23,14 @@ import torch
 from algospace.cli import main
 from algospace.config import DataConfig, EnvConfig
 from algospace.data.synthetic import SyntheticConfig
+from algospace.errors import DataError
 from algospace.evaluation.own_data import csv_env_config
 from algospace.features.latents import latent_table, stored_detectors
 from algospace.features.pipeline import prepare
 from algospace.models.actor import ActorModule
 from algospace.regime.features import regime_features
 from algospace.regime.latents import encode_all
-from algospace.regime.store import store_latents
+from algospace.regime.store import encode_missing, store_latents
 from algospace.regime.train import load_rde
 from algospace.schema import to_dict
 from algospace.training.builder import TrainConfig, votes_for
@@ -143,9 +144,10 @@ def _trained(checkpoint: Path) -> EnvConfig:
 @pytest.mark.parametrize("env_name", ENVS)
 def test_decide_replays_the_csv(setup: dict[str, Any], env_name: str, tmp_path: Path,
                                 no_training: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """The last four hours of the CSV (every bar before warms the features up)."""
     log = tmp_path / "decisions.csv"
     assert main(["decide", str(setup["checkpoints"][env_name]), "--data", str(setup["csv"]),
-                 "--mc-passes", "2", "--out", str(log)]) == 0
+                 "--mc-passes", "2", "--start", "2020-02-07 13:00", "--out", str(log)]) == 0
     printed = capsys.readouterr().out
     assert f"decision log: {log}" in printed
     assert len(log.read_text().splitlines()) > 1
@@ -165,6 +167,25 @@ def test_the_contract_of_the_csv(setup: dict[str, Any], tmp_path: Path) -> None:
                           log=lines.append).data.symbol == "ES"
     assert lines == []
     assert main(["evaluate", str(setup["checkpoints"]["strategic_v0"]), "--symbol", "ES"]) == 2
+
+    # agents trained on an ES file (traded as MES: a 2x cap on $100k allows one ES at
+    # ~4,000) evaluated on synth.csv: MES, said once
+    es_file = tmp_path / "ES_train.csv"
+    shutil.copy(setup["csv"], es_file)
+    on_es = replace(untouched, data=DataConfig(source="csv", path=str(es_file),
+                                                 cache_dir=str(tmp_path / "cache")))
+    env = csv_env_config("x", on_es, str(setup["csv"]), log=lines.append)
+    assert env.data.symbol == "MES" and prepare(env.data).meta["contract"]["symbol"] == "MES"
+    assert lines == ["[evaluate] contract: MES (from the checkpoint; --symbol to change)"]
+
+
+def test_encoding_checks_the_detector_id(setup: dict[str, Any], tmp_path: Path) -> None:
+    """A checkpoint at a recorded path whose weights changed is not used as the detector."""
+    prepared = prepare(replace(setup["data"], cache_dir=str(tmp_path / "cache")))
+    other = untrained_detector(prepared, tmp_path / "other", seed=7)
+    with pytest.raises(DataError, match=f"is detector .* not {setup['detector']}"):
+        encode_missing(prepared, setup["detector"], other, log=lambda _: None)
+    assert not stored_detectors(prepared.meta, prepared.path)
 
 
 def test_a_missing_detector_checkpoint_is_one_clear_error(

@@ -94,6 +94,27 @@ def test_evaluate_prints_the_table_of_its_report(run: dict[str, Any]) -> None:
     assert "random*" in printed and "decisions counted: every clock step of " in printed
 
 
+def test_a_runs_final_evaluation_prints_the_same_table_as_quietly(
+        run: dict[str, Any], tmp_path: Path) -> None:
+    """The run's end (``finish`` → ``final_evaluation``) logs the table function's lines
+    for its report, footnotes included, and no per-tile progress."""
+    from algospace.config import ExperimentConfig
+    from algospace.config.evaluation import EvaluationSection
+    from algospace.tune.results import final_evaluation
+
+    cfg = ExperimentConfig(evaluation=EvaluationSection(random_seeds=2, bootstrap=100,
+                                                        mc_passes=2))
+    lines: list[str] = []
+    summary = final_evaluation(cfg, str(run["checkpoint"]), tmp_path, lines.append)
+    report = json.loads((Path(summary["out"]) / "report.json").read_text())
+    table = evaluation_table(report)
+    start = lines.index(table[0])
+    assert lines[start:start + len(table)] == table and FOOTNOTE in table
+    assert not any(line.startswith("[backtest]") for line in lines)
+    # the same checkpoint and settings: evaluate printed the very same table
+    assert table == evaluation_table(run["report"])
+
+
 def test_progress_lines_only_with_verbose(run: dict[str, Any],
                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Default: no per-tile line (the backtests are shorter than 10 s), one count line a

@@ -23,6 +23,7 @@ from algospace.data.synthetic import SyntheticConfig
 from algospace.evaluation.report import (
     RUN_SUMMARY,
     EvaluateConfig,
+    _selection,
     report_dir,
     run_folder,
     throttled,
@@ -92,6 +93,8 @@ def test_evaluate_prints_the_table_of_its_report(run: dict[str, Any]) -> None:
     assert "\n".join(table) in printed
     assert HEADER in printed and FOOTNOTE in printed
     assert "random*" in printed and "decisions counted: every clock step of " in printed
+    page = (run["run"] / "evaluation-test" / "report.html").read_text()
+    assert "Decisions counted: every clock step of " in page
 
 
 def test_a_runs_final_evaluation_prints_the_same_table_as_quietly(
@@ -163,6 +166,11 @@ def test_report_dir_choices(tmp_path: Path) -> None:
     (run / "evaluation-test").mkdir()
     (run / "evaluation-test-2").mkdir()
     assert report_dir(EvaluateConfig(str(trial))) == run / "evaluation-test-3"
+    # selection.json: next to a best_checkpoint, in the run folder for a trial's checkpoint
+    (run / "selection.json").write_text(json.dumps(
+        {"candidates": 6, "effective_trials": 2.5, "sharpe_variance": 0.1}))
+    assert _selection(EvaluateConfig(str(trial)))["effective_trials"] == 2.5
+    assert _selection(EvaluateConfig(str(loose)))["effective_trials"] == 1.0
     out = tmp_path / "mine"
     out.mkdir()
     assert report_dir(EvaluateConfig(str(trial), out=str(out))) == out

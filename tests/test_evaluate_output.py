@@ -186,7 +186,7 @@ def test_throttled_progress() -> None:
     assert said == ["c", "e"]
 
 
-@pytest.mark.slow  # about 17 s: decide streams the test split bar by bar
+@pytest.mark.slow  # 8-17 s: decide streams the whole test split bar by bar
 def test_decide_counts_what_evaluate_counts(run: dict[str, Any], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Decide from the test split's first bar: its decisions in complete sessions are the

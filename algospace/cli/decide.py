@@ -297,9 +297,21 @@ def _duration(seconds: float) -> str:
     return f"{s} s"
 
 
+def _counted(decisions: pd.DataFrame, steps: int) -> str:
+    """Which bars the decisions are, and how many of them lie in complete sessions (those
+    are the steps a backtest of the same bars runs: its whole tiles)."""
+    per = decisions.groupby("session").size()
+    whole = per[per == steps]
+    return (f"one a clock step, at the bar closes from {decisions['time'].iloc[0]} to "
+            f"{decisions['time'].iloc[-1]} ({len(per):,} sessions); {int(whole.sum()):,} in "
+            f"the {len(whole):,} complete ones of {steps:,} steps, which a backtest of the "
+            "same bars also counts (it runs whole tiles only)")
+
+
 def _summary(engine: Any, seconds: float, out: Path, warm: int) -> None:
     """The replay's figures."""
-    from algospace.evaluation.metrics import compute_metrics
+    from algospace.evaluation.metrics import compute_metrics, to_dict
+    from algospace.evaluation.table import metric_rows
 
     replay = engine.replay()
     if not len(replay.decisions):
@@ -314,6 +326,10 @@ def _summary(engine: Any, seconds: float, out: Path, warm: int) -> None:
           f"{metrics.trades} trades, net P&L ${metrics.net_pnl:,.0f}, Sharpe "
           f"{metrics.sharpe:.2f}; {_duration(seconds)}, {replay.seconds_per_bar * 1e3:.1f} ms "
           "per bar")
+    for line in metric_rows([("agents, gated" if engine.config.gates.enforce else "agents",
+                              to_dict(metrics))]):
+        print(f"[decide] {line}")
+    print(f"[decide] decisions counted: {_counted(replay.decisions, engine.env.episode_steps)}")
     p50, p99 = np.percentile(replay.decision_us, [50, 99])
     print(f"[decide] decision step (agents, {engine.config.mc_passes} MC passes, gates; "
           f"without the feature update) p50 {p50:,.0f} µs, p99 {p99:,.0f} µs")

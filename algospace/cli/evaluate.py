@@ -38,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="a bar CSV to evaluate on instead of the run's data")
     parser.add_argument("--symbol", help="contract of --data (ES, NQ, …; default: the one its "
                                          "file name names, else the checkpoint's)")
-    parser.add_argument("--out", help="report directory (default <run>/evaluation-<split>)")
+    parser.add_argument("--out", help="report directory, replaced if it exists (default "
+                                      "<run>/evaluation-<split> when the checkpoint lies in "
+                                      "a run folder, else next to the checkpoint; -2, -3, ... "
+                                      "appended when that folder exists)")
     parser.add_argument("--allow-train-split", action="store_true",
                         help="allow --split train (in-sample figures)")
     parser.add_argument("--random-seeds", type=int, default=5,
@@ -53,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gate 2 consensus threshold of the gated run (default 0.65)")
     parser.add_argument("--mc-passes", type=int, default=50,
                         help="MC-dropout passes per decision of the gated run (default 50)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the backtests' per-tile progress lines (default: one "
+                             "line every ~10 s at most, and a count at the end of each)")
 
 
 def add_parser(sub: Any) -> None:
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                          symbol=args.symbol,
                          out=args.out, allow_train=args.allow_train_split,
                          random_seeds=args.random_seeds, bootstrap=args.bootstrap,
-                         window_days=args.window_days, gates=gates, mc_passes=args.mc_passes)
+                         window_days=args.window_days, gates=gates, mc_passes=args.mc_passes,
+                         verbose=args.verbose)
     report = evaluate(cfg)
     from algospace.evaluation.table import evaluation_table
 

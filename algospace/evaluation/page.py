@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from algospace.evaluation.plots import strategy_label
+from algospace.evaluation.table import counted
 
 __all__ = ["write_html"]
 
@@ -96,7 +97,8 @@ def write_html(report: dict[str, Any], folder: Path) -> None:
                  f"the gates held back {n['held_back']:,} trades. Gated: Sharpe "
                  f"{gated['metrics']['sharpe']:.2f}, net P&L "
                  f"${gated['metrics']['net_pnl']:,.0f}, {gated['metrics']['trades']} "
-                 "trades (column <i>agents, gated</i>).</p>")
+                 "trades (column <i>agents, gated</i>). Decisions counted: "
+                 f"{html.escape(counted(period))}.</p>")
 
     def img(name: str, alt: str) -> str:
         data = base64.b64encode((folder / name).read_bytes()).decode("ascii")

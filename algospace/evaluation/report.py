@@ -2,8 +2,11 @@
 
 :func:`evaluate` loads the run's config and actors from a checkpoint, runs the
 greedy policy over the chosen split (default ``test``) with
-:func:`algospace.evaluation.backtest.backtest`, and writes next to the run
-(``<run>/evaluation-<split>/`` unless ``out`` is given):
+:func:`algospace.evaluation.backtest.backtest`, and writes the report into
+``out``, or by default into ``<run>/evaluation-<split>/`` (``<run>``: the run folder holding
+``summary.json`` above the checkpoint; a checkpoint outside a run: next to it) — never over
+an earlier report: when that folder exists (the run's own test evaluation, say) the report
+goes to ``evaluation-<split>-2`` (``-3``, …) instead (:func:`report_dir`):
 
 - ``report.json`` — the split, its dates and bars, the costs assumed, where
   the feature normalisation came from, the agents' metrics, every baseline's
@@ -28,6 +31,10 @@ code (:class:`algospace.inference.policy.GatedTeam`). The report gives the gated
 run's figures beside the plain ones and counts how often each gate closed and
 how many trades the gates held back (``gates=None``: the plain run only).
 
+Progress: the backtest's per-tile lines only with ``verbose``; otherwise at most one
+line every :data:`PROGRESS_EVERY` seconds, and each run ends with one line counting its
+tiles and steps (a run's final evaluation keeps its console as quiet).
+
 Evaluating on the training split needs ``allow_train=True``; the report says
 so. With ``data`` (a CSV of base bars) the agents are evaluated on that file
 instead of the data they trained on; its features are standardised with the
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -75,6 +83,10 @@ from envs.core.layout import RISK_CONTRACTS, STRATEGIC_ACTIONS, TACTICAL_ACTIONS
 Log = Callable[[str], None]
 COMPARED = ("flat", "buy_and_hold", "random", "rule")
 """Baselines the agents are compared with (the oracle is a ceiling, not a baseline)."""
+RUN_SUMMARY = "summary.json"
+"""The file that marks a run folder (``algospace.tune.plan.SUMMARY``; tested equal)."""
+PROGRESS_EVERY = 10.0
+"""Seconds between the backtest's progress lines without ``verbose``."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,7 @@ class EvaluateConfig:
     symbol: str | None = None
     """The contract of ``data``; default: the one its file name names, else the checkpoint's."""
     out: str | None = None
-    """Report directory; default ``<run>/evaluation-<split>`` next to the checkpoint."""
+    """Report directory (replaced if it exists); default: see :func:`report_dir`."""
     allow_train: bool = False
     """Allow the training split (in-sample figures; the report says so)."""
     random_seeds: int = 5
@@ -111,7 +123,9 @@ class EvaluateConfig:
     """Seeds the gated run's dropout masks (with the clock step), as ``decide --seed``."""
     selection: str | None = None
     """``selection.json`` of the run (what model selection looked at, for the Deflated
-    Sharpe Ratio); default: the one next to the checkpoint's folder, if any."""
+    Sharpe Ratio); default: the one next to the checkpoint's folder or in its run folder."""
+    verbose: bool = False
+    """Log every progress line of the backtests (default: one every ~10 s at most)."""
 
     def __post_init__(self) -> None:
         if self.symbol is not None and self.data is None:
@@ -146,7 +160,10 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
     counts: dict[str, Counter[int]] = {}
     policy = _recording(greedy_policy(modules), counts)
     log(f"[evaluate] {train_cfg.env} {cfg.split} split of {_describe(data)}")
-    bt = backtest(train_cfg.env, env_cfg, policy, seed=cfg.seed, progress=log)
+    progress = log if cfg.verbose else throttled(log, PROGRESS_EVERY)
+    began = time.monotonic()
+    bt = backtest(train_cfg.env, env_cfg, policy, seed=cfg.seed, progress=progress)
+    log(_ran("greedy run", bt, time.monotonic() - began))
     gated = None
     if cfg.gates is not None:
         from algospace.inference.policy import GatedTeam
@@ -154,8 +171,10 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
         log(f"[evaluate] the same bars through the two gates (threshold {cfg.gates.threshold}, "
             f"{cfg.mc_passes} MC passes)")
         team = GatedTeam(modules, mc_passes=cfg.mc_passes, gates=cfg.gates, seed=cfg.gate_seed)
-        gated = backtest(train_cfg.env, env_cfg, team, seed=cfg.seed, progress=log)
-    out = _out_dir(cfg)
+        began = time.monotonic()
+        gated = backtest(train_cfg.env, env_cfg, team, seed=cfg.seed, progress=progress)
+        log(_ran("gated run", gated, time.monotonic() - began))
+    out = report_dir(cfg)
     report: dict[str, Any] = {}
 
     def fill(folder: Path) -> None:
@@ -189,11 +208,51 @@ def _recording(policy: Policy, counts: dict[str, Counter[int]]) -> Policy:
     return act
 
 
-def _out_dir(cfg: EvaluateConfig) -> Path:
-    """Where the report goes."""
+def throttled(log: Log, every: float, clock: Callable[[], float] = time.monotonic) -> Log:
+    """``log``, passing a line on only when ``every`` seconds have gone by since the last
+    one it passed (or since it was made): long backtests say they are alive, short ones
+    stay quiet."""
+    last = [clock()]
+
+    def say(line: str) -> None:
+        now = clock()
+        if now - last[0] >= every:
+            last[0] = now
+            log(line)
+
+    return say
+
+
+def _ran(what: str, bt: Backtest, seconds: float) -> str:
+    """The one line that ends a backtest: tiles and steps run, and how long it took."""
+    return (f"[evaluate] {what}: {bt.tiles:,} tiles, {len(bt.equity):,} steps in "
+            f"{seconds:,.1f} s")
+
+
+def run_folder(checkpoint: str | Path) -> Path | None:
+    """The run folder (holding ``summary.json``) that ``checkpoint`` lies in, if any: the
+    nearest of its parents, up to four levels up."""
+    path = Path(checkpoint).expanduser().resolve()
+    for folder in path.parents[:4]:
+        if (folder / RUN_SUMMARY).is_file():
+            return folder
+    return None
+
+
+def report_dir(cfg: EvaluateConfig) -> Path:
+    """Where the report goes: ``cfg.out`` (replaced if it exists); else
+    ``<run>/evaluation-<split>`` when the checkpoint lies in a run folder, or
+    ``evaluation-<split>`` next to the checkpoint — with ``-2``, ``-3``, … appended when
+    that folder exists, so a default never replaces an earlier report."""
     if cfg.out is not None:
         return Path(cfg.out).expanduser().resolve()
-    return Path(cfg.checkpoint).expanduser().resolve().parent / f"evaluation-{cfg.split}"
+    checkpoint = Path(cfg.checkpoint).expanduser().resolve()
+    base = (run_folder(checkpoint) or checkpoint.parent) / f"evaluation-{cfg.split}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
 
 
 # ------------------------------------------------------------------ figures
@@ -299,8 +358,11 @@ def _normalisation_note(cfg: EvaluateConfig, meta: dict[str, Any]) -> str:
 
 def _selection(cfg: EvaluateConfig) -> dict[str, Any]:
     """What model selection looked at (``selection.json``), or one trial when unknown."""
+    run = run_folder(cfg.checkpoint)
+    nearby = [Path(cfg.checkpoint).expanduser().resolve().parent / "selection.json",
+              *([run / "selection.json"] if run is not None else [])]
     path = Path(cfg.selection) if cfg.selection else \
-        Path(cfg.checkpoint).expanduser().resolve().parent / "selection.json"
+        next((p for p in nearby if p.is_file()), nearby[0])
     if path.is_file():
         found = json.loads(path.read_text())
         return {**found, "source": str(path)}

@@ -1,22 +1,25 @@
-"""The headline table of an evaluation report, printed by runs and by ``algospace evaluate``."""
+"""The headline table of an evaluation report, printed the same by a run's final evaluation,
+by ``algospace evaluate`` and (its own rows) by ``algospace decide``."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+HEADER = f"{'':18}{'net P&L':>12}{'Sharpe':>8}{'max DD':>9}{'trades':>8}"
+"""The column heads of the table."""
+FOOTNOTE = ("* random: Sharpe averaged over its seeds; the other columns are the first "
+            "seed's. Sharpe on daily dollar P&L over the fixed capital; max DD in % of "
+            "capital")
+"""What the columns are (the random baseline's Sharpe is a mean over its seeds)."""
 
-def evaluation_table(report: dict[str, Any]) -> list[str]:
-    """A few lines comparing the agents with the baselines and the oracles, in dollars."""
-    rows = [("agents", report["agents"]),
-            *([("agents, gated", report["gated"]["metrics"])] if "gated" in report else []),
-            *report["baselines"].items(),
-            *((f"{layer} oracle", m) for layer, m in report.get("oracles", {}).items())]
-    period = report["period"]
-    lines = [f"[evaluate] {report['split']} split, {period['first_bar']} to "
-             f"{period['last_bar']} ({period['trading_days']} days), after costs, "
-             f"up to {report['max_position']} contracts on ${report['initial_equity']:,.0f}:",
-             f"{'':18}{'net P&L':>12}{'Sharpe':>8}{'max DD':>9}{'trades':>8}"]
+
+def metric_rows(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The column heads and one line per ``(name, metrics)`` (``to_dict`` of a
+    :class:`~algospace.evaluation.metrics.Metrics`; a random baseline's Sharpe is replaced by
+    its mean over seeds and the row marked ``random*``)."""
+    lines = [HEADER]
     for name, m in rows:
         if name == "random" and m.get("sharpe_mean_over_seeds") is not None:
             m = {**m, "sharpe": m["sharpe_mean_over_seeds"]}
@@ -26,9 +29,21 @@ def evaluation_table(report: dict[str, Any]) -> list[str]:
                      f"{m.get('sharpe', math.nan):>8.2f}"
                      f"{100 * m.get('max_drawdown', math.nan):>8.2f}%"
                      f"{m.get('trades', 0):>8}{ruined}")
-    lines.append("* random: Sharpe averaged over its seeds; the other columns are the first "
-                 "seed's. Sharpe on daily dollar P&L over the fixed capital; max DD in % of "
-                 "capital")
+    return lines
+
+
+def evaluation_table(report: dict[str, Any]) -> list[str]:
+    """A few lines comparing the agents with the baselines and the oracles, in dollars,
+    with the footnotes that say what was counted on which bars."""
+    rows = [("agents", report["agents"]),
+            *([("agents, gated", report["gated"]["metrics"])] if "gated" in report else []),
+            *report["baselines"].items(),
+            *((f"{layer} oracle", m) for layer, m in report.get("oracles", {}).items())]
+    period = report["period"]
+    lines = [f"[evaluate] {report['split']} split, {period['first_bar']} to "
+             f"{period['last_bar']} ({period['trading_days']} days), after costs, "
+             f"up to {report['max_position']} contracts on ${report['initial_equity']:,.0f}:",
+             *metric_rows(rows), FOOTNOTE]
     a = report["agents"]
     if "expected_capture" in a:
         lines.append(f"capture: {a['capture_of_oracle']:.1%} of the {report['oracle_layer']} "
@@ -44,4 +59,15 @@ def evaluation_table(report: dict[str, Any]) -> list[str]:
                      f"{g['mc_passes']} MC passes): gate 1 closed at {n['synergy_closed']:,}, "
                      f"gate 2 at {n['consensus_closed']:,} of {n['decisions']:,} decisions; "
                      f"{n['held_back']:,} trades held back")
+        lines.append(f"  decisions counted: {counted(period)}")
     return lines
+
+
+def counted(period: Mapping[str, Any]) -> str:
+    """Which bars an evaluation's decisions are: every clock step of its whole tiles."""
+    tiles, steps = int(period["tiles"]), int(period["bars"])
+    per_tile = steps // tiles if tiles else 0
+    return (f"every clock step of {tiles:,} whole episode tiles ({per_tile:,} steps each) "
+            f"from {period['first_bar']} to {period['last_bar']}; the split's bars after the "
+            "last whole tile (or around a data hole) are not run. algospace decide --start "
+            "<the split's first bar> counts the same in its complete sessions")

@@ -66,3 +66,16 @@ def test_only_these_messages_are_filtered(records: list[logging.LogRecord]) -> N
     other = logging.LogRecord("ray.rllib.algorithms.ppo", logging.WARNING, __file__, 1,
                               "You are running PPO on the new API stack!", None, None)
     assert FILTER.filter(other)  # the same text from another logger is kept
+
+
+def test_decide_quiets_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decide loads RLlib modules without a run: it installs the filter first."""
+    from algospace.cli.main import build_parser
+    from algospace.errors import ConfigError
+
+    for name, _ in QUIET:
+        monkeypatch.setattr(logging.getLogger(name), "filters", [])
+    args = build_parser().parse_args(["decide", "no-such-checkpoint", "--progress", "-1"])
+    with pytest.raises(ConfigError, match="--progress -1"):
+        args.handler(args)
+    assert all(FILTER in logging.getLogger(name).filters for name, _ in QUIET)

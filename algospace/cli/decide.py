@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     """Replay, write the log as it goes, print the summary."""
     from algospace.inference.engine import EngineConfig
     from algospace.inference.gates import GateConfig
+    from algospace.tune.console import quiet_ray_console
 
+    quiet_ray_console()  # RLlib's own deprecation notice when the actors load
     if args.progress < 0:
         raise ConfigError(f"--progress {args.progress}: give seconds >= 0")
     gates = GateConfig(enforce=not args.no_gates,

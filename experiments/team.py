@@ -19,9 +19,9 @@ For each seed (the market seed varies with it) on the built-in 250-day market:
    net dollar P&L, dollar Sharpe, PSR, and the bootstrap 95 % interval of the daily P&L
    difference joint − strategic-only and joint − tactical-only.
 
-``--ablation`` adds the joint phase once more with IPPO (independent critics) from the
-same coordination checkpoint. Figures, curves (JSON), a plot of the curves and a summary
-table go to ``results/bench/team/``.
+Figures, curves (JSON), a plot of the curves and a summary table go to
+``results/bench/team/``. The MAPPO-vs-IPPO ablation (the joint phase once more with
+independent critics) is not built yet: IPPO modules cannot load MAPPO actors as they are.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from algospace.cli import main
 from algospace.cli.decide import DEFAULT_DAYS, default_start
@@ -34,6 +33,7 @@ from algospace.models.actor import ActorModule
 from algospace.schema import to_dict
 from algospace.training.builder import TrainConfig, votes_for
 from envs.registry import env_class
+from tests.test_decision_engine import random_actors
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.:DeprecationWarning")
 
@@ -43,18 +43,7 @@ FAST = ["--mc-passes", "2"]
 
 def _actors(env_name: str, cfg: EnvConfig, seed: int = 0) -> dict[str, ActorModule]:
     """Freshly initialised actors, weights scaled up (their actions change bar to bar)."""
-    env = env_class(env_name)(cfg)
-    torch.manual_seed(seed)
-    actors = {}
-    for agent in env.possible_agents:
-        module = ActorModule(observation_space=env.observation_space(agent),
-                             action_space=env.action_space(agent),
-                             model_config={"hidden": (16,), "votes": votes_for(agent)})
-        with torch.no_grad():
-            for p in module.parameters():
-                p.mul_(3.0)
-        actors[agent] = module.eval()
-    return actors
+    return random_actors(env_class(env_name)(cfg), seed, hidden=(16,))
 
 
 @pytest.fixture(scope="module")

@@ -41,14 +41,15 @@ SPLIT = (0.84, 0.12, 0.04)
 """A short test split (about 1.2 of 30 days) keeps the bar-by-bar replay quick."""
 
 
-def random_actors(env: Any, seed: int, scale: float = 3.0) -> dict[str, ActorModule]:
+def random_actors(env: Any, seed: int, scale: float = 3.0,
+                  hidden: tuple[int, ...] = (32,)) -> dict[str, ActorModule]:
     """One freshly initialised actor per agent, weights × ``scale`` (decisive logits)."""
     torch.manual_seed(seed)
     actors = {}
     for agent in env.possible_agents:
         module = ActorModule(observation_space=env.observation_space(agent),
                              action_space=env.action_space(agent),
-                             model_config={"hidden": (32,), "votes": votes_for(agent)})
+                             model_config={"hidden": hidden, "votes": votes_for(agent)})
         with torch.no_grad():
             for p in module.parameters():
                 p.mul_(scale)

@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import torch
 
 from algospace.cli import main
 from algospace.config import DataConfig, EnvConfig
@@ -36,6 +35,7 @@ from algospace.training.builder import TrainConfig, votes_for
 from algospace.training.checkpoint import MODULES_DIR, RUN_FILE, _entry, _write
 from algospace.tune.plan import SUMMARY
 from envs.registry import env_class
+from tests.test_decision_engine import random_actors
 
 FAST = ["--mc-passes", "2", "--bootstrap", "100", "--random-seeds", "2"]
 STEPS = 24
@@ -45,16 +45,7 @@ STEPS = 24
 def _checkpoint(folder: Path, env_name: str, cfg: EnvConfig) -> Path:
     """A checkpoint of freshly initialised actors, as training writes one."""
     env = env_class(env_name)(cfg)
-    torch.manual_seed(0)
-    actors = {}
-    for agent in env.possible_agents:
-        module = ActorModule(observation_space=env.observation_space(agent),
-                             action_space=env.action_space(agent),
-                             model_config={"hidden": (16,), "votes": votes_for(agent)})
-        with torch.no_grad():
-            for p in module.parameters():
-                p.mul_(3.0)
-        actors[agent] = module.eval()
+    actors = random_actors(env, 0, hidden=(16,))
     entries = {a: _entry(ActorModule, env.observation_space(a), env.action_space(a),
                          {"hidden": (16,), "votes": votes_for(a)}, False) for a in actors}
     for agent in entries:

@@ -194,8 +194,8 @@ def free_dashboard_port(host: str, port: int, log: Log) -> int:
             free = _bind(host, 0)
     except OSError as err:
         raise ConfigError(f"logging.dashboard.host {host}: cannot listen there "
-                          f"({err.strerror or err}); use 127.0.0.1, 0.0.0.0 or an address "
-                          "of this machine") from None
+                          f"({err.strerror or err}); use 127.0.0.1 (the default) or an "
+                          "address of this machine") from None
     log(f"[ray] dashboard port {port} on {host} is taken (another Ray on this machine?); "
         f"the dashboard uses port {free} (--dashboard-port sets it)")
     return free

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from algospace.config import build_experiment
+from algospace.config import build_experiment, experiment_from_raw, field_type
 from algospace.data.bars import Bars
 from algospace.data.resample import align_index, resample
 from algospace.data.synthetic import generate
@@ -209,6 +209,11 @@ def test_walk_forward_config() -> None:
     assert (section.folds, section.mode, section.purge_bars, section.embargo_bars) == \
         (5, "rolling", 0, "auto")
     assert section.layout()["folds"] == 5
+    # read as a section of a YAML file (not as a search space), its keys typed one by one
+    raw = {"evaluation": {"walk_forward": {"folds": 3, "embargo_bars": 50}}}
+    read = experiment_from_raw(raw, "wf.yaml").config.evaluation.walk_forward
+    assert (read.folds, read.embargo_bars) == (3, 50)
+    assert field_type("evaluation.walk_forward.folds") is int
 
 
 @pytest.mark.parametrize(("value", "message"), [

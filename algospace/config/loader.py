@@ -257,7 +257,15 @@ def field_type(path: str) -> Any:
             names = [f.name for f in dataclasses.fields(tp)]
             raise ConfigError(f"{'.'.join(parts[:i + 1])}: unknown key.{did_you_mean(part, names)} "
                               f"Known keys here: {', '.join(names)}")
-        tp = hints[part]
+        tp = optional_section(hints[part])
+    return tp
+
+
+def optional_section(tp: Any) -> Any:
+    """``X`` for an optional section ``X | None`` (``X`` a dataclass), else ``tp``."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(args) == 1 and len(typing.get_args(tp)) == 2 and dataclasses.is_dataclass(args[0]):
+        return args[0]
     return tp
 
 

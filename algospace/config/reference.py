@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 from algospace.config.experiment import ExperimentConfig
+from algospace.config.loader import optional_section
 from algospace.schema import to_dict
 
 
@@ -52,6 +53,8 @@ def schema_reference() -> str:
                 else f.default_factory()  # type: ignore[operator]
             shown = json.dumps(to_dict(value), default=str)
             lines.append(f"| `{key}` | `{shown}` | {docs.get(f.name, '')} |")
+            if optional_section(tp) is not tp:  # an optional section: its keys too
+                walk(optional_section(tp), f"{key}.")
             item = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
             if item is not None and dataclasses.is_dataclass(item):
                 walk(item, f"{key}[].")

@@ -4,7 +4,11 @@ test blocks are stitched into one out-of-sample record."""
 
 from __future__ import annotations
 
+import itertools
+import json
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,10 +72,10 @@ def test_fold_env_is_normalised_on_its_training_bars(env_data: DataConfig) -> No
 
 
 def test_walk_forward_config_checks() -> None:
-    with pytest.raises(ConfigError, match="regime_latent.*walk_forward"):
+    with pytest.raises(ConfigError, match=r"regime_latent.*walk_forward"):
         build_experiment({"env": {"regime_latent": True},
                           "evaluation": {"walk_forward": {"folds": 3}}})
-    with pytest.raises(ConfigError, match="env.fold: not set here"):
+    with pytest.raises(ConfigError, match=r"env\.fold: not set here"):
         build_experiment({"env": {"fold": 1}, "evaluation": {"walk_forward": {"folds": 3}}})
     with pytest.raises(ConfigError, match="fold 3 does not exist"):
         EnvConfig(walk_forward=LAYOUT, fold=3)
@@ -79,3 +83,38 @@ def test_walk_forward_config_checks() -> None:
         EnvConfig(fold=0)
     cfg = build_experiment({"evaluation": {"walk_forward": {"folds": 3}}})
     assert cfg.env.walk_forward == cfg.evaluation.walk_forward and cfg.env.fold is None
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_walkforward_quick_runs_a_trial_per_fold_and_stitches_their_test_blocks(
+        ray_session: Any, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from algospace.tune.driver import RunOptions, run
+
+    lines: list[str] = []
+    opts = RunOptions(file="walkforward.yaml", quick=True, sets=(
+        f"output.dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}",
+        "logging.dashboard.enabled=false", "stop.iterations=1"))
+    [summary] = run(opts, log=lines.append)
+    assert summary["status"] == "finished"
+    folds = sorted(t["params"]["fold"] for t in summary["trials"])
+    assert folds == [0, 1, 2]  # one Tune trial per fold
+    exp = Path(summary["experiment_dir"])
+    report = json.loads((exp / "walkforward" / "report.json").read_text())
+    assert {p.name for p in (exp / "walkforward").iterdir()} == {
+        "report.json", "equity.png", "folds.png"}
+    per_fold = report["folds"]
+    assert [f["fold"] for f in per_fold] == [0, 1, 2]
+    stitched = report["stitched"]["agents"]["net_pnl"]
+    assert stitched == pytest.approx(sum(f["agents"]["net_pnl"] for f in per_fold), abs=0.01)
+    for name, figures in report["stitched"]["baselines"].items():
+        assert figures["net_pnl"] == pytest.approx(
+            sum(f["baselines"][name]["net_pnl"] for f in per_fold), abs=0.01)
+    for earlier, later in itertools.pairwise(per_fold):
+        assert earlier["test"][1] <= later["test"][0]  # blocks in time order, disjoint rows
+        assert pd.Timestamp(earlier["period"][1]) < pd.Timestamp(later["period"][0])
+        assert later["train"][-1][1] <= later["val"][0] < later["val"][1] <= later["test"][0]
+    assert report["deflation"]["n_trials"] >= 3  # every fold's selection counts
+    assert any(line.strip().startswith("stitched") for line in lines)

@@ -85,19 +85,34 @@ def test_walk_forward_config_checks() -> None:
     assert cfg.env.walk_forward == cfg.evaluation.walk_forward and cfg.env.fold is None
 
 
-@pytest.mark.slow
-@pytest.mark.train
-def test_walkforward_quick_runs_a_trial_per_fold_and_stitches_their_test_blocks(
-        ray_session: Any, tmp_path: Path) -> None:
-    import pandas as pd
+def _run_quick(tmp_path: Path, lines: list[str]) -> dict[str, Any]:
+    """``walkforward.yaml --quick`` (1 iteration) on the run's own local Ray (shut down
+    after, unless the session had one already)."""
+    import ray
 
     from algospace.tune.driver import RunOptions, run
 
-    lines: list[str] = []
+    had_ray = ray.is_initialized()
     opts = RunOptions(file="walkforward.yaml", quick=True, sets=(
         f"output.dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}",
         "logging.dashboard.enabled=false", "stop.iterations=1"))
-    [summary] = run(opts, log=lines.append)
+    try:
+        [summary] = run(opts, log=lines.append)
+    finally:
+        if not had_ray:
+            ray.shutdown()
+    return dict(summary)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.train
+def test_walkforward_quick_runs_a_trial_per_fold_and_stitches_their_test_blocks(
+        tmp_path: Path) -> None:
+    import pandas as pd
+
+    lines: list[str] = []
+    summary = _run_quick(tmp_path, lines)
     assert summary["status"] == "finished"
     folds = sorted(t["params"]["fold"] for t in summary["trials"])
     assert folds == [0, 1, 2]  # one Tune trial per fold
@@ -118,3 +133,19 @@ def test_walkforward_quick_runs_a_trial_per_fold_and_stitches_their_test_blocks(
         assert later["train"][-1][1] <= later["val"][0] < later["val"][1] <= later["test"][0]
     assert report["deflation"]["n_trials"] >= 3  # every fold's selection counts
     assert any(line.strip().startswith("stitched") for line in lines)
+
+
+def test_stitch_chains_block_pnl_and_refuses_overlapping_blocks() -> None:
+    import pandas as pd
+
+    from algospace.errors import AlgoSpaceError
+    from algospace.evaluation.walkforward_report import stitch
+
+    first = pd.Series([100_010.0, 99_990.0], index=pd.date_range("2024-01-01", periods=2,
+                                                                  freq="30min"))
+    second = pd.Series([100_050.0, 100_030.0], index=pd.date_range("2024-01-02", periods=2,
+                                                                    freq="30min"))
+    out = stitch([first, second], 100_000.0)
+    assert out.tolist() == [100_010.0, 99_990.0, 100_040.0, 100_020.0]  # -10, then +30
+    with pytest.raises(AlgoSpaceError, match="not after block 0"):
+        stitch([second, first], 100_000.0)

@@ -95,7 +95,8 @@ def _run_quick(tmp_path: Path, lines: list[str]) -> dict[str, Any]:
     had_ray = ray.is_initialized()
     opts = RunOptions(file="walkforward.yaml", quick=True, sets=(
         f"output.dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}",
-        "logging.dashboard.enabled=false", "stop.iterations=1"))
+        "logging.dashboard.enabled=false", "stop.iterations=1",
+        "resources.num_env_runners=0"))  # 1 CPU a trial: two folds side by side
     try:
         [summary] = run(opts, log=lines.append)
     finally:

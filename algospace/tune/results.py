@@ -138,7 +138,8 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
         if cfg.evaluation.walk_forward is not None:  # each fold on its own test block
             from algospace.tune.walkforward import evaluate_folds
 
-            summary["walk_forward"] = evaluate_folds(plan, results, exp_dir, score, mode, log)
+            summary["walk_forward"] = evaluate_folds(plan, results, exp_dir, score, mode, log,
+                                                      selection_trials)
         elif cfg.evaluation.final:
             summary["evaluation"] = final_evaluation(cfg, local, exp_dir, log)
     summary["status"] = "finished"

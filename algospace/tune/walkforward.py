@@ -12,6 +12,7 @@ writes ``<run>/walkforward/`` (:mod:`algospace.evaluation.walkforward_report`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,14 @@ def _best_of_trial(result: Any, score: str, mode: str) -> Any:
 
 
 def evaluate_folds(plan: Plan, results: Any, exp_dir: Path, score: str, mode: str,
-                   log: Log) -> dict[str, Any]:
+                   log: Log, selection: Callable[[list[Any]], dict[str, Any]]
+                   ) -> dict[str, Any]:
     """Backtest each fold's best checkpoint on its test block; write and print the record.
 
     With several trials per fold (a search), the fold's best checkpoint over its trials
-    is taken, and every one of its validation candidates counts in the DSR.
+    is taken, and every one of its validation candidates counts in the DSR
+    (``selection``: what a fold's trials' model selection looked at,
+    :func:`algospace.tune.results.selection_trials`).
     """
     from algospace.data.walkforward import KEY
     from algospace.evaluation.backtest import backtest, greedy_policy
@@ -78,7 +82,6 @@ def evaluate_folds(plan: Plan, results: Any, exp_dir: Path, score: str, mode: st
     from algospace.features.pipeline import prepare
     from algospace.training.checkpoint import load_actors
     from algospace.tune import storage
-    from algospace.tune.results import selection_trials
     from envs.core.data import env_fold
 
     by_fold: dict[int, list[Any]] = {}
@@ -104,7 +107,7 @@ def evaluate_folds(plan: Plan, results: Any, exp_dir: Path, score: str, mode: st
         log(f"[walk-forward] fold {fold}: test block {bt.equity.index[0]} to "
             f"{bt.equity.index[-1]}, net P&L {bt.metrics.net_pnl:,.0f}")
         records.append(fold_record(fold, blocks.as_dict(), local, bt,
-                                   selection_trials(trials), env_cfg.initial_equity,
+                                   selection(trials), env_cfg.initial_equity,
                                    seed=cfg.seed))
     missing = sorted(set(range(plan.config.evaluation.walk_forward.folds)) - set(by_fold)) \
         if plan.config.evaluation.walk_forward is not None else []

@@ -42,9 +42,10 @@ def schema_reference() -> str:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             key = f"{prefix}{f.name}"
-            if key in ("env.data", "env.split", "env.regime_detector"):
+            if key in ("env.data", "env.split", "env.regime_detector", "env.fold",
+                       "env.walk_forward"):
                 continue  # the data is top-level; training uses the train split; the
-                # runner sets the regime detector from handoff.regime
+                # runner sets the regime detector (handoff.regime) and the walk-forward fold
             tp = hints[f.name]
             if dataclasses.is_dataclass(tp):
                 walk(tp, f"{key}.")

@@ -73,10 +73,14 @@ NORMALISED: tuple[tuple[str, bool], ...] = (
 class FeatureWindows(Protocol):
     """The windows of :class:`algospace.features.build.FeatureConfig` the look-back uses."""
 
-    strategic_window: int
-    tactical_window: int
-    lvn_window: int
-    fvg_max_age: int
+    @property
+    def strategic_window(self) -> int: ...
+    @property
+    def tactical_window(self) -> int: ...
+    @property
+    def lvn_window(self) -> int: ...
+    @property
+    def fvg_max_age(self) -> int: ...
 
 
 def lookback_bars(features: FeatureWindows, bar_minutes: int, strategic_minutes: int) -> int:

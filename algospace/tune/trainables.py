@@ -121,9 +121,10 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
     from algospace.training.builder import build_ppo_config
     from algospace.training.checkpoint import run_info, write_safe_weights
     from algospace.training.train import load_modules, summarise
+    from algospace.tune.walkforward import trial_config
 
     provide(data)
-    cfg = experiment.resolved(config)
+    cfg = trial_config(experiment, config)  # on its walk-forward fold, if any
     sources = local_sources(sources, trees or {})
     tcfg = train_config(cfg, sources)
     algo = build_ppo_config(tcfg).build_algo()

@@ -443,3 +443,52 @@ def test_rays_restore_hint_is_filtered_from_the_console() -> None:
     finally:
         logger.removeHandler(handler)
     assert seen == ["Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run."]
+
+
+# ------------------------------------------------------------------ restored state (Ray)
+def _runner_snapshot(runner: Any) -> tuple[str, str]:
+    """(the env runner's module weights, its random state incl. its envs') as digests."""
+    import hashlib
+    import pickle
+
+    import torch
+
+    from algospace.training.rng import runner_state
+
+    digest = hashlib.sha256()
+    for module_id, params in sorted(runner.module.get_state().items()):
+        for name, value in sorted(params.items()):
+            digest.update(f"{module_id}/{name}".encode())
+            digest.update(torch.as_tensor(value).numpy().tobytes())
+    state = runner_state(runner)
+    state["torch"] = state["torch"].numpy()
+    return digest.hexdigest(), hashlib.sha256(pickle.dumps(state)).hexdigest()
+
+
+@pytest.mark.train
+def test_restored_env_runners_continue_from_the_checkpoint(
+        ray_session: Any, env_data: Any, tmp_path: Path) -> None:
+    """After a restore, the remote env runners hold the checkpoint's weights (RLlib sends them
+    without waiting) and the random state they had when it was taken, their envs' too."""
+    from algospace.training.builder import build_ppo_config
+    from algospace.training.rng import restore_rng, save_rng
+    from tests.test_checkpoints import tiny
+
+    cfg = tiny(env_data, tmp_path, num_env_runners=1, num_envs_per_env_runner=2)
+    first = build_ppo_config(cfg).build_algo()
+    try:
+        first.train()
+        first.save_to_path(str(tmp_path / "ckpt"))
+        save_rng(first, tmp_path / "ckpt")
+        taken = first.env_runner_group.foreach_env_runner(_runner_snapshot,
+                                                          local_env_runner=False)
+    finally:
+        first.stop()
+    second = build_ppo_config(cfg).build_algo()
+    try:
+        second.restore_from_path(str(tmp_path / "ckpt"))
+        assert restore_rng(second, tmp_path / "ckpt")
+        assert second.env_runner_group.foreach_env_runner(
+            _runner_snapshot, local_env_runner=False) == taken
+    finally:
+        second.stop()

@@ -93,6 +93,9 @@ class Plan:
     regime: dict[str, Any] | None = None
     """The regime detector whose latents the phase reads (id, checkpoint, rde run
     directory; :mod:`algospace.tune.detector`), None where it reads none."""
+    command: dict[str, Any] | None = None
+    """The command line that started the run (:func:`algospace.tune.resume.command_record`),
+    kept in its experiment file."""
 
     @property
     def config(self) -> ExperimentConfig:

@@ -149,7 +149,8 @@ def open_run(plan: Plan, score: str, mode: str, log: Log) -> tuple[Path, str, An
         storage.join(cfg.output.storage, plan.name, exp_dir.name)
     (exp_dir / EXPERIMENT_FILE).write_text(json.dumps(
         {"source": plan.experiment.source, "raw": plan.experiment.raw, "quick": plan.quick,
-         "handoff": plan.handoff, "regime": plan.regime, "tune_dir": tune_path},
+         "handoff": plan.handoff, "regime": plan.regime, "tune_dir": tune_path,
+         "command": plan.command},
         indent=2, default=str))
     return exp_dir, tune_path, build_tuner(plan, fn, exp_dir, tune_path, score, mode, log)
 

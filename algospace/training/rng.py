@@ -12,8 +12,11 @@ the random generators of the processes that draw random numbers during training:
 
 Nor are the env runners' weights restored in step: ``Algorithm.restore_from_path`` sends
 them the restored weights without waiting, and the first resumed iteration can sample with
-the weights the runner was built with. :func:`save_rng` keeps each runner's module state
-too, and :func:`restore_rng` sets it, waiting for it.
+the weights the runner was built with. :func:`restore_rng` sends the learner's weights
+again and waits for every runner to hold them.
+
+The states are written as JSON (numbers only; nothing of a checkpoint is unpickled, see
+``tests/test_safe_defaults.py``).
 
 A run built anew seeds them all from the run's seed, so without this file a resumed run
 would repeat the random draws of iteration 1 instead of continuing those of the run.
@@ -26,25 +29,29 @@ are read and set through the public ``EnvRunnerGroup.foreach_env_runner``.
 
 from __future__ import annotations
 
-import pickle
+import json
 import random
 from pathlib import Path
 from typing import Any
 
-RNG_FILE = "algospace_rng.pkl"
+RNG_FILE = "algospace_rng.json"
 """The random state of a checkpoint: ``{"trial": state, "env_runners": {index: state}}``."""
 
 
 def rng_state() -> dict[str, Any]:
-    """This process's global generators: Python ``random``, numpy, torch (CPU, and each
-    CUDA device where CUDA is in use)."""
+    """This process's global generators as JSON-ready numbers: Python ``random``, numpy,
+    torch (CPU, and each CUDA device where CUDA is in use)."""
     import numpy as np
     import torch
 
-    state: dict[str, Any] = {"random": random.getstate(), "numpy": np.random.get_state(),
-                             "torch": torch.get_rng_state()}
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "random": [version, list(internal), gauss],
+        "numpy": [name, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
@@ -53,11 +60,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     import numpy as np
     import torch
 
-    random.setstate(state["random"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["random"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8)
+                                      for s in state["cuda"]])
 
 
 def runner_envs(runner: Any) -> list[Any]:
@@ -85,30 +95,32 @@ def set_runner_state(runner: Any, state: dict[str, Any]) -> None:
 
 
 def _runner_state(runner: Any) -> tuple[int, dict[str, Any]]:
-    return int(runner.worker_index), {**runner_state(runner), "runner": runner.get_state()}
+    return int(runner.worker_index), runner_state(runner)
 
 
 def save_rng(algo: Any, folder: str | Path) -> None:
     """Write the trial process's and every remote env runner's random state into the
     checkpoint ``folder`` (:data:`RNG_FILE`)."""
     runners = algo.env_runner_group.foreach_env_runner(_runner_state, local_env_runner=False)
-    state = {"trial": rng_state(), "env_runners": dict(runners)}
-    (Path(folder) / RNG_FILE).write_bytes(pickle.dumps(state))
+    state = {"trial": rng_state(), "env_runners": {str(i): s for i, s in runners}}
+    (Path(folder) / RNG_FILE).write_text(json.dumps(state))
 
 
 def restore_rng(algo: Any, folder: str | Path) -> bool:
-    """Put back the random state :func:`save_rng` wrote into ``folder``; False (nothing
-    changed) for a checkpoint without one (written before it existed)."""
+    """Put back the random state :func:`save_rng` wrote into ``folder`` and wait until every
+    env runner holds the restored weights; False (nothing changed) for a checkpoint without
+    one (written before it existed)."""
     path = Path(folder) / RNG_FILE
     if not path.is_file():
         return False
-    state = pickle.loads(path.read_bytes())
-    runners: dict[int, dict[str, Any]] = state["env_runners"]
+    state = json.loads(path.read_text())
+    runners: dict[str, dict[str, Any]] = state["env_runners"]
+    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group,
+                                       inference_only=True, timeout_seconds=None)
 
     def put(runner: Any) -> None:
-        state = runners.get(int(runner.worker_index))
+        state = runners.get(str(int(runner.worker_index)))
         if state is not None:
-            runner.set_state(state["runner"])
             set_runner_state(runner, state)
 
     algo.env_runner_group.foreach_env_runner(put, local_env_runner=False)

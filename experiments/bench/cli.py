@@ -145,7 +145,9 @@ def _latency(args: argparse.Namespace) -> Figures:
     """The decision-latency benchmark (experiments/latency.py)."""
     from experiments import latency
 
-    return latency.run(checkpoint=args.checkpoint, repeats=args.repeats, quick=args.quick)
+    days = tuple(int(d) for d in args.history_days.split(",")) if args.history_days else None
+    return latency.run(checkpoint=args.checkpoint, repeats=args.repeats, quick=args.quick,
+                       history_days=days)
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
@@ -189,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latency: time this checkpoint's actors (default: fresh ones)")
     parser.add_argument("--repeats", type=int,
                         help="latency: timed decision steps per variant (default 5000)")
+    parser.add_argument("--history-days", default=None,
+                        help="latency: comma-separated trading days of history before the "
+                             "stream's timed bars (default 30,1260 = 30 days and 5 years)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: checks that the benchmark runs, its figures are not "
                              "results (what it shrinks per benchmark: see above; learn and "

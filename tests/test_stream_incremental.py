@@ -116,8 +116,8 @@ def test_synergy_stream_equals_batch() -> None:
     _check_synergy(_bars(60, seed=5), FeatureConfig(), seed=0)
 
 
-def test_synergy_stream_equals_batch_with_holes_and_short_cooldown() -> None:
-    _check_synergy(_bars(60, seed=6, holes=True), FeatureConfig(synergy_cooldown=1), seed=1)
+def test_synergy_stream_equals_batch_with_holes_and_a_cooldown_met_exactly() -> None:
+    _check_synergy(_bars(60, seed=6, holes=True), FeatureConfig(synergy_cooldown=3), seed=1)
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ class Growing:
 
     def __init__(self, width: int | None = None, dtype: type = np.float64) -> None:
         shape = (1024,) if width is None else (1024, width)
-        self._data = np.empty(shape, dtype=dtype)
+        self._data: np.ndarray = np.empty(shape, dtype=dtype)
         self.n = 0
 
     def reserve(self, total: int) -> None:

@@ -81,7 +81,7 @@ def test_a_shorter_tail_would_differ() -> None:
     full = tactical_features(bars, cfg).to_numpy()
     short = tactical_tail(cfg.fvg_max_age, cfg.fvg_body_multiplier) - 10
     differs = 0
-    for t in range(short, len(full), 7):
+    for t in range(short, len(full), 29):
         window = Bars(bars.frame.iloc[t - short + 1:t + 1], bars.bar_minutes, "tail")
         differs += not np.array_equal(tactical_features(window, cfg).to_numpy()[-1], full[t],
                                       equal_nan=True)

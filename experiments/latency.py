@@ -67,8 +67,12 @@ REPEATS = 5_000
 WARMUP = 200
 """Untimed steps before them."""
 STREAM_BARS = 100
-"""Timed 5-minute bars of the stream's feature update."""
-QUICK = {"repeats": 20, "warmup": 5, "stream_bars": 7}
+"""Timed 5-minute bars of the stream's feature update (per history length)."""
+STREAM_WARMUP = 6
+"""Untimed bars streamed before them (after the bulk load and the first full update)."""
+HISTORY_DAYS = (30, 1260)
+"""Trading days of history before the timed bars: 30 days and 5 years (~350k bars)."""
+QUICK = {"repeats": 20, "warmup": 5, "stream_bars": 7, "history_days": (30, 35)}
 """Sizes of ``--quick`` (a run that only checks the bench works; 7 bars hold a 30-minute close)."""
 OBSERVATIONS = 64
 """Env observations the timed steps cycle through."""
@@ -242,25 +246,37 @@ def bench_decisions(env: Any, teams: Mapping[str, Mapping[str, Any]], warmup: in
     return figures
 
 
-def bench_stream(data: Any, atr_bars: int, bars: int) -> Figures:
-    """``MarketStream.add`` + ``update`` per 5-minute bar after the rest of ``data``'s bars."""
+def history_label(days: int) -> str:
+    """The key suffix of a history length: ``30d``, ``1y`` (252 days), ``5y`` (1260 days)."""
+    years = {252: "1y", 1260: "5y"}
+    return years.get(days, f"{days}d")
+
+
+def bench_stream(data: Any, atr_bars: int, bars: int, warmup: int = STREAM_WARMUP) -> Figures:
+    """``MarketStream.add`` + ``update`` per 5-minute bar after the rest of ``data``'s bars.
+
+    The stream loads all but the last ``warmup + bars`` bars in bulk and updates once (every
+    row computed), then takes ``warmup`` bars untimed and times the last ``bars``.
+    """
     from algospace.features.pipeline import prepare
     from algospace.inference.stream import MarketStream
 
     prepared = prepare(data, log=lambda _: None)
     frame = prepared.base.frame
     stream = MarketStream(prepared.meta, atr_bars=atr_bars)
-    stream.extend(frame.iloc[:-bars])
+    stream.extend(frame.iloc[:-(bars + warmup)])
     stream.update()  # the first update computes every row; later ones only the new rows
-    values = frame[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)[-bars:]
-    spent = np.empty(bars, np.int64)
-    closes = np.zeros(bars, bool)
-    for i, (when, row) in enumerate(zip(frame.index[-bars:], values, strict=True)):
+    values = frame[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
+    spent = np.empty(bars + warmup, np.int64)
+    closes = np.zeros(bars + warmup, bool)
+    first = len(frame) - bars - warmup
+    for i, when in enumerate(frame.index[first:]):
         began = time.perf_counter_ns()
-        closes[i] = stream.add(when, *row)
+        closes[i] = stream.add(when, *values[first + i])
         stream.update()
         spent[i] = time.perf_counter_ns() - began
-    figures: Figures = {"stream_history_bars": len(frame) - bars, "stream_timed_bars": bars,
+    spent, closes = spent[warmup:], closes[warmup:]
+    figures: Figures = {"stream_history_bars": first + warmup, "stream_timed_bars": bars,
                         "stream_strategic_closes": int(closes.sum())}
     for name, mask in (("all", np.ones(bars, bool)), ("5m_only", ~closes),
                        ("strategic_close", closes)):
@@ -271,18 +287,44 @@ def bench_stream(data: Any, atr_bars: int, bars: int) -> Figures:
     return figures
 
 
+def bench_histories(history_days: tuple[int, ...], atr_bars: int, bars: int,
+                    cache: Path) -> Figures:
+    """:func:`bench_stream` after each history length, keyed ``feature_update_p50_ms_30d``,
+    ``close_update_p99_ms_5y`` and so on (``_ms_<label>``, see :func:`history_label`)."""
+    figures: Figures = {}
+    for days in history_days:
+        label = history_label(days)
+        one = bench_stream(_data(days, cache / label), atr_bars, bars)
+        keys = {"feature_update": "all", "update_5m_only": "5m_only",
+                "close_update": "strategic_close"}
+        for key, name in keys.items():
+            for q in ("p50", "p99", "mean"):
+                if f"stream_bar_{name}_{q}_ms" in one:
+                    figures[f"{key}_{q}_ms_{label}"] = one[f"stream_bar_{name}_{q}_ms"]
+        figures[f"history_bars_{label}"] = one["stream_history_bars"]
+        figures[f"timed_closes_{label}"] = one["stream_strategic_closes"]
+        if days == history_days[0]:
+            figures.update(one)
+    figures["stream_history_days"] = list(history_days)
+    return figures
+
+
 def run(*, checkpoint: str | None = None, repeats: int | None = None, quick: bool = False,
-        days: int = 30) -> Figures:
+        days: int = 30, history_days: tuple[int, ...] | None = None) -> Figures:
     """The ``latency`` benchmark (see the module docstring); prints its table.
 
     ``repeats``: timed steps per variant (default :data:`REPEATS`); ``quick``: a few
-    steps and bars only (:data:`QUICK`), to check that the bench runs.
+    steps and bars only (:data:`QUICK`), to check that the bench runs; ``history_days``:
+    the history lengths of the stream's feature update (default :data:`HISTORY_DAYS`).
     """
     from algospace.config import EnvConfig
     from algospace.inference.export import check_export, export_actors, load_exported
 
-    sizes = dict(QUICK) if quick else {"repeats": REPEATS, "warmup": WARMUP,
-                                       "stream_bars": STREAM_BARS}
+    sizes: dict[str, Any] = dict(QUICK) if quick else {
+        "repeats": REPEATS, "warmup": WARMUP, "stream_bars": STREAM_BARS,
+        "history_days": HISTORY_DAYS}
+    if history_days:
+        sizes["history_days"] = tuple(history_days)
     if repeats is not None:
         sizes["repeats"] = repeats
     repeats, warmup, stream_bars = sizes["repeats"], sizes["warmup"], sizes["stream_bars"]
@@ -303,7 +345,8 @@ def run(*, checkpoint: str | None = None, repeats: int | None = None, quick: boo
                 "machine_load_1m_start": load_before}
             figures.update(bench_decisions(env, {"eager": actors, "exported": exported},
                                            warmup, repeats))
-            figures.update(bench_stream(data, EnvConfig().atr_bars, stream_bars))
+            figures.update(bench_histories(sizes["history_days"], EnvConfig().atr_bars,
+                                           stream_bars, Path(tmp) / "stream"))
             figures["machine_load_1m_end"] = os.getloadavg()[0]
     finally:
         torch.set_num_threads(threads)
@@ -336,13 +379,24 @@ def print_summary(figures: Figures) -> None:
                   f"{figures[f'{key}_exported_vs_eager_p99_ratio']:>15.2f}"
                   f"{figures[f'{key}_engine_vs_eager_p99_ratio']:>18.2f}  < {target:>8,.0f}  "
                   + "".join(f"{v:<9}" for v in verdict))
-    if "stream_bar_all_p50_ms" in figures:
-        parts = [f"{name} p50 {figures[f'stream_bar_{name}_p50_ms']:.1f} / p99 "
-                 f"{figures[f'stream_bar_{name}_p99_ms']:.1f}"
-                 for name in ("all", "5m_only", "strategic_close")
-                 if f"stream_bar_{name}_p50_ms" in figures]
-        print(f"feature update per 5-minute bar (ms, not part of the targets; "
-              f"{figures['stream_timed_bars']} bars after {figures['stream_history_bars']:,}): "
-              + "; ".join(parts))
+    if "stream_history_days" in figures:
+        print_stream(figures)
     print(f"load average (1 min): {figures['machine_load_1m_start']:.2f} at the start, "
           f"{figures['machine_load_1m_end']:.2f} at the end, on {os.cpu_count()} cores")
+
+
+def print_stream(figures: Figures) -> None:
+    """The stream's feature update per history length, side by side (ms, one core)."""
+    labels = [history_label(d) for d in figures["stream_history_days"]]
+    print(f"\nfeature update of the stream (add + update, ms; {figures['stream_timed_bars']} "
+          f"bars timed after {STREAM_WARMUP} untimed; targets p99 < 5 per bar, < 20 at a "
+          "30-minute close)")
+    print(f"  {'history':<9}{'bars':>10}" + "".join(
+        f"{k:>12}" for k in ("all p50", "all p99", "close p50", "close p99", "closes")))
+    for label in labels:
+        cells = [figures.get(f"{k}_ms_{label}", float("nan")) for k in (
+            "feature_update_p50", "feature_update_p99", "close_update_p50",
+            "close_update_p99")]
+        print(f"  {label:<9}{figures[f'history_bars_{label}']:>10,}"
+              + "".join(f"{c:>12.2f}" for c in cells)
+              + f"{figures[f'timed_closes_{label}']:>12}")

@@ -39,9 +39,17 @@ def test_quick_latency_bench_writes_every_figure(tmp_path: Path,
     assert figures["stream_strategic_closes"] >= 1
     for name in ("all", "5m_only", "strategic_close"):
         assert 0 < figures[f"stream_bar_{name}_p50_ms"] <= figures[f"stream_bar_{name}_p99_ms"]
+    assert figures["stream_history_days"] == list(latency.QUICK["history_days"])
+    for label in ("30d", "35d"):  # the stream's update after each history length
+        assert figures[f"history_bars_{label}"] > 0 and figures[f"timed_closes_{label}"] >= 1
+        for key in ("feature_update", "close_update"):
+            assert 0 < figures[f"{key}_p50_ms_{label}"] <= figures[f"{key}_p99_ms_{label}"]
+    assert figures["history_bars_35d"] > figures["history_bars_30d"]
+    assert latency.history_label(1260) == "5y" and latency.history_label(30) == "30d"
     assert figures["machine_cores"] >= 1 and figures["machine_load_1m_end"] >= 0
 
     printed = capsys.readouterr().out
+    assert "feature update of the stream" in printed and "35d" in printed
     assert "one CPU thread" in printed and "does not depend on the weight values" in printed
     assert printed.count("PASS") + printed.count("MISS") == (
         2 * len(latency.IMPLS) * len(latency.MC_VARIANTS))

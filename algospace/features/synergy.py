@@ -75,17 +75,33 @@ def _last_event(events: np.ndarray, direction: float) -> np.ndarray:
     return np.maximum.accumulate(idx) if n else idx
 
 
+MAX_AGE = 60
+"""Steps a detected synergy's state persists."""
+
+
 def detect(
     events: dict[str, np.ndarray],
     strength: np.ndarray,
     *,
     window: int = 10,
     cooldown: int = 5,
-    max_age: int = 60,
+    max_age: int = MAX_AGE,
 ) -> dict[str, np.ndarray]:
     """Synergy features from per-step events of ``mlmi``, ``nwrqk`` and ``fvg``."""
     n = len(events["fvg"])
-    found_step, found_dir, found_type = [], [], []
+    found_step, found_dir, found_type = candidates(events, window)
+    return _state(n, found_step, found_dir, found_type, strength, cooldown, max_age)
+
+
+def candidates(events: dict[str, np.ndarray], window: int
+               ) -> tuple[list[int], list[float], list[int]]:
+    """Steps, directions and types of the synergies the events form, before the cooldown
+    (bullish ones first, each direction in step order). A candidate at step ``t`` depends on
+    the events of steps ``t-window+1 .. t`` only."""
+    n = len(events["fvg"])
+    found_step: list[int] = []
+    found_dir: list[float] = []
+    found_type: list[int] = []
     for direction in (1.0, -1.0):
         last = np.stack([_last_event(events[s], direction) for s in SIGNALS])  # (3, n)
         steps = np.arange(n)
@@ -98,7 +114,7 @@ def detect(
                 found_step.append(int(t))
                 found_dir.append(direction)
                 found_type.append(kind)
-    return _state(n, found_step, found_dir, found_type, strength, cooldown, max_age)
+    return found_step, found_dir, found_type
 
 
 def _state(n: int, steps: list[int], dirs: list[float], types: list[int],

@@ -15,19 +15,22 @@ when the bucket was cut short (session close, missing bars) — with the first
 bar of a later bucket, which is the moment ``align_index`` makes it visible in
 the batch pipeline. A bucket still open when the bars end is never used.
 
-Cost: each bar recomputes the 5-minute features over the whole history, and
-each 30-minute close the 30-minute ones (about 5 ms and 70 ms on 30 days of
-bars on one core; both grow with the history). That is small next to a
-5-minute bar and keeps the stream exactly equal to the batch features,
-including the indicators with unbounded memory (RSI's recursion, the MLMI
-neighbour memory). :meth:`MarketStream.extend` loads history in bulk without
-computing anything per bar; on a 30-minute clock the decision engine updates only at
-30-minute closes (nothing reads the arrays in between).
+Cost: bars are kept in growing numpy arrays. The 5-minute features are
+recomputed by their batch functions on the last few bars only (their look-back
+is bounded, :func:`algospace.features.streaming.tactical_tail`), the synergy
+state is carried forward (:class:`algospace.features.streaming.SynergyStream`)
+and the env arrays are derived on a bounded tail, so a 5-minute bar costs the
+same whatever the history. Each 30-minute close still recomputes the 30-minute
+features over every 30-minute bar (MLMI's neighbour memory and the MMD sums
+are unbounded), which grows with the history. :meth:`MarketStream.extend` loads
+history in bulk without computing anything per bar; on a 30-minute clock the
+decision engine updates only at 30-minute closes (nothing reads the arrays in
+between).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,18 +45,21 @@ from algospace.data.contracts import ContractSpec
 from algospace.data.splits import Normalizer, Splits
 from algospace.errors import DataError
 from algospace.features.build import (
+    SYNERGY_FEATURES,
+    TACTICAL_FEATURES,
     FeatureConfig,
     strategic_features,
-    synergy_features,
     tactical_features,
 )
 from algospace.features.pipeline import bar_returns
+from algospace.features.streaming import Growing, SynergyStream, tactical_tail
 from envs.core.data import MarketArrays, derive_arrays
 from envs.core.layout import LATENT_DIM, SHORT_MEAN_BARS
 from envs.registry import env_class
 
 _NS_PER_MIN = 60_000_000_000
 _STRATEGIC_TABLES = ("features_strategic", "returns_strategic")
+_SYNERGY_COLUMNS = (*SYNERGY_FEATURES, "synergy_event")
 _STRATEGIC_ARRAYS = ("strategic_ohlc", "close_step", "latent",
                      *(f"s_{agent}" for agent in STRATEGIC_AGENTS))
 
@@ -117,13 +123,17 @@ class MarketStream:
         self.regime = regime
         self._bar_ns = self.bar_minutes * _NS_PER_MIN
         self._strat_ns = self.strategic_minutes * _NS_PER_MIN
-        self._times: list[int] = []
-        self._values: list[tuple[float, float, float, float, float]] = []
-        self._index: list[int] = []
-        self._strat_times: list[int] = []
-        self._strat_values: list[tuple[float, float, float, float, float]] = []
+        self._times = Growing(dtype=np.int64)
+        self._values = Growing(len(COLUMNS))
+        self._index = Growing(dtype=np.int64)
+        self._strat_times = Growing(dtype=np.int64)
+        self._strat_values = Growing(len(COLUMNS))
         self._bucket: int | None = None
-        self._bucket_rows: list[int] = []
+        self._bucket_first = 0
+        self._tactical = Growing(len(TACTICAL_FEATURES))
+        self._synergy_rows = Growing(len(_SYNERGY_COLUMNS))
+        self._synergy = SynergyStream(self.features.synergy_window,
+                                      self.features.synergy_cooldown)
         self._latents: list[np.ndarray] = []
         self._strat_tables: dict[str, pd.DataFrame] | None = None
         self._strat_rows_computed = -1
@@ -134,12 +144,12 @@ class MarketStream:
 
     # -------------------------------------------------------------- bars in
     def __len__(self) -> int:
-        return len(self._times)
+        return self._times.n
 
     @property
     def n_strategic(self) -> int:
         """30-minute bars closed so far."""
-        return len(self._strat_times)
+        return self._strat_times.n
 
     def add(self, open_time: Any, open_: float, high: float, low: float, close: float,
             volume: float) -> bool:
@@ -155,12 +165,11 @@ class MarketStream:
         bucket = ns - ns % self._strat_ns
         if self._bucket is not None and bucket != self._bucket:
             self._close_bucket()  # cut short: visible once a later bucket has begun
-        row = len(self._times)
+        row = len(self)
         self._times.append(ns)
         self._values.append(values)
         if self._bucket is None:
-            self._bucket, self._bucket_rows = bucket, []
-        self._bucket_rows.append(row)
+            self._bucket, self._bucket_first = bucket, row
         if self._bucket + self._strat_ns <= ns + self._bar_ns:
             self._close_bucket()
         self._index.append(self.n_strategic - 1)
@@ -183,9 +192,10 @@ class MarketStream:
 
     def _check_bar(self, t: pd.Timestamp, ns: int, values: tuple[float, ...]) -> None:
         """Reject a bar out of order, off the bar grid, or with impossible prices."""
-        if self._times and ns <= self._times[-1]:
+        last = int(self._times.view[-1]) if len(self) else None
+        if last is not None and ns <= last:
             raise DataError(f"bar at {t} is not after the previous bar "
-                            f"({pd.Timestamp(self._times[-1])}); feed bars in time order, once")
+                            f"({pd.Timestamp(last)}); feed bars in time order, once")
         if ns % self._bar_ns:
             raise DataError(f"bar at {t} is not on the {self.bar_minutes}-minute grid the "
                             "agents were trained on")
@@ -198,63 +208,68 @@ class MarketStream:
     def _close_bucket(self) -> None:
         """Turn the open bucket into a closed 30-minute bar (resample's aggregation)."""
         assert self._bucket is not None
-        rows = [self._values[r] for r in self._bucket_rows]
+        rows = self._values.view[self._bucket_first:].tolist()
         bar = (rows[0][0], max(r[1] for r in rows), min(r[2] for r in rows), rows[-1][3],
                float(sum(r[4] for r in rows)))
         self._strat_times.append(self._bucket)
         self._strat_values.append(bar)
-        self._bucket, self._bucket_rows = None, []
+        self._bucket = None
 
     def open_time(self, row: int, *, strategic: bool = False) -> pd.Timestamp:
         """Open time of 5-minute bar ``row`` (or of 30-minute bar ``row``)."""
-        return pd.Timestamp((self._strat_times if strategic else self._times)[row])
+        return pd.Timestamp(int((self._strat_times if strategic else self._times).view[row]))
 
     # ---------------------------------------------------------- arrays out
     def bars(self) -> Bars:
         """The 5-minute bars received so far."""
-        return _bars(self._times, self._values, self.bar_minutes)
+        return self._bars_from(0)
 
     def strategic_bars(self) -> Bars:
         """The 30-minute bars closed so far."""
-        return _bars(self._strat_times, self._strat_values, self.strategic_minutes)
+        return self._bars_from(0, strategic=True)
+
+    def _bars_from(self, first: int, *, strategic: bool = False) -> Bars:
+        """The bars from row ``first`` on (5-minute, or 30-minute closed ones)."""
+        if strategic:
+            return _bars(self._strat_times.view[first:], self._strat_values.view[first:],
+                         self.strategic_minutes)
+        return _bars(self._times.view[first:], self._values.view[first:], self.bar_minutes)
 
     def update(self) -> MarketArrays:
-        """Recompute the env arrays over every bar received (call after :meth:`add`)."""
-        if not self._strat_times:
+        """The env arrays over every bar received (call after :meth:`add`); computes only the
+        rows added since the last update (see the module docstring for the cost)."""
+        if not self.n_strategic:
             raise DataError("no 30-minute bar has closed yet; feed more history first "
                             f"(the features need about two weeks of {self.bar_minutes}-minute "
                             "bars)")
-        base = self.bars()
-        strategic = self.strategic_bars()
-        cfg = self.features
+        n, cfg = len(self), self.features
         if self._strat_rows_computed != self.n_strategic:
-            strat = strategic_features(strategic, cfg)
-            self._strat_tables = {"features_strategic": strat,
+            strategic = self.strategic_bars()
+            self._strat_tables = {"features_strategic": strategic_features(strategic, cfg),
                                   "returns_strategic": bar_returns(strategic)}
             self._latent_rows(strategic)
             self._strat_rows_computed = self.n_strategic
         assert self._strat_tables is not None
         strat = self._strat_tables["features_strategic"]
-        index = np.asarray(self._index, dtype=np.int64)
-        tact = tactical_features(base, cfg)
-        syn = synergy_features(strat, tact, index, cfg)
-        tables = {"features_strategic": strat.astype(np.float32),
-                  "features_tactical": tact.astype(np.float32),
-                  "synergy": syn.astype(np.float32),
-                  "returns_base": bar_returns(base),
-                  "returns_strategic": self._strat_tables["returns_strategic"]}
+        index = self._index.view
+        first = self._rows_done[0]
+        t0 = max(0, first - tactical_tail(cfg.fvg_max_age, cfg.fvg_body_multiplier))
+        tact = tactical_features(self._bars_from(t0), cfg).to_numpy(np.float64)[first - t0:]
+        self._tactical.put(first, tact)
+        mitigation = tact[:, TACTICAL_FEATURES.index("fvg_mitigation")]
+        syn = self._synergy.advance(strat, mitigation, index, first)
+        self._synergy_rows.put(first, syn[list(_SYNERGY_COLUMNS)].to_numpy(np.float64))
         latent = (np.stack(self._latents) if self.regime is not None
                   else np.zeros((self.n_strategic, LATENT_DIM), np.float32))
-        arrays = self._derive_new_rows(tables, base, strategic, index, latent)
-        n = len(base)
+        arrays = self._derive_new_rows(strat, index, latent)
         splits = self._splits or Splits((0, n), (n, n), (n, n))
         self.market = MarketArrays(f"stream/{n}", self.contract, splits,
                                    cfg.strategic_window, cfg.tactical_window, arrays,
                                    float(self.meta["reference_price"]))
         return self.market
 
-    def _derive_new_rows(self, tables: dict[str, pd.DataFrame], base: Bars, strategic: Bars,
-                         index: np.ndarray, latent: np.ndarray) -> dict[str, np.ndarray]:
+    def _derive_new_rows(self, strat: pd.DataFrame, index: np.ndarray,
+                         latent: np.ndarray) -> dict[str, np.ndarray]:
         """The env arrays, deriving only the rows added since the last update.
 
         Every derived row is a function of a bounded window of earlier rows (rolling means,
@@ -262,17 +277,26 @@ class MarketStream:
         just long enough for those windows, and its new rows are appended to the ones kept
         from earlier updates (which, being causal, never change).
         """
-        n, s = len(base), len(strategic)
+        n, s = len(self), self.n_strategic
         new_base, new_strat = self._rows_done
         cfg = self.features
         b0 = max(0, new_base - (max(cfg.tactical_window, SHORT_MEAN_BARS, self.atr_bars) + 2))
         s0 = max(0, int(index[b0]) - cfg.strategic_window - 1)
-        tail = {name: frame.iloc[s0:] if name in _STRATEGIC_TABLES else frame.iloc[b0:]
-                for name, frame in tables.items()}
-        derived = derive_arrays(tail, self.meta, base.frame.iloc[b0:], strategic.frame.iloc[s0:],
+        base = self._bars_from(b0).frame
+        r0 = max(0, b0 - 1)  # the first row's log return reads the bar before it
+        assert self._strat_tables is not None
+        tail = {"features_strategic": strat.iloc[s0:].astype(np.float32),
+                "features_tactical": pd.DataFrame(self._tactical.view[b0:], index=base.index,
+                                                  columns=list(TACTICAL_FEATURES)
+                                                  ).astype(np.float32),
+                "synergy": pd.DataFrame(self._synergy_rows.view[b0:], index=base.index,
+                                        columns=list(_SYNERGY_COLUMNS)).astype(np.float32),
+                "returns_base": bar_returns(self._bars_from(r0)).iloc[b0 - r0:],
+                "returns_strategic": self._strat_tables["returns_strategic"].iloc[s0:]}
+        derived = derive_arrays(tail, self.meta, base, self._bars_from(s0, strategic=True).frame,
                                 index[b0:] - s0, latent[s0:], self.atr_bars)
         derived["synergy_direction"] = tail["synergy"]["synergy_direction"].to_numpy(np.float64)
-        derived["strategic_index"] = index[b0:]
+        derived["strategic_index"] = index[b0:].copy()
         steps = derived["close_step"]
         derived["close_step"] = np.where(steps >= 0, steps + b0, -1)
         out = {}
@@ -337,11 +361,10 @@ def bar_values(open_time: Any, bar: tuple[Any, ...]) -> tuple[float, ...]:
     return tuple(float(v) for v in bar)
 
 
-def _bars(times: list[int], values: Sequence[tuple[float, ...]], minutes: int) -> Bars:
-    """A Bars table from open times (ns) and OHLCV tuples."""
-    index = pd.DatetimeIndex(np.asarray(times, dtype="datetime64[ns]"), name="open_time")
-    frame = pd.DataFrame(np.asarray(values, dtype=np.float64).reshape(-1, len(COLUMNS)),
-                         index=index, columns=list(COLUMNS))
+def _bars(times: np.ndarray, values: np.ndarray, minutes: int) -> Bars:
+    """A Bars table from open times (ns) and OHLCV rows (copied: the stream's arrays grow)."""
+    index = pd.DatetimeIndex(times.astype("datetime64[ns]"), name="open_time")
+    frame = pd.DataFrame(values.copy(), index=index, columns=list(COLUMNS))
     return Bars(frame=frame, bar_minutes=minutes, source="stream")
 
 

@@ -35,7 +35,8 @@ Benchmarks (the module that runs each, from the repository root):
            market: expected and realised net daily dollar Sharpe and net P&L.
   latency  experiments/latency.py: per-bar decision latency on one CPU thread,
            p50/p99 of the tactical and strategic steps without and with the
-           50-pass MC consensus and the gates, and the stream's feature update.
+           50-pass MC consensus and the gates, and the stream's feature update
+           after each --history-days length (default 30 days and 5 years).
            Targets: p99 tactical < 1 ms, strategic < 5 ms.
 
 --quick makes a smoke run: it only checks that a benchmark runs; its figures
@@ -44,6 +45,7 @@ are not results. What it shrinks, per benchmark:
   data, market  a 20-day market (--days still wins)
   env           2,000 actions, 0.5 s of timed stepping per env
   latency       20 timed steps (5 warm-up) per variant, 7 bars of the stream
+                after 30 and 35 days of history
   team          every training run is experiments.run --quick (2 iterations,
                 a 20-day market), evaluated on at most 60 days
   learn, train  no smoke run (an error): use --iterations / --timed-iterations
@@ -145,7 +147,9 @@ def _latency(args: argparse.Namespace) -> Figures:
     """The decision-latency benchmark (experiments/latency.py)."""
     from experiments import latency
 
-    return latency.run(checkpoint=args.checkpoint, repeats=args.repeats, quick=args.quick)
+    days = tuple(int(d) for d in args.history_days.split(",")) if args.history_days else None
+    return latency.run(checkpoint=args.checkpoint, repeats=args.repeats, quick=args.quick,
+                       history_days=days)
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
@@ -189,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latency: time this checkpoint's actors (default: fresh ones)")
     parser.add_argument("--repeats", type=int,
                         help="latency: timed decision steps per variant (default 5000)")
+    parser.add_argument("--history-days", default=None,
+                        help="latency: comma-separated trading days of history before the "
+                             "stream's timed bars (default 30,1260 = 30 days and 5 years)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: checks that the benchmark runs, its figures are not "
                              "results (what it shrinks per benchmark: see above; learn and "

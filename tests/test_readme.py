@@ -19,9 +19,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +102,7 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "ray get-auth-token --generate": Entry(
         subs=(("6379", "{port}"), ("--dashboard-host=127.0.0.1",
                                    "--dashboard-host=127.0.0.1 --dashboard-port={dport}"),
-              ("/tmp/ray-worker", "{work}/ray-worker"),
+              ("/tmp/ray-worker", "{short}/ray-worker"),
               ("rde.yaml --quick", "rde.yaml --quick" + ONE_ITER),
               ("strategic.yaml --quick", "strategic.yaml --quick" + ONE_ITER)),
         marks=RAY, cluster=True, timeout=600),
@@ -260,7 +262,9 @@ def test_block(block: Block, work: Path, request: pytest.FixtureRequest) -> None
         return
     if "test.sh" in block.text and not REPO_VENV:
         pytest.skip("scripts/test.sh runs on the repository's .venv; pytest runs on another")
-    values = {"port": str(_free_port()), "dport": str(_free_port())}
+    # {short}: a short temp path (a Ray node's socket paths must stay under 108 bytes)
+    values = {"port": str(_free_port()), "dport": str(_free_port()),
+              "short": tempfile.mkdtemp(prefix="rs", dir="/tmp")}
     if entry.needs_checkpoint:
         values["checkpoint"] = request.getfixturevalue("checkpoint")
     if entry.setup:
@@ -273,20 +277,31 @@ def test_block(block: Block, work: Path, request: pytest.FixtureRequest) -> None
         home.mkdir(exist_ok=True)
     cmd = ["bash", "-euo", "pipefail", str(script)] if block.lang == "bash" \
         else [sys.executable, str(script)]
-    _run(cmd, work, entry, home)
+    try:
+        _run(cmd, work, entry, home)
+    finally:
+        shutil.rmtree(values["short"], ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(work: Path) -> str:
     """The best checkpoint of the module's strategic quick run (the quick start's block
-    makes it; run here where that block did not run first)."""
-    summaries = sorted(work.glob("results/strategic-quick/*/summary.json"))
-    if not summaries:
+    makes it; run here where that block did not run first). Runs whose trials went to an
+    ``output.storage`` elsewhere (the cluster block's) are not taken."""
+
+    def local_best() -> list[str]:
+        found = []
+        for summary in sorted(work.glob("results/strategic-quick/*/summary.json")):
+            best = json.loads(summary.read_text()).get("best_checkpoint")
+            path = str(best["path"] if isinstance(best, dict) else best)
+            if best and Path(path).is_relative_to(summary.parent):
+                found.append(path)
+        return found
+
+    if not local_best():
         _run([str(BIN / "python"), "-m", "experiments.run", "strategic.yaml", "--quick",
               "--set", "stop.iterations=1"], work, Entry())
-        summaries = sorted(work.glob("results/strategic-quick/*/summary.json"))
-    best = json.loads(summaries[-1].read_text())["best_checkpoint"]
-    return str(best["path"] if isinstance(best, dict) else best)
+    return local_best()[0]
 
 
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in BLOCKS
@@ -317,7 +332,8 @@ def test_results_tree_names_what_a_run_writes(checkpoint: str, work: Path) -> No
     (but ``evaluation-<split>-2/``, which a later ``algospace evaluate`` writes)."""
     run = next(Path(checkpoint).parents[i] for i in range(4)
                if (Path(checkpoint).parents[i] / "summary.json").is_file())
-    names = [line.split()[0] for line in RESULTS_TREE.text.splitlines()[1:]]
+    names = [tok for tok in (line.split()[0] for line in RESULTS_TREE.text.splitlines()[1:])
+             if tok.endswith("/") or re.fullmatch(r"[\w<>-]+\.[a-z]+", tok)]
     names += re.findall(r"[\w.*]+\.(?:json|csv|html|png|tfevents\.\*)", RESULTS_TREE.text)
     patterns = {re.sub(r"<[^>]*>|\d{6}", "*", name.rstrip("/")) for name in names
                 if "-2" not in name}

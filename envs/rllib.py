@@ -171,6 +171,16 @@ class RLlibEnv(ParallelPettingZooEnv):
             obs = self.sharing.pad(obs)
         return obs, infos
 
+    def get_rng_state(self) -> dict[str, Any]:
+        """The random state episodes draw from (``--resume`` carries it in a checkpoint)."""
+        return {"last_seed": self._last_seed,
+                "np_random": self.par_env.np_random.bit_generator.state}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`get_rng_state` returned."""
+        self._last_seed = state["last_seed"]
+        self.par_env.np_random.bit_generator.state = state["np_random"]
+
     def step(self, action_dict: dict[str, Any]) -> tuple[dict[str, Any], ...]:
         """Step the env; strategic agents observe only at their decisions and at the end."""
         env = self.par_env

@@ -387,7 +387,8 @@ def test_shipped_config_validates(name: str, quick: bool, tmp_path: Path) -> Non
         if cfg.phase != "rde":
             assert cfg.env_name in ("strategic_v0", "tactical_v0", "joint_v0")
         if quick:
-            assert cfg.stop.iterations == 2 and cfg.data.synthetic.days <= 20
+            assert cfg.stop.iterations == 2 and cfg.data.synthetic.days <= (
+                40 if cfg.evaluation.walk_forward else 20)  # walk-forward: 3 folds need room
         if name.startswith("sweeps/"):
             assert experiment.spaces, f"{name} searches nothing"
         last: dict[str, Any] = {}  # one trial: every space at its last value (or upper bound)

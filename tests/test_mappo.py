@@ -209,7 +209,8 @@ from algospace.config import PPOSettings
 from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.diagnostics import VALUE_DIAGNOSTICS
 from algospace.config import EnvConfig
-ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+         configure_logging=False)
 data = DataConfig(synthetic=SyntheticConfig(days=30, seed=7), cache_dir=sys.argv[1])
 cfg = TrainConfig(env="joint_v0", env_config=EnvConfig(data=data, episode_steps=48),
                   iterations=2, num_env_runners=0, num_envs_per_env_runner=1,

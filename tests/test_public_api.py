@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,23 @@ def test_import_algospace_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize("phase", ["strategic", "tactical", "coordination", "joint"])
+def test_python_defaults_equal_a_yaml_that_sets_nothing(phase: str, tmp_path: Path) -> None:
+    """``train(TrainConfig(env=...))`` trains what a phase YAML with no settings trains: the
+    same market (built-in, calibrated signal), PPO settings, model, resources, budget and
+    checkpoint rhythm — one definition of each default."""
+    from algospace.config import load_experiment
+    from algospace.training.builder import TrainConfig
+    from algospace.tune.trainables import train_config
+
+    path = tmp_path / f"{phase}.yaml"
+    path.write_text(f"phase: {phase}\n")
+    from_yaml = train_config(load_experiment(path).config)
+    from_python = TrainConfig(env=from_yaml.env)
+    differ = {f.name: (getattr(from_yaml, f.name), getattr(from_python, f.name))
+              for f in dataclasses.fields(TrainConfig)
+              if getattr(from_yaml, f.name) != getattr(from_python, f.name)}
+    assert differ == {}
+    assert from_python.env_config.data.synthetic.signal > 0  # not a market of pure noise

@@ -45,7 +45,7 @@ def test_report_files_and_content(checkpoint: str, tmp_path: Path) -> None:
     report = evaluate(EvaluateConfig(checkpoint, out=str(out), random_seeds=3, bootstrap=200),
                       log=lambda _: None)
     for name in ("report.json", "report.html", "equity.png", "positions.png", "actions.png",
-                 "monthly.png"):
+                 "monthly.png", "costs.png", "hours.png"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "report.json").read_text())
     assert saved["split"] == "test" and not saved["in_sample"]
@@ -78,7 +78,7 @@ def test_report_files_and_content(checkpoint: str, tmp_path: Path) -> None:
     page = (out / "report.html").read_text()
     assert "Two-gate decision" in page and "<th>agents, gated</th>" in page
     assert f"held back {counts['held_back']:,} trades" in page
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 6
     assert "http://" not in page and "https://" not in page  # opens offline
     assert not list(tmp_path.glob(".report.tmp*"))
 
@@ -104,6 +104,8 @@ def test_evaluating_on_another_csv(checkpoint: str, tmp_path: Path) -> None:
     # a CSV evaluated for a built-in-market checkpoint trades the contract it trained on
     assert report["costs_assumed"]["symbol"] == "MES"
     assert report["period"]["bars"] > 0
+    # no hidden regime in a CSV: that attribution table is left out, the others are there
+    assert "regime" not in report["attribution"] and "layer" in report["attribution"]
 
 
 def test_cli_errors_and_success(checkpoint: str, tmp_path: Path,

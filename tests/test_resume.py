@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 ITERATIONS = 6
 BATCH = QUICK["training.train_batch_size"]
 RUN_FILE = "algospace_run.json"
-INTERRUPTED = "interrupted: checkpoints are kept; continue with --resume"
+INTERRUPTED = "interrupted: checkpoints are kept; continue with python -m experiments.run "
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
                                 reason="finds a session's processes in /proc")
@@ -239,6 +240,8 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path) -> None:
         output = log.read_text()
         assert proc.returncode == 130, output[-3000:]
         assert INTERRUPTED in output
+        assert f"{INTERRUPTED}{shlex.join(_argv(tmp_path)[3:])} --resume\n" in output
+        assert "Tuner.restore(" not in output  # Ray's own hint, for its Python API
         deadline = time.monotonic() + 15  # Ray shuts down with the driver
         while _session_processes(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -334,3 +337,158 @@ def test_ray_internals_need_the_pinned_ray(monkeypatch: pytest.MonkeyPatch) -> N
     with (pytest.raises(AlgoSpaceError, match=rf"Ray {RAY_VERSION}.*Ray 9\.9\.9 is installed"),
           resumable_tune_state()):
         pass
+
+
+# ------------------------------------------------------------------ messages (no Ray)
+def test_ctrl_c_prints_the_exact_command_to_resume(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "run", interrupted)
+    argv = ["strategic.yaml", "--quick", "--name", "my run", "--set", "training.lr=1e-4",
+            "--set", "output.dir=/tmp/a b"]
+    assert run_main(argv) == 130
+    assert capsys.readouterr().err == (
+        "interrupted: checkpoints are kept; continue with python -m experiments.run "
+        "strategic.yaml --quick --name 'my run' --set training.lr=1e-4 "
+        "--set 'output.dir=/tmp/a b' --resume\n")
+
+
+def _started(tmp: Path, file: Path, *sets: str) -> Path:
+    """An unfinished run of ``file`` (quick) as the runner leaves it, started with ``sets``."""
+    from algospace.tune.plan import Plan, RunOptions, load_phase
+    from algospace.tune.resume import command_record
+
+    opts = RunOptions(str(file), quick=True, sets=sets)
+    experiment = load_phase(str(file), opts)
+    plan = Plan(experiment, True)
+    run = Path(plan.config.output.dir) / plan.name / "20200101-000000"
+    run.mkdir(parents=True)
+    (run / "tuner.pkl").write_bytes(b"")
+    (run / EXPERIMENT_FILE).write_text(json.dumps(
+        {"source": experiment.source, "raw": experiment.raw, "quick": True, "handoff": [],
+         "regime": None, "tune_dir": str(run),
+         "command": command_record(opts, experiment.source)}, default=str))
+    return run
+
+
+def _resume_notes(file: Path, *sets: str) -> tuple[list[str], Any]:
+    from algospace.tune.plan import Plan, RunOptions, load_phase
+    from algospace.tune.resume import resumed_plan
+
+    notes: list[str] = []
+    opts = RunOptions(str(file), quick=True, sets=sets, resume=True)
+    plan = resumed_plan(Plan(load_phase(str(file), opts), True), notes.append, sets)
+    return notes, plan
+
+
+@pytest.fixture
+def phase_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of strategic.yaml in a working directory of its own (results go under it)."""
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / "strategic.yaml"
+    file.write_text((REPO / "tune_configs" / "strategic.yaml").read_text())
+    return file
+
+
+def test_resume_without_the_original_sets_notes_nothing(phase_file: Path) -> None:
+    run = _started(phase_file.parent, phase_file, "training.lr=1e-4", "seed=3")
+    notes, plan = _resume_notes(phase_file)
+    assert notes == []
+    assert plan.resume_dir == run
+    assert plan.experiment.raw["seed"] == 3  # the run's stored settings
+
+
+def test_resume_names_each_set_that_differs(phase_file: Path) -> None:
+    run = _started(phase_file.parent, phase_file, "training.lr=1e-4", "seed=3")
+    notes, plan = _resume_notes(phase_file, "seed=4", "training.lr=1e-4", "stop.iterations=9")
+    assert notes == [f"[run] note: the --set items differ from those {run.name} started with "
+                     "(seed: 3 -> 4; stop.iterations: unset -> 9); it resumes with the "
+                     "settings it started with"]
+    assert plan.experiment.raw["seed"] == 3
+    assert _resume_notes(phase_file, "seed=3", "training.lr=0.0001")[0] == []
+
+
+def test_resume_names_what_changed_in_the_file(phase_file: Path) -> None:
+    run = _started(phase_file.parent, phase_file)
+    phase_file.write_text(phase_file.read_text().replace("\nseed: 0\n", "\nseed: 5\n"))
+    notes, plan = _resume_notes(phase_file)
+    assert notes == [f"[run] note: {phase_file} changed since {run.name} started (seed: 0 -> "
+                     "5); it resumes with the settings it started with"]
+    assert plan.experiment.raw["seed"] == 0
+
+
+def test_rays_restore_hint_is_filtered_from_the_console() -> None:
+    """Tune's "Resume experiment with: Tuner.restore(...)" names its Python API, not the
+    command; the runner prints its own. Tune's other warnings still get through."""
+    import logging
+
+    from algospace.tune.console import quiet_ray_console
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("ray.tune.tune")
+    handler = Keep(level=logging.INFO)
+    logger.addHandler(handler)
+    try:
+        quiet_ray_console()
+        logger.warning("Experiment has been interrupted, but the most recent state was "
+                       'saved.\nResume experiment with: Tuner.restore(path="/x", trainable=...)')
+        logger.warning("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run.")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run."]
+
+
+# ------------------------------------------------------------------ restored state (Ray)
+def _runner_snapshot(runner: Any) -> tuple[str, str]:
+    """(the env runner's module weights, its random state incl. its envs') as digests."""
+    import hashlib
+    import pickle
+
+    import torch
+
+    from algospace.training.rng import runner_state
+
+    digest = hashlib.sha256()
+    for module_id, params in sorted(runner.module.get_state().items()):
+        for name, value in sorted(params.items()):
+            digest.update(f"{module_id}/{name}".encode())
+            digest.update(torch.as_tensor(value).numpy().tobytes())
+    state = runner_state(runner)
+    state["torch"] = state["torch"].numpy()
+    return digest.hexdigest(), hashlib.sha256(pickle.dumps(state)).hexdigest()
+
+
+@pytest.mark.train
+def test_restored_env_runners_continue_from_the_checkpoint(
+        ray_session: Any, env_data: Any, tmp_path: Path) -> None:
+    """After a restore, the remote env runners hold the checkpoint's weights (RLlib sends them
+    without waiting) and the random state they had when it was taken, their envs' too."""
+    from algospace.training.builder import build_ppo_config
+    from algospace.training.rng import restore_rng, save_rng
+    from tests.test_checkpoints import tiny
+
+    cfg = tiny(env_data, tmp_path, num_env_runners=1, num_envs_per_env_runner=2)
+    first = build_ppo_config(cfg).build_algo()
+    try:
+        first.train()
+        first.save_to_path(str(tmp_path / "ckpt"))
+        save_rng(first, tmp_path / "ckpt")
+        taken = first.env_runner_group.foreach_env_runner(_runner_snapshot,
+                                                          local_env_runner=False)
+    finally:
+        first.stop()
+    second = build_ppo_config(cfg).build_algo()
+    try:
+        second.restore_from_path(str(tmp_path / "ckpt"))
+        assert restore_rng(second, tmp_path / "ckpt")
+        assert second.env_runner_group.foreach_env_runner(
+            _runner_snapshot, local_env_runner=False) == taken
+    finally:
+        second.stop()

@@ -72,14 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``algospace run``."""
-    return run_options(options(args))
+    return run_options(options(args), prog="algospace run")
 
 
-def run_options(opts: RunOptions) -> int:
-    """Run with the error handling both commands share."""
+def run_options(opts: RunOptions, prog: str = "python -m experiments.run") -> int:
+    """Run with the error handling both commands share (``prog``: the command's name, for
+    the command to resume that Ctrl-C prints)."""
     from algospace.errors import ConfigError, operational
     from algospace.tune.cluster import address
     from algospace.tune.driver import run as run_experiment
+    from algospace.tune.resume import resume_command
 
     def log(message: str) -> None:
         print(message, flush=True)
@@ -96,5 +98,5 @@ def run_options(opts: RunOptions) -> int:
         with operational(None):  # a full disk outside a run's folder (the data cache)
             run_experiment(opts, log)
 
-    return exit_status(command,
-                       interrupted="interrupted: checkpoints are kept; continue with --resume")
+    return exit_status(command, interrupted="interrupted: checkpoints are kept; continue with "
+                       f"{resume_command(opts, prog)}")

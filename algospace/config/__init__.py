@@ -22,7 +22,7 @@ from algospace.config.env import (
     RewardConfig,
     make_config,
 )
-from algospace.config.evaluation import CheckpointSection, EvaluationSection
+from algospace.config.evaluation import CheckpointSection, EvaluationSection, WalkForwardSection
 from algospace.config.experiment import (
     PHASE_ENV,
     PHASES,
@@ -108,6 +108,7 @@ __all__ = [
     "StopSection",
     "TrainingSection",
     "TuneSection",
+    "WalkForwardSection",
     "WandbSection",
     "YamlLoader",
     "blame_key",

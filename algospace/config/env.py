@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from algospace.config.data import DataConfig
+from algospace.config.evaluation import WalkForwardSection
 from algospace.errors import ConfigError
 from algospace.schema import build
 
@@ -97,6 +98,13 @@ class EnvConfig:
     """Size of the global state; must equal the layout's total (envs/core/layout.py)."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Reward settings."""
+    fold: int | None = None
+    """Walk-forward fold whose train (its ranges, embargo holes left out), val and test blocks
+    the splits are, normalised on its training bars only; None: ``data.split``. The runner
+    sets it per trial; it is not a key of a phase file."""
+    walk_forward: WalkForwardSection | None = None
+    """The walk-forward layout ``fold`` is read from (``evaluation.walk_forward``, copied here
+    by the runner); not a key of a phase file."""
 
     def __post_init__(self) -> None:
         if self.episode_steps is not None and self.episode_steps < 1:
@@ -114,6 +122,7 @@ class EnvConfig:
                 and not re.fullmatch(r"[0-9a-f]{12}", self.regime_detector):
             raise ConfigError(f"regime_detector must be a detector id (12 hex digits), got "
                               f"{self.regime_detector!r}")
+        self._check_fold()
         if self.atr_bars < 1:
             raise ConfigError(f"atr_bars must be >= 1, got {self.atr_bars!r}")
         if self.state_dim != STATE_DIM:
@@ -121,6 +130,25 @@ class EnvConfig:
                 f"state_dim is {self.state_dim} but the global-state layout has {STATE_DIM} "
                 f"named dimensions (envs/core/layout.py); set state_dim: {STATE_DIM} or change "
                 "the layout")
+
+    def _check_fold(self) -> None:
+        """A fold needs a layout that has it, and no regime latents (one detector per
+        fold is not built yet)."""
+        if self.fold is None:
+            return
+        if self.walk_forward is None:
+            raise ConfigError(f"fold {self.fold} given but no walk-forward layout; set "
+                              "evaluation.walk_forward (folds, mode, ...)")
+        if not 0 <= self.fold < self.walk_forward.folds:
+            raise ConfigError(f"fold {self.fold} does not exist: evaluation.walk_forward has "
+                              f"{self.walk_forward.folds} folds (0 to "
+                              f"{self.walk_forward.folds - 1})")
+        if self.regime_latent:
+            raise ConfigError(
+                "env.regime_latent: true is not supported with evaluation.walk_forward: the "
+                "regime detector is trained on data.split's train split, which overlaps later "
+                "folds' test blocks, and per-fold detectors are not built yet; set "
+                "env.regime_latent: false")
 
 
 def make_config(config: EnvConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> EnvConfig:

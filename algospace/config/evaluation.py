@@ -4,9 +4,10 @@ agents are judged during and after training."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from algospace.config.model import CONSENSUS_THRESHOLD
+from algospace.data.walkforward import check_layout
 from algospace.errors import ConfigError
 
 
@@ -33,6 +34,44 @@ class CheckpointSection:
 
 
 @dataclass(frozen=True)
+class WalkForwardSection:
+    """Walk-forward folds with purge and embargo (:mod:`algospace.data.walkforward`)."""
+
+    folds: int = 4
+    """Folds; their test blocks tile the last ``folds × test_fraction`` of the bars in time
+    order (>= 2)."""
+    mode: Literal["anchored", "rolling"] = "anchored"
+    """``anchored``: every fold trains from the first bar; ``rolling``: on a window of
+    ``train_fraction`` of the bars ending before its validation block."""
+    val_fraction: float = 0.1
+    """Each fold's validation block, as a fraction of all bars."""
+    test_fraction: float = 0.1
+    """Each fold's test block, as a fraction of all bars."""
+    train_fraction: float | None = None
+    """Rolling training window, as a fraction of all bars; null: the first fold's training."""
+    purge_bars: int | str = "auto"
+    """Base bars left out between train and val and between val and test; ``auto``: the
+    longest feature look-back plus one episode."""
+    embargo_bars: int | str = "auto"
+    """Base bars after each test block left out of later folds' training; ``auto``: the
+    longest feature look-back."""
+
+    def __post_init__(self) -> None:
+        check_layout(self.folds, self.mode, self.val_fraction, self.test_fraction,
+                     self.train_fraction)
+        for name in ("purge_bars", "embargo_bars"):
+            value = getattr(self, name)
+            if value != "auto" and not (isinstance(value, int) and value >= 0):
+                raise ConfigError(f"evaluation.walk_forward.{name} must be a number of base "
+                                  f"bars >= 0 or auto, got {value!r}")
+
+    def layout(self) -> dict[str, Any]:
+        """Keyword arguments of ``walk_forward_folds`` (purge and embargo resolved apart)."""
+        return {"folds": self.folds, "mode": self.mode, "val_fraction": self.val_fraction,
+                "test_fraction": self.test_fraction, "train_fraction": self.train_fraction}
+
+
+@dataclass(frozen=True)
 class EvaluationSection:
     """Validation metrics during training and the report at the end."""
 
@@ -52,6 +91,8 @@ class EvaluationSection:
     """Gate 2's MC-consensus threshold in that run."""
     mc_passes: int = 50
     """MC-dropout passes per decision in that run."""
+    walk_forward: WalkForwardSection | None = None
+    """Walk-forward folds (keys below); null: off, ``data.split`` is the single split."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gate_threshold <= 1.0:

@@ -137,6 +137,12 @@ class ExperimentConfig:
             raise ConfigError(f"checkpoint.score is {self.checkpoint.score!r} but "
                               "evaluation.validation is false, so no validation metrics are "
                               "reported; turn it on or score by episode_return_mean")
+        if self.evaluation.walk_forward is not None and self.env.regime_latent:
+            raise ConfigError(
+                "env.regime_latent: true is not supported with evaluation.walk_forward: the "
+                "regime detector is trained on data.split's train split, which overlaps later "
+                "folds' test blocks, and per-fold detectors are not built yet; set "
+                "env.regime_latent: false (or evaluation.walk_forward: null)")
         if self.training.minibatch_size > self.training.train_batch_size:
             raise ConfigError(
                 f"training.minibatch_size ({self.training.minibatch_size}) is larger than "

@@ -180,14 +180,18 @@ def build_experiment(raw: dict[str, Any], source: str = "<config>") -> Experimen
     if isinstance(env, dict):
         for key, why in (("data", "the data is set in the top-level data section"),
                          ("split", "training uses the train split; evaluation.split picks "
-                                   "the final evaluation's")):
+                                   "the final evaluation's"),
+                         ("fold", "the runner runs one trial per fold of "
+                                  "evaluation.walk_forward"),
+                         ("walk_forward", "set evaluation.walk_forward")):
             if key in env:
                 raise ConfigError(f"env.{key}: not set here — {why}")
         if "random_start" in env and env["random_start"] is False:
             raise ConfigError("env.random_start: false would replay the same episodes; "
                               "training draws random episode starts")
     config = build(ExperimentConfig, raw, "")
-    return dataclasses.replace(config, env=dataclasses.replace(config.env, data=config.data))
+    return dataclasses.replace(config, env=dataclasses.replace(
+        config.env, data=config.data, walk_forward=config.evaluation.walk_forward))
 
 
 def _extract_spaces(node: Any, path: str, spaces: dict[str, dict[str, Any]]) -> Any:
@@ -257,7 +261,15 @@ def field_type(path: str) -> Any:
             names = [f.name for f in dataclasses.fields(tp)]
             raise ConfigError(f"{'.'.join(parts[:i + 1])}: unknown key.{did_you_mean(part, names)} "
                               f"Known keys here: {', '.join(names)}")
-        tp = hints[part]
+        tp = optional_section(hints[part])
+    return tp
+
+
+def optional_section(tp: Any) -> Any:
+    """``X`` for an optional section ``X | None`` (``X`` a dataclass), else ``tp``."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(args) == 1 and len(typing.get_args(tp)) == 2 and dataclasses.is_dataclass(args[0]):
+        return args[0]
     return tp
 
 

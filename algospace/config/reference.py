@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 from algospace.config.experiment import ExperimentConfig
+from algospace.config.loader import optional_section
 from algospace.schema import to_dict
 
 
@@ -41,9 +42,10 @@ def schema_reference() -> str:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             key = f"{prefix}{f.name}"
-            if key in ("env.data", "env.split", "env.regime_detector"):
+            if key in ("env.data", "env.split", "env.regime_detector", "env.fold",
+                       "env.walk_forward"):
                 continue  # the data is top-level; training uses the train split; the
-                # runner sets the regime detector from handoff.regime
+                # runner sets the regime detector (handoff.regime) and the walk-forward fold
             tp = hints[f.name]
             if dataclasses.is_dataclass(tp):
                 walk(tp, f"{key}.")
@@ -52,6 +54,8 @@ def schema_reference() -> str:
                 else f.default_factory()  # type: ignore[operator]
             shown = json.dumps(to_dict(value), default=str)
             lines.append(f"| `{key}` | `{shown}` | {docs.get(f.name, '')} |")
+            if optional_section(tp) is not tp:  # an optional section: its keys too
+                walk(optional_section(tp), f"{key}.")
             item = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
             if item is not None and dataclasses.is_dataclass(item):
                 walk(item, f"{key}[].")

@@ -55,6 +55,7 @@ import pandas as pd
 from algospace.config import EnvConfig
 from algospace.errors import ConfigError
 from algospace.evaluation.baselines import run_baselines
+from algospace.evaluation.decisions import DecisionLog, Decisions
 from algospace.evaluation.metrics import Metrics, compute_metrics
 from algospace.evaluation.oracles import (
     LAYERS,
@@ -122,6 +123,11 @@ class Backtest:
     """Realised and expected capture of the oracles (built-in market only)."""
     layer: str = "joint"
     """The env's own layer: which oracle ``capture_of_oracle`` divides by."""
+    decisions: Decisions | None = field(default=None, repr=False)
+    """Per executed bar: the account's target and bracket, the tile, the layer that moved
+    the target (to re-run the account at other costs, and to attribute the P&L)."""
+    initial_equity: float = 100_000.0
+    """The equity the chained curve starts from (dollars)."""
 
 
 def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *,
@@ -147,6 +153,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
     synergy = _synergy_direction(prepared, _base_rows(env, np.arange(len(ohlc)))) \
         if team is not None else None
     gates: list[Any] = []
+    log = DecisionLog(single=len(env.possible_agents) == 1)
     pnl: list[float] = []
     rows: list[int] = []
     held: list[int] = []
@@ -172,14 +179,17 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
             team.reset()
         while env.agents:
             pos = env._pos
+            latched = log.latches(env)
             if plain is not None:
-                obs, _, terms, _, _ = env.step(plain(obs, env.decision))
+                target = env.decide(plain(obs, env.decision))
             else:
                 assert team is not None and synergy is not None
                 gate = team.decide(env, obs, pos, synergy_direction=float(synergy[pos]),
                                    initial_equity=cfg.initial_equity)
                 gates.append(gate)
-                obs, _, terms, _, _ = env.execute(gate.target)
+                target = gate.target
+            log.add(env, tile, latched, target)
+            obs, _, terms, _, _ = env.execute(target)
             rows.append(pos + 1)
             pnl.append(acct.equity - before)
             chained += pnl[-1]
@@ -220,7 +230,8 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
     return Backtest(env_name, cfg.split, equity, positions, trade_log, turnover, metrics,
                     baselines, n_tiles, bars, contract, ruined,
                     rule_signal, gate_counts(gates) if team is not None else None,
-                    limit, ruin_level, oracles, oracle_capture, env_layer(env))
+                    limit, ruin_level, oracles, oracle_capture, env_layer(env),
+                    log.decisions(), initial)
 
 
 def env_layer(env: Any) -> str:

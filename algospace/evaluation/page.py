@@ -66,6 +66,37 @@ def _oracle_html(report: dict[str, Any]) -> str:
             f"<th>Sharpe</th><th>trades</th></tr>{rows}</table>")
 
 
+_ATTRIBUTION = (("layer", "layer that moved the target"), ("side", "long / short"),
+                ("regime", "hidden regime"), ("volatility", "volatility tercile"),
+                ("weekday", "weekday"), ("hour", "session hour"))
+
+
+def _breakdown_html(report: dict[str, Any]) -> str:
+    """The cost sensitivity and the attribution tables."""
+    sens, parts = report["cost_sensitivity"], report["attribution"]
+    rows = "".join(
+        f"<tr><td>{r['multiple']:g}×</td><td>{_fmt(r['net_pnl'], '{:,.0f}')}</td>"
+        f"<td>{_fmt(r['sharpe'], '{:.2f}')}</td><td>{r['trades']}</td>"
+        f"<td>{_fmt(r['costs'], '{:,.0f}')}</td><td>{'yes' if r['ruined'] else ''}</td></tr>"
+        for r in sens["rows"])
+    tables = []
+    for key, title in _ATTRIBUTION:
+        if key in parts:
+            cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v['pnl'], '{:,.2f}')}"
+                            f"</td><td>{v['bars']:,}</td></tr>" for k, v in parts[key].items())
+            tables.append(f"<table style='display:inline-table;vertical-align:top;"
+                          f"margin-right:1em'><tr><th>{title}</th><th>net P&L ($)</th>"
+                          f"<th>bars</th></tr>{cells}</table>")
+    return (f"<p><b>Cost sensitivity</b>: the agents' decisions re-run through the account "
+            f"with commission and slippage × multiple (no re-decision; tiles and ruin stop "
+            f"as above). Break-even: {html.escape(sens['break_even_note'])}.</p>"
+            f"<table><tr><th>costs</th><th>net P&L ($)</th><th>Sharpe (daily)</th>"
+            f"<th>trades</th><th>costs paid ($)</th><th>ruined</th></tr>{rows}</table>"
+            f"<p><b>P&L attribution</b> of the net P&L "
+            f"(${parts['total_net_pnl']:,.2f}; each table sums to it): per bar, the change "
+            f"in equity over the bar, costs charged on it included.</p>{''.join(tables)}")
+
+
 def write_html(report: dict[str, Any], folder: Path) -> None:
     """The self-contained report page (images embedded)."""
     gated = report.get("gated")
@@ -140,6 +171,9 @@ ${report['pnl_difference_vs_best']['high_97.5']:,.0f}]. Sharpe difference:
 {img('positions.png', 'price, trades and position')}
 {img('actions.png', 'action distribution')}
 {img('monthly.png', 'monthly returns')}
+{_breakdown_html(report)}
+{img('costs.png', 'net P&L against the cost multiple')}
+{img('hours.png', 'net P&L per hour and weekday')}
 <p>Checkpoint: <code>{html.escape(report['checkpoint'])}</code>. Figures in
 <code>report.json</code>.</p></body></html>
 """

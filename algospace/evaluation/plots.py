@@ -1,6 +1,7 @@
-"""The report's figures: equity and drawdown, price and trades, actions, monthly returns.
+"""The report's figures: equity and drawdown, price and trades, actions, monthly returns,
+net P&L against the cost multiple, and net P&L per hour and weekday.
 
-:func:`write_plots` writes the four PNGs of an evaluation
+:func:`write_plots` writes the six PNGs of an evaluation
 (:mod:`algospace.evaluation.report`) into its folder; matplotlib is imported
 there, with the ``Agg`` backend (no display needed).
 """
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from algospace.evaluation.attribution import hour_weekday
 from algospace.evaluation.backtest import Backtest
 from algospace.evaluation.metrics import Metrics
 
@@ -69,7 +71,7 @@ def _equity_plot(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
 def write_plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
            counts: dict[str, Counter[int]], report: dict[str, Any], folder: Path,
            window_days: int, gated: pd.Series | None = None) -> None:
-    """Write the four PNGs."""
+    """Write the six PNGs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,6 +142,47 @@ def write_plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
     ax.set_title("monthly P&L over the capital base")
     fig.tight_layout()
     fig.savefig(folder / "monthly.png", dpi=100)
+    plt.close(fig)
+    _cost_plot(report, folder)
+    _hour_weekday_plot(bt, folder)
+
+
+def _cost_plot(report: dict[str, Any], folder: Path) -> None:
+    """``costs.png``: net P&L of the same decisions at each multiple of the costs."""
+    import matplotlib.pyplot as plt
+
+    sens = report["cost_sensitivity"]
+    x = [r["multiple"] for r in sens["rows"]]
+    y = [r["net_pnl"] for r in sens["rows"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(x, y, marker="o")
+    ax.axhline(0.0, color="grey", lw=0.6)
+    if sens["break_even_multiple"] is not None:
+        ax.axvline(sens["break_even_multiple"], color="tab:red", lw=0.8, ls=":",
+                   label=f"break-even {sens['break_even_multiple']:.2f}×")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set(xlabel="commission and slippage × multiple", ylabel="net P&L ($)",
+           title="agents' net P&L, same decisions, scaled costs")
+    fig.tight_layout()
+    fig.savefig(folder / "costs.png", dpi=100)
+    plt.close(fig)
+
+
+def _hour_weekday_plot(bt: Backtest, folder: Path) -> None:
+    """``hours.png``: the agents' net P&L per session hour and weekday (heatmap)."""
+    import matplotlib.pyplot as plt
+
+    grid = hour_weekday(bt)
+    values = grid.to_numpy(np.float64)
+    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.28 * max(1, len(grid))))
+    limit = float(np.abs(values).max()) if values.size and np.abs(values).max() > 0 else 1.0
+    image = ax.imshow(values, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(len(grid.columns)), list(grid.columns))
+    ax.set_yticks(range(len(grid)), [f"{h:02d}:00" for h in grid.index], fontsize=7)
+    fig.colorbar(image, ax=ax, label="net P&L ($)")
+    ax.set_title("net P&L by session hour (bar open) and weekday")
+    fig.tight_layout()
+    fig.savefig(folder / "hours.png", dpi=100)
     plt.close(fig)
 
 

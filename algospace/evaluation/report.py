@@ -12,10 +12,14 @@ goes to ``evaluation-<split>-2`` (``-3``, …) instead (:func:`report_dir`):
   the feature normalisation came from, the agents' metrics, every baseline's
   metrics on the same bars (random: mean and spread over several seeds), a
   bootstrap confidence interval of the Sharpe difference to the best
-  baseline, per-agent action counts and monthly returns;
+  baseline, per-agent action counts, monthly returns, the cost sensitivity
+  (:mod:`algospace.evaluation.costs`) and the P&L attribution
+  (:mod:`algospace.evaluation.attribution`);
 - ``equity.png`` (equity with the drawdown underneath), ``positions.png``
   (price, position and trades over the last few days), ``actions.png``
-  (per-agent action distribution), ``monthly.png`` (monthly returns table);
+  (per-agent action distribution), ``monthly.png`` (monthly returns table),
+  ``costs.png`` (net P&L against the cost multiple), ``hours.png`` (net P&L per hour
+  and weekday);
 - ``report.html`` — one self-contained page with all of it (images inline,
   opens offline).
 
@@ -57,6 +61,7 @@ import pandas as pd
 
 from algospace.config import STRATEGIC_AGENTS, DataConfig
 from algospace.errors import ConfigError
+from algospace.evaluation.attribution import attribution, regime_labels
 from algospace.evaluation.backtest import (
     Backtest,
     Observations,
@@ -66,6 +71,7 @@ from algospace.evaluation.backtest import (
 )
 from algospace.evaluation.baselines import baseline_equity
 from algospace.evaluation.bootstrap import pnl_difference_ci, sharpe_difference_ci
+from algospace.evaluation.costs import cost_sensitivity
 from algospace.evaluation.metrics import (
     ANNUALISATION,
     daily_returns,
@@ -323,6 +329,8 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
         "pnl_difference_vs_best": pnl_ci,
         "actions": _action_table(counts),
         "monthly_returns": _monthly(bt.equity, initial),
+        "cost_sensitivity": cost_sensitivity(bt),
+        "attribution": attribution(bt, regime_labels(prepared, bt.equity.index)),
     }
     if bt.oracles:
         report["oracles"] = {layer: {**to_dict(run.metrics), "expected_pnl": run.expected_pnl}

@@ -15,12 +15,14 @@ from algospace.config import (
     STRATEGIC_AGENTS,
     TACTICAL_AGENTS,
     Algorithm,
+    CheckpointSection,
     EnvConfig,
     EnvName,
     ModelSettings,
     OutputSection,
     PPOSettings,
     ResourcesSection,
+    StopSection,
     TuneSection,
 )
 from algospace.errors import ConfigError
@@ -57,8 +59,8 @@ class TrainConfig:
     algorithm: Algorithm = "mappo"
     """``mappo``: shared centralized critic; ``ippo``: per-agent critics on local obs (the
     only choice on single_v0, whose one agent has no team for the critic)."""
-    iterations: int = 10
-    """Training iterations."""
+    iterations: int = StopSection.iterations
+    """Training iterations (the YAMLs' ``stop.iterations`` default)."""
     env_steps: int | None = None
     """Stop once this many env steps are sampled, even before ``iterations`` (None: no limit)."""
     ppo: PPOSettings = field(default_factory=PPOSettings)
@@ -73,7 +75,7 @@ class TrainConfig:
     actors for the joint phase); later sources override earlier ones."""
     resume_from: str | None = None
     """A checkpoint of this same run to continue from (weights, optimizer state, counters)."""
-    checkpoint_every: int = 10
+    checkpoint_every: int = CheckpointSection.every
     """Save a checkpoint every this many iterations (and always at the end); 0: only at
     the end."""
     seed: int = 0

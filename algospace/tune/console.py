@@ -9,7 +9,10 @@ record of those loggers still reaches the console. They are:
 - RLlib's deprecation of ``RLModule(config=...)``, raised inside RLlib's own module
   constructor (the config is built by RLlib, not by AlgoSpace);
 - Tune's "Wrote the latest version of all result files and experiment state to …" after
-  each run (the run prints its results folder).
+  each run (the run prints its results folder);
+- Tune's "Experiment has been interrupted … Resume experiment with: Tuner.restore(…)"
+  after Ctrl-C (the run prints its own command to resume, :func:`algospace.tune.resume.
+  resume_command`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ QUIET: tuple[tuple[str, re.Pattern[str]], ...] = (
                 r"been deprecated")),
     ("ray.tune.tune",
      re.compile(r"^Wrote the latest version of all result files and experiment state to ")),
+    ("ray.tune.tune",
+     re.compile(r"^Experiment has been interrupted, but the most recent state was saved\.\n"
+                r"Resume experiment with: Tuner\.restore\(")),
 )
 """(logger name, message pattern) of each filtered message."""
 

@@ -34,7 +34,7 @@ from algospace.tune.plan import (
     pipeline_files,
 )
 from algospace.tune.prepare import RDE_FILE, data_notes, prepare_data
-from algospace.tune.resume import finished, resumed_plan, runs
+from algospace.tune.resume import command_record, finished, resumed_plan, runs
 from algospace.tune.searched import best_config_line
 from algospace.tune.tuner import run_phase, start_ray
 from algospace.tune.wandb_logging import summary_note
@@ -43,9 +43,9 @@ from algospace.tune.wandb_logging import summary_note
 def plan_phase(experiment: Experiment, opts: RunOptions, log: Log,
                resume: bool = False) -> Plan:
     """Check a loaded phase, resolve its hand-off (or find the run to resume); no Ray yet."""
-    plan = Plan(experiment, opts.quick)
+    plan = Plan(experiment, opts.quick, command=command_record(opts, experiment.source))
     if resume:  # nothing to resume: say so before Ray starts
-        return resumed_plan(plan, log)
+        return resumed_plan(plan, log, opts.sets)
     attached = cluster.address(opts.address) is not None
     try:
         check_resources(plan.config, attached)

@@ -48,6 +48,12 @@ QUICK_SAMPLES = 2
 """``--quick`` runs at most this many samples of a random search."""
 QUICK_DAYS = 20
 """``--quick`` shrinks the built-in market to this many trading days."""
+QUICK_WALK_FORWARD: dict[str, Any] = {"folds": 3, "purge_bars": 300, "embargo_bars": 300}
+"""What ``--quick`` sets in ``evaluation.walk_forward`` (at most 3 folds; gaps of 300 base
+bars, not the full look-back, so that they fit a small market)."""
+QUICK_WALK_FORWARD_DAYS = 40
+"""``--quick`` shrinks the built-in market to this many days on a walk-forward run (3 folds
+need room for the indicators' warm-up and every fold's blocks)."""
 QUICK_RDE: dict[str, Any] = {"rde.max_epochs": 2, "rde.kl_warmup_epochs": 1,
                              "rde.batch_size": 32}
 
@@ -87,6 +93,9 @@ class Plan:
     regime: dict[str, Any] | None = None
     """The regime detector whose latents the phase reads (id, checkpoint, rde run
     directory; :mod:`algospace.tune.detector`), None where it reads none."""
+    command: dict[str, Any] | None = None
+    """The command line that started the run (:func:`algospace.tune.resume.command_record`),
+    kept in its experiment file."""
 
     @property
     def config(self) -> ExperimentConfig:
@@ -163,13 +172,21 @@ def quick_overrides(raw: dict[str, Any]) -> dict[str, Any]:
         scheduler = tune_section.get("scheduler")
         if isinstance(scheduler, dict) and scheduler.get("type") == "asha":
             overrides["tune.scheduler.grace_period"] = 1
+    walk_forward = _raw_value(raw, "evaluation.walk_forward")
+    if isinstance(walk_forward, dict):
+        folds = walk_forward.get("folds", QUICK_WALK_FORWARD["folds"])
+        overrides.update({f"evaluation.walk_forward.{k}": v
+                          for k, v in QUICK_WALK_FORWARD.items() if k != "folds"})
+        overrides["evaluation.walk_forward.folds"] = min(folds, QUICK_WALK_FORWARD["folds"]) \
+            if isinstance(folds, int) else folds
     data = raw.get("data") or {}
     if isinstance(data, dict) and data.get("source", "synthetic") == "synthetic":
         synthetic = data.get("synthetic") or {}
         if isinstance(synthetic, dict):  # else the schema check says what is wrong
-            days = synthetic.get("days", QUICK_DAYS)
-            overrides["data.synthetic.days"] = min(int(days), QUICK_DAYS) \
-                if isinstance(days, int) else QUICK_DAYS
+            most = QUICK_WALK_FORWARD_DAYS if walk_forward else QUICK_DAYS
+            days = synthetic.get("days", most)
+            overrides["data.synthetic.days"] = min(int(days), most) \
+                if isinstance(days, int) else most
     return overrides
 
 

@@ -135,7 +135,12 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
         summary["throughput"] = {
             "env_steps": sum(steps), "train_seconds": sum(secs),
             "env_steps_per_s": sum(steps) / sum(secs) if secs and sum(secs) > 0 else None}
-        if cfg.evaluation.final:
+        if cfg.evaluation.walk_forward is not None:  # each fold on its own test block
+            from algospace.tune.walkforward import evaluate_folds
+
+            summary["walk_forward"] = evaluate_folds(plan, results, exp_dir, score, mode, log,
+                                                      selection_trials)
+        elif cfg.evaluation.final:
             summary["evaluation"] = final_evaluation(cfg, local, exp_dir, log)
     summary["status"] = "finished"
     summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -4,7 +4,9 @@ Each is a function trainable: Tune calls it once per trial with the trial's samp
 search-space values; it rebuilds the experiment config with them, trains, reports a row
 of metrics per iteration (per epoch for the RDE) with ``tune.report`` and hands Tune a
 checkpoint every ``checkpoint.every`` iterations and at the end. A restored trial
-(``--resume``, or a restart after a failure) continues from its last checkpoint.
+(``--resume``, or a restart after a failure) continues from its last checkpoint, with the
+env runners' weights, connector state and random state of that checkpoint
+(:mod:`algospace.training.rng`).
 """
 
 from __future__ import annotations
@@ -120,10 +122,12 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
 
     from algospace.training.builder import build_ppo_config
     from algospace.training.checkpoint import run_info, write_safe_weights
+    from algospace.training.rng import restore_rng, save_rng
     from algospace.training.train import load_modules, summarise
+    from algospace.tune.walkforward import trial_config
 
     provide(data)
-    cfg = experiment.resolved(config)
+    cfg = trial_config(experiment, config)  # on its walk-forward fold, if any
     sources = local_sources(sources, trees or {})
     tcfg = train_config(cfg, sources)
     algo = build_ppo_config(tcfg).build_algo()
@@ -132,6 +136,7 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
         if restored is not None:
             with restored.as_directory() as path:
                 algo.restore_from_path(path)
+                restore_rng(algo, path)  # then it draws the numbers the run would have
             print(f"[trial] resumed from its checkpoint at iteration {algo.iteration}",
                   flush=True)
         elif sources:
@@ -159,6 +164,7 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
             with tempfile.TemporaryDirectory(prefix=".ckpt-", dir=os.getcwd()) as tmp:
                 algo.save_to_path(tmp)
                 write_safe_weights(algo, tmp)
+                save_rng(algo, tmp)
                 info = run_info(tcfg, algo)
                 info["trial_config"] = config
                 (Path(tmp) / "algospace_run.json").write_text(

@@ -17,6 +17,7 @@ from algospace.tune import cluster, storage
 from algospace.tune.plan import EXPERIMENT_FILE, Log, Plan
 from algospace.tune.results import finish
 from algospace.tune.resume import tune_dir
+from algospace.tune.walkforward import fold_space, searched_keys
 
 
 def start_ray(plan: Plan, address: str | None, log: Log,
@@ -98,7 +99,8 @@ def callbacks(plan: Plan, log: Log, exp_dir: Path) -> list[Any]:
 
     out: list[Any] = [InterruptWatch()]
     if plan.config.logging.progress:
-        out.append(ProgressTable(plan.config, log, searched=list(plan.experiment.spaces)))
+        out.append(ProgressTable(plan.config, log, searched=searched_keys(
+            plan.config, list(plan.experiment.spaces))))
     if plan.config.logging.wandb.enabled:
         from algospace.tune.wandb_logging import wandb_callback
 
@@ -147,7 +149,8 @@ def open_run(plan: Plan, score: str, mode: str, log: Log) -> tuple[Path, str, An
         storage.join(cfg.output.storage, plan.name, exp_dir.name)
     (exp_dir / EXPERIMENT_FILE).write_text(json.dumps(
         {"source": plan.experiment.source, "raw": plan.experiment.raw, "quick": plan.quick,
-         "handoff": plan.handoff, "regime": plan.regime, "tune_dir": tune_path},
+         "handoff": plan.handoff, "regime": plan.regime, "tune_dir": tune_path,
+         "command": plan.command},
         indent=2, default=str))
     return exp_dir, tune_path, build_tuner(plan, fn, exp_dir, tune_path, score, mode, log)
 
@@ -183,7 +186,8 @@ def build_tuner(plan: Plan, fn: Any, exp_dir: Path, tune_path: str, score: str, 
     stop = {"time_total_s": 60 * cfg.stop.minutes} if cfg.stop.minutes else None
     return tune.Tuner(
         fn,
-        param_space={k: tune_space(v) for k, v in plan.experiment.spaces.items()},
+        param_space={**fold_space(cfg),
+                     **{k: tune_space(v) for k, v in plan.experiment.spaces.items()}},
         tune_config=tune.TuneConfig(num_samples=cfg.tune.num_samples, scheduler=scheduler,
                                     max_concurrent_trials=cfg.resources.max_concurrent_trials,
                                     trial_dirname_creator=trial_dirname),

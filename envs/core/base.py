@@ -99,7 +99,7 @@ class TradingEnv(ParallelEnv):
 
     def _episode_starts(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Valid episode starts in the split, and their deterministic tiling."""
-        lo, hi = self.market.splits.range(self.config.split)
+        lo, hi, usable = self.market.split_rows(self.config.split, usable)
         if self.STRATEGIC_CLOCK:
             rows = self._close_step
             ok = (rows >= lo) & (rows < hi) & usable[np.maximum(rows, 0)] & (rows >= 0)

@@ -26,6 +26,15 @@ import pandas as pd
 from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS, EnvConfig
 from algospace.data.contracts import ContractSpec
 from algospace.data.splits import Normalizer, Splits
+from algospace.data.walkforward import (
+    NORMALISED,
+    Fold,
+    episode_bars,
+    fold_meta,
+    fold_normalisation,
+    resolve_gaps,
+    walk_forward_fold,
+)
 from algospace.errors import DataError
 from algospace.features.assembler import MatrixAssembler
 from algospace.features.build import (
@@ -48,6 +57,8 @@ from envs.core.layout import (
     market_state_dim,
 )
 
+STRATEGIC_EPISODE_STEPS = 92
+"""strategic_v0's default episode (30-minute steps), the longest default in base bars."""
 ARRAYS_VERSION = 1
 """Bump when what the saved arrays mean changes."""
 
@@ -77,9 +88,20 @@ class MarketArrays:
     reference_price: float = float("nan")
     """The training split's highest close: the price the default position limit is sized at
     (:mod:`algospace.market.sizing`)."""
+    train_mask: np.ndarray | None = None
+    """Per 5-minute row, whether it is a training bar (a walk-forward fold's training ranges,
+    its embargo holes False); None: every row of ``splits.train``."""
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
+
+    def split_rows(self, split: str, usable: np.ndarray) -> tuple[int, int, np.ndarray]:
+        """``split``'s ``(start, stop)`` rows and ``usable`` with the rows an episode of it may
+        not visit switched off (on train: a walk-forward fold's embargo holes)."""
+        lo, hi = self.splits.range(split)
+        if split == "train" and self.train_mask is not None:
+            usable = usable & self.train_mask
+        return lo, hi, usable
 
     @property
     def n_base(self) -> int:
@@ -92,7 +114,11 @@ def load_market(cfg: EnvConfig, log: Callable[[str], None] | None = None) -> Mar
     ident = json.dumps({"data": to_dict(cfg.data), "atr": cfg.atr_bars,
                         "latent": cfg.regime_latent, "detector": cfg.regime_detector,
                         "capital": cfg.initial_equity,
-                        "leverage": cfg.leverage_cap}, sort_keys=True, default=str)
+                        "leverage": cfg.leverage_cap, "fold": cfg.fold,
+                        "walk_forward": to_dict(cfg.walk_forward) if cfg.fold is not None
+                        else None,
+                        "episode": cfg.episode_steps if cfg.fold is not None else None},
+                       sort_keys=True, default=str)
     with _LOCK:
         if ident in _CACHE:
             return _CACHE[ident]
@@ -107,19 +133,54 @@ def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
     meta = prepared.meta
     detector = pick_detector(meta, prepared.path, cfg.regime_detector)[0] \
         if cfg.regime_latent else None
+    fold = env_fold(prepared, cfg)
     settings = {"v": ARRAYS_VERSION, "atr": cfg.atr_bars, "latent": cfg.regime_latent,
                 "detector": detector,
                 "regime": (meta.get(DETECTORS_KEY) or {}).get(detector) if detector else None}
+    splits, train_mask = prepared.splits, None
+    if fold is not None:
+        settings["fold"] = fold.as_dict()
+        meta = fold_meta_of(prepared, fold)
+        splits = Splits(train=(fold.train[0][0], fold.train[-1][1]), val=fold.val,
+                        test=fold.test)
+        train_mask = fold.train_mask(len(prepared.strategic_index))
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     folder = prepared.path / f"env-arrays-{digest.hexdigest()[:12]}"
     if not folder.is_dir():
-        _write_atomic(folder, build_arrays(prepared, replace(cfg, regime_detector=detector)))
+        _write_atomic(folder, build_arrays(prepared, replace(cfg, regime_detector=detector),
+                                           meta))
     arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
     features = FeatureConfig(**meta["features"])
     contract, _ = contract_of(meta, cfg)
-    return MarketArrays(f"{prepared.key}/{folder.name}", contract, prepared.splits,
+    return MarketArrays(f"{prepared.key}/{folder.name}", contract, splits,
                         features.strategic_window, features.tactical_window, arrays,
-                        float(meta["reference_price"]))
+                        float(meta["reference_price"]), train_mask)
+
+
+def env_fold(prepared: Prepared, cfg: EnvConfig) -> Fold | None:
+    """The walk-forward fold ``cfg.fold`` over ``prepared``'s bars (None: no fold).
+
+    ``purge_bars: auto`` counts one episode of ``cfg.episode_steps`` strategic steps (or the
+    longest default episode, strategic_v0's 92 30-minute steps): never shorter than the
+    episode of any env, so the gap holds for every phase.
+    """
+    if cfg.fold is None or cfg.walk_forward is None:
+        return None
+    wf = cfg.walk_forward
+    features = FeatureConfig(**prepared.meta["features"])
+    bar, strategic = prepared.base.bar_minutes, prepared.strategic.bar_minutes
+    episode = episode_bars(cfg.episode_steps or STRATEGIC_EPISODE_STEPS, True, bar, strategic)
+    purge, embargo = resolve_gaps(wf.purge_bars, wf.embargo_bars, features, bar, strategic,
+                                  episode)
+    return walk_forward_fold(prepared.base.open_time, cfg.fold, **wf.layout(),
+                             purge_bars=purge, embargo_bars=embargo, snap_minutes=strategic)
+
+
+def fold_meta_of(prepared: Prepared, fold: Fold) -> dict[str, Any]:
+    """``prepared.meta`` with ``fold``'s train-only normalisation and reference price."""
+    tables = {name: prepared.table(name) for name, _ in NORMALISED}
+    norms = fold_normalisation(tables, prepared.strategic_index, fold)
+    return fold_meta(prepared.meta, fold, norms, prepared.base.frame["close"].to_numpy())
 
 
 def stored_tables(prepared: Prepared) -> set[str]:
@@ -136,12 +197,15 @@ def _write_atomic(folder: Path, arrays: dict[str, np.ndarray]) -> None:
     publish_dir(folder, fill, prefix=f".tmp-{folder.name}-")
 
 
-def build_arrays(prepared: Prepared, cfg: EnvConfig) -> dict[str, np.ndarray]:
-    """Derive every env array from a prepared dataset (the slow, once-only part)."""
+def build_arrays(prepared: Prepared, cfg: EnvConfig,
+                 meta: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Derive every env array from a prepared dataset (the slow, once-only part); ``meta``:
+    the prepared meta to use (a walk-forward fold's, :func:`fold_meta_of`)."""
     tables = {name: prepared.table(name) for name in DERIVED_FROM}
     latent = _latent(prepared, cfg, len(tables["features_strategic"]))
-    return derive_arrays(tables, prepared.meta, prepared.base.frame, prepared.strategic.frame,
-                         prepared.strategic_index, latent, cfg.atr_bars)
+    return derive_arrays(tables, prepared.meta if meta is None else meta, prepared.base.frame,
+                         prepared.strategic.frame, prepared.strategic_index, latent,
+                         cfg.atr_bars)
 
 
 DERIVED_FROM: tuple[str, ...] = ("features_strategic", "features_tactical", "returns_strategic",

@@ -99,7 +99,8 @@ def run(iterations: int = 3, gpu: bool = False) -> dict[str, Any]:
     """Both runs (and ours on a GPU learner if asked); figures with the ratio to target."""
     import ray
 
-    ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False,
+             ignore_reinit_error=True)
     try:
         figures: dict[str, Any] = {"env": "joint_v0", "timed_iterations": iterations}
         base = baseline(iterations)

@@ -1,0 +1,135 @@
+"""Walk-forward runs: one Tune trial per fold, then one stitched out-of-sample record.
+
+A phase with ``evaluation.walk_forward`` set gets a grid over the fold index (trial config
+key ``fold``) in its Tune search space, so every fold is an ordinary trial: it shows in the
+progress table with a ``fold`` column, runs in parallel where resources allow and resumes
+like any other. A trial trains on its fold's training ranges and scores its checkpoints on
+its fold's validation block (``EnvConfig.fold``). When the trials are done,
+:func:`evaluate_folds` backtests each fold's best checkpoint on that fold's test block and
+writes ``<run>/walkforward/`` (:mod:`algospace.evaluation.walkforward_report`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from algospace.config import Experiment, ExperimentConfig
+from algospace.tune.plan import Log, Plan
+
+FOLD_KEY = "fold"
+"""Trial config key of the walk-forward fold index."""
+OUT_DIR = "walkforward"
+"""Folder of the stitched record inside a run's folder."""
+
+
+def fold_space(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The Tune param-space entry of the folds (empty without walk-forward)."""
+    from ray import tune
+
+    wf = cfg.evaluation.walk_forward
+    if wf is None or cfg.phase == "rde":
+        return {}
+    return {FOLD_KEY: tune.grid_search(list(range(wf.folds)))}
+
+
+def searched_keys(cfg: ExperimentConfig, spaces: list[str]) -> list[str]:
+    """The progress table's searched columns: ``fold`` first on a walk-forward run."""
+    return ([FOLD_KEY] if cfg.evaluation.walk_forward is not None else []) + spaces
+
+
+def trial_config(experiment: Experiment, config: dict[str, Any]) -> ExperimentConfig:
+    """One trial's config: the searched values set, and its env on the trial's fold."""
+    values = {k: v for k, v in config.items() if k != FOLD_KEY}
+    cfg = experiment.resolved(values)
+    if FOLD_KEY in config and cfg.evaluation.walk_forward is not None:
+        cfg = replace(cfg, env=replace(cfg.env, fold=int(config[FOLD_KEY])))
+    return cfg
+
+
+def _best_of_trial(result: Any, score: str, mode: str) -> Any:
+    """The trial's best checkpoint by ``score`` (its latest where none scored)."""
+    scored = [(float(m[score]), c) for c, m in result.best_checkpoints or []
+              if isinstance(m.get(score), int | float) and math.isfinite(m[score])]
+    if scored:
+        pick = max(scored, key=lambda t: t[0]) if mode == "max" else \
+            min(scored, key=lambda t: t[0])
+        return pick[1]
+    return result.checkpoint
+
+
+def evaluate_folds(plan: Plan, results: Any, exp_dir: Path, score: str, mode: str,
+                   log: Log, selection: Callable[[list[Any]], dict[str, Any]]
+                   ) -> dict[str, Any]:
+    """Backtest each fold's best checkpoint on its test block; write and print the record.
+
+    With several trials per fold (a search), the fold's best checkpoint over its trials
+    is taken, and every one of its validation candidates counts in the DSR
+    (``selection``: what a fold's trials' model selection looked at,
+    :func:`algospace.tune.results.selection_trials`).
+    """
+    from algospace.data.walkforward import KEY
+    from algospace.evaluation.backtest import backtest, greedy_policy
+    from algospace.evaluation.walkforward_report import (
+        fold_record,
+        walk_forward_report,
+        walk_forward_table,
+        write_walk_forward,
+    )
+    from algospace.features.pipeline import prepare
+    from algospace.training.checkpoint import load_actors
+    from algospace.tune import storage
+    from envs.core.data import env_fold
+
+    by_fold: dict[int, list[Any]] = {}
+    for result in results:
+        fold = (result.config or {}).get(FOLD_KEY)
+        if result.error is None and fold is not None:
+            by_fold.setdefault(int(fold), []).append(result)
+    records = []
+    prepared = prepare(plan.config.data, log=lambda _: None)
+    for fold, trials in sorted(by_fold.items()):
+        picks = [(r, _best_of_trial(r, score, mode)) for r in trials]
+        picks = [(r, c) for r, c in picks if c is not None]
+        if not picks:
+            log(f"[walk-forward] fold {fold}: no checkpoint; left out")
+            continue
+        result, checkpoint = picks[0] if len(picks) == 1 else _best_pick(picks, score, mode)
+        local = storage.local_checkpoint(checkpoint, exp_dir / f"best_checkpoint-fold{fold}")
+        cfg = trial_config(plan.experiment, result.config)
+        env_cfg = replace(cfg.env, split="test", random_start=False)
+        bt = backtest(cfg.env_name, env_cfg, greedy_policy(load_actors(local)), seed=cfg.seed)
+        blocks = env_fold(prepared, env_cfg)
+        assert blocks is not None
+        log(f"[walk-forward] fold {fold}: test block {bt.equity.index[0]} to "
+            f"{bt.equity.index[-1]}, net P&L {bt.metrics.net_pnl:,.0f}")
+        records.append(fold_record(fold, blocks.as_dict(), local, bt,
+                                   selection(trials), env_cfg.initial_equity,
+                                   seed=cfg.seed))
+    missing = sorted(set(range(plan.config.evaluation.walk_forward.folds)) - set(by_fold)) \
+        if plan.config.evaluation.walk_forward is not None else []
+    report = walk_forward_report(records, plan.config.env.initial_equity)
+    report["missing_folds"] = missing
+    report["layout"] = KEY
+    out = write_walk_forward(exp_dir / OUT_DIR, report, records)
+    for line in walk_forward_table(report):
+        log(line)
+    if missing:
+        log(f"[walk-forward] folds {missing} have no finished trial: the stitched record "
+            "leaves their test blocks out")
+    return {"out": str(out), "report": str(out / "report.json"),
+            "stitched": report["stitched"], "missing_folds": missing}
+
+
+def _best_pick(picks: list[tuple[Any, Any]], score: str, mode: str) -> tuple[Any, Any]:
+    """Of several trials of one fold, the one whose best checkpoint scored best."""
+    def value(pair: tuple[Any, Any]) -> float:
+        for c, m in pair[0].best_checkpoints or []:
+            if c.path == pair[1].path and isinstance(m.get(score), int | float):
+                return float(m[score]) if mode == "max" else -float(m[score])
+        return -math.inf
+
+    return max(picks, key=value)

@@ -5,8 +5,12 @@ Each bash/python block is matched by exactly one entry of :data:`SUBSTITUTIONS` 
 snippet of the block) that says how it runs: as written, with textual substitutions (a
 smoke-sized run, a synthetic CSV, the checkpoint of this module's one tiny training run),
 or — a synopsis with ``[--option]`` brackets — as ``--help`` plus a check that the help
-accepts every option the block shows. A block without an entry, or an entry whose block
-is gone, fails. Plain ``` blocks (output samples, trees) are not run.
+accepts every option the block shows. A ``python -m experiments.run`` line that another test
+needs too is run once per session, in-process on the session's Ray, by a fixture of
+``tests/readme_runs.py`` that takes the line from the README; the block's entry names the
+fixture, the line is dropped from the shell script and the run's phases must have finished.
+The Python API block runs in-process too (on the session's Ray). A block without an entry,
+or an entry whose block is gone, fails. Plain ``` blocks (output samples, trees) are not run.
 
 Every block runs in one temp working directory shared by the module (``results/`` and
 ``.algospace/cache`` land there, never in the repository), with ``.venv/bin/`` read as the
@@ -31,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.readme_runs import KEYS, MARK, ReadmeRun
 from tests.test_resume import _kill_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,12 +81,16 @@ class Entry:
     cluster: bool = False
     """Runs in a session of its own, killed whole at the end, with a temp ``HOME``."""
     timeout: int = 300
+    fixtures: tuple[str, ...] = ()
+    """Fixtures of ``tests/readme_runs.py`` that run this block's ``experiments.run``
+    lines (each named there by its arguments)."""
+    in_process: bool = False
+    """A python block run by ``exec`` in this process, in the session's Ray."""
 
 
 SUBSTITUTIONS: dict[str, Entry] = {
     "bash scripts/setup.sh && .venv/bin/python -m experiments.run strategic.yaml": Entry(
-        subs=(("bash scripts/setup.sh", "{setup_sh}"), ("strategic.yaml", "strategic.yaml"
-                                                        " --quick" + ONE_ITER)),
+        subs=(("bash scripts/setup.sh", "{setup_sh}"),), fixtures=("readme_quick_start",),
         marks=RAY),
     "bash scripts/test.sh\n": Entry(subs=(("scripts/test.sh", "scripts/test.sh --fast "
                                            "--collect-only -q"),), marks=(pytest.mark.slow,)),
@@ -91,14 +100,15 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "from envs import joint_v0": Entry(),
     "experiments.run strategic.yaml [--quick]": Entry(help="{bin}/python -m experiments.run"),
     "experiments.run pipeline.yaml --quick": Entry(
-        subs=(("pipeline.yaml --quick", "pipeline.yaml --quick" + ONE_ITER),
-              # the full curriculum is the line above without --quick: not run twice
-              (".venv/bin/python -m experiments.run pipeline.yaml           #", "true  #")),
-        marks=RAY, timeout=600),
-    "sweeps/strategic_grid.yaml": Entry(
-        subs=(("strategic_grid.yaml", "strategic_grid.yaml --quick" + ONE_ITER),
-              ("strategic_asha.yaml", "strategic_asha.yaml --quick" + ONE_ITER)),
-        marks=RAY, timeout=600),
+        # the full curriculum is the line above without --quick: not run twice
+        subs=((".venv/bin/python -m experiments.run pipeline.yaml           #", "true  #"),),
+        fixtures=("readme_pipeline",), marks=RAY),
+    "sweeps/strategic_grid.yaml": Entry(fixtures=("readme_grid_sweep", "readme_asha_sweep"),
+                                        marks=RAY),
+    "experiments.run walkforward.yaml --quick": Entry(
+        # the full walk-forward is the line above without --quick: not run twice
+        subs=((".venv/bin/python -m experiments.run walkforward.yaml           #", "true  #"),),
+        fixtures=("readme_walkforward",), marks=RAY),
     "ray get-auth-token --generate": Entry(
         subs=(("6379", "{port}"), ("--dashboard-host=127.0.0.1",
                                    "--dashboard-host=127.0.0.1 --dashboard-port={dport}"),
@@ -117,7 +127,7 @@ SUBSTITUTIONS: dict[str, Entry] = {
                "from algospace.data.synthetic import SyntheticConfig\n"
                "SMALL = algospace.EnvConfig(data=DataConfig(synthetic=SyntheticConfig(days=20)))"
                "\n")),
-        marks=RAY),
+        in_process=True, marks=RAY),
     "algospace evaluate results/strategic_v0": Entry(help="{bin}/algospace evaluate"),
     "algospace decide CHECKPOINT [--data": Entry(help="{bin}/algospace decide"),
     "DecisionEngine.from_checkpoint(": Entry(
@@ -250,9 +260,25 @@ def _check_synopsis(block: Block, entry: Entry, work: Path) -> None:
     assert not missing, f"README line {block.line} shows options its --help lacks: {missing}"
 
 
+def _served(block: Block, text: str, entry: Entry, request: pytest.FixtureRequest) -> str:
+    """``text`` without the lines the entry's fixtures run; each of those runs finished."""
+    for name in entry.fixtures:
+        line = MARK + KEYS[name]
+        assert line in text, f"README line {block.line}: no `{line}` (tests/readme_runs.py)"
+        text = text.replace(line, "true")
+        done: ReadmeRun = request.getfixturevalue(name)
+        assert done.summaries, done.argv
+        for summary in done.summaries:
+            assert summary["status"] == "finished", (done.argv, summary["status"])
+            path = Path(summary["experiment_dir"]) / "summary.json"
+            assert json.loads(path.read_text())["status"] == "finished", path
+    return text
+
+
 @pytest.mark.parametrize("block", [
     pytest.param(b, id=b.id, marks=getattr(entry_of(b), "marks", ())) for b in RUN])
-def test_block(block: Block, work: Path, request: pytest.FixtureRequest) -> None:
+def test_block(block: Block, work: Path, request: pytest.FixtureRequest,
+               monkeypatch: pytest.MonkeyPatch) -> None:
     """Run one bash/python block of the README as its entry says."""
     entry = entry_of(block)
     assert entry is not None, (f"README.md line {block.line}: add this {block.lang} block to "
@@ -269,7 +295,12 @@ def test_block(block: Block, work: Path, request: pytest.FixtureRequest) -> None
         values["checkpoint"] = request.getfixturevalue("checkpoint")
     if entry.setup:
         _run(["bash", "-c", _expand(entry.setup, work, values)], work, entry)
-    code = _expand(_substituted(block, entry), work, values)
+    code = _expand(_served(block, _substituted(block, entry), entry, request), work, values)
+    if entry.in_process:  # on the session's Ray, in the module's working directory
+        request.getfixturevalue("ray_session")
+        monkeypatch.chdir(work)
+        exec(compile(code, f"README.md line {block.line}", "exec"), {"__name__": "__main__"})
+        return
     script = work / f"{block.id}.{'sh' if block.lang == 'bash' else 'py'}"
     script.write_text(code)
     home = work / "home" if entry.cluster else None
@@ -284,24 +315,9 @@ def test_block(block: Block, work: Path, request: pytest.FixtureRequest) -> None
 
 
 @pytest.fixture(scope="module")
-def checkpoint(work: Path) -> str:
-    """The best checkpoint of the module's strategic quick run (the quick start's block
-    makes it; run here where that block did not run first). Runs whose trials went to an
-    ``output.storage`` elsewhere (the cluster block's) are not taken."""
-
-    def local_best() -> list[str]:
-        found = []
-        for summary in sorted(work.glob("results/strategic-quick/*/summary.json")):
-            best = json.loads(summary.read_text()).get("best_checkpoint")
-            path = str(best["path"] if isinstance(best, dict) else best)
-            if best and Path(path).is_relative_to(summary.parent):
-                found.append(path)
-        return found
-
-    if not local_best():
-        _run([str(BIN / "python"), "-m", "experiments.run", "strategic.yaml", "--quick",
-              "--set", "stop.iterations=1"], work, Entry())
-    return local_best()[0]
+def checkpoint(readme_quick_start: ReadmeRun) -> str:
+    """The best checkpoint of the quick start's run (tests/readme_runs.py)."""
+    return str(readme_quick_start.summaries[-1]["best_checkpoint"])
 
 
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in BLOCKS

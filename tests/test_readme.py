@@ -340,20 +340,31 @@ def test_yaml_block(block: Block) -> None:
 RESULTS_TREE = next(b for b in BLOCKS if b.lang == "" and b.text.startswith("results/"))
 
 
+def _tree_patterns(text: str) -> set[str]:
+    """The glob patterns of the files and folders some lines of the results tree name."""
+    names = [tok for tok in (line.split()[0] for line in text.splitlines() if line.strip())
+             if tok.endswith("/") or re.fullmatch(r"[\w<>-]+\.[a-z]+", tok)]
+    names += re.findall(r"[\w.*]+\.(?:json|csv|html|png|tfevents\.\*)", text)
+    return {re.sub(r"<[^>]*>|\d{6}", "*", name.rstrip("/")) for name in names
+            if "-2" not in name}
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.train
-def test_results_tree_names_what_a_run_writes(checkpoint: str, work: Path) -> None:
-    """Every file and folder the "Outputs" tree names is in the module's quick run folder
-    (but ``evaluation-<split>-2/``, which a later ``algospace evaluate`` writes)."""
-    run = next(Path(checkpoint).parents[i] for i in range(4)
-               if (Path(checkpoint).parents[i] / "summary.json").is_file())
-    names = [tok for tok in (line.split()[0] for line in RESULTS_TREE.text.splitlines()[1:])
-             if tok.endswith("/") or re.fullmatch(r"[\w<>-]+\.[a-z]+", tok)]
-    names += re.findall(r"[\w.*]+\.(?:json|csv|html|png|tfevents\.\*)", RESULTS_TREE.text)
-    patterns = {re.sub(r"<[^>]*>|\d{6}", "*", name.rstrip("/")) for name in names
-                if "-2" not in name}
-    assert len(patterns) >= 10, patterns
-    missing = sorted(p for p in patterns if not any(run.rglob(p)))
-    assert not missing, f"README's results tree (line {RESULTS_TREE.line}) names {missing}, " \
-        f"which a run does not write ({run})"
+def test_results_tree_names_what_a_run_writes(readme_quick_start: ReadmeRun,
+                                              readme_walkforward: ReadmeRun) -> None:
+    """Every file and folder the "Outputs" tree names is in the quick start's run folder
+    (but ``evaluation-<split>-2/``, which a later ``algospace evaluate`` writes), those of
+    its ``walkforward/`` line in the README's walk-forward run folder."""
+    lines = RESULTS_TREE.text.splitlines()[1:]
+    walk = [line for line in lines if line.split()[0] == "walkforward/"]
+    assert len(walk) == 1, f"README's results tree (line {RESULTS_TREE.line}): no walkforward/"
+    plain = _tree_patterns("\n".join(line for line in lines if line not in walk))
+    assert len(plain) >= 10, plain
+    for done, patterns in ((readme_quick_start, plain),
+                           (readme_walkforward, _tree_patterns(walk[0]))):
+        run = Path(done.summaries[-1]["experiment_dir"])
+        missing = sorted(p for p in patterns if not any(run.rglob(p)))
+        assert not missing, f"README's results tree (line {RESULTS_TREE.line}) names " \
+            f"{missing}, which a run does not write ({run})"

@@ -14,6 +14,13 @@ import pytest
 
 from algospace.config import DataConfig
 from algospace.data.synthetic import SyntheticConfig
+from tests.readme_runs import (  # noqa: F401  (session fixtures: the README's runs)
+    readme_asha_sweep,
+    readme_grid_sweep,
+    readme_pipeline,
+    readme_quick_start,
+    readme_walkforward,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

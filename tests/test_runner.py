@@ -1,4 +1,8 @@
-"""The experiment runner end to end: every phase file with --quick, the hand-off, sweeps."""
+"""The experiment runner end to end: every phase file with --quick, the hand-off, sweeps.
+
+The pipeline, sweep and quick-start runs are the README's own commands, run once per session
+by the fixtures of ``tests/readme_runs.py`` (``tests/test_readme.py`` checks the same runs).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import pytest
 import torch
 
 from algospace.tune.driver import RunOptions, run
+from tests.readme_runs import ReadmeRun
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +42,9 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 @pytest.fixture(scope="module")
-def pipeline(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def pipeline(readme_pipeline: ReadmeRun) -> list[dict[str, Any]]:
     """pipeline.yaml --quick: all five phase files, end to end, each handing off."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    return run(_opts(tmp, "pipeline.yaml"), log=lambda _: None)
+    return readme_pipeline.summaries
 
 
 def test_quick_pipeline_runs_every_phase(pipeline: list[dict[str, Any]]) -> None:
@@ -112,10 +116,9 @@ def test_pipeline_resume_skips_finished_phases(pipeline: list[dict[str, Any]]) -
     assert again[-1]["best_checkpoint"] == pipeline[-1]["best_checkpoint"]
 
 
-def test_grid_sweep_runs_trials_side_by_side(ray_session: Any, tmp_path: Path) -> None:
-    lines: list[str] = []
-    [summary] = run(_opts(tmp_path, "sweeps/strategic_grid.yaml", "env.regime_latent=false"),
-                    log=lines.append)
+def test_grid_sweep_runs_trials_side_by_side(readme_grid_sweep: ReadmeRun) -> None:
+    lines = readme_grid_sweep.lines
+    [summary] = readme_grid_sweep.summaries
     trials = summary["trials"]
     grid = {(t["params"]["training.lr"], t["params"]["training.entropy_coeff"]) for t in trials}
     assert grid == {(3e-4, 0.0), (3e-4, 0.01), (1e-3, 0.0), (1e-3, 0.01)}
@@ -143,9 +146,8 @@ def test_grid_sweep_runs_trials_side_by_side(ray_session: Any, tmp_path: Path) -
     assert f"training.lr={best['params']['training.lr']:.6g}" in line
 
 
-def test_random_search_with_asha(ray_session: Any, tmp_path: Path) -> None:
-    [summary] = run(_opts(tmp_path, "sweeps/strategic_asha.yaml", "env.regime_latent=false"),
-                    log=lambda _: None)
+def test_random_search_with_asha(readme_asha_sweep: ReadmeRun) -> None:
+    [summary] = readme_asha_sweep.summaries
     assert len(summary["trials"]) == 2  # --quick caps the samples
     lrs = [t["params"]["training.lr"] for t in summary["trials"]]
     assert all(1e-4 <= lr <= 2e-3 for lr in lrs) and lrs[0] != lrs[1]
@@ -222,12 +224,11 @@ def test_decide_bad_input_is_one_clear_error(pipeline: list[dict[str, Any]], tmp
     assert not list(tmp_path.iterdir())
 
 
-def test_phase_trains_the_regime_detector_it_needs_first(ray_session: Any,
-                                                         tmp_path: Path) -> None:
+def test_phase_trains_the_regime_detector_it_needs_first(readme_quick_start: ReadmeRun) -> None:
     """strategic.yaml --quick on data without regime latents (a fresh clone) trains the
     regime detector on that data (rde.yaml, --quick carried over), then runs the phase."""
-    lines: list[str] = []
-    summaries = run(_opts(tmp_path, "strategic.yaml"), log=lines.append)
+    lines, summaries = readme_quick_start.lines, readme_quick_start.summaries
+    tmp_path = readme_quick_start.root
     assert "[run] no regime latents for this data yet: training the regime detector " \
            "first (rde.yaml)" in lines
     assert [s["phase"] for s in summaries] == ["strategic"]

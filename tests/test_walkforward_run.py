@@ -85,35 +85,16 @@ def test_walk_forward_config_checks() -> None:
     assert cfg.env.walk_forward == cfg.evaluation.walk_forward and cfg.env.fold is None
 
 
-def _run_quick(tmp_path: Path, lines: list[str]) -> dict[str, Any]:
-    """``walkforward.yaml --quick`` (1 iteration) on the run's own local Ray (shut down
-    after, unless the session had one already)."""
-    import ray
-
-    from algospace.tune.driver import RunOptions, run
-
-    had_ray = ray.is_initialized()
-    opts = RunOptions(file="walkforward.yaml", quick=True, sets=(
-        f"output.dir={tmp_path / 'results'}", f"data.cache_dir={tmp_path / 'cache'}",
-        "logging.dashboard.enabled=false", "stop.iterations=1",
-        "resources.num_env_runners=0"))  # 1 CPU a trial: two folds side by side
-    try:
-        [summary] = run(opts, log=lines.append)
-    finally:
-        if not had_ray:
-            ray.shutdown()
-    return dict(summary)
-
-
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.train
 def test_walkforward_quick_runs_a_trial_per_fold_and_stitches_their_test_blocks(
-        tmp_path: Path) -> None:
+        readme_walkforward: Any) -> None:
+    """The README's ``walkforward.yaml --quick`` (1 iteration; tests/readme_runs.py)."""
     import pandas as pd
 
-    lines: list[str] = []
-    summary = _run_quick(tmp_path, lines)
+    lines = readme_walkforward.lines
+    [summary] = readme_walkforward.summaries
     assert summary["status"] == "finished"
     folds = sorted(t["params"]["fold"] for t in summary["trials"])
     assert folds == [0, 1, 2]  # one Tune trial per fold

@@ -112,3 +112,12 @@ class Normalizer:
         cols = tuple(stats)
         return cls(cols, np.array([stats[c]["mean"] for c in cols]),
                    np.array([stats[c]["std"] for c in cols]))
+
+
+def strategic_rows(index: np.ndarray, rows: tuple[int, int]) -> tuple[int, int]:
+    """Strategic bars that closed within base rows ``rows`` (a split on the 30-minute clock)."""
+    visible = index[rows[0]:rows[1]]
+    visible = visible[visible >= 0]
+    if visible.size == 0:
+        return (0, 0)
+    return (int(visible.min()), int(visible.max()) + 1)

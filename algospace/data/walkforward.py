@@ -46,7 +46,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from algospace.data.splits import Normalizer, Splits
+from algospace.data.splits import Normalizer, Splits, strategic_rows
 from algospace.errors import ConfigError, DataError
 
 Mode = Literal["anchored", "rolling"]
@@ -296,11 +296,9 @@ def walk_forward_fold(open_time: pd.DatetimeIndex, fold: int, **layout: Any) -> 
 def strategic_train_rows(strategic_index: np.ndarray, fold: Fold) -> np.ndarray:
     """Strategic rows whose bar closed within one of ``fold``'s training ranges."""
     rows: set[int] = set()
-    for a, b in fold.train:
-        seen = strategic_index[a:b]
-        seen = seen[seen >= 0]
-        if seen.size:
-            rows.update(range(int(seen.min()), int(seen.max()) + 1))
+    for part in fold.train:
+        a, b = strategic_rows(strategic_index, part)
+        rows.update(range(a, b))
     return np.array(sorted(rows), dtype=np.int64)
 
 

@@ -23,7 +23,13 @@ from algospace.config import DataConfig
 from algospace.data.bars import Bars
 from algospace.data.loader import load_bars
 from algospace.data.resample import align_index, check_agreement, resample
-from algospace.data.splits import SPLIT_NAMES, Normalizer, Splits, chronological_split
+from algospace.data.splits import (
+    SPLIT_NAMES,
+    Normalizer,
+    Splits,
+    chronological_split,
+    strategic_rows,
+)
 from algospace.data.synthetic import generate
 from algospace.data.validate import gap_summary
 from algospace.errors import DataError
@@ -242,15 +248,6 @@ def _build(cfg: DataConfig, features: FeatureConfig, store: FeatureStore, key: s
     }
     path = _timed(log, f"wrote prepared data {key}", lambda: store.write(key, tables, meta))
     return Prepared(key, path, base, strategic, index, splits, store.meta(key), False, store)
-
-
-def strategic_rows(index: np.ndarray, rows: tuple[int, int]) -> tuple[int, int]:
-    """Strategic bars that closed within base rows ``rows`` (a split on the 30-minute clock)."""
-    visible = index[rows[0]:rows[1]]
-    visible = visible[visible >= 0]
-    if visible.size == 0:
-        return (0, 0)
-    return (int(visible.min()), int(visible.max()) + 1)
 
 
 def _split_meta(base: Bars, splits: Splits) -> dict[str, Any]:

@@ -6,8 +6,9 @@ Ray has no public switch for these, so each is checked against the pinned Ray ve
 
 - :func:`resumable_tune_state`: Tune saves its experiment state after every trial
   checkpoint, and copies the state's files into the experiment directory whole (a copy
-  to a temporary name, then a rename), so ``--resume`` always finds a state that names
-  an existing checkpoint;
+  to a temporary name, then a rename; the state after the trials' result rows), so
+  ``--resume`` always finds a state that names an existing checkpoint, and every result
+  row up to it;
 - :func:`loopback_node`: a local Ray started in the block uses 127.0.0.1 as its node
   address (Ray 2.60 binds every interface otherwise);
 - :func:`keyed_wandb_callback`: Ray's W&B callback with the API key passed to each
@@ -64,7 +65,8 @@ def resumable_tune_state() -> Iterator[None]:
     every trial checkpoint. And Tune copies the state into the experiment directory in
     place: a driver killed mid-copy leaves a truncated file, and Tune then silently
     restarts the experiment from scratch. Here each file is copied to a temporary name and
-    renamed.
+    renamed, the experiment's state after the trials' result rows
+    (:func:`copy_whole_files`).
     """
     check_ray_version("saving Tune's experiment state after every checkpoint")
     from ray.train._internal import storage as train_storage
@@ -84,18 +86,7 @@ def resumable_tune_state() -> Iterator[None]:
         if exclude or not isinstance(fs, pyarrow.fs.LocalFileSystem) \
                 or not os.path.isdir(local_path):
             return upload(local_path, fs, fs_path, exclude)
-        for folder, _, files in os.walk(local_path):
-            target = Path(fs_path) / os.path.relpath(folder, local_path)
-            target.mkdir(parents=True, exist_ok=True)
-            for name in files:
-                if name.startswith(".") and "-tmp-" in name:  # Tune's own temporary file
-                    continue
-                tmp = target / f".{name}.algospace-sync"
-                try:
-                    shutil.copyfile(os.path.join(folder, name), tmp)
-                except FileNotFoundError:  # replaced meanwhile (Tune writes via a temp name)
-                    continue
-                os.replace(tmp, target / name)
+        copy_whole_files(local_path, fs_path)
         return None
 
     Manager.on_trial_checkpoint = on_trial_checkpoint
@@ -105,6 +96,32 @@ def resumable_tune_state() -> Iterator[None]:
     finally:
         Manager.on_trial_checkpoint = original
         train_storage._upload_to_fs_path = upload
+
+
+def copy_whole_files(local_path: str, fs_path: str) -> None:
+    """Copy Tune's driver folder ``local_path`` into the experiment folder ``fs_path``.
+
+    Each file is copied to a temporary name and renamed, so no file is ever half-written.
+    The trials' folders (their ``result.json`` rows) go first and the experiment's own
+    files (``experiment_state-*.json``, the searcher's state) last: a driver killed
+    mid-copy leaves a state that names no checkpoint whose result row is not on disk yet.
+    In Tune's order (the state first) such a kill lost that row for good: the resumed run
+    went on from the checkpoint after it.
+    """
+    walked = [(folder, sorted(files)) for folder, _, files in os.walk(local_path)]
+    walked.sort(key=lambda entry: os.path.relpath(entry[0], local_path) == ".")  # top last
+    for folder, files in walked:
+        target = Path(fs_path) / os.path.relpath(folder, local_path)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            if name.startswith(".") and "-tmp-" in name:  # Tune's own temporary file
+                continue
+            tmp = target / f".{name}.algospace-sync"
+            try:
+                shutil.copyfile(os.path.join(folder, name), tmp)
+            except FileNotFoundError:  # replaced meanwhile (Tune writes via a temp name)
+                continue
+            os.replace(tmp, target / name)
 
 
 @contextlib.contextmanager

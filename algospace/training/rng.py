@@ -3,10 +3,12 @@
 RLlib's checkpoint holds the weights, optimiser state, connector state and counters, but not
 the random generators of the processes that draw random numbers during training:
 
-- each env runner's global generators (Python ``random``, numpy, torch: the actions it
-  samples) and its environments' own generator (the episodes' start positions; the
-  adapter seeds an env once, :mod:`envs.rllib`, so that generator runs on across
-  iterations);
+- each env runner's global generators (Python ``random``, numpy, torch), its modules'
+  own sampling generators (the actions and MC-dropout masks they draw,
+  :mod:`algospace.models.actor`) and its environments' own generator (the episodes' start
+  positions; the adapter seeds an env once, :mod:`envs.rllib`, so that generator runs on
+  across iterations) — the local env runner's too (it samples when
+  ``resources.num_env_runners`` is 0);
 - the trial process's (where the learner runs with ``resources.num_learners: 0``): the
   minibatch shuffles (:mod:`algospace.training.minibatch`, numpy's global generator).
 
@@ -80,18 +82,43 @@ def runner_envs(runner: Any) -> list[Any]:
     return [e for e in found if hasattr(e, "get_rng_state") and hasattr(e, "set_rng_state")]
 
 
+def module_generators(runner: Any) -> dict[str, Any]:
+    """The sampling generators of an env runner's modules, by module id: each actor draws
+    its actions and its MC-dropout masks from a ``torch.Generator`` of its own
+    (:mod:`algospace.models.actor`), made on first use from a seed fixed at construction."""
+    modules = getattr(runner, "module", None)
+    if modules is None:
+        return {}
+    found = {}
+    for module_id in sorted(modules.keys()):
+        module = modules[module_id]
+        if hasattr(module, "sample_generator"):
+            device = next(module.parameters()).device
+            found[str(module_id)] = module.sample_generator(device)
+    return found
+
+
 def runner_state(runner: Any) -> dict[str, Any]:
-    """An env runner's random state: its process's generators and its envs' own."""
-    return {**rng_state(), "envs": [e.get_rng_state() for e in runner_envs(runner)]}
+    """An env runner's random state: its process's generators, its envs' own and its
+    modules' sampling generators."""
+    return {**rng_state(), "envs": [e.get_rng_state() for e in runner_envs(runner)],
+            "modules": {module_id: generator.get_state().tolist()
+                        for module_id, generator in module_generators(runner).items()}}
 
 
 def set_runner_state(runner: Any, state: dict[str, Any]) -> None:
     """Put back what :func:`runner_state` returned (same number of envs)."""
+    import torch
+
     set_rng_state(state)
     envs = runner_envs(runner)
     if len(envs) == len(state["envs"]):
         for env, env_state in zip(envs, state["envs"], strict=True):
             env.set_rng_state(env_state)
+    generators = module_generators(runner)
+    for module_id, generator_state in state.get("modules", {}).items():
+        if module_id in generators:
+            generators[module_id].set_state(torch.tensor(generator_state, dtype=torch.uint8))
 
 
 def _runner_state(runner: Any) -> tuple[int, dict[str, Any]]:
@@ -102,7 +129,11 @@ def save_rng(algo: Any, folder: str | Path) -> None:
     """Write the trial process's and every remote env runner's random state into the
     checkpoint ``folder`` (:data:`RNG_FILE`)."""
     runners = algo.env_runner_group.foreach_env_runner(_runner_state, local_env_runner=False)
-    state = {"trial": rng_state(), "env_runners": {str(i): s for i, s in runners}}
+    state: dict[str, Any] = {"trial": rng_state(),
+                             "env_runners": {str(i): s for i, s in runners}}
+    local = getattr(algo.env_runner_group, "local_env_runner", None)
+    if local is not None:
+        state["local_env_runner"] = runner_state(local)
     (Path(folder) / RNG_FILE).write_text(json.dumps(state))
 
 
@@ -124,5 +155,8 @@ def restore_rng(algo: Any, folder: str | Path) -> bool:
             set_runner_state(runner, state)
 
     algo.env_runner_group.foreach_env_runner(put, local_env_runner=False)
-    set_rng_state(state["trial"])
+    local = getattr(algo.env_runner_group, "local_env_runner", None)
+    if local is not None and "local_env_runner" in state:
+        set_runner_state(local, state["local_env_runner"])
+    set_rng_state(state["trial"])  # last: the local runner shares the trial's process
     return True

@@ -91,6 +91,10 @@ class CriticConfig:
         return config
 
 
+VALUE_NORM_BUFFERS = ("value_mean", "value_var", "value_count")
+"""The float64 buffers of the value normalisation (part of the module's state)."""
+
+
 class CentralCritic(TorchRLModule, ValueFunctionAPI):
     """MLP value function over ``[obs["state"], mc_features]`` with running value normalisation."""
 
@@ -114,6 +118,19 @@ class CentralCritic(TorchRLModule, ValueFunctionAPI):
         self.register_buffer("value_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("value_var", torch.ones((), dtype=torch.float64))
         self.register_buffer("value_count", torch.zeros((), dtype=torch.float64))
+
+    @override(TorchRLModule)
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """RLlib's ``set_state`` casts float64 to float32 on the way in, which rounds the
+        value-norm statistics: a run restored from a checkpoint then drifted from the
+        uninterrupted run from its first iteration on (in the 9th significant digit). The
+        statistics are put back from ``state`` in full precision."""
+        super().set_state(state)
+        with torch.no_grad():
+            for name in VALUE_NORM_BUFFERS:
+                if name in state:
+                    getattr(self, name).copy_(torch.as_tensor(state[name],
+                                                              dtype=torch.float64))
 
     # ------------------------------------------------------------------ inputs
     def critic_input(self, batch: Mapping[str, Any]) -> torch.Tensor:

@@ -4,8 +4,15 @@ test blocks are stitched into one out-of-sample record."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,8 +22,10 @@ import pytest
 
 from algospace.config import DataConfig, EnvConfig, WalkForwardSection, build_experiment
 from algospace.errors import ConfigError
+from algospace.tune.plan import EXPERIMENT_FILE, SUMMARY
 from envs.core.data import env_fold, load_market
 from envs.registry import env_class
+from tests.test_resume import INTERRUPTED, REPO, _kill_session, _rows, linux_only
 
 # 3 folds where the embargo cuts a hole in the last fold's training (30 synthetic days)
 LAYOUT = WalkForwardSection(folds=3, val_fraction=0.05, test_fraction=0.15, purge_bars=120,
@@ -101,7 +110,7 @@ def test_walkforward_quick_runs_a_trial_per_fold_and_stitches_their_test_blocks(
     exp = Path(summary["experiment_dir"])
     report = json.loads((exp / "walkforward" / "report.json").read_text())
     assert {p.name for p in (exp / "walkforward").iterdir()} == {
-        "report.json", "equity.png", "folds.png"}
+        "report.json", "equity.png", "folds.png", "costs.png"}
     per_fold = report["folds"]
     assert [f["fold"] for f in per_fold] == [0, 1, 2]
     stitched = report["stitched"]["agents"]["net_pnl"]
@@ -115,6 +124,11 @@ def test_walkforward_quick_runs_a_trial_per_fold_and_stitches_their_test_blocks(
         assert later["train"][-1][1] <= later["val"][0] < later["val"][1] <= later["test"][0]
     assert report["deflation"]["n_trials"] >= 3  # every fold's selection counts
     assert any(line.strip().startswith("stitched") for line in lines)
+    costs = {r["multiple"]: r for r in report["cost_sensitivity"]["rows"]}
+    assert costs[1.0]["net_pnl"] == pytest.approx(stitched, abs=0.01)
+    assert any(line.startswith("[run] walk-forward of ") for line in lines)
+    assert not any(line.startswith(("[run] best trial", "[run] best checkpoint"))
+                   for line in lines)
 
 
 def test_stitch_chains_block_pnl_and_refuses_overlapping_blocks() -> None:
@@ -131,3 +145,96 @@ def test_stitch_chains_block_pnl_and_refuses_overlapping_blocks() -> None:
     assert out.tolist() == [100_010.0, 99_990.0, 100_040.0, 100_020.0]  # -10, then +30
     with pytest.raises(AlgoSpaceError, match="not after block 0"):
         stitch([second, first], 100_000.0)
+
+
+
+WF_ITERATIONS = 3
+
+
+def _wf_argv(tmp: Path, *extra: str) -> list[str]:
+    """``walkforward.yaml --quick``, 3 iterations a fold, a checkpoint each, 1 CPU a trial."""
+    sets = (f"stop.iterations={WF_ITERATIONS}", "checkpoint.every=1",
+            "resources.num_env_runners=0", "logging.dashboard.enabled=false",
+            f"output.dir={tmp / 'results'}", f"data.cache_dir={tmp / 'cache'}")
+    return [sys.executable, "-m", "experiments.run", "walkforward.yaml", "--quick",
+            *(a for s in sets for a in ("--set", s)), *extra]
+
+
+@contextlib.contextmanager
+def _wf_driver(tmp: Path, log: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The run in its own session (tests/test_resume.py's driver, this command line); what
+    is left of the session is killed at the end."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray
+    with log.open("wb") as out:
+        proc = subprocess.Popen(_wf_argv(tmp, *extra), cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        _kill_session(proc.pid)
+
+
+def _second_checkpoint(proc: subprocess.Popen[bytes], tmp: Path, log: Path,
+                       timeout: float = 400) -> None:
+    """Wait until a fold's trial holds ``checkpoint_000001`` (so the driver has taken in
+    its checkpoint 0: tests/test_resume.py's Ctrl-C test)."""
+    deadline = time.monotonic() + timeout
+    while not list(tmp.glob("results/*/*/trial_*/checkpoint_000001")):
+        if proc.poll() is not None:
+            pytest.fail(f"the run exited ({proc.returncode}) before a second checkpoint:\n"
+                        f"{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no second checkpoint after {timeout} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def _restarts(trial: Path) -> list[int]:
+    """The training iterations a trial's runs started at (two: it was resumed)."""
+    return [int(r["training_iteration"]) for r in _rows(trial)
+            if r["iterations_since_restore"] == 1]
+
+
+@linux_only
+@pytest.mark.slow
+@pytest.mark.train
+def test_walkforward_ctrl_c_then_resume_finishes_every_fold(tmp_path: Path) -> None:
+    """Ctrl-C once a fold's trial has checkpoints; ``--resume`` trains every fold to the
+    end and writes the stitched record."""
+    log = tmp_path / "run.log"
+    with _wf_driver(tmp_path, log) as proc:
+        _second_checkpoint(proc, tmp_path, log)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 60 s after SIGINT:\n{log.read_text()[-3000:]}")
+        output = log.read_text()
+        assert proc.returncode == 130, output[-3000:]
+        assert INTERRUPTED in output
+    [exp] = [p.parent for p in tmp_path.glob(f"results/*/*/{EXPERIMENT_FILE}")]
+    assert not (exp / SUMMARY).exists() and not (exp / "walkforward").exists()
+    rows = {t.name: len(_rows(t)) for t in exp.glob("trial_*") if (t / "result.json").is_file()}
+    assert len(rows) < 3 or min(rows.values()) < WF_ITERATIONS, rows  # work left to resume
+
+    log = tmp_path / "resume.log"
+    with _wf_driver(tmp_path, log, "--resume") as proc:
+        try:
+            proc.wait(500)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"--resume still running after 500 s:\n{log.read_text()[-3000:]}")
+    output = log.read_text()
+    assert proc.returncode == 0, output[-3000:]
+    summary = json.loads((exp / SUMMARY).read_text())
+    assert summary["status"] == "finished" and summary["failed_trials"] == 0
+    assert sorted(t["params"]["fold"] for t in summary["trials"]) == [0, 1, 2]
+    assert [t["iterations"] for t in summary["trials"]] == [WF_ITERATIONS] * 3
+    resumed = [_restarts(t) for t in exp.glob("trial_*") if len(_restarts(t)) == 2]
+    assert resumed and all(r[1] > 1 for r in resumed)  # continued from a checkpoint
+    report = json.loads((exp / "walkforward" / "report.json").read_text())
+    assert [f["fold"] for f in report["folds"]] == [0, 1, 2] and not report["missing_folds"]
+    assert len(report["cost_sensitivity"]["rows"]) == 5
+    assert "[run] walk-forward of " in output and "[run] best trial" not in output
+    assert "[run] best checkpoint" not in output

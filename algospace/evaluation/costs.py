@@ -24,7 +24,7 @@ not decreasing in the multiple by construction; ``monotone`` says whether it is 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +39,8 @@ from algospace.market.account import Account
 if TYPE_CHECKING:
     from algospace.evaluation.backtest import Backtest
 
-__all__ = ["COST_MULTIPLES", "Replay", "break_even", "cost_sensitivity", "replay",
-           "scaled_contract"]
+__all__ = ["COST_MULTIPLES", "CostRun", "Replay", "break_even", "cost_runs", "cost_sensitivity",
+           "cost_table", "replay", "scaled_contract"]
 
 COST_MULTIPLES: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0)
 """The multiples of the contract's commission and slippage the report re-runs."""
@@ -99,25 +99,54 @@ def replay(decisions: Decisions, ohlc: np.ndarray, contract: ContractSpec, *, li
     return Replay(pnl, trades, costs, ruin_bar)
 
 
-def cost_sensitivity(bt: Backtest, multiples: tuple[float, ...] = COST_MULTIPLES
-                     ) -> dict[str, Any]:
-    """The report's ``cost_sensitivity``: one row per multiple, and the break-even."""
+@dataclass(frozen=True)
+class CostRun:
+    """The backtest's decisions through the account at one cost multiple."""
+
+    multiple: float
+    equity: pd.Series
+    """Equity after each executed bar (the backtest's index), from its initial equity."""
+    net_pnl: float
+    """The sum of the per-bar P&L (dollars)."""
+    trades: int
+    costs: float
+    ruin_bar: int | None
+
+
+def cost_runs(bt: Backtest, multiples: tuple[float, ...] = COST_MULTIPLES) -> list[CostRun]:
+    """One :class:`CostRun` per multiple: :func:`replay` of ``bt``'s decisions."""
     if bt.decisions is None:
         raise ValueError("cost_sensitivity needs a backtest with its decisions recorded")
     ohlc = bt.bars[["open", "high", "low", "close"]].to_numpy(np.float64)
     initial = bt.initial_equity
-    rows = []
+    out = []
     for m in multiples:
         run = replay(bt.decisions, ohlc, scaled_contract(bt.contract, m),
                      limit=bt.position_limit, initial_equity=initial,
                      ruin_level=bt.ruin_level)
         equity = pd.Series(initial + np.cumsum(run.pnl), index=bt.equity.index)
-        metrics = compute_metrics(equity, initial_equity=initial, ruin_bar=run.ruin_bar)
-        rows.append({"multiple": m, "net_pnl": float(run.pnl.sum()),
+        out.append(CostRun(m, equity, float(run.pnl.sum()), run.trades, run.costs, run.ruin_bar))
+    return out
+
+
+def cost_sensitivity(bt: Backtest, multiples: tuple[float, ...] = COST_MULTIPLES
+                     ) -> dict[str, Any]:
+    """The report's ``cost_sensitivity``: one row per multiple, and the break-even."""
+    rows = []
+    for run in cost_runs(bt, multiples):
+        metrics = compute_metrics(run.equity, initial_equity=bt.initial_equity,
+                                  ruin_bar=run.ruin_bar)
+        rows.append({"multiple": run.multiple, "net_pnl": run.net_pnl,
                      "sharpe": metrics.sharpe, "trades": run.trades, "costs": run.costs,
                      "ruined": run.ruin_bar is not None})
+    return cost_table(rows)
+
+
+def cost_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``rows`` (one per multiple, ascending, each with ``multiple`` and ``net_pnl``) with
+    the break-even multiple and whether net P&L falls with the multiple."""
     pnls = [r["net_pnl"] for r in rows]
-    multiple, note = break_even(list(multiples), pnls)
+    multiple, note = break_even([r["multiple"] for r in rows], pnls)
     return {"rows": rows, "break_even_multiple": multiple, "break_even_note": note,
             "monotone": all(b <= a + 1e-6 for a, b in pairwise(pnls)),
             "scaled": "commission and slippage per contract per side, both × multiple"}

@@ -130,18 +130,21 @@ def run_oracle(truth: Truth, layer: str, contract: ContractSpec, limit: int,
                                                    contract.point_value, kwargs["costs"]))
 
 
+def capture_ratio(agents: float, oracle: float) -> float:
+    """A capture: the agents' P&L over the oracle's on the same bars (NaN unless the
+    oracle's is positive)."""
+    return agents / oracle if oracle > 0 else math.nan
+
+
 def capture(agents_net: float, agents_expected: float, oracles: dict[str, OracleRun],
             layer: str) -> dict[str, float]:
     """Realised and expected capture of the env's own layer oracle and of the joint one."""
-    def ratio(a: float, b: float) -> float:
-        return a / b if b > 0 else math.nan
-
     own, joint = oracles[layer], oracles["joint"]
     return {
-        "capture_of_oracle": ratio(agents_net, own.metrics.net_pnl),
-        "capture_of_joint_oracle": ratio(agents_net, joint.metrics.net_pnl),
-        "expected_capture": ratio(agents_expected, own.expected_pnl),
-        "expected_capture_of_joint_oracle": ratio(agents_expected, joint.expected_pnl),
+        "capture_of_oracle": capture_ratio(agents_net, own.metrics.net_pnl),
+        "capture_of_joint_oracle": capture_ratio(agents_net, joint.metrics.net_pnl),
+        "expected_capture": capture_ratio(agents_expected, own.expected_pnl),
+        "expected_capture_of_joint_oracle": capture_ratio(agents_expected, joint.expected_pnl),
         "expected_pnl": agents_expected,
         "oracle_expected_pnl": own.expected_pnl,
         "joint_oracle_expected_pnl": joint.expected_pnl,

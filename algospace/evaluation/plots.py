@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from algospace.evaluation.attribution import hour_weekday
 from algospace.evaluation.backtest import Backtest
 from algospace.evaluation.metrics import Metrics
 
-__all__ = ["strategy_label", "write_plots"]
+__all__ = ["cost_plot", "strategy_label", "write_plots"]
 
 
 def _equity_plot(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
@@ -143,12 +144,14 @@ def write_plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
     fig.tight_layout()
     fig.savefig(folder / "monthly.png", dpi=100)
     plt.close(fig)
-    _cost_plot(report, folder)
+    cost_plot(report, folder)
     _hour_weekday_plot(bt, folder)
 
 
-def _cost_plot(report: dict[str, Any], folder: Path) -> None:
-    """``costs.png``: net P&L of the same decisions at each multiple of the costs."""
+def cost_plot(report: Mapping[str, Any], folder: Path,
+              title: str = "agents' net P&L, same decisions, scaled costs") -> None:
+    """``costs.png``: net P&L of the same decisions at each multiple of the costs
+    (``report["cost_sensitivity"]``: :func:`algospace.evaluation.costs.cost_table`)."""
     import matplotlib.pyplot as plt
 
     sens = report["cost_sensitivity"]
@@ -162,7 +165,7 @@ def _cost_plot(report: dict[str, Any], folder: Path) -> None:
                    label=f"break-even {sens['break_even_multiple']:.2f}×")
         ax.legend(loc="upper right", fontsize=8)
     ax.set(xlabel="commission and slippage × multiple", ylabel="net P&L ($)",
-           title="agents' net P&L, same decisions, scaled costs")
+           title=title)
     fig.tight_layout()
     fig.savefig(folder / "costs.png", dpi=100)
     plt.close(fig)

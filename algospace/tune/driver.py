@@ -37,6 +37,7 @@ from algospace.tune.prepare import RDE_FILE, data_notes, prepare_data
 from algospace.tune.resume import command_record, finished, resumed_plan, runs
 from algospace.tune.searched import best_config_line
 from algospace.tune.tuner import run_phase, start_ray
+from algospace.tune.walkforward import stitched_line
 from algospace.tune.wandb_logging import summary_note
 
 
@@ -107,15 +108,20 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
 
 def closing_lines(summaries: list[dict[str, Any]], log: Log) -> None:
     """The end of a run: each phase's best trial (its searched values and the metric that
-    chose it) and W&B folder, then where the last summary and report are."""
+    chose it) — or, for a walk-forward phase, its stitched out-of-sample figures — and W&B
+    folder, then where the last summary and report are."""
     for summary in summaries:
-        for line in (best_config_line(summary), summary_note(summary)):
+        first = stitched_line(summary) if "walk_forward" in summary else \
+            best_config_line(summary)
+        for line in (first, summary_note(summary)):
             if line:
                 log(line)
     last = summaries[-1]
     log(f"[run] summary: {Path(last['experiment_dir']) / SUMMARY}")
     if "evaluation" in last:
         log(f"[run] report:  {last['evaluation']['report_html']}")
+    elif "walk_forward" in last:
+        log(f"[run] report:  {last['walk_forward']['report']}")
 
 
 def run_experiment(file: str, *, quick: bool = False, sets: Sequence[str] = (),

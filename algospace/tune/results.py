@@ -113,6 +113,10 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
             "score": {"metric": score, "mode": mode, "value": metrics.get(score)}}
     if local != checkpoint.path:
         best["stored_at"] = checkpoint.path
+    if cfg.evaluation.walk_forward is not None:  # folds are not competing trials
+        log(f"[run] walk-forward: each fold's best checkpoint by {score} is backtested on "
+            "its own test block")
+    elif local != checkpoint.path:
         log(f"[run] best checkpoint ({chosen_by}): {checkpoint.path}, copied to {local}")
     else:
         log(f"[run] best checkpoint ({chosen_by}): {local}")

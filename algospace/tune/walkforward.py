@@ -12,7 +12,7 @@ writes ``<run>/walkforward/`` (:mod:`algospace.evaluation.walkforward_report`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -120,8 +120,43 @@ def evaluate_folds(plan: Plan, results: Any, exp_dir: Path, score: str, mode: st
     if missing:
         log(f"[walk-forward] folds {missing} have no finished trial: the stitched record "
             "leaves their test blocks out")
+    return summary_entry(report, out)
+
+
+def summary_entry(report: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    """``summary.json``'s ``walk_forward``: where the record is, and its stitched figures."""
+    costs = report.get("cost_sensitivity") or {}
     return {"out": str(out), "report": str(out / "report.json"),
-            "stitched": report["stitched"], "missing_folds": missing}
+            "folds": [f["fold"] for f in report["folds"]],
+            "period": [report["folds"][0]["period"][0], report["folds"][-1]["period"][1]],
+            "stitched": report["stitched"], "best_baseline": report["best_baseline"],
+            "break_even_multiple": costs.get("break_even_multiple"),
+            "break_even_note": costs.get("break_even_note"),
+            "missing_folds": report.get("missing_folds", [])}
+
+
+def stitched_line(summary: Mapping[str, Any]) -> str | None:
+    """``[run] walk-forward …``: the end-of-run line of a walk-forward phase — its folds'
+    stitched out-of-sample figures (its folds are not competing trials, so no "best
+    trial" is named); None for a phase without walk-forward."""
+    wf = summary.get("walk_forward")
+    if not wf:
+        return None
+    a = wf["stitched"]["agents"]
+    best = wf.get("best_baseline")
+    parts = [f"net P&L {a['net_pnl']:,.0f}", f"Sharpe {a['sharpe']:.2f}",
+             f"max DD {a['max_drawdown']:.1%}", f"{int(a['trades'])} trades",
+             f"PSR {a['probabilistic_sharpe']:.3f}", f"DSR {a['deflated_sharpe']:.3f}"]
+    if best:
+        parts.append(f"{best} {wf['stitched']['baselines'][best]['net_pnl']:,.0f}")
+    for key, name in (("capture_of_oracle", "capture"), ("expected_capture", "expected capture")):
+        if isinstance(a.get(key), float) and math.isfinite(a[key]):
+            parts.append(f"{name} {a[key]:.1%}")
+    if wf.get("break_even_note"):
+        parts.append(f"break-even: {wf['break_even_note']}")
+    folds = wf.get("folds") or []
+    return (f"[run] walk-forward of {summary.get('name', '?')}: {len(folds)} test blocks "
+            f"stitched ({wf['period'][0]} to {wf['period'][1]}): " + ", ".join(parts))
 
 
 def _best_pick(picks: list[tuple[Any, Any]], score: str, mode: str) -> tuple[Any, Any]:

@@ -1,0 +1,158 @@
+"""N futures accounts stepped as one batch: :class:`algospace.market.Account` over arrays.
+
+:class:`AccountBatch` holds N independent accounts on one contract as numpy arrays and
+steps them all with one call. Each copy follows the specification of
+:mod:`algospace.market.account` (order at the open with adverse slippage, the bracket
+during the bar with the stop winning a tie, mark to market at the close) with the same
+floating-point operations in the same order, so a copy's equity, P&L and bracket equal
+a scalar ``Account``'s bit for bit. It covers what the envs use: no ruin stop
+(``ruin_level`` is none in the envs; they end the episode on ruin instead) and no fill
+or trade log.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from algospace.data.contracts import ContractSpec
+
+NAN = np.nan
+
+
+class AccountBatch:
+    """N flat accounts trading ``contract``; every field is an array over the N copies."""
+
+    def __init__(self, contract: ContractSpec, n: int, *, max_position: int,
+                 initial_equity: float) -> None:
+        self.n = int(n)
+        self.max_position = int(max_position)
+        self._initial = float(initial_equity)
+        self._pv = float(contract.point_value)
+        self._comm = float(contract.commission)
+        self._slip = float(contract.slippage_ticks * contract.tick_size)
+        self.position = np.zeros(n, np.int64)
+        """Signed contracts held."""
+        self.entry_price = np.full(n, NAN)
+        """Average entry price (nan when flat)."""
+        self.stop_price = np.full(n, NAN)
+        """Stop of the open position (nan: none)."""
+        self.target_price = np.full(n, NAN)
+        """Target of the open position (nan: none)."""
+        self.realised = np.zeros(n)
+        """Realised P&L net of commissions (dollars)."""
+        self.unrealised = np.zeros(n)
+        """Open P&L at the last close (dollars)."""
+        self.equity = np.full(n, self._initial)
+        """initial + realised + unrealised (dollars)."""
+        self.peak_equity = np.full(n, self._initial)
+        """Highest equity at any close."""
+        self.drawdown = np.zeros(n)
+        """peak_equity - equity (dollars)."""
+        self.bars_in_trade = np.zeros(n, np.int64)
+        """Closes at which the current position was held (0 when flat)."""
+        self.last_exit_direction = np.zeros(n, np.int64)
+        """Direction of the position a bracket exit closed in the last step, 0 if none."""
+
+    def reset(self, index: np.ndarray) -> None:
+        """Back to flat with the initial equity, for the copies in ``index``."""
+        self.position[index] = 0
+        for arr in (self.entry_price, self.stop_price, self.target_price):
+            arr[index] = NAN
+        for arr in (self.realised, self.unrealised, self.drawdown):
+            arr[index] = 0.0
+        self.equity[index] = self._initial
+        self.peak_equity[index] = self._initial
+        self.bars_in_trade[index] = 0
+        self.last_exit_direction[index] = 0
+
+    def step(self, target: np.ndarray, o: np.ndarray, h: np.ndarray, low: np.ndarray,
+             c: np.ndarray, stop_distance: np.ndarray, target_distance: np.ndarray
+             ) -> np.ndarray:
+        """Process one bar for every copy; the change in equity of each (dollars)."""
+        eq0 = self.equity
+        target = np.clip(target, -self.max_position, self.max_position)
+        qty = target - self.position
+        self.last_exit_direction = np.zeros(self.n, np.int64)
+        order = np.flatnonzero(qty)
+        if order.size:
+            self._order(order, qty[order], o[order], stop_distance[order],
+                        target_distance[order])
+        pos = self.position
+        with np.errstate(invalid="ignore"):
+            hit = (((pos > 0) & ((low <= self.stop_price) | (h >= self.target_price)))
+                   | ((pos < 0) & ((h >= self.stop_price) | (low <= self.target_price))))
+        exits = np.flatnonzero(hit)
+        if exits.size:
+            self._exit(exits, o[exits], h[exits], low[exits])
+        self._mark(c)
+        return self.equity - eq0
+
+    def _order(self, i: np.ndarray, qty: np.ndarray, o: np.ndarray, stop_d: np.ndarray,
+               target_d: np.ndarray) -> None:
+        """Fill ``qty`` at the open with slippage; a new position gets its bracket."""
+        old = self.position[i]
+        slip = self._slip
+        price = np.where(qty > 0, o + slip, o - slip)
+        self._fill(i, qty, price)
+        new = self.position[i]
+        opened = (new != 0) & ((old == 0) | ((old > 0) != (new > 0)))
+        j = i[opened]
+        d = np.where(new[opened] > 0, 1, -1)
+        self.stop_price[j] = price[opened] - d * stop_d[opened]
+        self.target_price[j] = price[opened] + d * target_d[opened]
+        self.bars_in_trade[j] = 0
+
+    def _exit(self, i: np.ndarray, o: np.ndarray, h: np.ndarray, low: np.ndarray) -> None:
+        """Close the positions of copies ``i`` on their stop or target."""
+        d = np.where(self.position[i] > 0, 1, -1)
+        stop, tgt = self.stop_price[i], self.target_price[i]
+        with np.errstate(invalid="ignore"):
+            gap_stop = d * (o - stop) <= 0
+            gap_target = ~gap_stop & (d * (o - tgt) >= 0)
+            touched = np.where(d > 0, low <= stop, h >= stop)
+        is_stop = gap_stop | (~gap_target & touched)
+        price = np.where(gap_stop | gap_target, o, np.where(touched, stop, tgt))
+        slip = np.where(is_stop, self._slip, 0.0)
+        self._fill(i, -self.position[i], price - d * slip)
+        self.last_exit_direction[i] = d
+
+    def _fill(self, i: np.ndarray, qty: np.ndarray, price: np.ndarray) -> None:
+        """Book one fill of signed ``qty`` at ``price`` for each copy in ``i``."""
+        aqty = np.abs(qty)
+        self.realised[i] = self.realised[i] - self._comm * aqty
+        pos = self.position[i]
+        entry = self.entry_price[i]
+        adds = (pos == 0) | ((pos > 0) == (qty > 0))
+        apos = np.abs(pos)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            averaged = (entry * apos + price * aqty) / (apos + aqty)
+        new_entry = np.where(pos == 0, price, averaged)
+        closes = ~adds
+        if closes.any():
+            d = np.where(pos > 0, 1, -1)
+            closed = np.minimum(aqty, apos)
+            gross = (price - entry) * closed * d * self._pv
+            k = i[closes]
+            self.realised[k] = self.realised[k] + gross[closes]
+            rest = closes & (aqty > apos)  # a reversal opens the rest at the same price
+            flat = closes & ~rest & (aqty == apos)
+            new_entry = np.where(rest, price, np.where(closes, entry, new_entry))
+            new_entry[flat] = NAN
+            self.stop_price[i[flat]] = NAN
+            self.target_price[i[flat]] = NAN
+            self.stop_price[i[rest]] = NAN
+            self.target_price[i[rest]] = NAN
+        self.entry_price[i] = new_entry
+        self.position[i] = pos + qty
+
+    def _mark(self, c: np.ndarray) -> None:
+        """Mark every copy to market at close ``c``."""
+        pos = self.position
+        held = pos != 0
+        self.bars_in_trade = np.where(held, self.bars_in_trade + 1, 0)
+        u = np.where(held, pos * (c - self.entry_price) * self._pv, 0.0)
+        self.unrealised = u
+        eq = self._initial + self.realised + u
+        self.equity = eq
+        self.peak_equity = np.where(eq > self.peak_equity, eq, self.peak_equity)
+        self.drawdown = self.peak_equity - eq

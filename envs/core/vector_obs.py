@@ -1,0 +1,72 @@
+"""Observation assembly of :class:`envs.core.vector.VectorEnv`: every copy's rows at once.
+
+The same blocks as :meth:`envs.core.base.TradingEnv._observe` (account and signal
+blocks, context, global state, each agent's local window), built for a batch of copies
+by fancy indexing, with the same float32 casts, so each row equals the scalar env's
+observation bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from envs.core.base import N_ACCOUNT, N_SIGNALS
+from envs.core.vector_account import AccountBatch
+
+Index = np.ndarray | slice
+"""Which copies: an integer array, or ``slice(None)`` for all of them."""
+_STRAT_OFF = N_ACCOUNT + N_SIGNALS
+
+
+class Observer:
+    """Builds ``{agent: {"local", "state"}}`` batches from the shared market arrays."""
+
+    def __init__(self, views: list[tuple[str, np.ndarray, int, bool]], arrays: dict[str, Any],
+                 ohlc: np.ndarray, max_position: int, initial_equity: float) -> None:
+        self._views = [(agent, table, np.arange(1 - window, 1), strategic)
+                       for agent, table, window, strategic in views]
+        self._atr = arrays["atr"]
+        self._mstate = arrays["market_state"]
+        self._latent = arrays["latent"]
+        self._ohlc = ohlc
+        self._max_position = max_position
+        self._initial = float(initial_equity)
+
+    def dynamic(self, acct: AccountBatch, idx: Index, pos: np.ndarray, brow: np.ndarray,
+                signals: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """The account and signal blocks (float64, ``(n, 11)``) of the copies ``idx``."""
+        pct = 100.0 / self._initial
+        atr = self._atr[brow]
+        close = self._ohlc[pos, 3]
+        stop, tgt = acct.stop_price[idx], acct.target_price[idx]
+        with np.errstate(invalid="ignore"):
+            stop_atr = np.where(stop == stop, np.abs(close - stop) / atr, 0.0)
+            tgt_atr = np.where(tgt == tgt, np.abs(tgt - close) / atr, 0.0)
+        return np.stack((
+            acct.position[idx] / self._max_position, acct.unrealised[idx] * pct,
+            acct.realised[idx] * pct, acct.drawdown[idx] * pct,
+            acct.equity[idx] / self._initial, acct.bars_in_trade[idx] / 100.0,
+            stop_atr, tgt_atr, *signals), axis=1)
+
+    def observe(self, dyn: np.ndarray, ctx: np.ndarray, values: np.ndarray,
+                decision: np.ndarray, brow: np.ndarray, srow: np.ndarray, idx: Index
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Write ``values`` into the state and context rows ``idx``; each agent's local
+        observation and the global state of those copies."""
+        dyn[idx, :_STRAT_OFF] = values
+        ctx[idx, :_STRAT_OFF] = values
+        ctx[idx, _STRAT_OFF] = decision
+        state = np.concatenate((self._mstate[brow], dyn[idx]), axis=1)
+        context = ctx[idx]
+        n = len(brow)
+        locals_: dict[str, np.ndarray] = {}
+        for agent, table, offsets, strategic in self._views:
+            rows = srow if strategic else brow
+            window = table[rows[:, None] + offsets].reshape(n, -1)
+            if agent == "regime":
+                locals_[agent] = np.concatenate((window, self._latent[srow], context), axis=1)
+            else:
+                locals_[agent] = np.concatenate((window, context), axis=1)
+        return locals_, state

@@ -54,6 +54,10 @@ from envs.registry import env_class
 from envs.single import SingleEnv
 
 Batch = dict[str, np.ndarray]
+_VOTE_S, _VOTE_T = np.asarray(STRATEGIC_VOTE), np.asarray(TACTICAL_VOTE)
+_RISK_STEP, _SINGLE = np.asarray(RISK_STEP), np.asarray(SINGLE_TARGET)
+_CONTRACTS, _STOP_ATR = np.asarray(RISK_CONTRACTS), np.asarray(RISK_STOP_ATR)
+_REWARD_RISK = np.asarray(RISK_REWARD)
 
 
 class VectorStep(NamedTuple):
@@ -101,6 +105,8 @@ class VectorEnv:
                                   self.config.initial_equity)
         self.account = AccountBatch(env.market.contract, self.n, max_position=self._max,
                                     initial_equity=self.config.initial_equity)
+        self._highs = {a: _high(env.action_space(a)) for a in self.possible_agents}
+        self._all = np.arange(self.n)
         self._rngs = [_seeded(None)[0] for _ in range(self.n)]
         self._tile_next = [0] * self.n
         self._init_state()
@@ -234,7 +240,7 @@ class VectorEnv:
             raise RuntimeError(f"VectorEnv.step: copies {np.flatnonzero(self._done).tolist()} "
                                "have finished their episode; call reset_done() first")
         if self._single:
-            fraction = np.asarray(SINGLE_TARGET)[self._action(actions, SINGLE_AGENT)]
+            fraction = _SINGLE[self._action(actions, SINGLE_AGENT)]
             self._bias = self._signal = fraction
             return self._target()
         if self._strategic and self._decision.any():
@@ -245,35 +251,33 @@ class VectorEnv:
 
     def _action(self, actions: Mapping[str, Any], agent: str) -> np.ndarray:
         """``agent``'s actions as an integer array checked against its space."""
-        space = self.env.action_space(agent)
-        nvec = getattr(space, "nvec", None)
-        high = np.asarray(nvec if nvec is not None else space.n)
         if agent not in actions:
             raise KeyError(f"no actions for agent {agent!r}; pass an array of one action per "
                            f"copy ({self.n}) for every agent")
         a = np.asarray(actions[agent])
-        shape = (self.n, *high.shape)
-        if a.shape != shape or a.dtype.kind not in "iu":
-            raise ValueError(f"actions[{agent!r}] must be integers of shape {shape}, got "
-                             f"{a.dtype} {a.shape}")
-        if a.size and (a.min() < 0 or (a >= high).any()):
+        high = self._highs[agent]
+        if a.shape != (self.n, *high.shape) or a.dtype.kind not in "iu":
+            raise ValueError(f"actions[{agent!r}] must be integers of shape "
+                             f"{(self.n, *high.shape)}, got {a.dtype} {a.shape}")
+        if a.min() < 0 or (a.max() >= high if high.ndim == 0 else (a >= high).any()):
             raise ValueError(f"actions[{agent!r}] out of range: every value must be in "
                              f"[0, {high.tolist()}) per column")
         return a
 
     def _mean_vote(self, actions: Mapping[str, Any], agents: tuple[str, ...],
-                   table: tuple[float, ...], offset: int, rows: Index) -> np.ndarray:
-        """Mean vote of ``agents`` for copies ``rows``; their one-hot actions into the state."""
-        votes = np.asarray(table)
+                   table: np.ndarray, offset: int, rows: np.ndarray | None) -> np.ndarray:
+        """Mean vote of ``agents`` for copies ``rows`` (None: all); their one-hot actions
+        into the state."""
         width = len(table)
-        n = len(self._pos[rows])
-        self._dyn[rows, offset:offset + width * len(agents)] = 0.0
-        total = np.zeros(n)
-        at = np.arange(self.n)[rows]
+        at = self._all if rows is None else rows
+        self._dyn[at, offset:offset + width * len(agents)] = 0.0
+        total = np.zeros(len(at))
         for i, agent in enumerate(agents):
-            a = self._action(actions, agent)[rows]
-            vote = votes[a]
-            self._votes[agent][rows] = vote
+            a = self._action(actions, agent)
+            if rows is not None:
+                a = a[rows]
+            vote = table[a]
+            self._votes[agent][at] = vote
             self._dyn[at, offset + i * width + a] = 1.0
             total = total + vote
         return total / len(agents)
@@ -281,19 +285,17 @@ class VectorEnv:
     def _apply_strategic(self, actions: Mapping[str, Any]) -> None:
         """Latch bias and risk budget in the copies that decide at this bar."""
         rows = np.flatnonzero(self._decision)
-        self._bias[rows] = self._mean_vote(actions, STRATEGIC_AGENTS, STRATEGIC_VOTE,
-                                           _STRAT_OFF, rows)
-        step = np.asarray(RISK_STEP)[self._action(actions, "portfolio")[rows]]
+        self._bias[rows] = self._mean_vote(actions, STRATEGIC_AGENTS, _VOTE_S, _STRAT_OFF, rows)
+        step = _RISK_STEP[self._action(actions, "portfolio")[rows]]
         self._budget[rows] = np.minimum(1.0, np.maximum(0.0, self._budget[rows] + step))
 
     def _apply_tactical(self, actions: Mapping[str, Any]) -> None:
         """Set the tactical signal and the risk agent's size, stop and reward:risk."""
-        self._signal = self._mean_vote(actions, TACTICAL_VOTERS, TACTICAL_VOTE, _TACT_OFF,
-                                       slice(None))
+        self._signal = self._mean_vote(actions, TACTICAL_VOTERS, _VOTE_T, _TACT_OFF, None)
         risk = self._action(actions, "risk")
-        self._risk_n = np.asarray(RISK_CONTRACTS)[risk[:, 0]]
-        self._risk_stop = np.asarray(RISK_STOP_ATR)[risk[:, 1]]
-        self._risk_rr = np.asarray(RISK_REWARD)[risk[:, 2]]
+        self._risk_n = _CONTRACTS[risk[:, 0]]
+        self._risk_stop = _STOP_ATR[risk[:, 1]]
+        self._risk_rr = _REWARD_RISK[risk[:, 2]]
         self._dyn[:, _RISK_OFF:] = np.stack((self._risk_n / 5.0, self._risk_stop / 3.0,
                                              self._risk_rr / 5.0), axis=1)
 
@@ -394,3 +396,9 @@ class VectorEnv:
         strategic_only = self._strategic and not self._clock and not self._single
         return {a: (self._decision.copy() if strategic_only and a in STRATEGIC_AGENTS
                     else everyone) for a in self.possible_agents}
+
+
+def _high(space: Any) -> np.ndarray:
+    """The exclusive upper bound of a Discrete (scalar) or MultiDiscrete (per column) space."""
+    nvec = getattr(space, "nvec", None)
+    return np.asarray(nvec if nvec is not None else space.n)

@@ -70,80 +70,72 @@ class AccountBatch:
              ) -> np.ndarray:
         """Process one bar for every copy; the change in equity of each (dollars)."""
         eq0 = self.equity
-        target = np.clip(target, -self.max_position, self.max_position)
+        target = np.minimum(np.maximum(target, -self.max_position), self.max_position)
         qty = target - self.position
-        self.last_exit_direction = np.zeros(self.n, np.int64)
-        order = np.flatnonzero(qty)
-        if order.size:
-            self._order(order, qty[order], o[order], stop_distance[order],
-                        target_distance[order])
-        pos = self.position
-        with np.errstate(invalid="ignore"):
+        order = qty != 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if order.any():
+                self._order(order, qty, o, stop_distance, target_distance)
+            pos = self.position
             hit = (((pos > 0) & ((low <= self.stop_price) | (h >= self.target_price)))
                    | ((pos < 0) & ((h >= self.stop_price) | (low <= self.target_price))))
-        exits = np.flatnonzero(hit)
-        if exits.size:
-            self._exit(exits, o[exits], h[exits], low[exits])
+            if hit.any():
+                self._exit(hit, o, h, low)
+            else:
+                self.last_exit_direction = np.zeros(self.n, np.int64)
         self._mark(c)
         return self.equity - eq0
 
-    def _order(self, i: np.ndarray, qty: np.ndarray, o: np.ndarray, stop_d: np.ndarray,
+    def _order(self, order: np.ndarray, qty: np.ndarray, o: np.ndarray, stop_d: np.ndarray,
                target_d: np.ndarray) -> None:
-        """Fill ``qty`` at the open with slippage; a new position gets its bracket."""
-        old = self.position[i]
+        """Fill ``qty`` at the open with slippage where ``order``; a new position (from
+        flat or reversed) gets its bracket, a flat one loses it."""
         slip = self._slip
+        pos, entry = self.position, self.entry_price
         price = np.where(qty > 0, o + slip, o - slip)
-        self._fill(i, qty, price)
-        new = self.position[i]
-        opened = (new != 0) & ((old == 0) | ((old > 0) != (new > 0)))
-        j = i[opened]
-        d = np.where(new[opened] > 0, 1, -1)
-        self.stop_price[j] = price[opened] - d * stop_d[opened]
-        self.target_price[j] = price[opened] + d * target_d[opened]
-        self.bars_in_trade[j] = 0
+        aqty, apos = np.abs(qty), np.abs(pos)
+        realised = np.where(order, self.realised - self._comm * aqty, self.realised)
+        adds = (pos == 0) | ((pos > 0) == (qty > 0))
+        closes = order & ~adds
+        d = np.where(pos > 0, 1, -1)
+        gross = (price - entry) * np.minimum(aqty, apos) * d * self._pv
+        self.realised = np.where(closes, realised + gross, realised)
+        rest = closes & (aqty > apos)  # a reversal opens the rest at the same price
+        flat = closes & (aqty == apos)
+        averaged = np.where(pos == 0, price, (entry * apos + price * aqty) / (apos + aqty))
+        self.entry_price = np.where(order & adds, averaged,
+                                    np.where(rest, price, np.where(flat, np.nan, entry)))
+        new = pos + qty
+        self.position = new
+        opened = order & (new != 0) & ((pos == 0) | ((pos > 0) != (new > 0)))
+        dn = np.where(new > 0, 1, -1)
+        cleared = flat | rest
+        self.stop_price = np.where(opened, price - dn * stop_d,
+                                   np.where(cleared, np.nan, self.stop_price))
+        self.target_price = np.where(opened, price + dn * target_d,
+                                     np.where(cleared, np.nan, self.target_price))
+        self.bars_in_trade = np.where(opened, 0, self.bars_in_trade)
 
-    def _exit(self, i: np.ndarray, o: np.ndarray, h: np.ndarray, low: np.ndarray) -> None:
-        """Close the positions of copies ``i`` on their stop or target."""
-        d = np.where(self.position[i] > 0, 1, -1)
-        stop, tgt = self.stop_price[i], self.target_price[i]
-        with np.errstate(invalid="ignore"):
-            gap_stop = d * (o - stop) <= 0
-            gap_target = ~gap_stop & (d * (o - tgt) >= 0)
-            touched = np.where(d > 0, low <= stop, h >= stop)
+    def _exit(self, hit: np.ndarray, o: np.ndarray, h: np.ndarray, low: np.ndarray) -> None:
+        """Close the positions of the copies ``hit`` on their stop or target."""
+        pos = self.position
+        d = np.where(pos > 0, 1, -1)
+        stop, tgt = self.stop_price, self.target_price
+        gap_stop = d * (o - stop) <= 0
+        gap_target = ~gap_stop & (d * (o - tgt) >= 0)
+        touched = np.where(d > 0, low <= stop, h >= stop)
         is_stop = gap_stop | (~gap_target & touched)
         price = np.where(gap_stop | gap_target, o, np.where(touched, stop, tgt))
-        slip = np.where(is_stop, self._slip, 0.0)
-        self._fill(i, -self.position[i], price - d * slip)
-        self.last_exit_direction[i] = d
-
-    def _fill(self, i: np.ndarray, qty: np.ndarray, price: np.ndarray) -> None:
-        """Book one fill of signed ``qty`` at ``price`` for each copy in ``i``."""
-        aqty = np.abs(qty)
-        self.realised[i] = self.realised[i] - self._comm * aqty
-        pos = self.position[i]
-        entry = self.entry_price[i]
-        adds = (pos == 0) | ((pos > 0) == (qty > 0))
+        fill = price - d * np.where(is_stop, self._slip, 0.0)
         apos = np.abs(pos)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            averaged = (entry * apos + price * aqty) / (apos + aqty)
-        new_entry = np.where(pos == 0, price, averaged)
-        closes = ~adds
-        if closes.any():
-            d = np.where(pos > 0, 1, -1)
-            closed = np.minimum(aqty, apos)
-            gross = (price - entry) * closed * d * self._pv
-            k = i[closes]
-            self.realised[k] = self.realised[k] + gross[closes]
-            rest = closes & (aqty > apos)  # a reversal opens the rest at the same price
-            flat = closes & ~rest & (aqty == apos)
-            new_entry = np.where(rest, price, np.where(closes, entry, new_entry))
-            new_entry[flat] = NAN
-            self.stop_price[i[flat]] = NAN
-            self.target_price[i[flat]] = NAN
-            self.stop_price[i[rest]] = NAN
-            self.target_price[i[rest]] = NAN
-        self.entry_price[i] = new_entry
-        self.position[i] = pos + qty
+        realised = np.where(hit, self.realised - self._comm * apos, self.realised)
+        gross = (fill - self.entry_price) * apos * d * self._pv
+        self.realised = np.where(hit, realised + gross, realised)
+        self.position = np.where(hit, 0, pos)
+        self.entry_price = np.where(hit, np.nan, self.entry_price)
+        self.stop_price = np.where(hit, np.nan, stop)
+        self.target_price = np.where(hit, np.nan, tgt)
+        self.last_exit_direction = np.where(hit, d, 0)
 
     def _mark(self, c: np.ndarray) -> None:
         """Mark every copy to market at close ``c``."""

@@ -25,7 +25,7 @@ class Observer:
 
     def __init__(self, views: list[tuple[str, np.ndarray, int, bool]], arrays: dict[str, Any],
                  ohlc: np.ndarray, max_position: int, initial_equity: float) -> None:
-        self._views = [(agent, table, np.arange(1 - window, 1), strategic)
+        self._views = [(agent, windows(table, window), window - 1, strategic)
                        for agent, table, window, strategic in views]
         self._atr = arrays["atr"]
         self._mstate = arrays["market_state"]
@@ -60,13 +60,21 @@ class Observer:
         ctx[idx, _STRAT_OFF] = decision
         state = np.concatenate((self._mstate[brow], dyn[idx]), axis=1)
         context = ctx[idx]
-        n = len(brow)
         locals_: dict[str, np.ndarray] = {}
-        for agent, table, offsets, strategic in self._views:
-            rows = srow if strategic else brow
-            window = table[rows[:, None] + offsets].reshape(n, -1)
+        for agent, flat, back, strategic in self._views:
+            window = flat[(srow if strategic else brow) - back]
             if agent == "regime":
                 locals_[agent] = np.concatenate((window, self._latent[srow], context), axis=1)
             else:
                 locals_[agent] = np.concatenate((window, context), axis=1)
         return locals_, state
+
+
+def windows(table: np.ndarray, window: int) -> np.ndarray:
+    """A read-only view whose row ``r`` is ``table[r:r + window]`` flattened (no copy):
+    gathering N windows is then one row gather of contiguous blocks."""
+    table = np.ascontiguousarray(table)
+    rows, cols = table.shape
+    step = table.strides[0]
+    return np.lib.stride_tricks.as_strided(table, shape=(rows - window + 1, window * cols),
+                                           strides=(step, table.strides[1]), writeable=False)

@@ -157,3 +157,13 @@ def test_vector_env_refuses_bad_input(env_data: DataConfig) -> None:
         venv.step(actions)
     with pytest.raises(RuntimeError, match="reset_done"):
         venv.step(actions)
+
+
+def test_bench_counts_every_copy_and_restart(env_data: DataConfig) -> None:
+    """bench env's vector loop: env steps count every copy, resets every restarted copy."""
+    from experiments.bench.env import random_action_arrays, run_vector
+
+    venv = VectorEnv("joint_v0", 3, data=env_data, episode_steps=4)
+    venv.reset(seed=0)
+    steps, resets, _, _ = run_vector(venv, random_action_arrays(venv, 10), 0.0)
+    assert (steps, resets) == (30, 6)  # 10 batches of 3 copies; episodes end at 4 and 8

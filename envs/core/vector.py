@@ -270,24 +270,30 @@ class VectorEnv:
         into the state."""
         width = len(table)
         at = self._all if rows is None else rows
-        self._dyn[at, offset:offset + width * len(agents)] = 0.0
+        if rows is None:
+            self._dyn[:, offset:offset + width * len(agents)] = 0.0
+        else:
+            self._dyn[rows, offset:offset + width * len(agents)] = 0.0
         total = np.zeros(len(at))
         for i, agent in enumerate(agents):
             a = self._action(actions, agent)
-            if rows is not None:
+            if rows is None:
+                vote = self._votes[agent] = table[a]
+            else:
                 a = a[rows]
-            vote = table[a]
-            self._votes[agent][at] = vote
+                vote = table[a]
+                self._votes[agent][rows] = vote
             self._dyn[at, offset + i * width + a] = 1.0
             total = total + vote
         return total / len(agents)
 
     def _apply_strategic(self, actions: Mapping[str, Any]) -> None:
         """Latch bias and risk budget in the copies that decide at this bar."""
-        rows = np.flatnonzero(self._decision)
-        self._bias[rows] = self._mean_vote(actions, STRATEGIC_AGENTS, _VOTE_S, _STRAT_OFF, rows)
-        step = _RISK_STEP[self._action(actions, "portfolio")[rows]]
-        self._budget[rows] = np.minimum(1.0, np.maximum(0.0, self._budget[rows] + step))
+        rows = None if self._clock else np.flatnonzero(self._decision)
+        at = self._all if rows is None else rows
+        self._bias[at] = self._mean_vote(actions, STRATEGIC_AGENTS, _VOTE_S, _STRAT_OFF, rows)
+        step = _RISK_STEP[self._action(actions, "portfolio")[at]]
+        self._budget[at] = np.minimum(1.0, np.maximum(0.0, self._budget[at] + step))
 
     def _apply_tactical(self, actions: Mapping[str, Any]) -> None:
         """Set the tactical signal and the risk agent's size, stop and reward:risk."""

@@ -151,6 +151,8 @@ def test_vector_env_refuses_bad_input(env_data: DataConfig) -> None:
         venv.step({**actions, "entry": actions["entry"][:2]})
     with pytest.raises(ValueError, match="out of range"):
         venv.step({**actions, "fvg": actions["fvg"] + 5})
+    with pytest.raises(ValueError, match=r"actions\['risk'\] out of range"):
+        venv.step({**actions, "risk": actions["risk"] - 6})
     with pytest.raises(KeyError, match="no actions for agent 'momentum'"):
         venv.step({a: v for a, v in actions.items() if a != "momentum"})
     for _ in range(4):

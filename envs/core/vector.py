@@ -106,6 +106,8 @@ class VectorEnv:
         self.account = AccountBatch(env.market.contract, self.n, max_position=self._max,
                                     initial_equity=self.config.initial_equity)
         self._highs = {a: _high(env.action_space(a)) for a in self.possible_agents}
+        self._flat_high = np.concatenate([np.broadcast_to(h, (self.n, *h.shape)).reshape(-1)
+                                          for h in self._highs.values()]).astype(np.uint64)
         self._all = np.arange(self.n)
         self._rngs = [_seeded(None)[0] for _ in range(self.n)]
         self._tile_next = [0] * self.n
@@ -239,8 +241,9 @@ class VectorEnv:
         if self._done.any():
             raise RuntimeError(f"VectorEnv.step: copies {np.flatnonzero(self._done).tolist()} "
                                "have finished their episode; call reset_done() first")
+        actions = self._checked(actions)
         if self._single:
-            fraction = _SINGLE[self._action(actions, SINGLE_AGENT)]
+            fraction = _SINGLE[actions[SINGLE_AGENT]]
             self._bias = self._signal = fraction
             return self._target()
         if self._strategic and self._decision.any():
@@ -249,20 +252,25 @@ class VectorEnv:
             self._apply_tactical(actions)
         return self._target()
 
-    def _action(self, actions: Mapping[str, Any], agent: str) -> np.ndarray:
-        """``agent``'s actions as an integer array checked against its space."""
-        if agent not in actions:
-            raise KeyError(f"no actions for agent {agent!r}; pass an array of one action per "
-                           f"copy ({self.n}) for every agent")
-        a = np.asarray(actions[agent])
-        high = self._highs[agent]
-        if a.shape != (self.n, *high.shape) or a.dtype.kind not in "iu":
-            raise ValueError(f"actions[{agent!r}] must be integers of shape "
-                             f"{(self.n, *high.shape)}, got {a.dtype} {a.shape}")
-        if a.min() < 0 or (a.max() >= high if high.ndim == 0 else (a >= high).any()):
-            raise ValueError(f"actions[{agent!r}] out of range: every value must be in "
-                             f"[0, {high.tolist()}) per column")
-        return a
+    def _checked(self, actions: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Every agent's actions as integer arrays, checked against the spaces at once."""
+        out = {}
+        for agent, high in self._highs.items():
+            if agent not in actions:
+                raise KeyError(f"no actions for agent {agent!r}; pass an array of one action "
+                               f"per copy ({self.n}) for every agent")
+            a = np.asarray(actions[agent])
+            if a.shape != (self.n, *high.shape) or a.dtype.kind not in "iu":
+                raise ValueError(f"actions[{agent!r}] must be integers of shape "
+                                 f"{(self.n, *high.shape)}, got {a.dtype} {a.shape}")
+            out[agent] = a
+        flat = np.concatenate([a.reshape(-1) for a in out.values()])
+        if (flat.astype(np.uint64) >= self._flat_high).any():  # negatives wrap to huge
+            for agent, a in out.items():
+                if a.min() < 0 or (a >= self._highs[agent]).any():
+                    raise ValueError(f"actions[{agent!r}] out of range: every value must "
+                                     f"be in [0, {self._highs[agent].tolist()}) per column")
+        return out
 
     def _mean_vote(self, actions: Mapping[str, Any], agents: tuple[str, ...],
                    table: np.ndarray, offset: int, rows: np.ndarray | None) -> np.ndarray:
@@ -276,7 +284,7 @@ class VectorEnv:
             self._dyn[rows, offset:offset + width * len(agents)] = 0.0
         total = np.zeros(len(at))
         for i, agent in enumerate(agents):
-            a = self._action(actions, agent)
+            a = actions[agent]
             if rows is None:
                 vote = self._votes[agent] = table[a]
             else:
@@ -292,13 +300,13 @@ class VectorEnv:
         rows = None if self._clock else np.flatnonzero(self._decision)
         at = self._all if rows is None else rows
         self._bias[at] = self._mean_vote(actions, STRATEGIC_AGENTS, _VOTE_S, _STRAT_OFF, rows)
-        step = _RISK_STEP[self._action(actions, "portfolio")[at]]
+        step = _RISK_STEP[actions["portfolio"][at]]
         self._budget[at] = np.minimum(1.0, np.maximum(0.0, self._budget[at] + step))
 
     def _apply_tactical(self, actions: Mapping[str, Any]) -> None:
         """Set the tactical signal and the risk agent's size, stop and reward:risk."""
         self._signal = self._mean_vote(actions, TACTICAL_VOTERS, _VOTE_T, _TACT_OFF, None)
-        risk = self._action(actions, "risk")
+        risk = actions["risk"]
         self._risk_n = _CONTRACTS[risk[:, 0]]
         self._risk_stop = _STOP_ATR[risk[:, 1]]
         self._risk_rr = _REWARD_RISK[risk[:, 2]]
@@ -384,10 +392,10 @@ class VectorEnv:
         signals = (self._bias[idx], self._signal[idx], self._budget[idx])
         values = self._observer.dynamic(self.account, idx, pos, brow, signals)
         locals_, state = self._observer.observe(self._dyn, self._ctx, values,
-                                                self._decision[idx], brow, srow, idx)
-        if self._single:
-            local = np.concatenate([locals_[a] for a in self.env._team], axis=1)
-            return {SINGLE_AGENT: {"local": local, "state": state}}
+                                                self._decision[idx], brow, srow, idx,
+                                                joined=self._single)
+        if self._single:  # the team's locals side by side, in sorted agent order
+            return {SINGLE_AGENT: {"local": locals_[""], "state": state}}
         return {a: {"local": locals_[a], "state": state} for a in self.possible_agents}
 
     def _info(self, exit_cost: np.ndarray) -> Batch:

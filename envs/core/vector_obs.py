@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from envs.core.base import N_ACCOUNT, N_SIGNALS
+from envs.core.layout import CONTEXT
 from envs.core.vector_account import AccountBatch
 
 Index = np.ndarray | slice
@@ -27,6 +28,11 @@ class Observer:
                  ohlc: np.ndarray, max_position: int, initial_equity: float) -> None:
         self._views = [(agent, windows(table, window), window - 1, strategic)
                        for agent, table, window, strategic in views]
+        extra = {agent: arrays["latent"].shape[1] if agent == "regime" else 0
+                 for agent, *_ in views}
+        self._width = sum(flat.shape[1] + extra[agent] + len(CONTEXT)
+                          for agent, flat, _, _ in self._views)
+        """Columns of all the agents' locals side by side (single_v0's ``local``)."""
         self._atr = arrays["atr"]
         self._mstate = arrays["market_state"]
         self._latent = arrays["latent"]
@@ -51,22 +57,35 @@ class Observer:
             stop_atr, tgt_atr, *signals), axis=1)
 
     def observe(self, dyn: np.ndarray, ctx: np.ndarray, values: np.ndarray,
-                decision: np.ndarray, brow: np.ndarray, srow: np.ndarray, idx: Index
-                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                decision: np.ndarray, brow: np.ndarray, srow: np.ndarray, idx: Index,
+                joined: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Write ``values`` into the state and context rows ``idx``; each agent's local
-        observation and the global state of those copies."""
+        observation and the global state of those copies. ``joined``: the locals are
+        column slices of one array, in agent order, returned under ``""`` too."""
         dyn[idx, :_STRAT_OFF] = values
         ctx[idx, :_STRAT_OFF] = values
         ctx[idx, _STRAT_OFF] = decision
         state = np.concatenate((self._mstate[brow], dyn[idx]), axis=1)
         context = ctx[idx]
+        n = len(brow)
         locals_: dict[str, np.ndarray] = {}
+        whole = np.empty((n, self._width), np.float32) if joined else None
+        at = 0
         for agent, flat, back, strategic in self._views:
-            window = flat[(srow if strategic else brow) - back]
-            if agent == "regime":
-                locals_[agent] = np.concatenate((window, self._latent[srow], context), axis=1)
+            width = flat.shape[1]
+            extra = self._latent.shape[1] if agent == "regime" else 0
+            size = width + extra + context.shape[1]
+            if whole is None:
+                local = np.empty((n, size), np.float32)
             else:
-                locals_[agent] = np.concatenate((window, context), axis=1)
+                local, at = whole[:, at:at + size], at + size
+            local[:, :width] = flat[(srow if strategic else brow) - back]
+            if extra:
+                local[:, width:width + extra] = self._latent[srow]
+            local[:, width + extra:] = context
+            locals_[agent] = local
+        if whole is not None:
+            locals_[""] = whole
         return locals_, state
 
 

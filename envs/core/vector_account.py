@@ -75,7 +75,7 @@ class AccountBatch:
         order = qty != 0
         with np.errstate(invalid="ignore", divide="ignore"):
             if order.any():
-                self._order(order, qty, o, stop_distance, target_distance)
+                self._order(qty, o, stop_distance, target_distance)
             pos = self.position
             hit = (((pos > 0) & ((low <= self.stop_price) | (h >= self.target_price)))
                    | ((pos < 0) & ((h >= self.stop_price) | (low <= self.target_price))))
@@ -86,34 +86,29 @@ class AccountBatch:
         self._mark(c)
         return self.equity - eq0
 
-    def _order(self, order: np.ndarray, qty: np.ndarray, o: np.ndarray, stop_d: np.ndarray,
+    def _order(self, qty: np.ndarray, o: np.ndarray, stop_d: np.ndarray,
                target_d: np.ndarray) -> None:
-        """Fill ``qty`` at the open with slippage where ``order``; a new position (from
-        flat or reversed) gets its bracket, a flat one loses it."""
-        slip = self._slip
+        """Fill ``qty`` (0: no order) at the open with slippage; a position opened from flat
+        or reversed gets its bracket, a closed one loses it."""
         pos, entry = self.position, self.entry_price
-        price = np.where(qty > 0, o + slip, o - slip)
+        price = o + np.where(qty > 0, self._slip, -self._slip)
         aqty, apos = np.abs(qty), np.abs(pos)
-        realised = np.where(order, self.realised - self._comm * aqty, self.realised)
-        adds = (pos == 0) | ((pos > 0) == (qty > 0))
-        closes = order & ~adds
-        d = np.where(pos > 0, 1, -1)
-        gross = (price - entry) * np.minimum(aqty, apos) * d * self._pv
-        self.realised = np.where(closes, realised + gross, realised)
-        rest = closes & (aqty > apos)  # a reversal opens the rest at the same price
-        flat = closes & (aqty == apos)
-        averaged = np.where(pos == 0, price, (entry * apos + price * aqty) / (apos + aqty))
-        self.entry_price = np.where(order & adds, averaged,
-                                    np.where(rest, price, np.where(flat, np.nan, entry)))
+        realised = self.realised - self._comm * aqty  # minus 0.0 where no order: unchanged
+        turn = pos * qty
+        gross = (price - entry) * np.minimum(aqty, apos) * np.sign(pos) * self._pv
+        self.realised = np.where(turn < 0, realised + gross, realised)
         new = pos + qty
+        opened = (new != 0) & (pos * new <= 0)  # from flat, or reversed
+        averaged = (entry * apos + price * aqty) / (apos + aqty)
+        entry = np.where(opened, price, np.where(turn > 0, averaged, entry))
+        gone = new == 0
+        self.entry_price = np.where(gone, np.nan, entry)
         self.position = new
-        opened = order & (new != 0) & ((pos == 0) | ((pos > 0) != (new > 0)))
-        dn = np.where(new > 0, 1, -1)
-        cleared = flat | rest
-        self.stop_price = np.where(opened, price - dn * stop_d,
-                                   np.where(cleared, np.nan, self.stop_price))
-        self.target_price = np.where(opened, price + dn * target_d,
-                                     np.where(cleared, np.nan, self.target_price))
+        d = np.sign(new)
+        self.stop_price = np.where(opened, price - d * stop_d,
+                                   np.where(gone, np.nan, self.stop_price))
+        self.target_price = np.where(opened, price + d * target_d,
+                                     np.where(gone, np.nan, self.target_price))
         self.bars_in_trade = np.where(opened, 0, self.bars_in_trade)
 
     def _exit(self, hit: np.ndarray, o: np.ndarray, h: np.ndarray, low: np.ndarray) -> None:

@@ -10,8 +10,8 @@ stepped, minus before, / 20). Targets: joint_v0 >= 20,000 env steps/s
 (160,000 agent steps/s), strategic_v0 and tactical_v0 >= 30,000, single_v0
 (joint_v0's work plus one concatenation) >= 20,000; an extra env < 10 MB.
 
-The vector path (:class:`envs.core.vector.VectorEnv`, ``VECTOR_COPIES`` copies stepped as
-one batch) is timed the same way in the same run, beside each env's own figure: env
+The vector path (:class:`envs.core.vector.VectorEnv`: 16, and 64, copies stepped as one
+batch) is timed the same way in the same run, beside each env's own figure: env
 steps per second count every copy's step, actions are pre-drawn arrays, and the
 finished copies are restarted (``reset_done``) inside the timed loop.
 """
@@ -40,8 +40,8 @@ DEFAULT_STEPS = 20_000
 """Random actions drawn before timing, cycled."""
 DEFAULT_SECONDS = 3.0
 """Minimum timed stepping per env in seconds."""
-VECTOR_COPIES = 16
-"""Env copies of the vector path's batch."""
+VECTOR_COPIES: tuple[int, ...] = (16, 64)
+"""Env copies of the vector path's batch, one row each (16: the headline figure)."""
 
 
 def env_on_cache(name: str, cache: str) -> Any:
@@ -158,17 +158,19 @@ def run_vector(venv: Any, actions: list[dict[str, np.ndarray]], seconds: float
             return steps, resets, elapsed, time.process_time() - cpu
 
 
-def child_env_vector_steps(name: str, cache: str, steps: str, seconds: str) -> Figures:
-    """Single-core env steps per second of ``VECTOR_COPIES`` copies of ``name`` stepped as
-    one batch, with pre-drawn uniform random actions."""
+def child_env_vector_steps(name: str, cache: str, copies: str, steps: str, seconds: str
+                           ) -> Figures:
+    """Single-core env steps per second of ``copies`` copies of ``name`` stepped as one
+    batch, with pre-drawn uniform random actions."""
     from algospace.config import DataConfig
     from envs.core.vector import VectorEnv
 
     core = pin_one_core()
-    venv = VectorEnv(name, VECTOR_COPIES, data=DataConfig(cache_dir=cache))
-    actions = random_action_arrays(venv, max(1, int(steps) // VECTOR_COPIES))
+    n = int(copies)
+    venv = VectorEnv(name, n, data=DataConfig(cache_dir=cache))
+    actions = random_action_arrays(venv, max(1, int(steps) // n))
     venv.reset(seed=0)
-    run_vector(venv, actions[:max(1, ENV_WARMUP_STEPS // VECTOR_COPIES)], 0.0)
+    run_vector(venv, actions[:max(1, ENV_WARMUP_STEPS // n)], 0.0)
     venv.reset(seed=0)
     done, resets, elapsed, cpu = run_vector(venv, actions, float(seconds))
     return {"core": core, "copies": venv.n, "agents": len(venv.possible_agents),
@@ -219,10 +221,11 @@ def run(steps: int = DEFAULT_STEPS, seconds: float = DEFAULT_SECONDS) -> Figures
                             "env_random_action_steps": steps, "env_min_timed_s": seconds}
         for name in ENV_NAMES:
             speed = run_child("env_steps", [name, cache, str(steps), str(seconds)])
-            vector = run_child("env_vector_steps", [name, cache, str(steps), str(seconds)])
+            vectors = {n: run_child("env_vector_steps", [name, cache, str(n), str(steps),
+                                                         str(seconds)])
+                       for n in VECTOR_COPIES}
             memory = run_child("env_memory", [name, cache])
             per_s = speed["steps"] / speed["seconds"]
-            vector_per_s = vector["steps"] / vector["seconds"]
             target = ENV_TARGET_STEPS_PER_S[name]
             figures.update({
                 f"{name}_env_steps_per_s": per_s,
@@ -236,12 +239,6 @@ def run(steps: int = DEFAULT_STEPS, seconds: float = DEFAULT_SECONDS) -> Figures
                 f"{name}_cpu_share": speed["cpu_s"] / speed["seconds"],
                 f"{name}_pinned_core": speed["core"],
                 f"{name}_construct_cached_s": speed["construct_s"],
-                f"{name}_vector{VECTOR_COPIES}_env_steps_per_s": vector_per_s,
-                f"{name}_vector{VECTOR_COPIES}_agent_steps_per_s":
-                    vector_per_s * vector["agents"],
-                f"{name}_vector{VECTOR_COPIES}_vs_one_env_ratio": vector_per_s / per_s,
-                f"{name}_vector{VECTOR_COPIES}_timed_steps": vector["steps"],
-                f"{name}_vector{VECTOR_COPIES}_timed_resets": vector["resets"],
                 f"{name}_rss_after_imports_mb": memory["rss_after_imports_mb"],
                 f"{name}_rss_one_env_mb": memory["rss_one_env_mb"],
                 f"{name}_mb_first_env": memory["rss_one_env_mb"]
@@ -253,7 +250,20 @@ def run(steps: int = DEFAULT_STEPS, seconds: float = DEFAULT_SECONDS) -> Figures
                 f"{name}_mb_vs_target_ratio":
                     memory["mb_per_extra_env"] / ENV_TARGET_MB_PER_EXTRA,
             })
+            for n, vector in vectors.items():
+                figures.update(vector_figures(name, n, vector, per_s))
         return figures
+
+
+def vector_figures(name: str, n: int, vector: Figures, one_env_per_s: float) -> Figures:
+    """The figures of ``n`` copies of ``name`` stepped as one batch, beside one env's."""
+    per_s = vector["steps"] / vector["seconds"]
+    return {f"{name}_vector{n}_env_steps_per_s": per_s,
+            f"{name}_vector{n}_agent_steps_per_s": per_s * vector["agents"],
+            f"{name}_vector{n}_vs_one_env_ratio": per_s / one_env_per_s,
+            f"{name}_vector{n}_timed_steps": vector["steps"],
+            f"{name}_vector{n}_timed_resets": vector["resets"],
+            f"{name}_vector{n}_cpu_share": vector["cpu_s"] / vector["seconds"]}
 
 
 CHILDREN: dict[str, Callable[..., Figures]] = {

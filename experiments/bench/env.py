@@ -13,7 +13,9 @@ stepped, minus before, / 20). Targets: joint_v0 >= 20,000 env steps/s
 The vector path (:class:`envs.core.vector.VectorEnv`: 16, and 64, copies stepped as one
 batch) is timed the same way in the same run, beside each env's own figure: env
 steps per second count every copy's step, actions are pre-drawn arrays, and the
-finished copies are restarted (``reset_done``) inside the timed loop.
+finished copies are restarted (``reset_done``) inside the timed loop. Steps per CPU
+second are given beside the wall-clock figures: on a machine other jobs share, they are
+the fairer comparison.
 """
 
 from __future__ import annotations
@@ -237,6 +239,7 @@ def run(steps: int = DEFAULT_STEPS, seconds: float = DEFAULT_SECONDS) -> Figures
                 f"{name}_timed_resets": speed["resets"],
                 f"{name}_timed_s": speed["seconds"],
                 f"{name}_cpu_share": speed["cpu_s"] / speed["seconds"],
+                f"{name}_env_steps_per_cpu_s": speed["steps"] / speed["cpu_s"],
                 f"{name}_pinned_core": speed["core"],
                 f"{name}_construct_cached_s": speed["construct_s"],
                 f"{name}_rss_after_imports_mb": memory["rss_after_imports_mb"],
@@ -261,6 +264,7 @@ def vector_figures(name: str, n: int, vector: Figures, one_env_per_s: float) -> 
     return {f"{name}_vector{n}_env_steps_per_s": per_s,
             f"{name}_vector{n}_agent_steps_per_s": per_s * vector["agents"],
             f"{name}_vector{n}_vs_one_env_ratio": per_s / one_env_per_s,
+            f"{name}_vector{n}_env_steps_per_cpu_s": vector["steps"] / vector["cpu_s"],
             f"{name}_vector{n}_timed_steps": vector["steps"],
             f"{name}_vector{n}_timed_resets": vector["resets"],
             f"{name}_vector{n}_cpu_share": vector["cpu_s"] / vector["seconds"]}

@@ -86,7 +86,8 @@ def run_both(name: str, data: DataConfig, steps: int, seed: int = 0,
         check_obs(obs, i, obs_i, f"reset of copy {i}")
         assert info["clock"][i] == next(iter(info_i.values()))["clock"]
     rng = np.random.default_rng(seed)
-    seen = {"terminated": 0, "truncated": 0, "exit_cost": 0, "resets": 0, "decisions": 0}
+    seen = {"terminated": 0, "truncated": 0, "exit_cost": 0, "exit_at_truncation": 0,
+            "resets": 0, "decisions": 0}
     for t in range(steps):
         actions = draw(venv, rng)
         step = venv.step(actions)
@@ -99,6 +100,8 @@ def run_both(name: str, data: DataConfig, steps: int, seed: int = 0,
         seen["terminated"] += int(step.terminated[first].sum())
         seen["truncated"] += int(step.truncated[first].sum())
         seen["exit_cost"] += int((step.info["exit_cost"] > 0).sum())
+        seen["exit_at_truncation"] += int(((step.info["exit_cost"] > 0)
+                                           & step.truncated[first]).sum())
         seen["decisions"] += int(step.info["strategic_decision"].sum())
         if venv.done.any():
             done = np.flatnonzero(venv.done)
@@ -119,7 +122,8 @@ def test_vector_env_equals_independent_envs(name: str, env_data: DataConfig) -> 
     seen = run_both(name, env_data, 6 * STEPS[name], initial_equity=3_000.0,
                     ruin_fraction=RUIN[name], max_position=5)
     assert seen["terminated"] > 0 and seen["truncated"] > 0, seen  # ruin and the end
-    assert seen["exit_cost"] > 0 and seen["resets"] >= 2 * N, seen
+    assert seen["exit_at_truncation"] > 0 and seen["exit_cost"] > seen["exit_at_truncation"]
+    assert seen["resets"] >= 2 * N, seen
     if name in ("joint_v0", "single_v0"):
         assert 0 < seen["decisions"] < 6 * STEPS[name] * N, seen
 
@@ -129,6 +133,16 @@ def test_vector_env_tiles_like_independent_envs(name: str, env_data: DataConfig)
     """On val the copies walk the deterministic tiles as independent envs do."""
     seen = run_both(name, env_data, 3 * STEPS[name], split="val")
     assert seen["truncated"] >= 2 * N, seen
+
+
+def test_an_int_seed_seeds_copy_i_with_seed_plus_i(env_data: DataConfig) -> None:
+    venv = VectorEnv("tactical_v0", 3, data=env_data, episode_steps=8)
+    obs, info, _ = venv.reset(seed=7)
+    for i in range(3):
+        env = make_parallel_env("tactical_v0", data=env_data, episode_steps=8)
+        obs_i, _ = env.reset(seed=7 + i)
+        check_obs(obs, i, obs_i, f"copy {i}")
+    assert len(set(info["clock"].tolist())) > 1  # the copies start apart
 
 
 def test_vector_env_with_shaping_and_penalty(env_data: DataConfig) -> None:

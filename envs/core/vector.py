@@ -310,8 +310,10 @@ class VectorEnv:
         self._risk_n = _CONTRACTS[risk[:, 0]]
         self._risk_stop = _STOP_ATR[risk[:, 1]]
         self._risk_rr = _REWARD_RISK[risk[:, 2]]
-        self._dyn[:, _RISK_OFF:] = np.stack((self._risk_n / 5.0, self._risk_stop / 3.0,
-                                             self._risk_rr / 5.0), axis=1)
+        dyn = self._dyn
+        dyn[:, _RISK_OFF] = self._risk_n / 5.0
+        dyn[:, _RISK_OFF + 1] = self._risk_stop / 3.0
+        dyn[:, _RISK_OFF + 2] = self._risk_rr / 5.0
 
     def _target(self) -> np.ndarray:
         """Target positions from the latched signals (as TradingEnv._target)."""
@@ -325,12 +327,13 @@ class VectorEnv:
             conviction, size = self._bias, self._budget * self._max
         else:
             conviction, size = self._signal, self._risk_n * self._max / RISK_CONTRACTS[-1]
-        direction = (conviction > 0).astype(np.int64) - (conviction < 0)
-        blocked = self._blocked != 0
-        same = blocked & (direction == self._blocked)
-        self._blocked = np.where(blocked & ~same, 0, self._blocked)
-        amount = np.floor(np.abs(conviction) * size + 0.5).astype(np.int64)
-        return np.where(same, 0, direction * amount)
+        direction = np.sign(conviction).astype(np.int64)
+        target = direction * np.floor(np.abs(conviction) * size + 0.5).astype(np.int64)
+        if not self._blocked.any():
+            return target
+        same = direction == self._blocked  # still pointing where the bracket exit was
+        self._blocked = np.where(same, self._blocked, 0)
+        return np.where(same, 0, target)
 
     def execute(self, target: np.ndarray) -> VectorStep:
         """Trade into ``target`` over the next bar and advance every copy."""

@@ -50,11 +50,14 @@ class Observer:
         with np.errstate(invalid="ignore"):
             stop_atr = np.where(stop == stop, np.abs(close - stop) / atr, 0.0)
             tgt_atr = np.where(tgt == tgt, np.abs(tgt - close) / atr, 0.0)
-        return np.stack((
-            acct.position[idx] / self._max_position, acct.unrealised[idx] * pct,
-            acct.realised[idx] * pct, acct.drawdown[idx] * pct,
-            acct.equity[idx] / self._initial, acct.bars_in_trade[idx] / 100.0,
-            stop_atr, tgt_atr, *signals), axis=1)
+        columns = (acct.position[idx] / self._max_position, acct.unrealised[idx] * pct,
+                   acct.realised[idx] * pct, acct.drawdown[idx] * pct,
+                   acct.equity[idx] / self._initial, acct.bars_in_trade[idx] / 100.0,
+                   stop_atr, tgt_atr, *signals)
+        out = np.empty((len(close), len(columns)))
+        for j, column in enumerate(columns):
+            out[:, j] = column
+        return out
 
     def observe(self, dyn: np.ndarray, ctx: np.ndarray, values: np.ndarray,
                 decision: np.ndarray, brow: np.ndarray, srow: np.ndarray, idx: Index,

@@ -9,6 +9,13 @@ memory of an extra env (current RSS after 20 more instances, each reset and
 stepped, minus before, / 20). Targets: joint_v0 >= 20,000 env steps/s
 (160,000 agent steps/s), strategic_v0 and tactical_v0 >= 30,000, single_v0
 (joint_v0's work plus one concatenation) >= 20,000; an extra env < 10 MB.
+
+The vector path (:class:`envs.core.vector.VectorEnv`: 16, and 64, copies stepped as one
+batch) is timed the same way in the same run, beside each env's own figure: env
+steps per second count every copy's step, actions are pre-drawn arrays, and the
+finished copies are restarted (``reset_done``) inside the timed loop. Steps per CPU
+second are given beside the wall-clock figures: on a machine other jobs share, they are
+the fairer comparison.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ DEFAULT_STEPS = 20_000
 """Random actions drawn before timing, cycled."""
 DEFAULT_SECONDS = 3.0
 """Minimum timed stepping per env in seconds."""
+VECTOR_COPIES: tuple[int, ...] = (16, 64)
+"""Env copies of the vector path's batch, one row each (16: the headline figure)."""
 
 
 def env_on_cache(name: str, cache: str) -> Any:
@@ -114,6 +123,62 @@ def child_env_steps(name: str, cache: str, steps: str, seconds: str) -> Figures:
             "steps": done, "resets": resets, "seconds": elapsed, "cpu_s": cpu}
 
 
+def random_action_arrays(venv: Any, batches: int, seed: int = 0
+                         ) -> list[dict[str, np.ndarray]]:
+    """``batches`` ready-made action batches for a VectorEnv: per agent, one uniform action
+    per copy (``(n,)`` ints; MultiDiscrete: ``(n, len(nvec))``)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(batches):
+        batch = {}
+        for agent in venv.possible_agents:
+            space = venv.action_space(agent)
+            nvec = getattr(space, "nvec", None)
+            batch[agent] = (rng.integers(0, nvec, size=(venv.n, len(nvec))) if nvec is not None
+                            else rng.integers(0, int(space.n), size=venv.n))
+        out.append(batch)
+    return out
+
+
+def run_vector(venv: Any, actions: list[dict[str, np.ndarray]], seconds: float
+               ) -> tuple[int, int, float, float]:
+    """Step the copies through ``actions`` (cycling; finished copies restarted) for at
+    least ``seconds``; returns env steps (all copies), resets, wall and CPU seconds."""
+    step, reset_done = venv.step, venv.reset_done
+    steps = resets = 0
+    cpu, start = time.process_time(), time.perf_counter()
+    while True:
+        for action in actions:
+            step(action)
+            ended = int(np.count_nonzero(venv.done))
+            if ended:
+                reset_done()
+                resets += ended
+        steps += len(actions) * venv.n
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return steps, resets, elapsed, time.process_time() - cpu
+
+
+def child_env_vector_steps(name: str, cache: str, copies: str, steps: str, seconds: str
+                           ) -> Figures:
+    """Single-core env steps per second of ``copies`` copies of ``name`` stepped as one
+    batch, with pre-drawn uniform random actions."""
+    from algospace.config import DataConfig
+    from envs.core.vector import VectorEnv
+
+    core = pin_one_core()
+    n = int(copies)
+    venv = VectorEnv(name, n, data=DataConfig(cache_dir=cache))
+    actions = random_action_arrays(venv, max(1, int(steps) // n))
+    venv.reset(seed=0)
+    run_vector(venv, actions[:max(1, ENV_WARMUP_STEPS // n)], 0.0)
+    venv.reset(seed=0)
+    done, resets, elapsed, cpu = run_vector(venv, actions, float(seconds))
+    return {"core": core, "copies": venv.n, "agents": len(venv.possible_agents),
+            "steps": done, "resets": resets, "seconds": elapsed, "cpu_s": cpu}
+
+
 def child_env_memory(name: str, cache: str) -> Figures:
     """Current RSS after one env, then after ``ENV_EXTRA_INSTANCES`` more (each reset and
     stepped 10 times so its buffers exist)."""
@@ -158,6 +223,9 @@ def run(steps: int = DEFAULT_STEPS, seconds: float = DEFAULT_SECONDS) -> Figures
                             "env_random_action_steps": steps, "env_min_timed_s": seconds}
         for name in ENV_NAMES:
             speed = run_child("env_steps", [name, cache, str(steps), str(seconds)])
+            vectors = {n: run_child("env_vector_steps", [name, cache, str(n), str(steps),
+                                                         str(seconds)])
+                       for n in VECTOR_COPIES}
             memory = run_child("env_memory", [name, cache])
             per_s = speed["steps"] / speed["seconds"]
             target = ENV_TARGET_STEPS_PER_S[name]
@@ -171,6 +239,7 @@ def run(steps: int = DEFAULT_STEPS, seconds: float = DEFAULT_SECONDS) -> Figures
                 f"{name}_timed_resets": speed["resets"],
                 f"{name}_timed_s": speed["seconds"],
                 f"{name}_cpu_share": speed["cpu_s"] / speed["seconds"],
+                f"{name}_env_steps_per_cpu_s": speed["steps"] / speed["cpu_s"],
                 f"{name}_pinned_core": speed["core"],
                 f"{name}_construct_cached_s": speed["construct_s"],
                 f"{name}_rss_after_imports_mb": memory["rss_after_imports_mb"],
@@ -184,10 +253,24 @@ def run(steps: int = DEFAULT_STEPS, seconds: float = DEFAULT_SECONDS) -> Figures
                 f"{name}_mb_vs_target_ratio":
                     memory["mb_per_extra_env"] / ENV_TARGET_MB_PER_EXTRA,
             })
+            for n, vector in vectors.items():
+                figures.update(vector_figures(name, n, vector, per_s))
         return figures
+
+
+def vector_figures(name: str, n: int, vector: Figures, one_env_per_s: float) -> Figures:
+    """The figures of ``n`` copies of ``name`` stepped as one batch, beside one env's."""
+    per_s = vector["steps"] / vector["seconds"]
+    return {f"{name}_vector{n}_env_steps_per_s": per_s,
+            f"{name}_vector{n}_agent_steps_per_s": per_s * vector["agents"],
+            f"{name}_vector{n}_vs_one_env_ratio": per_s / one_env_per_s,
+            f"{name}_vector{n}_env_steps_per_cpu_s": vector["steps"] / vector["cpu_s"],
+            f"{name}_vector{n}_timed_steps": vector["steps"],
+            f"{name}_vector{n}_timed_resets": vector["resets"],
+            f"{name}_vector{n}_cpu_share": vector["cpu_s"] / vector["seconds"]}
 
 
 CHILDREN: dict[str, Callable[..., Figures]] = {
     "env_prepare": child_env_prepare, "env_steps": child_env_steps,
-    "env_memory": child_env_memory}
+    "env_vector_steps": child_env_vector_steps, "env_memory": child_env_memory}
 """The measurements this benchmark runs in fresh processes, by task name."""

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace, engine: Any, home: Path) -> int:
                     break
     except KeyboardInterrupt:
         log.close()
-        print(f"[decide] interrupted: {bars:,} new bars taken, {skipped:,} lines skipped, "
+        print(f"[decide] interrupted: {bars:,} new bars taken, {skipped:,} line(s) skipped, "
               f"{log.lines:,} decisions written to {out} (every line whole)", file=sys.stderr)
         return 130
     last = engine.decisions[-1] if engine.decisions else None

@@ -193,6 +193,10 @@ def run(args: argparse.Namespace, engine: Any, home: Path) -> int:
                 bars += 1
                 if decision is not None:
                     log.write(decision_json(decision))
+                    limited = f", limited by {decision.limit}" if decision.limit else ""
+                    print(f"[decide] {decision.time}: target {decision.target:+d} (position "
+                          f"{decision.position:+d}, agents wanted {decision.wanted:+d}"
+                          f"{limited})", flush=True)
                 if engine.stopped:
                     break
     except KeyboardInterrupt:

@@ -159,3 +159,13 @@ def test_kill_file_flattens_and_stops(setup: dict[str, Any], tmp_path: Path,
     assert rows[-1]["event"] == "kill_switch" and rows[-1]["target"] == 0
     assert rows[-1]["time"] == rows[-2]["time"] and "kill file" in rows[-1]["reason"]
     assert all("event" not in r for r in rows[:-1]) and len(rows) >= 11
+
+
+def test_a_kill_file_already_there_refuses_to_start(setup: dict[str, Any], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    feed, kill = tmp_path / "feed.csv", tmp_path / "STOP"
+    _start_file(feed, setup["lines"])
+    kill.touch()
+    assert main(["decide", "--exported", str(setup["export"]), "--follow", str(feed),
+                 "--kill-file", str(kill)]) == 2
+    assert f"--kill-file {kill} exists" in capsys.readouterr().err

@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 
 from algospace.config import DataConfig
-from algospace.data.calendar import trading_day
+from algospace.data.calendar import trading_day, trading_day_of
 from algospace.data.synthetic import SyntheticConfig
 from algospace.errors import ConfigError
 from algospace.evaluation.backtest import backtest, greedy_policy
-from algospace.inference.engine import DecisionEngine, EngineConfig
+from algospace.inference.engine import DecisionEngine
 from algospace.market.limits import RiskGuard, RiskLimits
 from tests.test_decision_engine import SPLIT, UNGATED, Case, _assert_same_as_batch, _case
 
@@ -61,6 +61,14 @@ def test_kill_file_flattens(tmp_path: Path) -> None:
     kill.touch()
     assert guard.killed()
     assert guard.apply(2, day=DAY1, equity=100_000.0) == (0, "kill_switch")
+
+
+def test_the_day_of_one_bar_is_the_calendars() -> None:
+    """The engine's day of one bar (a scalar) is the backtest's (an index), across 18:00."""
+    times = pd.date_range("2024-03-01 15:00", periods=600, freq="5min")
+    assert [trading_day_of(t) for t in times] == list(trading_day(times))
+    assert trading_day_of(pd.Timestamp("2024-03-04 17:55")) == DAY1
+    assert trading_day_of(pd.Timestamp("2024-03-04 18:00")) == DAY2
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [

@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
                        **({} if args.threshold is None else {"threshold": args.threshold}))
     cfg = EngineConfig(mc_passes=args.mc_passes, gates=gates, seed=args.seed,
                        limits=follow.limits_of(args))
+    if cfg.limits.kill_file is not None and Path(cfg.limits.kill_file).expanduser().exists():
+        raise ConfigError(f"--kill-file {cfg.limits.kill_file} exists, so the engine would stop "
+                          "at once; remove it to start")
     engine, home = _engine(args, cfg)
     if args.follow is not None:
         for flag in ("data", "start", "end", "export"):

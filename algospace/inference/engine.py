@@ -51,6 +51,7 @@ import torch
 
 from algospace.config import EnvConfig
 from algospace.data.bars import Bars
+from algospace.data.calendar import trading_day_of
 from algospace.errors import ConfigError
 from algospace.inference.decision import Decision, Reason, Replay, decided_reason
 from algospace.inference.gates import GateConfig
@@ -63,7 +64,7 @@ from algospace.inference.stream import (
     bar_values,
     stream_env,
 )
-from algospace.market.limits import RiskGuard, RiskLimits, trading_day_of
+from algospace.market.limits import RiskGuard, RiskLimits
 from algospace.market.sizing import contract_of
 from envs.core.data import MarketArrays
 from envs.registry import env_class

@@ -24,13 +24,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from algospace.errors import ConfigError
 
-__all__ = ["LIMIT_CODES", "RiskGuard", "RiskLimits", "trading_day_of"]
+__all__ = ["LIMIT_CODES", "RiskGuard", "RiskLimits"]
 
 LIMIT_CODES: dict[str, str] = {
     "": "no limit changed the target",
@@ -83,13 +82,6 @@ class RiskLimits:
         if self.kill_file is not None:
             parts.append(f"kill file {self.kill_file}")
         return ", ".join(parts) or "none"
-
-
-def trading_day_of(open_time: Any) -> pd.Timestamp:
-    """The trading day of the bar opening at ``open_time`` (days begin at 18:00)."""
-    from algospace.data.calendar import trading_day
-
-    return trading_day(pd.DatetimeIndex([pd.Timestamp(open_time)]))[0]
 
 
 class RiskGuard:

@@ -26,6 +26,7 @@ import pytest
 from algospace.cli import main
 from algospace.config import DataConfig, EnvConfig
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
+from algospace.errors import DataError
 from algospace.features.pipeline import prepare
 from algospace.inference.engine import DecisionEngine, EngineConfig
 from algospace.market.limits import RiskLimits
@@ -169,3 +170,29 @@ def test_a_kill_file_already_there_refuses_to_start(setup: dict[str, Any], tmp_p
     assert main(["decide", "--exported", str(setup["export"]), "--follow", str(feed),
                  "--kill-file", str(kill)]) == 2
     assert f"--kill-file {kill} exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dayfirst", [True, False])
+def test_appended_rows_read_dates_as_the_rows_before_them(dayfirst: bool,
+                                                          tmp_path: Path) -> None:
+    """``01/02/2020`` alone is ambiguous; the rows already in the file (13 January) tell
+    the order, and an appended row is read the same way (not skipped as ambiguous)."""
+    from algospace.cli.follow import history_dayfirst
+    from algospace.data.loader import bars_from_text, parse_line
+
+    def stamp(t: pd.Timestamp) -> str:
+        return t.strftime("%d/%m/%Y %H:%M" if dayfirst else "%m/%d/%Y %H:%M")
+
+    header = "Timestamp,Open,High,Low,Close,Volume"
+    times = pd.date_range("2020-01-13 10:00", periods=4, freq="5min")
+    text = "\n".join([header, *(f"{stamp(t)},10,11,9,10,5" for t in times)]) + "\n"
+    path = tmp_path / "feed.csv"
+    history = bars_from_text(text, path).frame
+    assert list(history.index) == list(times)
+    found = history_dayfirst(text, path, history, None, "open")
+    assert found is dayfirst
+    new = pd.Timestamp("2020-02-01 10:00")
+    row = parse_line(header, f"{stamp(new)},10,11,9,10,5", 6, path=path, dayfirst=found)
+    assert row.index[0] == new
+    with pytest.raises(DataError, match="cannot tell whether dates are day-first"):
+        parse_line(header, f"{stamp(new)},10,11,9,10,5", 6, path=path, dayfirst=None)

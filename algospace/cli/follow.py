@@ -143,6 +143,22 @@ class Tail:
         return out
 
 
+def history_dayfirst(text: str, path: Path, history: pd.DataFrame, dayfirst: bool | None,
+                     timestamps: Any) -> bool | None:
+    """Whether the file writes day-first dates, as its rows already there showed (the
+    loader detects it over many rows; one appended row like ``03/02/2020`` alone cannot
+    tell). ``dayfirst`` when given; True when reading day-first gives the same times."""
+    from algospace.data.loader import bars_from_text
+
+    if dayfirst is not None:
+        return dayfirst
+    try:
+        same = bars_from_text(text, path, dayfirst=True, timestamps=timestamps).frame.index
+    except DataError:
+        return False
+    return bool(same.equals(history.index))
+
+
 def run(args: argparse.Namespace, engine: Any, home: Path) -> int:
     """Follow ``args.follow``: warm up, then decide on each new bar until Ctrl-C or the
     kill file."""
@@ -163,10 +179,12 @@ def run(args: argparse.Namespace, engine: Any, home: Path) -> int:
     if not lines:
         raise ConfigError(f"--follow {args.follow}: the file has no complete header line")
     header = lines[0][1]
+    dayfirst = data.dayfirst
     if len(lines) > 1:
         text = "\n".join([header, *(t for _, t in lines[1:])]) + "\n"
-        history = bars_from_text(text, path, dayfirst=data.dayfirst,
+        history = bars_from_text(text, path, dayfirst=dayfirst,
                                  timestamps=data.timestamps).frame
+        dayfirst = history_dayfirst(text, path, history, dayfirst, data.timestamps)
         engine.warm_up(history)
         engine.start = history.index[-1] + pd.Timedelta(minutes=minutes)
     print(f"[decide] following {path}: warmed up on {len(lines) - 1:,} bars; deciding on "
@@ -182,7 +200,7 @@ def run(args: argparse.Namespace, engine: Any, home: Path) -> int:
                 continue
             for number, text in new:
                 try:
-                    frame = parse_line(header, text, number, path=path, dayfirst=data.dayfirst,
+                    frame = parse_line(header, text, number, path=path, dayfirst=dayfirst,
                                        timestamps=data.timestamps, bar_minutes=minutes)
                     decision = engine.on_bar(frame.index[0], *frame.iloc[0].to_numpy())
                 except DataError as err:

@@ -135,6 +135,10 @@ def test_engine_has_the_backtests_ruin_stop(case: Case) -> None:
     assert ruined_at is not None
     assert replay.equity.iloc[ruined_at] >= batch.ruin_level - 50  # a gap at most
     assert (replay.positions[ruined_at:] == 0).all()
+    # what goes out says so: target 0 from the ruin on, though the agents want more
+    after = replay.decisions[replay.decisions["time"] > replay.equity.index[ruined_at]]
+    assert len(after) and (after["target"] == 0).all()
+    assert (after["limit"] == "ruin").any() and (after["wanted"] != 0).any()
     assert replay.equity.iloc[-1] == replay.equity.iloc[ruined_at]
 
 

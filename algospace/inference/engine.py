@@ -386,6 +386,8 @@ class DecisionEngine:
                             initial_equity=self.env_config.initial_equity)
         target, limit = self.guard.apply(gates.target, equity=self.live.chained,
                                          day=trading_day_of(self.stream.open_time(row)))
+        if env.account.ruined and target:  # the account trades nothing more: say so
+            target, limit = 0, "ruin"
         self._pending = target
         self.last_reason = decided_reason(gates, target, limit)
         if limit == "kill_switch":

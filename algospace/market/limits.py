@@ -36,6 +36,7 @@ LIMIT_CODES: dict[str, str] = {
     "max_position": "the target was clipped to the maximum position",
     "max_daily_loss": "the day's loss reached the maximum: flat until the next trading day",
     "kill_switch": "the kill file exists: flatten and stop",
+    "ruin": "the account's ruin stop has fired: it stays flat (the engine's live account)",
 }
 """What a decision's ``limit`` field says."""
 

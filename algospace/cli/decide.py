@@ -15,6 +15,10 @@ left, then prints progress every ``--progress`` seconds.
 ``--export DIR`` also writes the actors as TorchScript (checked against the eager ones)
 with everything else the engine needs; ``--exported DIR`` replays such an export, with no
 checkpoint needed (given one too, its settings are used and only the actors come from DIR).
+
+``--follow FILE`` decides on bars as a feed appends them to FILE, and the risk limits
+(``--max-daily-loss``, ``--max-position``, ``--kill-file``) act on every target: see
+:mod:`algospace.cli.follow`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from algospace.cli import follow
 from algospace.errors import AlgoSpaceError, ConfigError
 
 DEFAULT_DAYS = 5
@@ -53,7 +58,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--end", help="decide on bars opening before this time (default: "
                                       "the end of the test split, or of --data)")
     parser.add_argument("--out", help="decision log CSV (default decisions-<data>.csv "
-                                      "next to the checkpoint, or next to --exported)")
+                                      "next to the checkpoint, or next to --exported); "
+                                      "with --follow: JSON lines, appended")
     parser.add_argument("--no-gates", action="store_true",
                         help="record the two gates but do not hold trades back (the "
                              "backtest's behaviour)")
@@ -71,6 +77,7 @@ def add_parser(sub: Any) -> None:
     group.add_argument("--exported", metavar="DIR",
                        help="replay with the TorchScript actors in DIR (no checkpoint "
                             "needed when DIR was written by --export)")
+    follow.add_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -112,8 +119,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--progress {args.progress}: give seconds >= 0")
     gates = GateConfig(enforce=not args.no_gates,
                        **({} if args.threshold is None else {"threshold": args.threshold}))
-    cfg = EngineConfig(mc_passes=args.mc_passes, gates=gates, seed=args.seed)
+    cfg = EngineConfig(mc_passes=args.mc_passes, gates=gates, seed=args.seed,
+                       limits=follow.limits_of(args))
+    if cfg.limits.kill_file is not None and Path(cfg.limits.kill_file).expanduser().exists():
+        raise ConfigError(f"--kill-file {cfg.limits.kill_file} exists, so the engine would stop "
+                          "at once; remove it to start")
     engine, home = _engine(args, cfg)
+    if args.follow is not None:
+        for flag in ("data", "start", "end", "export"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(f"--{flag} does not go with --follow: the followed file's "
+                                  "rows warm up, its new rows are decided")
+        return follow.run(args, engine, home)
     window = _window(args, engine)
     engine.start = window.start
     out = Path(args.out).expanduser() if args.out else home / f"decisions-{window.name}.csv"
@@ -128,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[decide] {engine.env_name}: {len(todo):,} bars to decide ({window.what}: "
           f"{todo.index[0]} to {todo.index[-1]}), after {len(history):,} bars of history "
           f"that warm the features up; gates {'on' if gates.enforce else 'recorded only'}, "
-          f"{cfg.mc_passes} MC passes")
+          f"{cfg.mc_passes} MC passes; risk limits: {cfg.limits.describe()}")
     engine.warm_up(history)
     log = DecisionLog(out)
     try:
@@ -269,6 +286,9 @@ def _replay(engine: Any, todo: pd.DataFrame, log: DecisionLog, every: float) -> 
         decision = engine.on_bar(when, *row)
         if decision is not None:
             log.write(decision.row())
+        if engine.stopped:
+            print(f"[decide] {engine.last_reason} (at the bar opening {when})")
+            break
         now = time.perf_counter()
         if i == 0:
             print(f"[decide] features computed over the history with the first bar in "

@@ -23,6 +23,8 @@ USAGE = """commands:
   algospace evaluate CHECKPOINT [--split test|val] [--data FILE] [--out DIR]
   algospace run FILE.yaml [--quick] [--resume] [--address ADDR] [--set KEY=VALUE ...]
   algospace decide CHECKPOINT [--data FILE] [--start TIME] [--no-gates] [--export DIR]
+  algospace decide CHECKPOINT --follow FILE [--out FILE.jsonl] [--max-daily-loss USD]
+                   [--max-position N] [--kill-file PATH]
 
 Input errors (files, config, arguments) print one line starting with "error:" and
 exit with status 2; nothing is written."""

@@ -61,7 +61,13 @@ def load_bars(
             f"timestamps must be 'open' or 'close', got {timestamps!r}",
             fix="say whether the file's timestamps mark each bar's open or its close",
         )
-    text = _read_text(path)
+    return bars_from_text(_read_text(path), path, dayfirst=dayfirst, timestamps=timestamps)
+
+
+def bars_from_text(text: str, path: str | Path, *, dayfirst: bool | None = None,
+                   timestamps: TimestampConvention = "open") -> Bars:
+    """:func:`load_bars` on the text of a bar CSV (``path`` names it in messages)."""
+    path = Path(path)
     raw, lines = _read_table(text, path)
     columns = _map_columns(list(raw.columns), path)
     stamp_raw = _timestamp_strings(raw, columns)
@@ -75,6 +81,33 @@ def load_bars(
         frame.index = frame.index - pd.Timedelta(minutes=bar_minutes)
     frame.index.name = "open_time"
     return Bars(frame=frame, bar_minutes=bar_minutes, source=str(path))
+
+
+def parse_line(header: str, line: str, number: int, *, path: str | Path,
+               dayfirst: bool | None = None, timestamps: TimestampConvention = "open",
+               bar_minutes: int = 5) -> pd.DataFrame:
+    """One data row of a bar CSV whose first line is ``header``, checked as
+    :func:`load_bars` checks a row: a one-row frame indexed by open time, or a
+    :class:`DataError` naming line ``number`` of ``path`` (the row's order against the
+    rows before it is the caller's to check)."""
+    path = Path(path)
+    sep = _sniff_separator(header)
+    if line.count(sep) != header.count(sep):
+        kind = "short row" if line.count(sep) < header.count(sep) else "extra fields"
+        raise DataError(f"row has {line.count(sep) + 1} fields, the header has "
+                        f"{header.count(sep) + 1} ({kind})", path=path, line=number,
+                        fix="complete, repair or delete that row")
+    raw, _ = _read_table(f"{header}\n{line}\n", path)
+    lines = np.array([number])
+    columns = _map_columns(list(raw.columns), path)
+    times = parse_timestamps(_timestamp_strings(raw, columns), dayfirst=dayfirst,
+                             path=str(path), lines=lines,
+                             column=columns.get("timestamp", columns.get("date", "")))
+    frame = validate_frame(raw, columns, times, lines, str(path))
+    if timestamps == "close":
+        frame.index = frame.index - pd.Timedelta(minutes=bar_minutes)
+    frame.index.name = "open_time"
+    return frame
 
 
 def _read_text(path: Path) -> str:

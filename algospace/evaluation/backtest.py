@@ -41,6 +41,12 @@ passes), the env turns their actions into a target, the gates hold back new
 exposure they do not let through, and the env trades what is left. The
 backtest then also counts how often each gate closed (``gate_counts``); its
 trades equal the engine's gated replay of the same bars (tested).
+
+**Risk limits.** Given ``limits`` (:class:`~algospace.market.limits.RiskLimits`: maximum
+position, maximum daily loss), every target goes through the decision engine's
+:class:`~algospace.market.limits.RiskGuard` before it is traded, on the chained equity and
+the trading day of the decision's bar, as the engine applies them: both hold the same
+positions (tested). The kill file is the engine's alone.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from algospace.config import EnvConfig
+from algospace.data.calendar import trading_day
 from algospace.errors import ConfigError
 from algospace.evaluation.baselines import run_baselines
 from algospace.evaluation.decisions import DecisionLog, Decisions
@@ -69,6 +76,7 @@ from algospace.evaluation.oracles import (
 )
 from algospace.features.pipeline import Prepared, prepare
 from algospace.market.account import TRADE_COLUMNS
+from algospace.market.limits import RiskGuard, RiskLimits
 from envs.core.data import stored_tables
 from envs.registry import env_class
 
@@ -131,11 +139,13 @@ class Backtest:
 
 
 def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *,
-             seed: int = 0, progress: Callable[[str], None] | None = None) -> Backtest:
+             seed: int = 0, progress: Callable[[str], None] | None = None,
+             limits: RiskLimits | None = None) -> Backtest:
     """Run ``policy`` over every tile of ``env_config.split`` and score it against baselines.
 
     ``policy`` is a :data:`Policy`, or a :class:`~algospace.inference.policy.GatedTeam`
-    to trade through the two gates (see the module docstring).
+    to trade through the two gates; ``limits``: risk limits applied to every target (see
+    the module docstring).
     """
     from algospace.inference.policy import GatedTeam, gate_counts
 
@@ -163,6 +173,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
     initial = cfg.initial_equity
     ruin_level = (1.0 - cfg.ruin_fraction) * initial
     chained, ruin_row = initial, None
+    limited = _limiter(limits, env, prepared, len(ohlc), initial)
     env.reset(seed=seed)
     n_tiles = env.n_episodes
     for tile in range(n_tiles):
@@ -188,6 +199,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
                                    initial_equity=cfg.initial_equity)
                 gates.append(gate)
                 target = gate.target
+            target = limited(target, pos, chained)
             log.add(env, tile, latched, target)
             obs, _, terms, _, _ = env.execute(target)
             rows.append(pos + 1)
@@ -265,6 +277,16 @@ def _replace_random_start(cfg: EnvConfig) -> EnvConfig:
         raise ConfigError("backtest on the train split needs random_start=False explicitly "
                           "(train episodes start at random by default)")
     return replace(cfg, random_start=False)
+
+
+def _limiter(limits: RiskLimits | None, env: Any, prepared: Prepared, steps: int,
+             initial: float) -> Callable[[int, int, float], int]:
+    """``limit(target, clock step, chained equity)``: the target the risk limits allow."""
+    if limits is None or not limits.any:
+        return lambda target, _step, _equity: target
+    guard = RiskGuard(replace(limits, kill_file=None), initial)
+    days = trading_day(prepared.base.open_time)[_base_rows(env, np.arange(steps))]
+    return lambda target, step, equity: guard.apply(target, day=days[step], equity=equity)[0]
 
 
 def _clock_bars(env: Any, prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:

@@ -100,3 +100,34 @@ def read_bundle(folder: str | Path) -> Bundle:
     if regime_dir is not None:
         regime = RegimeEncoder.load(folder / str(regime_dir))
     return Bundle(env, env_config, meta, load_exported(folder), regime)
+
+
+def checkpoint_parts(checkpoint: str | Path, exported: str | Path | None = None,
+                     log: Any = None) -> tuple[str, EnvConfig, Mapping[str, Actor],
+                                               dict[str, Any], RegimeEncoder | None]:
+    """What :meth:`DecisionEngine.from_checkpoint
+    <algospace.inference.engine.DecisionEngine.from_checkpoint>` builds an engine from:
+    the env's name and settings, the actors (eager, or the TorchScript ones of
+    ``exported``), the data's normalisation and the regime detector."""
+    from algospace.features.pipeline import prepare
+    from algospace.training.checkpoint import load_actors, load_train_config
+
+    train_cfg = load_train_config(checkpoint)
+    env_cfg = train_cfg.env_config
+    prepared = prepare(env_cfg.data, log=log or (lambda _: None))
+    regime = None
+    if env_cfg.regime_latent:
+        from algospace.features.latents import pick_detector
+
+        detector, recorded = pick_detector(prepared.meta, prepared.path,
+                                           env_cfg.regime_detector)
+        path = recorded.get("checkpoint")
+        if not path or not Path(path).is_dir():
+            raise CheckpointError(
+                f"the agents read the latents of regime detector {detector}, but its "
+                f"checkpoint ({path or 'none recorded'}) is not there; keep that "
+                "checkpoint, or train the agents again on another detector's latents")
+        regime = RegimeEncoder.load(path)
+    actors: Mapping[str, Actor] = load_exported(exported) if exported is not None else \
+        load_actors(checkpoint)
+    return train_cfg.env, env_cfg, actors, prepared.meta, regime

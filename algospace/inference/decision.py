@@ -25,6 +25,7 @@ REASONS: dict[str, str] = {
     "data_hole": "the features are undefined here (missing bars before this one)",
     "between_sessions": "a session ended early at a data hole; the next has not begun",
     "waiting_for_close": "a session starts only at a 30-minute close",
+    "kill_switch": "the kill file exists: target 0 (flatten), the engine takes no more bars",
 }
 """Every :attr:`Reason.code`, and what it means."""
 
@@ -51,8 +52,12 @@ class Reason:
         return self.text
 
 
-def decided_reason(gates: GateResult) -> Reason:
-    """The reason of a decision: what the two gates did to the agents' target."""
+def decided_reason(gates: GateResult, target: int | None = None, limit: str = "") -> Reason:
+    """The reason of a decision: what the two gates, then the risk limit ``limit`` (a code
+    of :data:`algospace.market.limits.LIMIT_CODES`) did to the agents' target."""
+    if limit:
+        return Reason("decided", f"decided: target {target:+d}, limited by {limit} (the "
+                                 f"gates let {gates.target:+d} through)")
     if not gates.held_back:
         return Reason("decided", f"decided: target {gates.target:+d}")
     closed = [name for name, is_open in (("gate 1 (synergy)", gates.synergy_open),
@@ -79,7 +84,7 @@ class Decision:
     position: int
     """Contracts held now (after this bar's fills)."""
     target: int
-    """Target position for the next bar (after the gates)."""
+    """Target position for the next bar (after the gates and the risk limits)."""
     wanted: int
     """Target the agents asked for (before the gates)."""
     stop_distance: float
@@ -100,6 +105,9 @@ class Decision:
     """Both gates and what they let through."""
     closed_at_session_end: int = 0
     """Contracts of the previous session closed at this bar's close (its last step)."""
+    limit: str = ""
+    """The risk limit that changed the target (:data:`algospace.market.limits.LIMIT_CODES`;
+    ``""``: none)."""
 
     @property
     def order(self) -> int:
@@ -130,7 +138,7 @@ class Decision:
             "closed_at_session_end": self.closed_at_session_end,
             "gate_synergy": self.gates.synergy_open, "gate_consensus": self.gates.consensus_open,
             "consensus": self.gates.consensus, "threshold": self.gates.threshold,
-            "held_back": self.gates.held_back,
+            "held_back": self.gates.held_back, "limit": self.limit,
         }
         for agent, action in sorted(self.actions.items()):
             out[f"action_{agent}"] = (" ".join(map(str, action)) if isinstance(action, list)

@@ -9,18 +9,17 @@ the actors' weights (read from the checkpoint's modules or their TorchScript
 export) run in NumPy (:mod:`algospace.inference.kernel`).
 
 **The same decision as the backtest.** The engine runs the env's own code
-(:class:`envs.core.base.TradingEnv`) on arrays that hold only the bars
-received so far (:class:`algospace.inference.stream.MarketStream`); the
-env's :meth:`~envs.core.base.TradingEnv.decide` gives the target at a bar's
-close and :meth:`~envs.core.base.TradingEnv.execute` fills it on the next bar
-when that bar arrives. Sessions follow the backtest's tiles: a session of
-``episode_steps`` clock steps starts flat (fresh account, risk budget 0.5) at
-the first tradeable step on or after ``start``; at its last step the
-position is closed at that bar's close with the exit's commission and
-slippage charged, and the next session starts at the first tradeable step
-from there (on ``joint_v0`` a 30-minute close). With ``gates.enforce`` off
-and the same start, the engine's positions, equity and trades are those of
-:func:`algospace.evaluation.backtest.backtest` on the same bars (tested).
+(:class:`envs.core.base.TradingEnv`) on arrays that hold only the bars received so far
+(:class:`algospace.inference.stream.MarketStream`): ``decide`` gives the target at a bar's
+close, ``execute`` fills it on the next bar. Sessions follow the backtest's tiles: a
+session of ``episode_steps`` clock steps starts flat (fresh account, risk budget 0.5) at
+the first tradeable step on or after ``start``; at its last step the position is closed at
+that bar's close, exit costs charged, and the next session starts at the first tradeable
+step from there. The sessions chain into one account with the backtest's ruin stop
+(:class:`algospace.inference.live.LiveAccount`); the risk limits
+(:mod:`algospace.market.limits`) act on each target before it goes out. With
+``gates.enforce`` off, the same start and the same limits, the engine's positions, equity
+and trades are those of :func:`algospace.evaluation.backtest.backtest` (tested).
 
 **Where the two differ by design: holes in the data.** When a step's data is broken
 (features undefined after missing bars, or a 30-minute bar that closed together with the
@@ -52,9 +51,11 @@ import torch
 
 from algospace.config import EnvConfig
 from algospace.data.bars import Bars
-from algospace.errors import CheckpointError, ConfigError
+from algospace.data.calendar import trading_day_of
+from algospace.errors import ConfigError
 from algospace.inference.decision import Decision, Reason, Replay, decided_reason
 from algospace.inference.gates import GateConfig
+from algospace.inference.live import LiveAccount
 from algospace.inference.policy import Actor, GatedTeam, TeamPolicy, gate_counts
 from algospace.inference.stream import (
     MarketStream,
@@ -63,6 +64,7 @@ from algospace.inference.stream import (
     bar_values,
     stream_env,
 )
+from algospace.market.limits import RiskGuard, RiskLimits
 from algospace.market.sizing import contract_of
 from envs.core.data import MarketArrays
 from envs.registry import env_class
@@ -84,6 +86,9 @@ class EngineConfig:
     """Torch CPU threads while deciding (set per bar, restored after). The networks are
     tiny: one thread is fastest, and a second thread made a 4-pass step 20 times slower on
     a busy 2-core machine."""
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    """Maximum daily loss, maximum position and kill switch, applied to every target
+    before it goes out (:mod:`algospace.market.limits`)."""
 
     def __post_init__(self) -> None:
         if self.mc_passes < 0:
@@ -117,17 +122,16 @@ class DecisionEngine:
                               gates=self.config.gates, seed=self.config.seed)
         self._in_session = False
         self._next_start = 0
-        self._session = -1
         self._pending = 0
         self._obs: Any = None
-        self._before = 0.0
-        self._closing = 0
         self._cost_per_contract = 0.0
         self.decisions: list[Decision] = []
-        self._rows: list[int] = []
-        self._pnl: list[float] = []
-        self._held: list[int] = []
-        self._trades: list[pd.DataFrame] = []
+        self.live = LiveAccount(env_config.initial_equity, env_config.ruin_fraction)
+        """The sessions chained into one account, with the backtest's ruin stop."""
+        self.guard = RiskGuard(self.config.limits, env_config.initial_equity)
+        """The risk limits, applied to each target before it goes out."""
+        self.stopped = False
+        """True once the kill switch stopped the engine (it takes no more bars)."""
         self._streamed = 0
         self._stream_seconds = 0.0
         self._decision_ns: list[int] = []
@@ -150,33 +154,10 @@ class DecisionEngine:
         ``exported``: a folder written by :func:`algospace.inference.export.export_actors`
         to run instead of the eager actors.
         """
-        from algospace.features.pipeline import prepare
-        from algospace.training.checkpoint import load_actors, load_train_config
+        from algospace.inference.bundle import checkpoint_parts
 
-        train_cfg = load_train_config(checkpoint)
-        env_cfg = train_cfg.env_config
-        prepared = prepare(env_cfg.data, log=log or (lambda _: None))
-        regime = None
-        if env_cfg.regime_latent:
-            from algospace.features.latents import pick_detector
-
-            detector, recorded = pick_detector(prepared.meta, prepared.path,
-                                               env_cfg.regime_detector)
-            path = recorded.get("checkpoint")
-            if not path or not Path(path).is_dir():
-                raise CheckpointError(
-                    f"the agents read the latents of regime detector {detector}, but its "
-                    f"checkpoint ({path or 'none recorded'}) is not there; keep that "
-                    "checkpoint, or train the agents again on another detector's latents")
-            regime = RegimeEncoder.load(path)
-        if exported is not None:
-            from algospace.inference.export import load_exported
-
-            actors: Mapping[str, Actor] = load_exported(exported)
-        else:
-            actors = load_actors(checkpoint)
-        return cls(train_cfg.env, env_cfg, actors, prepared.meta, regime=regime,
-                   config=config, start=start)
+        env, env_cfg, actors, meta, regime = checkpoint_parts(checkpoint, exported, log)
+        return cls(env, env_cfg, actors, meta, regime=regime, config=config, start=start)
 
     @classmethod
     def from_export(cls, folder: str | Path, *, config: EngineConfig | None = None,
@@ -233,6 +214,8 @@ class DecisionEngine:
         with a row of the loader's frame (``for open_time, row in frame.iterrows()``).
         """
         values = bar_values(open_time, bar)
+        if self.stopped or self.check_kill():
+            return None
         began = time.perf_counter()
         threads = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
@@ -268,6 +251,17 @@ class DecisionEngine:
             decision = self._clock_step(len(self.stream) - 1)
         return decision
 
+    def check_kill(self) -> bool:
+        """True (and the engine stopped, its target 0) when the kill file exists; call it
+        between bars too, to stop without waiting for one."""
+        if not self.stopped and self.guard.killed():
+            self.stopped = True
+            self._pending = 0
+            self.last_reason = Reason("kill_switch", f"stopped: the kill file "
+                                      f"{self.config.limits.kill_file} exists; target 0 "
+                                      "(flatten), no more decisions")
+        return self.stopped
+
     def run(self, bars: pd.DataFrame, progress: Any = None) -> Replay:
         """Replay ``bars`` (indexed by open time): warm up before ``start``, then stream."""
         if self.start is not None:
@@ -277,6 +271,8 @@ class DecisionEngine:
         n = len(values)
         for i, (when, row) in enumerate(zip(bars.index, values, strict=True)):
             self.on_bar(when, *row)
+            if self.stopped:
+                break
             if progress is not None and (i + 1) % max(1, n // 10) == 0:
                 progress(f"[decide] {i + 1:,}/{n:,} bars, {len(self.decisions):,} decisions, "
                          f"{self.seconds_per_bar * 1e3:.1f} ms/bar")
@@ -329,12 +325,8 @@ class DecisionEngine:
         env = self.env
         closed = 0
         if self._in_session:
-            acct = env.account
             self._obs, _, _, _, _ = env.execute(self._pending)
-            self._rows.append(p)
-            self._pnl.append(acct.equity - self._before)
-            self._before = acct.equity
-            self._held.append(acct.position)
+            self.live.executed(p, env.account)
             if env.agents and not self._usable(p):
                 env.agents = []  # data broken mid-session: end it here (see the docstring)
             if not env.agents:
@@ -342,9 +334,8 @@ class DecisionEngine:
         if not self._in_session and self._tradeable(p):
             self._obs, _ = env.reset(options={"start": p})
             self._in_session = True
-            self._session += 1
+            self.live.start(env.account)
             self._next_start = p + env.episode_steps
-            self._before = env.account.equity
             self.team.reset()
         if not self._in_session:
             self.last_reason = self._why_not(p)
@@ -381,16 +372,8 @@ class DecisionEngine:
 
     def _end_session(self) -> int:
         """Close the session's position at this bar's close (costs charged, as the backtest)."""
-        acct = self.env.account
-        closing = abs(acct.position)
-        if closing:
-            self._pnl[-1] -= closing * self._cost_per_contract
-            self._held[-1] = 0
-        trades = acct.trades()
-        if len(trades):
-            self._trades.append(trades.assign(tile=self._session))
         self._in_session = False
-        return closing
+        return self.live.end(self.env.account, self._cost_per_contract)
 
     def _decide(self, p: int, closed: int) -> Decision:
         """The decision at clock step ``p`` (the env's current position)."""
@@ -401,15 +384,21 @@ class DecisionEngine:
         gates = team.decide(env, self._obs, p,
                             synergy_direction=float(env.market["synergy_direction"][row]),
                             initial_equity=self.env_config.initial_equity)
-        self._pending = gates.target
-        self.last_reason = decided_reason(gates)
+        target, limit = self.guard.apply(gates.target, equity=self.live.chained,
+                                         day=trading_day_of(self.stream.open_time(row)))
+        if env.account.ruined and target:  # the account trades nothing more: say so
+            target, limit = 0, "ruin"
+        self._pending = target
+        self.last_reason = decided_reason(gates, target, limit)
+        if limit == "kill_switch":
+            self.check_kill()
         acct = env.account
         self._decision_ns.append(time.perf_counter_ns() - began)
         stop_d, target_d = env.stop_and_target()
         decision = Decision(
-            time=self._close_time(p), clock=p, session=self._session,
+            time=self._close_time(p), clock=p, session=self.live.session,
             strategic_decision=bool(env.decision), position=int(acct.position),
-            target=gates.target, wanted=gates.wanted, stop_distance=stop_d,
+            target=target, wanted=gates.wanted, limit=limit, stop_distance=stop_d,
             target_distance=target_d, close=float(env._ohlc[p, 3]), equity=float(acct.equity),
             actions={a: (v.tolist() if isinstance(v, np.ndarray) else int(v))
                      for a, v in team.actions.items()},
@@ -431,16 +420,12 @@ class DecisionEngine:
             raise ConfigError("no bar has been streamed yet")
         times = (self.stream.strategic_bars() if self.env.STRATEGIC_CLOCK
                  else self.stream.bars()).open_time
-        index = pd.DatetimeIndex(times[np.asarray(self._rows, dtype=np.int64)],
+        live = self.live
+        index = pd.DatetimeIndex(times[np.asarray(live.rows, dtype=np.int64)],
                                  name="open_time")
-        equity = pd.Series(self.env_config.initial_equity + np.cumsum(self._pnl), index=index,
-                           name="equity")
-        trades = list(self._trades)
-        if self._in_session and len(self.env.account.trades()):
-            trades.append(self.env.account.trades().assign(tile=self._session))
         log = pd.DataFrame([d.row() for d in self.decisions])
         counts = gate_counts(d.gates for d in self.decisions)
-        return Replay(log, equity, np.asarray(self._held, dtype=np.int64),
-                      pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(),
-                      counts, self._session + 1, self.seconds_per_bar,
+        return Replay(log, live.equity(index), np.asarray(live.held, dtype=np.int64),
+                      live.all_trades(self.env.account if self._in_session else None),
+                      counts, live.session + 1, self.seconds_per_bar,
                       np.asarray(self._decision_ns, dtype=np.float64) / 1e3)

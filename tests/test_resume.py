@@ -222,6 +222,43 @@ def test_sigkill_resume_continues_the_env_step_counter(killed: Killed) -> None:
     assert summary["throughput"]["env_steps"] == steps[-1]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trial folder of the same run as ``killed``'s, left to finish."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    log = tmp / "run.log"
+    with _driver(tmp, log) as proc:
+        proc.wait(300)
+        assert proc.returncode == 0, log.read_text()[-3000:]
+    (trial,) = tmp.glob("results/*/*/trial_*")
+    return trial
+
+
+def _final_weights(trial: Path) -> dict[str, bytes]:
+    """Module id → the bytes of its state in the trial's last checkpoint."""
+    last = max(trial.glob("checkpoint_*"))
+    return {f.parent.name: f.read_bytes()
+            for f in last.glob("learner_group/learner/rl_module/*/module_state.pkl")}
+
+
+@linux_only
+@pytest.mark.slow
+def test_sigkill_resumed_run_equals_the_uninterrupted_run(killed: Killed,
+                                                          uninterrupted: Path) -> None:
+    """Same seed, same machine: the killed-and-resumed run reports the same figures at every
+    iteration and ends with the same weights (actors and critic, value-norm statistics
+    included) as the run that was never interrupted."""
+    assert killed.returncode == 0, killed.output[-3000:]
+    resumed, straight = _history(_rows(killed.trial)), _history(_rows(uninterrupted))
+    figures = [k for k in straight[1] if k.startswith(("losses/", "critic/", "agents/", "val_"))]
+    assert len(figures) > 20
+    for i in range(1, ITERATIONS + 1):
+        for key in (*figures, "env_steps", "episode_return_mean"):
+            assert resumed[i].get(key) == straight[i].get(key), (i, key)
+    final = _final_weights(killed.trial)
+    assert len(final) == 5 and final == _final_weights(uninterrupted)
+
+
 # ------------------------------------------------------------------ Ctrl-C
 @linux_only
 @pytest.mark.slow

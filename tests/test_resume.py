@@ -71,11 +71,12 @@ def _kill_session(sid: int, timeout: float = 30) -> list[int]:
 
 
 @contextlib.contextmanager
-def _driver(tmp: Path, log: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A runner in its own session; whatever is left of the session is killed at the end."""
+def in_session(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``argv`` run in its own session with a local Ray, its output in ``log``; whatever is
+    left of the session is killed at the end."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray
     with log.open("wb") as out:
-        proc = subprocess.Popen(_argv(tmp, *extra), cwd=REPO, env=env, stdout=out,
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
@@ -84,6 +85,12 @@ def _driver(tmp: Path, log: Path, *extra: str) -> Iterator[subprocess.Popen[byte
             proc.kill()
         proc.wait()
         _kill_session(proc.pid)
+
+
+def _driver(tmp: Path, log: Path, *extra: str) -> contextlib.AbstractContextManager[
+        subprocess.Popen[bytes]]:
+    """The quick strategic run of these tests (:func:`_argv`) in its own session."""
+    return in_session(_argv(tmp, *extra), log)
 
 
 def _resume(tmp: Path, timeout: float = 300) -> tuple[int, str]:

@@ -7,12 +7,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from algospace.errors import ConfigError
 from algospace.tune.plan import EXPERIMENT_FILE, SUMMARY
 from envs.core.data import env_fold, load_market
 from envs.registry import env_class
-from tests.test_resume import INTERRUPTED, REPO, _kill_session, _rows, linux_only
+from tests.test_resume import INTERRUPTED, _rows, in_session, linux_only
 
 # 3 folds where the embargo cuts a hole in the last fold's training (30 synthetic days)
 LAYOUT = WalkForwardSection(folds=3, val_fraction=0.05, test_fraction=0.15, purge_bars=120,
@@ -160,21 +158,10 @@ def _wf_argv(tmp: Path, *extra: str) -> list[str]:
             *(a for s in sets for a in ("--set", s)), *extra]
 
 
-@contextlib.contextmanager
-def _wf_driver(tmp: Path, log: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """The run in its own session (tests/test_resume.py's driver, this command line); what
-    is left of the session is killed at the end."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray
-    with log.open("wb") as out:
-        proc = subprocess.Popen(_wf_argv(tmp, *extra), cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        _kill_session(proc.pid)
+def _wf_driver(tmp: Path, log: Path, *extra: str) -> contextlib.AbstractContextManager[
+        subprocess.Popen[bytes]]:
+    """The run in its own session (tests/test_resume.py's, this command line)."""
+    return in_session(_wf_argv(tmp, *extra), log)
 
 
 def _second_checkpoint(proc: subprocess.Popen[bytes], tmp: Path, log: Path,

@@ -45,21 +45,23 @@ from algospace.data.contracts import ContractSpec
 from algospace.data.splits import Normalizer, Splits
 from algospace.errors import DataError
 from algospace.features.build import (
+    STRATEGIC_FEATURES,
     SYNERGY_FEATURES,
     TACTICAL_FEATURES,
     FeatureConfig,
     strategic_features,
-    tactical_features,
+    tactical_columns,
 )
-from algospace.features.pipeline import bar_returns
 from algospace.features.streaming import Growing, SynergyStream, tactical_tail
-from envs.core.data import MarketArrays, derive_arrays
+from envs.core.data import MarketArrays
+from envs.core.derive import Standardiser, derive_rows
 from envs.core.layout import LATENT_DIM, SHORT_MEAN_BARS
 from envs.registry import env_class
 
 _NS_PER_MIN = 60_000_000_000
 _STRATEGIC_TABLES = ("features_strategic", "returns_strategic")
 _SYNERGY_COLUMNS = (*SYNERGY_FEATURES, "synergy_event")
+_SYNERGY_INPUTS = ("mlmi_value", "mlmi_signal", "nwrqk_slope", "nwrqk_signal")
 _STRATEGIC_ARRAYS = ("strategic_ohlc", "close_step", "latent",
                      *(f"s_{agent}" for agent in STRATEGIC_AGENTS))
 
@@ -134,8 +136,9 @@ class MarketStream:
         self._synergy_rows = Growing(len(_SYNERGY_COLUMNS))
         self._synergy = SynergyStream(self.features.synergy_window,
                                       self.features.synergy_cooldown)
-        self._latents: list[np.ndarray] = []
-        self._strat_tables: dict[str, pd.DataFrame] | None = None
+        self._latents = Growing(LATENT_DIM, np.float32)
+        self._norms = Standardiser.of(meta)
+        self._strat: dict[str, np.ndarray] = {}  # the 30-minute tables, see _strategic_rows
         self._strat_rows_computed = -1
         self._splits = splits
         self.market: MarketArrays | None = None
@@ -242,64 +245,73 @@ class MarketStream:
             raise DataError("no 30-minute bar has closed yet; feed more history first "
                             f"(the features need about two weeks of {self.bar_minutes}-minute "
                             "bars)")
-        n, cfg = len(self), self.features
+        cfg = self.features
         if self._strat_rows_computed != self.n_strategic:
-            strategic = self.strategic_bars()
-            self._strat_tables = {"features_strategic": strategic_features(strategic, cfg),
-                                  "returns_strategic": bar_returns(strategic)}
-            self._latent_rows(strategic)
-            self._strat_rows_computed = self.n_strategic
-        assert self._strat_tables is not None
-        strat = self._strat_tables["features_strategic"]
+            self._strategic_rows()
         index = self._index.view
         first = self._rows_done[0]
         t0 = max(0, first - tactical_tail(cfg.fvg_max_age, cfg.fvg_body_multiplier))
-        tact = tactical_features(self._bars_from(t0), cfg).to_numpy(np.float64)[first - t0:]
+        tact = tactical_columns(self._values.view[t0:], cfg)[first - t0:]
         self._tactical.put(first, tact)
         mitigation = tact[:, TACTICAL_FEATURES.index("fvg_mitigation")]
-        syn = self._synergy.advance(strat, mitigation, index, first)
-        self._synergy_rows.put(first, syn[list(_SYNERGY_COLUMNS)].to_numpy(np.float64))
-        latent = (np.stack(self._latents) if self.regime is not None
-                  else np.zeros((self.n_strategic, LATENT_DIM), np.float32))
-        arrays = self._derive_new_rows(strat, index, latent)
+        syn = self._synergy.rows(self._strat, mitigation, index, first)
+        self._synergy_rows.put(first, np.column_stack([syn[c] for c in _SYNERGY_COLUMNS]))
+        self._derive_new_rows(index)
+        return self._bind()
+
+    def _bind(self) -> MarketArrays:
+        """:attr:`market` over the derived rows."""
+        n, cfg = self._rows_done[0], self.features
         splits = self._splits or Splits((0, n), (n, n), (n, n))
         self.market = MarketArrays(f"stream/{n}", self.contract, splits,
-                                   cfg.strategic_window, cfg.tactical_window, arrays,
+                                   cfg.strategic_window, cfg.tactical_window,
+                                   {name: buffer[:self._rows_done[name in _STRATEGIC_ARRAYS]]
+                                    for name, buffer in self._buffers.items()},
                                    float(self.meta["reference_price"]))
         return self.market
 
-    def _derive_new_rows(self, strat: pd.DataFrame, index: np.ndarray,
-                         latent: np.ndarray) -> dict[str, np.ndarray]:
-        """The env arrays, deriving only the rows added since the last update.
+    def _strategic_rows(self) -> None:
+        """The 30-minute features, log returns and latents of every closed 30-minute bar
+        (recomputed over all of them: their memory is unbounded, see the module docstring)."""
+        strategic = self.strategic_bars()
+        table = strategic_features(strategic, self.features)
+        self._strat = {"values": table[list(STRATEGIC_FEATURES)].to_numpy(np.float32),
+                       **{c: table[c].to_numpy(np.float64) for c in _SYNERGY_INPUTS}}
+        self._strat["log_return"] = _log_returns(self._strat_values.view[:, 3])
+        if self.regime is not None and self._latents.n < len(strategic):
+            self._latents.put(self._latents.n,
+                              self.regime.encode_from(strategic, self._latents.n))
+        self._strat_rows_computed = self.n_strategic
+
+    def _derive_new_rows(self, index: np.ndarray) -> None:
+        """Derive the env rows added since the last update into the kept buffers.
 
         Every derived row is a function of a bounded window of earlier rows (rolling means,
-        ATR, the observation windows), so :func:`derive_arrays` runs on a tail of the tables
-        just long enough for those windows, and its new rows are appended to the ones kept
-        from earlier updates (which, being causal, never change).
+        ATR, the observation windows), so :func:`envs.core.derive.derive_rows` runs on a tail
+        of the tables just long enough for those windows, and its new rows are appended to
+        the ones kept from earlier updates (which, being causal, never change).
         """
         n, s = len(self), self.n_strategic
         new_base, new_strat = self._rows_done
         cfg = self.features
         b0 = max(0, new_base - (max(cfg.tactical_window, SHORT_MEAN_BARS, self.atr_bars) + 2))
         s0 = max(0, int(index[b0]) - cfg.strategic_window - 1)
-        base = self._bars_from(b0).frame
         r0 = max(0, b0 - 1)  # the first row's log return reads the bar before it
-        assert self._strat_tables is not None
-        tail = {"features_strategic": strat.iloc[s0:].astype(np.float32),
-                "features_tactical": pd.DataFrame(self._tactical.view[b0:], index=base.index,
-                                                  columns=list(TACTICAL_FEATURES)
-                                                  ).astype(np.float32),
-                "synergy": pd.DataFrame(self._synergy_rows.view[b0:], index=base.index,
-                                        columns=list(_SYNERGY_COLUMNS)).astype(np.float32),
-                "returns_base": bar_returns(self._bars_from(r0)).iloc[b0 - r0:],
-                "returns_strategic": self._strat_tables["returns_strategic"].iloc[s0:]}
-        derived = derive_arrays(tail, self.meta, base, self._bars_from(s0, strategic=True).frame,
-                                index[b0:] - s0, latent[s0:], self.atr_bars)
-        derived["synergy_direction"] = tail["synergy"]["synergy_direction"].to_numpy(np.float64)
+        synergy = self._synergy_rows.view[b0:].astype(np.float32)  # as the float32 store
+        latent = (self._latents.view[s0:] if self.regime is not None
+                  else np.zeros((s - s0, LATENT_DIM), np.float32))
+        derived = derive_rows(
+            strategic=self._strat["values"][s0:], returns_strategic=self._strat["log_return"][s0:],
+            tactical=self._tactical.view[b0:].astype(np.float32),
+            returns_base=_log_returns(self._values.view[r0:, 3])[b0 - r0:],
+            synergy=synergy[:, :len(SYNERGY_FEATURES)], base_ohlc=self._values.view[b0:, :4],
+            strategic_ohlc=self._strat_values.view[s0:, :4], strategic_index=index[b0:] - s0,
+            latent=latent, norms=self._norms, features=cfg, atr_bars=self.atr_bars)
+        derived["synergy_direction"] = synergy[:, _SYNERGY_COLUMNS.index("synergy_direction")
+                                               ].astype(np.float64)
         derived["strategic_index"] = index[b0:].copy()
         steps = derived["close_step"]
         derived["close_step"] = np.where(steps >= 0, steps + b0, -1)
-        out = {}
         for name, rows in derived.items():
             strategic_rows = name in _STRATEGIC_ARRAYS
             first, offset, total = (new_strat, s0, s) if strategic_rows else (new_base, b0, n)
@@ -311,15 +323,12 @@ class MarketStream:
                     grown[:first] = buffer[:first]
                 buffer = self._buffers[name] = grown
             buffer[first:total] = rows[first - offset:]
-            out[name] = buffer[:total]
         self._rows_done = (n, s)
-        return out
 
-    def _latent_rows(self, strategic: Bars) -> None:
-        """Encode the 30-minute bars closed since the last update (once each)."""
-        if self.regime is None or len(self._latents) == len(strategic):
-            return
-        self._latents.extend(self.regime.encode_from(strategic, len(self._latents)))
+
+def _log_returns(close: np.ndarray) -> np.ndarray:
+    """``log_return`` of :func:`algospace.features.pipeline.bar_returns` (row 0 NaN)."""
+    return np.r_[np.nan, np.diff(np.log(close))]
 
 
 def bar_frame(bars: Any) -> pd.DataFrame:

@@ -121,7 +121,8 @@ class SynergyStream:
         mlmi_sig = np.nan_to_num(np.asarray(strategic["mlmi_signal"], np.float64)[lo:hi])
         nw_sig = np.nan_to_num(np.asarray(strategic["nwrqk_signal"], np.float64)[lo:hi])
         # row ``lo``'s turn is never read when lo == seen >= 0; from row 0, no row before
-        turns = np.where((mlmi_sig != 0) & (mlmi_sig != np.r_[0.0, mlmi_sig[:-1]]), mlmi_sig, 0.0)
+        prev = np.concatenate([[0.0], mlmi_sig[:-1]])
+        turns = np.where((mlmi_sig != 0) & (mlmi_sig != prev), mlmi_sig, 0.0)
         new = {"mlmi": _visible_events(turns, index, first, lo),
                "nwrqk": _visible_events(nw_sig, index, first, lo),
                "fvg": np.nan_to_num(np.asarray(mitigation, np.float64))}

@@ -328,7 +328,7 @@ class MarketStream:
 
 def _log_returns(close: np.ndarray) -> np.ndarray:
     """``log_return`` of :func:`algospace.features.pipeline.bar_returns` (row 0 NaN)."""
-    return np.r_[np.nan, np.diff(np.log(close))]
+    return np.concatenate([[np.nan], np.diff(np.log(close))])
 
 
 def bar_frame(bars: Any) -> pd.DataFrame:

@@ -17,12 +17,16 @@ from typing import Any
 import numpy as np
 
 from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS
-from algospace.features.assembler import MatrixAssembler
+from algospace.features.assembler import complete_rows
 from algospace.features.build import STRATEGIC_FEATURES, TACTICAL_FEATURES, FeatureConfig
 from envs.core.layout import AGENT_COLUMNS, RETURN_5, RETURN_30, SHORT_MEAN_BARS, market_state_dim
 
 _STRAT_COLUMNS = (*STRATEGIC_FEATURES, RETURN_30)
 _TACT_COLUMNS = (*TACTICAL_FEATURES, RETURN_5)
+_AGENT_AT = {agent: [(_STRAT_COLUMNS if agent in STRATEGIC_AGENTS else _TACT_COLUMNS).index(c)
+                     for c in AGENT_COLUMNS[agent]]
+             for agent in (*STRATEGIC_AGENTS, *TACTICAL_AGENTS)}
+_STATE_DIM = market_state_dim()
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def window_mean(values: np.ndarray, window: int) -> np.ndarray:
 def average_true_range(ohlc: np.ndarray, bars: int) -> np.ndarray:
     """Mean true range over the last ``bars`` bars, including the current one (NaN before)."""
     high, low, close = ohlc[:, 1], ohlc[:, 2], ohlc[:, 3]
-    prev = np.r_[np.nan, close[:-1]]
+    prev = np.concatenate([[np.nan], close[:-1]])
     tr = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
     return window_mean(tr, bars)
 
@@ -90,7 +94,7 @@ def close_steps(index: np.ndarray, rows: int) -> np.ndarray:
 
 def is_close(index: np.ndarray) -> np.ndarray:
     """True at 5-minute rows where a new 30-minute bar has just closed."""
-    prev = np.r_[-1, index[:-1]]
+    prev = np.concatenate([[-1], index[:-1]])
     return (index >= 0) & (index != prev)
 
 
@@ -105,7 +109,7 @@ def market_state(strat: np.ndarray, tact: np.ndarray, latent: np.ndarray, synerg
     now, mean48, lat = np.split(strat_blocks, [strat.shape[1], 2 * strat.shape[1]], axis=1)
     tact_mean = window_mean(tact, SHORT_MEAN_BARS).astype(np.float32)
     out = np.concatenate([now, mean48, tact, tact_mean, lat, synergy], axis=1).astype(np.float32)
-    assert out.shape[1] == market_state_dim()
+    assert out.shape[1] == _STATE_DIM
     return out
 
 
@@ -140,14 +144,14 @@ def derive_rows(*, strategic: np.ndarray, returns_strategic: np.ndarray, tactica
     }
     valid = np.isfinite(out["market_state"]).all(axis=1) & (index >= 0)
     for agent in STRATEGIC_AGENTS:
-        table = strat[:, [_STRAT_COLUMNS.index(c) for c in AGENT_COLUMNS[agent]]]
+        table = strat[:, _AGENT_AT[agent]]
         out[f"s_{agent}"] = table
-        ok = MatrixAssembler(table, features.strategic_window).valid
+        ok = complete_rows(table, features.strategic_window)
         valid &= ok[np.maximum(index, 0)]
     for agent in TACTICAL_AGENTS:
-        table = tact[:, [_TACT_COLUMNS.index(c) for c in AGENT_COLUMNS[agent]]]
+        table = tact[:, _AGENT_AT[agent]]
         out[f"t_{agent}"] = table
-        valid &= MatrixAssembler(table, features.tactical_window).valid
+        valid &= complete_rows(table, features.tactical_window)
     valid &= np.isfinite(out["atr"])
     out["usable"] = valid
     return out

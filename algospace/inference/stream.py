@@ -222,6 +222,22 @@ class MarketStream:
         """Open time of 5-minute bar ``row`` (or of 30-minute bar ``row``)."""
         return pd.Timestamp(int((self._strat_times if strategic else self._times).view[row]))
 
+    # ---------------------------------------------------------- state
+    def save(self, path: str | Path) -> Path:
+        """Save the stream's state after any bar, atomically, to one file (see
+        :mod:`algospace.inference.stream_state`); :meth:`restore` continues from it."""
+        from algospace.inference.stream_state import save_stream
+
+        return save_stream(self, path)
+
+    @classmethod
+    def restore(cls, path: str | Path, regime: RegimeEncoder | None = None) -> MarketStream:
+        """The stream :meth:`save` wrote, continuing with the same arrays row for row
+        (``regime``: its encoder; None loads the checkpoint the state names)."""
+        from algospace.inference.stream_state import restore_stream
+
+        return restore_stream(path, regime)
+
     # ---------------------------------------------------------- arrays out
     def bars(self) -> Bars:
         """The 5-minute bars received so far."""
@@ -265,8 +281,8 @@ class MarketStream:
         splits = self._splits or Splits((0, n), (n, n), (n, n))
         self.market = MarketArrays(f"stream/{n}", self.contract, splits,
                                    cfg.strategic_window, cfg.tactical_window,
-                                   {name: buffer[:self._rows_done[name in _STRATEGIC_ARRAYS]]
-                                    for name, buffer in self._buffers.items()},
+                                   {name: buffer[:self._rows_done[1] if name in _STRATEGIC_ARRAYS
+                                                 else n] for name, buffer in self._buffers.items()},
                                    float(self.meta["reference_price"]))
         return self.market
 

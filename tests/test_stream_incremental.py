@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from algospace.config import DataConfig, EnvConfig
-from algospace.data.bars import Bars
+from algospace.data.bars import COLUMNS, Bars
 from algospace.data.resample import align_index, resample
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.features.build import (
@@ -30,6 +30,7 @@ from algospace.features.build import (
     tactical_features,
 )
 from algospace.features.pipeline import prepare
+from algospace.features.strategic_stream import STRATEGIC_TABLE, strategic_rows
 from algospace.features.streaming import SynergyStream, tactical_tail
 from algospace.inference.stream import MarketStream
 from envs.core.data import load_market
@@ -157,3 +158,53 @@ def test_market_stream_updated_at_irregular_steps_equals_batch(
             continue
         np.testing.assert_array_equal(got, np.asarray(batch[name])[:len(got)], err_msg=name)
     assert len(stream.market.arrays["base_ohlc"]) == len(frame)
+
+
+@pytest.mark.slow
+def test_a_year_of_bars_streams_like_the_batch_env_arrays(tmp_path: Path) -> None:
+    """252 trading days with holes (~70k bars): a stream warmed up at 16 cut points spread
+    over the year, then fed 13 bars one at a time (at least two 30-minute closes), equals
+    every batch env array on every row so far."""
+    bars = _bars(252, seed=9, holes=True)
+    path = to_csv(bars, tmp_path / "bars.csv")
+    data = DataConfig(source="csv", path=str(path), symbol="ES",
+                      cache_dir=str(tmp_path / "cache"))
+    prepared = prepare(data, log=lambda _: None)
+    batch = {k: np.asarray(v) for k, v in load_market(replace(EnvConfig(), data=data))
+             .arrays.items()}
+    frame = prepared.base.frame
+    values = frame[["open", "high", "low", "close", "volume"]].to_numpy()
+    for cut in np.linspace(3_000, len(frame) - 13, 16).astype(int):
+        stream = MarketStream(prepared.meta, atr_bars=14)
+        stream.extend(frame.iloc[:cut])
+        stream.update()
+        closes = 0
+        for i in range(cut, cut + 13):
+            closes += stream.add(frame.index[i], *values[i])
+            stream.update()
+        assert closes >= 2
+        assert stream.market is not None
+        for name, got in stream.market.arrays.items():
+            if name != "synergy_direction":
+                np.testing.assert_array_equal(got, batch[name][:len(got)],
+                                              err_msg=f"{name} after cut {cut}")
+
+
+def test_strategic_rows_equal_the_batch_features_at_every_cut() -> None:
+    """The 30-minute features of the newest bars only (tails, MMD from its chunk, MLMI's vote
+    for those bars) equal the batch table exactly, column by column: at the warm-up edges,
+    across MMD's 4096-bar chunk boundary and at random cuts, one bar or several at a time."""
+    bars = resample(_bars(100, seed=9, holes=True), 30)
+    cfg = FeatureConfig()
+    full = strategic_features(bars, cfg)[list(STRATEGIC_TABLE)].to_numpy()
+    ns, ohlcv = bars.frame.index.asi8, bars.frame[list(COLUMNS)].to_numpy()
+    n = len(full)
+    assert n > 4_400 and np.isfinite(full[-1]).all()
+    rng = np.random.default_rng(0)
+    edges = [0, 1, 99, 100, 101, 102, 103, 298, 299, 300, 4394, 4395, 4396]
+    for cut in sorted({*edges, *rng.integers(0, n - 7, 25).tolist()}):
+        for end in (cut + 1, cut + 7):
+            rows = strategic_rows(ns[:end], ohlcv[:end], 30, cut, cfg)
+            for j, name in enumerate(STRATEGIC_TABLE):
+                np.testing.assert_array_equal(rows[:, j], full[cut:end, j],
+                                              err_msg=f"{name}, bars {cut}..{end - 1}")

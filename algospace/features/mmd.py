@@ -144,20 +144,30 @@ def mmd_squared(
     norm_window: int = 192,
     norm_lag: int = 48,
     bandwidth: float = 1.0,
+    rows_from: int = 0,
 ) -> FloatArray:
-    """Raw biased MMD², shape ``(n_bars, len(scales))``; NaN in each scale's warm-up."""
+    """Raw biased MMD², shape ``(n_bars, len(scales))``; NaN in each scale's warm-up.
+
+    ``rows_from``: bars ``rows_from ..`` only (earlier rows NaN), the same values bit for bit
+    at a cost bounded by one chunk: the sums start at the chunk holding ``rows_from``, and
+    ``z`` is computed from the ``norm_window + norm_lag`` bars before that chunk's segment.
+    """
     if any(m < 1 or n < 1 for m, n in scales) or bandwidth <= 0:
         raise ValueError(f"scales need positive lengths and bandwidth > 0: {scales}, {bandwidth}")
-    z = standardized_returns(close, norm_window, norm_lag)
+    close = as_series(close, "close")
     total = max(m + n for m, n in scales)
-    out = np.full((len(z), len(scales)), np.nan)
+    out = np.full((len(close), len(scales)), np.nan)
     warm = norm_window + norm_lag - 1  # last bar with an undefined z
     first = warm + min(m + n for m, n in scales)
-    for start in range(first, len(z), _CHUNK):
+    chunk0 = first + max(rows_from - first, 0) // _CHUNK * _CHUNK
+    z0 = max(chunk0 - total + 1 - norm_window - norm_lag, 0)  # z exact from z0 + K + L on
+    z = np.full(len(close), np.nan)
+    z[z0:] = standardized_returns(close[z0:], norm_window, norm_lag)
+    for start in range(chunk0, len(z), _CHUNK):
         stop = min(start + _CHUNK, len(z))
         seg_start = max(start - total + 1, 0)
         later, earlier = _pair_sums(z[seg_start:stop], total - 1, bandwidth)
-        rows = np.arange(start, stop) - seg_start
+        rows = np.arange(max(start, rows_from), stop) - seg_start
         for j, (m, n) in enumerate(scales):
             valid = rows[rows + seg_start >= warm + m + n]
             mmd2 = _chunk_mmd2(later, earlier, valid, m, n)

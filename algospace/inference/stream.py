@@ -5,9 +5,9 @@ bars in time order, forms the 30-minute bars the moment they close, and
 recomputes the features, returns, synergy state and regime latents with the
 **same functions** the batch pipeline uses, on the bars received so far —
 nothing later exists when row ``t`` is computed. The env arrays are then
-derived by :func:`envs.core.data.derive_arrays`, the one function the batch
-env arrays come from, with the train-split normalisation of the data the
-agents were trained on.
+derived by :func:`envs.core.derive.derive_rows`, the one function the batch
+env arrays come from (:func:`envs.core.data.derive_arrays`), with the
+train-split normalisation of the data the agents were trained on.
 
 30-minute bars follow :mod:`algospace.data.resample` exactly: a clock-aligned
 bucket closes with the bar whose close time reaches the bucket's end, or —
@@ -15,17 +15,22 @@ when the bucket was cut short (session close, missing bars) — with the first
 bar of a later bucket, which is the moment ``align_index`` makes it visible in
 the batch pipeline. A bucket still open when the bars end is never used.
 
-Cost: bars are kept in growing numpy arrays. The 5-minute features are
-recomputed by their batch functions on the last few bars only (their look-back
+Cost: bars and every computed table are kept in growing numpy arrays, and a
+5-minute bar touches none of them through pandas. The 5-minute features are
+recomputed by their batch arithmetic on the last few bars only (their look-back
 is bounded, :func:`algospace.features.streaming.tactical_tail`), the synergy
 state is carried forward (:class:`algospace.features.streaming.SynergyStream`)
-and the env arrays are derived on a bounded tail, so a 5-minute bar costs the
-same whatever the history. Each 30-minute close still recomputes the 30-minute
-features over every 30-minute bar (MLMI's neighbour memory and the MMD sums
-are unbounded), which grows with the history. :meth:`MarketStream.extend` loads
-history in bulk without computing anything per bar; on a 30-minute clock the
-decision engine updates only at 30-minute closes (nothing reads the arrays in
-between).
+and the env rows are derived on a bounded tail, so a 5-minute bar costs the
+same whatever the history. A 30-minute close computes the 30-minute features
+of the new 30-minute bar only (:mod:`algospace.features.strategic_stream`:
+bounded tails, MMD from its chunk, MLMI's vote for that bar); MLMI's inputs
+(its RSI recurrences and labelled points) and the regime encoder's input
+features are still computed over every 30-minute bar, in linear time.
+:meth:`MarketStream.extend` loads history in bulk without computing anything
+per bar; on a 30-minute clock the decision engine updates only at 30-minute
+closes (nothing reads the arrays in between). :meth:`MarketStream.save` /
+:meth:`MarketStream.restore` carry the whole state across a restart
+(:mod:`algospace.inference.stream_state`).
 """
 
 from __future__ import annotations
@@ -49,9 +54,9 @@ from algospace.features.build import (
     SYNERGY_FEATURES,
     TACTICAL_FEATURES,
     FeatureConfig,
-    strategic_features,
     tactical_columns,
 )
+from algospace.features.strategic_stream import STRATEGIC_TABLE, strategic_rows
 from algospace.features.streaming import Growing, SynergyStream, tactical_tail
 from envs.core.data import MarketArrays
 from envs.core.derive import Standardiser, derive_rows
@@ -62,6 +67,7 @@ _NS_PER_MIN = 60_000_000_000
 _STRATEGIC_TABLES = ("features_strategic", "returns_strategic")
 _SYNERGY_COLUMNS = (*SYNERGY_FEATURES, "synergy_event")
 _SYNERGY_INPUTS = ("mlmi_value", "mlmi_signal", "nwrqk_slope", "nwrqk_signal")
+"""The strategic columns the synergy detector reads."""
 _STRATEGIC_ARRAYS = ("strategic_ohlc", "close_step", "latent",
                      *(f"s_{agent}" for agent in STRATEGIC_AGENTS))
 
@@ -138,8 +144,8 @@ class MarketStream:
                                       self.features.synergy_cooldown)
         self._latents = Growing(LATENT_DIM, np.float32)
         self._norms = Standardiser.of(meta)
-        self._strat: dict[str, np.ndarray] = {}  # the 30-minute tables, see _strategic_rows
-        self._strat_rows_computed = -1
+        self._strat_table = Growing(len(STRATEGIC_TABLE))  # 30-minute features, see strategic_rows
+        self._strat_returns = Growing()  # 30-minute log returns
         self._splits = splits
         self.market: MarketArrays | None = None
         self._buffers: dict[str, np.ndarray] = {}
@@ -262,7 +268,7 @@ class MarketStream:
                             f"(the features need about two weeks of {self.bar_minutes}-minute "
                             "bars)")
         cfg = self.features
-        if self._strat_rows_computed != self.n_strategic:
+        if self._strat_table.n != self.n_strategic:
             self._strategic_rows()
         index = self._index.view
         first = self._rows_done[0]
@@ -270,7 +276,9 @@ class MarketStream:
         tact = tactical_columns(self._values.view[t0:], cfg)[first - t0:]
         self._tactical.put(first, tact)
         mitigation = tact[:, TACTICAL_FEATURES.index("fvg_mitigation")]
-        syn = self._synergy.rows(self._strat, mitigation, index, first)
+        table = self._strat_table.view
+        syn = self._synergy.rows({c: table[:, STRATEGIC_TABLE.index(c)] for c in _SYNERGY_INPUTS},
+                                 mitigation, index, first)
         self._synergy_rows.put(first, np.column_stack([syn[c] for c in _SYNERGY_COLUMNS]))
         self._derive_new_rows(index)
         return self._bind()
@@ -287,17 +295,15 @@ class MarketStream:
         return self.market
 
     def _strategic_rows(self) -> None:
-        """The 30-minute features, log returns and latents of every closed 30-minute bar
-        (recomputed over all of them: their memory is unbounded, see the module docstring)."""
-        strategic = self.strategic_bars()
-        table = strategic_features(strategic, self.features)
-        self._strat = {"values": table[list(STRATEGIC_FEATURES)].to_numpy(np.float32),
-                       **{c: table[c].to_numpy(np.float64) for c in _SYNERGY_INPUTS}}
-        self._strat["log_return"] = _log_returns(self._strat_values.view[:, 3])
-        if self.regime is not None and self._latents.n < len(strategic):
+        """The 30-minute features, log returns and latents of the 30-minute bars closed since
+        the last update (:func:`algospace.features.strategic_stream.strategic_rows`)."""
+        done, closes = self._strat_table.n, self._strat_values.view[:, 3]
+        self._strat_table.put(done, strategic_rows(self._strat_times.view, self._strat_values.view,
+                                                   self.strategic_minutes, done, self.features))
+        self._strat_returns.put(done, _log_returns(closes[max(0, done - 1):])[min(done, 1):])
+        if self.regime is not None and self._latents.n < self.n_strategic:
             self._latents.put(self._latents.n,
-                              self.regime.encode_from(strategic, self._latents.n))
-        self._strat_rows_computed = self.n_strategic
+                              self.regime.encode_from(self.strategic_bars(), self._latents.n))
 
     def _derive_new_rows(self, index: np.ndarray) -> None:
         """Derive the env rows added since the last update into the kept buffers.
@@ -317,7 +323,8 @@ class MarketStream:
         latent = (self._latents.view[s0:] if self.regime is not None
                   else np.zeros((s - s0, LATENT_DIM), np.float32))
         derived = derive_rows(
-            strategic=self._strat["values"][s0:], returns_strategic=self._strat["log_return"][s0:],
+            strategic=self._strat_table.view[s0:, :len(STRATEGIC_FEATURES)].astype(np.float32),
+            returns_strategic=self._strat_returns.view[s0:],
             tactical=self._tactical.view[b0:].astype(np.float32),
             returns_base=_log_returns(self._values.view[r0:, 3])[b0 - r0:],
             synergy=synergy[:, :len(SYNERGY_FEATURES)], base_ohlc=self._values.view[b0:, :4],
@@ -329,8 +336,8 @@ class MarketStream:
         steps = derived["close_step"]
         derived["close_step"] = np.where(steps >= 0, steps + b0, -1)
         for name, rows in derived.items():
-            strategic_rows = name in _STRATEGIC_ARRAYS
-            first, offset, total = (new_strat, s0, s) if strategic_rows else (new_base, b0, n)
+            on_strategic = name in _STRATEGIC_ARRAYS
+            first, offset, total = (new_strat, s0, s) if on_strategic else (new_base, b0, n)
             buffer = self._buffers.get(name)
             if buffer is None or len(buffer) < total:
                 grown = np.empty((max(total, 2 * (0 if buffer is None else len(buffer))),

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 STATE_VERSION = 1
 """Bump when what the saved state holds changes."""
 _GROWING = ("_times", "_values", "_index", "_strat_times", "_strat_values", "_tactical",
-            "_synergy_rows", "_latents")
+            "_synergy_rows", "_latents", "_strat_table", "_strat_returns")
 """The stream's growing arrays, saved as they are."""
 
 
@@ -45,7 +45,6 @@ def save_stream(stream: MarketStream, path: str | Path) -> Path:
         "regime": None if regime is None else {"source": regime.source,
                                                "window": regime.window},
         "bucket": stream._bucket, "bucket_first": stream._bucket_first,
-        "strat_rows_computed": stream._strat_rows_computed,
         "rows_done": list(stream._rows_done)}
     try:
         text = json.dumps(header)
@@ -53,7 +52,6 @@ def save_stream(stream: MarketStream, path: str | Path) -> Path:
         raise DataError(f"the stream's meta cannot be saved as JSON: {exc}") from exc
     arrays: dict[str, np.ndarray] = {"header": np.array(text)}
     arrays.update({f"grow{name}": getattr(stream, name).view for name in _GROWING})
-    arrays.update({f"strat_{k}": v for k, v in stream._strat.items()})
     arrays.update({f"synergy_{k}": v for k, v in stream._synergy.state().items()})
     rows = stream._rows_done
     arrays.update({f"buffer_{name}": buffer[:rows[1] if name in _strategic_arrays() else rows[0]]
@@ -106,14 +104,12 @@ def restore_stream(path: str | Path, regime: RegimeEncoder | None = None) -> Mar
         contract=ContractSpec(**header["contract"]))
     for name in _GROWING:
         getattr(stream, name).put(0, arrays[f"grow{name}"])
-    stream._strat = {k[len("strat_"):]: v for k, v in arrays.items() if k.startswith("strat_")}
     stream._synergy.load_state({k[len("synergy_"):]: v for k, v in arrays.items()
                                 if k.startswith("synergy_")})
     stream._buffers = {k[len("buffer_"):]: v for k, v in arrays.items()
                        if k.startswith("buffer_")}
     stream._bucket = header["bucket"]
     stream._bucket_first = int(header["bucket_first"])
-    stream._strat_rows_computed = int(header["strat_rows_computed"])
     stream._rows_done = (int(header["rows_done"][0]), int(header["rows_done"][1]))
     if stream._buffers:
         stream._bind()

@@ -29,8 +29,9 @@ from algospace.features.build import (
     synergy_features,
     tactical_features,
 )
+from algospace.features.mmd import mmd_squared
 from algospace.features.pipeline import prepare
-from algospace.features.strategic_stream import STRATEGIC_TABLE, strategic_rows
+from algospace.features.strategic_stream import STRATEGIC_TABLE, MMDStream, strategic_rows
 from algospace.features.streaming import SynergyStream, tactical_tail
 from algospace.inference.stream import MarketStream
 from envs.core.data import load_market
@@ -208,3 +209,18 @@ def test_strategic_rows_equal_the_batch_features_at_every_cut() -> None:
             for j, name in enumerate(STRATEGIC_TABLE):
                 np.testing.assert_array_equal(rows[:, j], full[cut:end, j],
                                               err_msg=f"{name}, bars {cut}..{end - 1}")
+
+
+def test_mmd_sums_carried_bar_by_bar_equal_the_batch() -> None:
+    """MMDStream, one bar at a time after a bulk start — from the warm-up, within a chunk and
+    across the 4096-bar chunk boundary (row 4395) — equals mmd_squared bit for bit."""
+    close = resample(_bars(100, seed=9, holes=True), 30).column("close")
+    full = mmd_squared(close)
+    assert len(close) > 4_500
+    for start in (0, 290, 1_000, 4_300):
+        stream = MMDStream()
+        parts = [stream.rows(close[:start + 1], 0)]
+        for t in range(start + 1, min(len(close), start + 300)):
+            parts.append(stream.rows(close[:t + 1], t))
+        got = np.concatenate(parts)
+        np.testing.assert_array_equal(got, full[:len(got)], err_msg=f"from bar {start}")

@@ -23,7 +23,7 @@ state is carried forward (:class:`algospace.features.streaming.SynergyStream`)
 and the env rows are derived on a bounded tail, so a 5-minute bar costs the
 same whatever the history. A 30-minute close computes the 30-minute features
 of the new 30-minute bar only (:mod:`algospace.features.strategic_stream`:
-bounded tails, MMD from its chunk, MLMI's vote for that bar); MLMI's inputs
+bounded tails, MMD's sums carried, MLMI's vote for that bar); MLMI's inputs
 (its RSI recurrences and labelled points) and the regime encoder's input
 features are still computed over every 30-minute bar, in linear time.
 :meth:`MarketStream.extend` loads history in bulk without computing anything
@@ -56,7 +56,7 @@ from algospace.features.build import (
     FeatureConfig,
     tactical_columns,
 )
-from algospace.features.strategic_stream import STRATEGIC_TABLE, strategic_rows
+from algospace.features.strategic_stream import STRATEGIC_TABLE, MMDStream, strategic_rows
 from algospace.features.streaming import Growing, SynergyStream, tactical_tail
 from envs.core.data import MarketArrays
 from envs.core.derive import Standardiser, derive_rows
@@ -146,6 +146,7 @@ class MarketStream:
         self._norms = Standardiser.of(meta)
         self._strat_table = Growing(len(STRATEGIC_TABLE))  # 30-minute features, see strategic_rows
         self._strat_returns = Growing()  # 30-minute log returns
+        self._mmd = MMDStream()  # the MMD sums of the current chunk
         self._splits = splits
         self.market: MarketArrays | None = None
         self._buffers: dict[str, np.ndarray] = {}
@@ -299,7 +300,8 @@ class MarketStream:
         the last update (:func:`algospace.features.strategic_stream.strategic_rows`)."""
         done, closes = self._strat_table.n, self._strat_values.view[:, 3]
         self._strat_table.put(done, strategic_rows(self._strat_times.view, self._strat_values.view,
-                                                   self.strategic_minutes, done, self.features))
+                                                   self.strategic_minutes, done, self.features,
+                                                   self._mmd))
         self._strat_returns.put(done, _log_returns(closes[max(0, done - 1):])[min(done, 1):])
         if self.regime is not None and self._latents.n < self.n_strategic:
             self._latents.put(self._latents.n,

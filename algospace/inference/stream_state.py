@@ -27,8 +27,8 @@ from algospace.files import atomic_write
 if TYPE_CHECKING:
     from algospace.inference.stream import MarketStream, RegimeEncoder
 
-STATE_VERSION = 1
-"""Bump when what the saved state holds changes."""
+STATE_VERSION = 2
+"""Bump when what the saved state holds changes (2: the MMD sums)."""
 _GROWING = ("_times", "_values", "_index", "_strat_times", "_strat_values", "_tactical",
             "_synergy_rows", "_latents", "_strat_table", "_strat_returns")
 """The stream's growing arrays, saved as they are."""
@@ -53,6 +53,7 @@ def save_stream(stream: MarketStream, path: str | Path) -> Path:
     arrays: dict[str, np.ndarray] = {"header": np.array(text)}
     arrays.update({f"grow{name}": getattr(stream, name).view for name in _GROWING})
     arrays.update({f"synergy_{k}": v for k, v in stream._synergy.state().items()})
+    arrays.update(stream._mmd.state())
     rows = stream._rows_done
     arrays.update({f"buffer_{name}": buffer[:rows[1] if name in _strategic_arrays() else rows[0]]
                    for name, buffer in stream._buffers.items()})
@@ -106,6 +107,7 @@ def restore_stream(path: str | Path, regime: RegimeEncoder | None = None) -> Mar
         getattr(stream, name).put(0, arrays[f"grow{name}"])
     stream._synergy.load_state({k[len("synergy_"):]: v for k, v in arrays.items()
                                 if k.startswith("synergy_")})
+    stream._mmd.load_state(arrays)
     stream._buffers = {k[len("buffer_"):]: v for k, v in arrays.items()
                        if k.startswith("buffer_")}
     stream._bucket = header["bucket"]

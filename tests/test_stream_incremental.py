@@ -29,6 +29,8 @@ from algospace.features.build import (
     synergy_features,
     tactical_features,
 )
+from algospace.features.mlmi import compute_mlmi
+from algospace.features.mlmi_stream import MLMIStream
 from algospace.features.mmd import mmd_squared
 from algospace.features.pipeline import prepare
 from algospace.features.strategic_stream import STRATEGIC_TABLE, MMDStream, strategic_rows
@@ -224,3 +226,23 @@ def test_mmd_sums_carried_bar_by_bar_equal_the_batch() -> None:
             parts.append(stream.rows(close[:t + 1], t))
         got = np.concatenate(parts)
         np.testing.assert_array_equal(got, full[:len(got)], err_msg=f"from bar {start}")
+
+
+def test_mlmi_recurrences_carried_bar_by_bar_equal_the_batch() -> None:
+    """MLMIStream, one bar at a time after a bulk start — in the RSI warm-up, across the
+    64-bar blocks of the Wilder recurrences and far into the kNN memory — equals
+    compute_mlmi bit for bit, value and signal."""
+    close = resample(_bars(100, seed=9, holes=True), 30).column("close")
+    cfg = FeatureConfig()
+    full = compute_mlmi(close, k=cfg.mlmi_k, threshold=cfg.mlmi_threshold)
+    for start in (0, 19, 20, 83, 84, 1_000, 4_300):
+        stream = MLMIStream(cfg.mlmi_k, cfg.mlmi_threshold)
+        parts = [stream.rows(close[:start + 1], 0)]
+        for t in range(start + 1, min(len(close), start + 200)):
+            parts.append(stream.rows(close[:t + 1], t))
+        for name in ("mlmi_value", "mlmi_signal"):
+            got = np.concatenate([p[name] for p in parts])
+            np.testing.assert_array_equal(got, full[name][:len(got)],
+                                          err_msg=f"{name} from bar {start}")
+    assert np.isfinite(full["mlmi_value"][1_000:]).all()
+    assert np.count_nonzero(full["mlmi_signal"][1_000:]) > 100

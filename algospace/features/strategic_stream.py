@@ -11,8 +11,9 @@ rows with the batch's own functions and arithmetic, each on the bars that fix th
   of pair kernels and re-sums the last ``dmax + 1`` rows, in the batch's order); without
   the carried sums, from the start of the 4096-bar chunk holding the first new bar (its
   sums run per chunk, :func:`algospace.features.mmd.mmd_squared`);
-* MLMI's kNN vote for the new bars only; its inputs (RSI recurrences, crossovers, the
-  labelled points) are still computed over every bar, in linear numpy time.
+* MLMI's kNN vote for the new bars only, with its recurrences carried
+  (:class:`algospace.features.mlmi_stream.MLMIStream`); without them, its inputs (RSI
+  recurrences, crossovers, the labelled points) are computed over every bar.
 
 Equal to the batch on every column at every tested cut point
 (``tests/test_stream_incremental.py``).
@@ -28,6 +29,7 @@ from algospace.features.basic import hour_cos, hour_sin
 from algospace.features.build import STRATEGIC_FEATURES, FeatureConfig
 from algospace.features.lvn import lvn_features
 from algospace.features.mlmi import compute_mlmi
+from algospace.features.mlmi_stream import MLMIStream
 from algospace.features.mmd import (
     _CHUNK,
     DEFAULT_SCALES,
@@ -59,14 +61,18 @@ def _tail(first: int, bars: int) -> int:
 
 
 def strategic_rows(open_ns: np.ndarray, ohlcv: np.ndarray, minutes: int, first: int,
-                   cfg: FeatureConfig, mmd: MMDStream | None = None) -> np.ndarray:
+                   cfg: FeatureConfig, mmd: MMDStream | None = None,
+                   mlmi: MLMIStream | None = None) -> np.ndarray:
     """Rows ``first ..`` of the strategic feature table of the 30-minute bars with open
     times ``open_ns`` (int64 ns) and rows ``open, high, low, close, volume``; columns
-    :data:`STRATEGIC_TABLE`, float64. ``mmd``: the MMD sums carried from the last call
-    (None: summed from the chunk's start)."""
+    :data:`STRATEGIC_TABLE`, float64. ``mmd``, ``mlmi``: the MMD sums and MLMI recurrences
+    carried from the last call (None: computed from the chunk's start / every bar)."""
     h, low, c, v = (np.ascontiguousarray(ohlcv[:, k], np.float64) for k in (1, 2, 3, 4))
-    cols = {k: a[first:] for k, a in compute_mlmi(c, k=cfg.mlmi_k, threshold=cfg.mlmi_threshold,
-                                                  rows_from=first).items()}
+    if mlmi is not None:
+        cols = mlmi.rows(c, first)
+    else:
+        cols = {k: a[first:] for k, a in compute_mlmi(
+            c, k=cfg.mlmi_k, threshold=cfg.mlmi_threshold, rows_from=first).items()}
     t = _tail(first, NWRQK_LOOKBACK + 2)
     nw = compute_nwrqk(c[t:], h=cfg.nwrqk_h, r=cfg.nwrqk_r)
     cols.update({k: a[first - t:] for k, a in nw.items()})

@@ -23,9 +23,9 @@ state is carried forward (:class:`algospace.features.streaming.SynergyStream`)
 and the env rows are derived on a bounded tail, so a 5-minute bar costs the
 same whatever the history. A 30-minute close computes the 30-minute features
 of the new 30-minute bar only (:mod:`algospace.features.strategic_stream`:
-bounded tails, MMD's sums carried, MLMI's vote for that bar); MLMI's inputs
-(its RSI recurrences and labelled points) and the regime encoder's input
-features are still computed over every 30-minute bar, in linear time.
+bounded tails, MMD's sums and MLMI's recurrences carried, MLMI's vote for
+that bar); the regime encoder's input features (when the stream has one) are
+still computed over every 30-minute bar.
 :meth:`MarketStream.extend` loads history in bulk without computing anything
 per bar; on a 30-minute clock the decision engine updates only at 30-minute
 closes (nothing reads the arrays in between). :meth:`MarketStream.save` /
@@ -56,6 +56,7 @@ from algospace.features.build import (
     FeatureConfig,
     tactical_columns,
 )
+from algospace.features.mlmi_stream import MLMIStream
 from algospace.features.strategic_stream import STRATEGIC_TABLE, MMDStream, strategic_rows
 from algospace.features.streaming import Growing, SynergyStream, tactical_tail
 from envs.core.data import MarketArrays
@@ -147,6 +148,7 @@ class MarketStream:
         self._strat_table = Growing(len(STRATEGIC_TABLE))  # 30-minute features, see strategic_rows
         self._strat_returns = Growing()  # 30-minute log returns
         self._mmd = MMDStream()  # the MMD sums of the current chunk
+        self._mlmi = MLMIStream(self.features.mlmi_k, self.features.mlmi_threshold)
         self._splits = splits
         self.market: MarketArrays | None = None
         self._buffers: dict[str, np.ndarray] = {}
@@ -301,7 +303,7 @@ class MarketStream:
         done, closes = self._strat_table.n, self._strat_values.view[:, 3]
         self._strat_table.put(done, strategic_rows(self._strat_times.view, self._strat_values.view,
                                                    self.strategic_minutes, done, self.features,
-                                                   self._mmd))
+                                                   self._mmd, self._mlmi))
         self._strat_returns.put(done, _log_returns(closes[max(0, done - 1):])[min(done, 1):])
         if self.regime is not None and self._latents.n < self.n_strategic:
             self._latents.put(self._latents.n,

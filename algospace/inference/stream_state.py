@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from algospace.inference.stream import MarketStream, RegimeEncoder
 
 STATE_VERSION = 2
-"""Bump when what the saved state holds changes (2: the MMD sums)."""
+"""Bump when what the saved state holds changes (2: the MMD sums, MLMI's recurrences)."""
 _GROWING = ("_times", "_values", "_index", "_strat_times", "_strat_values", "_tactical",
             "_synergy_rows", "_latents", "_strat_table", "_strat_returns")
 """The stream's growing arrays, saved as they are."""
@@ -54,6 +54,7 @@ def save_stream(stream: MarketStream, path: str | Path) -> Path:
     arrays.update({f"grow{name}": getattr(stream, name).view for name in _GROWING})
     arrays.update({f"synergy_{k}": v for k, v in stream._synergy.state().items()})
     arrays.update(stream._mmd.state())
+    arrays.update(stream._mlmi.state())
     rows = stream._rows_done
     arrays.update({f"buffer_{name}": buffer[:rows[1] if name in _strategic_arrays() else rows[0]]
                    for name, buffer in stream._buffers.items()})
@@ -108,6 +109,7 @@ def restore_stream(path: str | Path, regime: RegimeEncoder | None = None) -> Mar
     stream._synergy.load_state({k[len("synergy_"):]: v for k, v in arrays.items()
                                 if k.startswith("synergy_")})
     stream._mmd.load_state(arrays)
+    stream._mlmi.load_state(arrays)
     stream._buffers = {k[len("buffer_"):]: v for k, v in arrays.items()
                        if k.startswith("buffer_")}
     stream._bucket = header["bucket"]

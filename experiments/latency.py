@@ -37,8 +37,8 @@ trained ones.
 
 Reported separately (it is not part of the decision-step targets): the
 feature update per 5-minute bar of :class:`~algospace.inference.stream.MarketStream`
-(``add`` + ``update``) after ~30 days of history; bars that close a
-30-minute bar also recompute the 30-minute features and cost more.
+(``add`` + ``update``) after each ``--history-days`` length; bars that close a
+30-minute bar also compute that bar's 30-minute features and cost more.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from algospace.config import DataConfig, EnvConfig
-from algospace.data.bars import Bars
+from algospace.data.bars import COLUMNS, Bars
 from algospace.data.resample import align_index, resample
 from algospace.data.synthetic import SyntheticConfig, generate, to_csv
 from algospace.features.build import (
@@ -29,7 +29,11 @@ from algospace.features.build import (
     synergy_features,
     tactical_features,
 )
+from algospace.features.mlmi import compute_mlmi
+from algospace.features.mlmi_stream import MLMIStream
+from algospace.features.mmd import mmd_squared
 from algospace.features.pipeline import prepare
+from algospace.features.strategic_stream import STRATEGIC_TABLE, MMDStream, strategic_rows
 from algospace.features.streaming import SynergyStream, tactical_tail
 from algospace.inference.stream import MarketStream
 from envs.core.data import load_market
@@ -157,3 +161,88 @@ def test_market_stream_updated_at_irregular_steps_equals_batch(
             continue
         np.testing.assert_array_equal(got, np.asarray(batch[name])[:len(got)], err_msg=name)
     assert len(stream.market.arrays["base_ohlc"]) == len(frame)
+
+
+@pytest.mark.slow
+def test_a_year_of_bars_streams_like_the_batch_env_arrays(tmp_path: Path) -> None:
+    """252 trading days with holes (~70k bars): a stream warmed up at 16 cut points spread
+    over the year, then fed 13 bars one at a time (at least two 30-minute closes), equals
+    every batch env array on every row so far."""
+    bars = _bars(252, seed=9, holes=True)
+    path = to_csv(bars, tmp_path / "bars.csv")
+    data = DataConfig(source="csv", path=str(path), symbol="ES",
+                      cache_dir=str(tmp_path / "cache"))
+    prepared = prepare(data, log=lambda _: None)
+    batch = {k: np.asarray(v) for k, v in load_market(replace(EnvConfig(), data=data))
+             .arrays.items()}
+    frame = prepared.base.frame
+    values = frame[["open", "high", "low", "close", "volume"]].to_numpy()
+    for cut in np.linspace(3_000, len(frame) - 13, 16).astype(int):
+        stream = MarketStream(prepared.meta, atr_bars=14)
+        stream.extend(frame.iloc[:cut])
+        stream.update()
+        closes = 0
+        for i in range(cut, cut + 13):
+            closes += stream.add(frame.index[i], *values[i])
+            stream.update()
+        assert closes >= 2
+        assert stream.market is not None
+        for name, got in stream.market.arrays.items():
+            if name != "synergy_direction":
+                np.testing.assert_array_equal(got, batch[name][:len(got)],
+                                              err_msg=f"{name} after cut {cut}")
+
+
+def test_strategic_rows_equal_the_batch_features_at_every_cut() -> None:
+    """The 30-minute features of the newest bars only (tails, MMD from its chunk, MLMI's vote
+    for those bars) equal the batch table exactly, column by column: at the warm-up edges,
+    across MMD's 4096-bar chunk boundary and at random cuts, one bar or several at a time."""
+    bars = resample(_bars(100, seed=9, holes=True), 30)
+    cfg = FeatureConfig()
+    full = strategic_features(bars, cfg)[list(STRATEGIC_TABLE)].to_numpy()
+    ns, ohlcv = bars.frame.index.asi8, bars.frame[list(COLUMNS)].to_numpy()
+    n = len(full)
+    assert n > 4_400 and np.isfinite(full[-1]).all()
+    rng = np.random.default_rng(0)
+    edges = [0, 1, 99, 100, 101, 102, 103, 298, 299, 300, 4394, 4395, 4396]
+    for cut in sorted({*edges, *rng.integers(0, n - 7, 25).tolist()}):
+        for end in (cut + 1, cut + 7):
+            rows = strategic_rows(ns[:end], ohlcv[:end], 30, cut, cfg)
+            for j, name in enumerate(STRATEGIC_TABLE):
+                np.testing.assert_array_equal(rows[:, j], full[cut:end, j],
+                                              err_msg=f"{name}, bars {cut}..{end - 1}")
+
+
+def test_mmd_sums_carried_bar_by_bar_equal_the_batch() -> None:
+    """MMDStream, one bar at a time after a bulk start — from the warm-up, within a chunk and
+    across the 4096-bar chunk boundary (row 4395) — equals mmd_squared bit for bit."""
+    close = resample(_bars(100, seed=9, holes=True), 30).column("close")
+    full = mmd_squared(close)
+    assert len(close) > 4_500
+    for start in (0, 290, 1_000, 4_300):
+        stream = MMDStream()
+        parts = [stream.rows(close[:start + 1], 0)]
+        for t in range(start + 1, min(len(close), start + 300)):
+            parts.append(stream.rows(close[:t + 1], t))
+        got = np.concatenate(parts)
+        np.testing.assert_array_equal(got, full[:len(got)], err_msg=f"from bar {start}")
+
+
+def test_mlmi_recurrences_carried_bar_by_bar_equal_the_batch() -> None:
+    """MLMIStream, one bar at a time after a bulk start — in the RSI warm-up, across the
+    64-bar blocks of the Wilder recurrences and far into the kNN memory — equals
+    compute_mlmi bit for bit, value and signal."""
+    close = resample(_bars(100, seed=9, holes=True), 30).column("close")
+    cfg = FeatureConfig()
+    full = compute_mlmi(close, k=cfg.mlmi_k, threshold=cfg.mlmi_threshold)
+    for start in (0, 19, 20, 83, 84, 1_000, 4_300):
+        stream = MLMIStream(cfg.mlmi_k, cfg.mlmi_threshold)
+        parts = [stream.rows(close[:start + 1], 0)]
+        for t in range(start + 1, min(len(close), start + 200)):
+            parts.append(stream.rows(close[:t + 1], t))
+        for name in ("mlmi_value", "mlmi_signal"):
+            got = np.concatenate([p[name] for p in parts])
+            np.testing.assert_array_equal(got, full[name][:len(got)],
+                                          err_msg=f"{name} from bar {start}")
+    assert np.isfinite(full["mlmi_value"][1_000:]).all()
+    assert np.count_nonzero(full["mlmi_signal"][1_000:]) > 100

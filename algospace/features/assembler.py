@@ -22,6 +22,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 from algospace.errors import DataError
 
 
+def complete_rows(values: np.ndarray, window: int) -> np.ndarray:
+    """Per row of a 2-d table, whether it and the ``window - 1`` rows before it are all
+    finite (a complete window ends there)."""
+    n = len(values)
+    valid = np.zeros(n, bool)
+    if n >= window:
+        bad = np.concatenate([[0], np.cumsum(~np.isfinite(values).all(axis=1))])
+        valid[window - 1:] = bad[window:] == bad[:n - window + 1]
+    return valid
+
+
 class MatrixAssembler:
     """Windows of ``window`` rows over a (rows × features) float32 table."""
 
@@ -31,10 +42,7 @@ class MatrixAssembler:
             raise ValueError(f"need a 2-d table and window >= 1, got {values.shape}, {window}")
         self.values = values
         self.window = window
-        bad = np.r_[0, np.cumsum(~np.isfinite(values).all(axis=1))]
-        rows = np.arange(len(values))
-        start = rows - window + 1
-        self.valid = (start >= 0) & (bad[rows + 1] - bad[np.maximum(start, 0)] == 0)
+        self.valid = complete_rows(values, window)
         self._windows = (sliding_window_view(values, (window, values.shape[1]))[:, 0]
                          if len(values) >= window else np.empty((0, window, values.shape[1]),
                                                                 np.float32))

@@ -97,12 +97,21 @@ def strategic_features(bars: Bars, cfg: FeatureConfig) -> pd.DataFrame:
 
 def tactical_features(bars: Bars, cfg: FeatureConfig) -> pd.DataFrame:
     """The 7 tactical features of each 5-minute bar (NaN during warm-up)."""
-    o, h, low, c, v = (bars.column(k) for k in ("open", "high", "low", "close", "volume"))
+    ohlcv = np.column_stack([bars.column(k) for k in ("open", "high", "low", "close",
+                                                      "volume")])
+    return pd.DataFrame(tactical_columns(ohlcv, cfg), index=bars.frame.index,
+                        columns=list(TACTICAL_FEATURES))
+
+
+def tactical_columns(ohlcv: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """:func:`tactical_features` of rows ``open, high, low, close, volume`` (n × 5) as an
+    n × 7 float64 array in :data:`TACTICAL_FEATURES` order (no pandas: the stream's path)."""
+    o, h, low, c, v = (np.ascontiguousarray(ohlcv[:, k], np.float64) for k in range(5))
     cols = compute_fvg(o, h, low, c, body_multiplier=cfg.fvg_body_multiplier,
                        max_age=cfg.fvg_max_age)
     cols["momentum_5"] = momentum_5(c)
     cols["volume_ratio"] = volume_ratio(v)
-    return pd.DataFrame({k: cols[k] for k in TACTICAL_FEATURES}, index=bars.frame.index)
+    return np.column_stack([cols[k] for k in TACTICAL_FEATURES])
 
 
 def synergy_features(strategic: pd.DataFrame, tactical: pd.DataFrame,

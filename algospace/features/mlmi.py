@@ -354,8 +354,14 @@ def compute_mlmi(
     min_points: int = 1,
     label_horizon: int | None = None,
     threshold: float = 0.5,
+    rows_from: int = 0,
 ) -> dict[str, np.ndarray]:
-    """MLMI features ``mlmi_value`` and ``mlmi_signal`` (see module doc)."""
+    """MLMI features ``mlmi_value`` and ``mlmi_signal`` (see module doc).
+
+    ``rows_from``: vote at bars ``rows_from ..`` only (earlier rows NaN) — the same values
+    bit for bit (a vote depends on its own bar's query and points only), at the cost of
+    the features and points over every bar (linear) plus the votes asked for.
+    """
     c = np.asarray(close, dtype=np.float64)
     query = np.column_stack(
         (wma(rsi_wilder(c, rsi_slow), rsi_smooth), wma(rsi_wilder(c, rsi_fast), rsi_smooth))
@@ -364,8 +370,8 @@ def compute_mlmi(
     cross = cross[~np.isnan(query[cross]).any(axis=1)]
     start, label, end = training_points(c, cross, label_horizon)
     usable = np.searchsorted(end, np.arange(len(c)), side="right")
-    value = knn_vote(
-        query, query[start], label, usable, k=k, max_points=max_points, min_points=min_points
-    )
+    value = np.full(len(c), np.nan)
+    value[rows_from:] = knn_vote(query[rows_from:], query[start], label, usable[rows_from:],
+                                 k=k, max_points=max_points, min_points=min_points)
     signal = np.where(np.abs(value) > threshold, np.sign(value), 0.0)
     return {"mlmi_value": value, "mlmi_signal": np.where(np.isnan(value), np.nan, signal)}

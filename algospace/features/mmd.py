@@ -29,7 +29,7 @@ rather than set per window (median heuristic of the pooled sample, or the
 reference window's std applied to every point). That makes every pair's
 kernel value independent of the window it falls in, so all windows are
 summed exactly from per-lag cumulative sums in O(n · (m+n)) instead of
-O(n · (m+n)²); see ``_chunk_mmd2``. The sums run in chunks of 4096 bars
+O(n · (m+n)²); see ``chunk_mmd2``. The sums run in chunks of 4096 bars
 whose boundaries depend only on the bar index, so a value never depends on
 later bars, not even in its rounding.
 
@@ -98,15 +98,30 @@ def standardized_returns(
 
 def _cumulative(kern: FloatArray) -> FloatArray:
     """``R[i, e] = Σ_{i' < i} Σ_{d < e} kern[i', d]`` (NaN counts as 0)."""
+    return prefix_cols(prefix_rows(kern))
+
+
+def prefix_rows(kern: FloatArray, top: FloatArray | None = None) -> FloatArray:
+    """``A[i, d] = Σ_{i' < i} kern[i', d]`` (rows + 1; NaN counts as 0), summed row after row
+    from ``top`` (zeros by default): the first step of :func:`_cumulative`."""
     rows, cols = kern.shape
-    out = np.zeros((rows + 1, cols + 1))
-    np.cumsum(np.nan_to_num(kern, nan=0.0), axis=0, out=out[1:, 1:])
-    np.cumsum(out[:, 1:], axis=1, out=out[:, 1:])
+    out = np.zeros((rows + 1, cols))
+    if top is not None:
+        out[0] = top
+    np.cumsum(np.concatenate([out[:1], np.nan_to_num(kern, nan=0.0)]), axis=0, out=out)
     return out
 
 
-def _pair_sums(segment: FloatArray, dmax: int, bandwidth: float) -> tuple[FloatArray, FloatArray]:
-    """Double prefix sums of ``k(seg[i], seg[i-d])``, rows by later (i) and earlier (i-d) point."""
+def prefix_cols(a: FloatArray) -> FloatArray:
+    """``R[i, e] = Σ_{d < e} a[i, d]`` (columns + 1), each row on its own: the second step."""
+    out = np.zeros((a.shape[0], a.shape[1] + 1))
+    np.cumsum(a, axis=1, out=out[:, 1:])
+    return out
+
+
+def pair_kernels(segment: FloatArray, dmax: int, bandwidth: float) -> tuple[FloatArray, FloatArray]:
+    """``k(seg[i], seg[i-d])`` by later point (row i) and ``k(seg[j+d], seg[j])`` by earlier
+    point (row j), ``d = 0..dmax``; NaN where the other point lies outside the segment."""
     pad = np.full(dmax, np.nan)
     win = sliding_window_view(np.concatenate([pad, segment, pad]), dmax + 1)
     scale = -0.5 / (bandwidth * bandwidth)
@@ -114,6 +129,12 @@ def _pair_sums(segment: FloatArray, dmax: int, bandwidth: float) -> tuple[FloatA
     by_later = np.exp(scale * (later[:, -1:] - later[:, ::-1]) ** 2)
     earlier = win[dmax:]  # row j: seg[j .. j+dmax]; column d -> seg[j+d]
     by_earlier = np.exp(scale * (earlier - earlier[:, :1]) ** 2)
+    return by_later, by_earlier
+
+
+def _pair_sums(segment: FloatArray, dmax: int, bandwidth: float) -> tuple[FloatArray, FloatArray]:
+    """Double prefix sums of ``k(seg[i], seg[i-d])``, rows by later (i) and earlier (i-d) point."""
+    by_later, by_earlier = pair_kernels(segment, dmax, bandwidth)
     return _cumulative(by_later), _cumulative(by_earlier)
 
 
@@ -122,7 +143,7 @@ def _lags(cum: FloatArray, rows: FloatArray, first: int, stop: int) -> FloatArra
     return cum[rows, stop] - cum[rows, first]
 
 
-def _chunk_mmd2(later: FloatArray, earlier: FloatArray, rows: FloatArray, m: int,
+def chunk_mmd2(later: FloatArray, earlier: FloatArray, rows: FloatArray, m: int,
                 n: int) -> FloatArray:
     """Biased MMD² of (recent m, reference n) windows ending at segment index ``rows``.
 
@@ -144,23 +165,33 @@ def mmd_squared(
     norm_window: int = 192,
     norm_lag: int = 48,
     bandwidth: float = 1.0,
+    rows_from: int = 0,
 ) -> FloatArray:
-    """Raw biased MMD², shape ``(n_bars, len(scales))``; NaN in each scale's warm-up."""
+    """Raw biased MMD², shape ``(n_bars, len(scales))``; NaN in each scale's warm-up.
+
+    ``rows_from``: bars ``rows_from ..`` only (earlier rows NaN), the same values bit for bit
+    at a cost bounded by one chunk: the sums start at the chunk holding ``rows_from``, and
+    ``z`` is computed from the ``norm_window + norm_lag`` bars before that chunk's segment.
+    """
     if any(m < 1 or n < 1 for m, n in scales) or bandwidth <= 0:
         raise ValueError(f"scales need positive lengths and bandwidth > 0: {scales}, {bandwidth}")
-    z = standardized_returns(close, norm_window, norm_lag)
+    close = as_series(close, "close")
     total = max(m + n for m, n in scales)
-    out = np.full((len(z), len(scales)), np.nan)
+    out = np.full((len(close), len(scales)), np.nan)
     warm = norm_window + norm_lag - 1  # last bar with an undefined z
     first = warm + min(m + n for m, n in scales)
-    for start in range(first, len(z), _CHUNK):
+    chunk0 = first + max(rows_from - first, 0) // _CHUNK * _CHUNK
+    z0 = max(chunk0 - total + 1 - norm_window - norm_lag, 0)  # z exact from z0 + K + L on
+    z = np.full(len(close), np.nan)
+    z[z0:] = standardized_returns(close[z0:], norm_window, norm_lag)
+    for start in range(chunk0, len(z), _CHUNK):
         stop = min(start + _CHUNK, len(z))
         seg_start = max(start - total + 1, 0)
         later, earlier = _pair_sums(z[seg_start:stop], total - 1, bandwidth)
-        rows = np.arange(start, stop) - seg_start
+        rows = np.arange(max(start, rows_from), stop) - seg_start
         for j, (m, n) in enumerate(scales):
             valid = rows[rows + seg_start >= warm + m + n]
-            mmd2 = _chunk_mmd2(later, earlier, valid, m, n)
+            mmd2 = chunk_mmd2(later, earlier, valid, m, n)
             out[valid + seg_start, j] = np.maximum(mmd2, 0.0)
     return out
 

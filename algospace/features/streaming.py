@@ -20,6 +20,9 @@ batch features over the whole history (tested at many cut points in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -97,20 +100,31 @@ class SynergyStream:
         self._events = {s: Growing() for s in synergy.SIGNALS}
         self._last: tuple[int, float, int, float] | None = None  # step, direction, type, strength
 
-    def advance(self, strategic: pd.DataFrame, mitigation: np.ndarray, index: np.ndarray,
+    def advance(self, strategic: Any, mitigation: np.ndarray, index: np.ndarray,
                 first: int) -> pd.DataFrame:
-        """Synergy rows ``first .. len(index)-1``.
+        """Synergy rows ``first .. len(index)-1`` (a frame; see :meth:`rows`)."""
+        return pd.DataFrame(self.rows(strategic, mitigation, index, first))
 
-        ``strategic``: the strategic feature table (every 30-minute bar so far);
-        ``mitigation``: ``fvg_mitigation`` of the new steps; ``index``: the strategic index of
-        every step so far; ``first``: the steps already advanced through.
+    def rows(self, strategic: Any, mitigation: np.ndarray, index: np.ndarray,
+             first: int) -> dict[str, np.ndarray]:
+        """Synergy columns of steps ``first .. len(index)-1``, by name.
+
+        ``strategic``: the strategic feature table of every 30-minute bar so far (a frame, or
+        a mapping of its columns ``mlmi_value, mlmi_signal, nwrqk_slope, nwrqk_signal`` to
+        arrays); ``mitigation``: ``fvg_mitigation`` of the new steps; ``index``: the
+        strategic index of every step so far; ``first``: the steps already advanced through.
+        Reads only the 30-minute rows first seen by the new steps (and the one before).
         """
         n = len(index)
-        mlmi_sig = np.nan_to_num(strategic["mlmi_signal"].to_numpy(np.float64))
-        nw_sig = np.nan_to_num(strategic["nwrqk_signal"].to_numpy(np.float64))
-        turns = np.where((mlmi_sig != 0) & (mlmi_sig != np.r_[0.0, mlmi_sig[:-1]]), mlmi_sig, 0.0)
-        new = {"mlmi": _visible_events(turns, index, first),
-               "nwrqk": _visible_events(nw_sig, index, first),
+        seen = int(index[first - 1]) if first > 0 else -1
+        lo, hi = max(0, seen), (int(index[n - 1]) + 1 if n else 0)
+        mlmi_sig = np.nan_to_num(np.asarray(strategic["mlmi_signal"], np.float64)[lo:hi])
+        nw_sig = np.nan_to_num(np.asarray(strategic["nwrqk_signal"], np.float64)[lo:hi])
+        # row ``lo``'s turn is never read when lo == seen >= 0; from row 0, no row before
+        prev = np.concatenate([[0.0], mlmi_sig[:-1]])
+        turns = np.where((mlmi_sig != 0) & (mlmi_sig != prev), mlmi_sig, 0.0)
+        new = {"mlmi": _visible_events(turns, index, first, lo),
+               "nwrqk": _visible_events(nw_sig, index, first, lo),
                "fvg": np.nan_to_num(np.asarray(mitigation, np.float64))}
         for name, rows in new.items():
             self._events[name].put(first, rows)
@@ -130,7 +144,21 @@ class SynergyStream:
             self._last = (t, d, k, float(strength[t - first]))
             out["synergy_event"][t - first] = d
             self._fill(out, first, t, n)
-        return pd.DataFrame(out)
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The carried state as arrays (see :meth:`load_state`)."""
+        out = {f"events_{name}": arr.view.copy() for name, arr in self._events.items()}
+        out["last"] = np.array(self._last if self._last is not None else [], np.float64)
+        return out
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Continue from :meth:`state`'s arrays."""
+        for name, arr in self._events.items():
+            arr.put(0, np.asarray(state[f"events_{name}"], np.float64))
+        last = np.asarray(state["last"], np.float64)
+        self._last = None if last.size == 0 else (int(last[0]), float(last[1]), int(last[2]),
+                                                  float(last[3]))
 
     def _fill(self, out: dict[str, np.ndarray], first: int, start: int, n: int) -> None:
         """The state of the last detection on steps ``start ..`` (until it expires)."""
@@ -147,24 +175,26 @@ class SynergyStream:
         out["synergy_bars_since"][rows] = np.arange(start - t, stop - t) / self.max_age
 
 
-def _visible_events(events: np.ndarray, index: np.ndarray, first: int) -> np.ndarray:
+def _visible_events(events: np.ndarray, index: np.ndarray, first: int,
+                    offset: int = 0) -> np.ndarray:
     """Events of 30-minute bars on steps ``first ..``: a bar's event fires at the first step
-    that sees the bar; several bars first seen at one step: the latest with an event."""
+    that sees the bar; several bars first seen at one step: the latest with an event.
+    ``events[j]`` belongs to 30-minute bar ``offset + j``."""
     out = np.zeros(len(index) - first)
     seen = int(index[first - 1]) if first > 0 else -1
     for i, now in enumerate(index[first:].tolist()):
         if now > seen:
-            hits = np.flatnonzero(events[seen + 1:now + 1])
+            hits = np.flatnonzero(events[seen + 1 - offset:now + 1 - offset])
             if hits.size:
-                out[i] = events[seen + 1 + hits[-1]]
+                out[i] = events[seen + 1 - offset + hits[-1]]
             seen = now
     return out
 
 
-def _strength(strategic: pd.DataFrame, index: np.ndarray) -> np.ndarray:
+def _strength(strategic: Any, index: np.ndarray) -> np.ndarray:
     """``(|mlmi_value| + |nwrqk_slope| + 1) / 3`` of the visible 30-minute bar per step."""
     visible = np.maximum(index, 0)
     seen = index >= 0
-    mlmi = np.where(seen, np.abs(strategic["mlmi_value"].to_numpy()[visible]), 0.0)
-    slope = np.where(seen, np.abs(strategic["nwrqk_slope"].to_numpy()[visible]), 0.0)
+    mlmi = np.where(seen, np.abs(np.asarray(strategic["mlmi_value"])[visible]), 0.0)
+    slope = np.where(seen, np.abs(np.asarray(strategic["nwrqk_slope"])[visible]), 0.0)
     return (np.nan_to_num(mlmi) + np.nan_to_num(slope) + 1.0) / 3.0

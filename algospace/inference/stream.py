@@ -5,9 +5,9 @@ bars in time order, forms the 30-minute bars the moment they close, and
 recomputes the features, returns, synergy state and regime latents with the
 **same functions** the batch pipeline uses, on the bars received so far —
 nothing later exists when row ``t`` is computed. The env arrays are then
-derived by :func:`envs.core.data.derive_arrays`, the one function the batch
-env arrays come from, with the train-split normalisation of the data the
-agents were trained on.
+derived by :func:`envs.core.derive.derive_rows`, the one function the batch
+env arrays come from (:func:`envs.core.data.derive_arrays`), with the
+train-split normalisation of the data the agents were trained on.
 
 30-minute bars follow :mod:`algospace.data.resample` exactly: a clock-aligned
 bucket closes with the bar whose close time reaches the bucket's end, or —
@@ -15,17 +15,22 @@ when the bucket was cut short (session close, missing bars) — with the first
 bar of a later bucket, which is the moment ``align_index`` makes it visible in
 the batch pipeline. A bucket still open when the bars end is never used.
 
-Cost: bars are kept in growing numpy arrays. The 5-minute features are
-recomputed by their batch functions on the last few bars only (their look-back
+Cost: bars and every computed table are kept in growing numpy arrays, and a
+5-minute bar touches none of them through pandas. The 5-minute features are
+recomputed by their batch arithmetic on the last few bars only (their look-back
 is bounded, :func:`algospace.features.streaming.tactical_tail`), the synergy
 state is carried forward (:class:`algospace.features.streaming.SynergyStream`)
-and the env arrays are derived on a bounded tail, so a 5-minute bar costs the
-same whatever the history. Each 30-minute close still recomputes the 30-minute
-features over every 30-minute bar (MLMI's neighbour memory and the MMD sums
-are unbounded), which grows with the history. :meth:`MarketStream.extend` loads
-history in bulk without computing anything per bar; on a 30-minute clock the
-decision engine updates only at 30-minute closes (nothing reads the arrays in
-between).
+and the env rows are derived on a bounded tail, so a 5-minute bar costs the
+same whatever the history. A 30-minute close computes the 30-minute features
+of the new 30-minute bar only (:mod:`algospace.features.strategic_stream`:
+bounded tails, MMD's sums and MLMI's recurrences carried, MLMI's vote for
+that bar); the regime encoder's input features (when the stream has one) are
+still computed over every 30-minute bar.
+:meth:`MarketStream.extend` loads history in bulk without computing anything
+per bar; on a 30-minute clock the decision engine updates only at 30-minute
+closes (nothing reads the arrays in between). :meth:`MarketStream.save` /
+:meth:`MarketStream.restore` carry the whole state across a restart
+(:mod:`algospace.inference.stream_state`).
 """
 
 from __future__ import annotations
@@ -45,21 +50,25 @@ from algospace.data.contracts import ContractSpec
 from algospace.data.splits import Normalizer, Splits
 from algospace.errors import DataError
 from algospace.features.build import (
+    STRATEGIC_FEATURES,
     SYNERGY_FEATURES,
     TACTICAL_FEATURES,
     FeatureConfig,
-    strategic_features,
-    tactical_features,
+    tactical_columns,
 )
-from algospace.features.pipeline import bar_returns
+from algospace.features.mlmi_stream import MLMIStream
+from algospace.features.strategic_stream import STRATEGIC_TABLE, MMDStream, strategic_rows
 from algospace.features.streaming import Growing, SynergyStream, tactical_tail
-from envs.core.data import MarketArrays, derive_arrays
+from envs.core.data import MarketArrays
+from envs.core.derive import Standardiser, derive_rows
 from envs.core.layout import LATENT_DIM, SHORT_MEAN_BARS
 from envs.registry import env_class
 
 _NS_PER_MIN = 60_000_000_000
 _STRATEGIC_TABLES = ("features_strategic", "returns_strategic")
 _SYNERGY_COLUMNS = (*SYNERGY_FEATURES, "synergy_event")
+_SYNERGY_INPUTS = ("mlmi_value", "mlmi_signal", "nwrqk_slope", "nwrqk_signal")
+"""The strategic columns the synergy detector reads."""
 _STRATEGIC_ARRAYS = ("strategic_ohlc", "close_step", "latent",
                      *(f"s_{agent}" for agent in STRATEGIC_AGENTS))
 
@@ -134,9 +143,12 @@ class MarketStream:
         self._synergy_rows = Growing(len(_SYNERGY_COLUMNS))
         self._synergy = SynergyStream(self.features.synergy_window,
                                       self.features.synergy_cooldown)
-        self._latents: list[np.ndarray] = []
-        self._strat_tables: dict[str, pd.DataFrame] | None = None
-        self._strat_rows_computed = -1
+        self._latents = Growing(LATENT_DIM, np.float32)
+        self._norms = Standardiser.of(meta)
+        self._strat_table = Growing(len(STRATEGIC_TABLE))  # 30-minute features, see strategic_rows
+        self._strat_returns = Growing()  # 30-minute log returns
+        self._mmd = MMDStream()  # the MMD sums of the current chunk
+        self._mlmi = MLMIStream(self.features.mlmi_k, self.features.mlmi_threshold)
         self._splits = splits
         self.market: MarketArrays | None = None
         self._buffers: dict[str, np.ndarray] = {}
@@ -219,6 +231,22 @@ class MarketStream:
         """Open time of 5-minute bar ``row`` (or of 30-minute bar ``row``)."""
         return pd.Timestamp(int((self._strat_times if strategic else self._times).view[row]))
 
+    # ---------------------------------------------------------- state
+    def save(self, path: str | Path) -> Path:
+        """Save the stream's state after any bar, atomically, to one file (see
+        :mod:`algospace.inference.stream_state`); :meth:`restore` continues from it."""
+        from algospace.inference.stream_state import save_stream
+
+        return save_stream(self, path)
+
+    @classmethod
+    def restore(cls, path: str | Path, regime: RegimeEncoder | None = None) -> MarketStream:
+        """The stream :meth:`save` wrote, continuing with the same arrays row for row
+        (``regime``: its encoder; None loads the checkpoint the state names)."""
+        from algospace.inference.stream_state import restore_stream
+
+        return restore_stream(path, regime)
+
     # ---------------------------------------------------------- arrays out
     def bars(self) -> Bars:
         """The 5-minute bars received so far."""
@@ -242,67 +270,78 @@ class MarketStream:
             raise DataError("no 30-minute bar has closed yet; feed more history first "
                             f"(the features need about two weeks of {self.bar_minutes}-minute "
                             "bars)")
-        n, cfg = len(self), self.features
-        if self._strat_rows_computed != self.n_strategic:
-            strategic = self.strategic_bars()
-            self._strat_tables = {"features_strategic": strategic_features(strategic, cfg),
-                                  "returns_strategic": bar_returns(strategic)}
-            self._latent_rows(strategic)
-            self._strat_rows_computed = self.n_strategic
-        assert self._strat_tables is not None
-        strat = self._strat_tables["features_strategic"]
+        cfg = self.features
+        if self._strat_table.n != self.n_strategic:
+            self._strategic_rows()
         index = self._index.view
         first = self._rows_done[0]
         t0 = max(0, first - tactical_tail(cfg.fvg_max_age, cfg.fvg_body_multiplier))
-        tact = tactical_features(self._bars_from(t0), cfg).to_numpy(np.float64)[first - t0:]
+        tact = tactical_columns(self._values.view[t0:], cfg)[first - t0:]
         self._tactical.put(first, tact)
         mitigation = tact[:, TACTICAL_FEATURES.index("fvg_mitigation")]
-        syn = self._synergy.advance(strat, mitigation, index, first)
-        self._synergy_rows.put(first, syn[list(_SYNERGY_COLUMNS)].to_numpy(np.float64))
-        latent = (np.stack(self._latents) if self.regime is not None
-                  else np.zeros((self.n_strategic, LATENT_DIM), np.float32))
-        arrays = self._derive_new_rows(strat, index, latent)
+        table = self._strat_table.view
+        syn = self._synergy.rows({c: table[:, STRATEGIC_TABLE.index(c)] for c in _SYNERGY_INPUTS},
+                                 mitigation, index, first)
+        self._synergy_rows.put(first, np.column_stack([syn[c] for c in _SYNERGY_COLUMNS]))
+        self._derive_new_rows(index)
+        return self._bind()
+
+    def _bind(self) -> MarketArrays:
+        """:attr:`market` over the derived rows."""
+        n, cfg = self._rows_done[0], self.features
         splits = self._splits or Splits((0, n), (n, n), (n, n))
         self.market = MarketArrays(f"stream/{n}", self.contract, splits,
-                                   cfg.strategic_window, cfg.tactical_window, arrays,
+                                   cfg.strategic_window, cfg.tactical_window,
+                                   {name: buffer[:self._rows_done[1] if name in _STRATEGIC_ARRAYS
+                                                 else n] for name, buffer in self._buffers.items()},
                                    float(self.meta["reference_price"]))
         return self.market
 
-    def _derive_new_rows(self, strat: pd.DataFrame, index: np.ndarray,
-                         latent: np.ndarray) -> dict[str, np.ndarray]:
-        """The env arrays, deriving only the rows added since the last update.
+    def _strategic_rows(self) -> None:
+        """The 30-minute features, log returns and latents of the 30-minute bars closed since
+        the last update (:func:`algospace.features.strategic_stream.strategic_rows`)."""
+        done, closes = self._strat_table.n, self._strat_values.view[:, 3]
+        self._strat_table.put(done, strategic_rows(self._strat_times.view, self._strat_values.view,
+                                                   self.strategic_minutes, done, self.features,
+                                                   self._mmd, self._mlmi))
+        self._strat_returns.put(done, _log_returns(closes[max(0, done - 1):])[min(done, 1):])
+        if self.regime is not None and self._latents.n < self.n_strategic:
+            self._latents.put(self._latents.n,
+                              self.regime.encode_from(self.strategic_bars(), self._latents.n))
+
+    def _derive_new_rows(self, index: np.ndarray) -> None:
+        """Derive the env rows added since the last update into the kept buffers.
 
         Every derived row is a function of a bounded window of earlier rows (rolling means,
-        ATR, the observation windows), so :func:`derive_arrays` runs on a tail of the tables
-        just long enough for those windows, and its new rows are appended to the ones kept
-        from earlier updates (which, being causal, never change).
+        ATR, the observation windows), so :func:`envs.core.derive.derive_rows` runs on a tail
+        of the tables just long enough for those windows, and its new rows are appended to
+        the ones kept from earlier updates (which, being causal, never change).
         """
         n, s = len(self), self.n_strategic
         new_base, new_strat = self._rows_done
         cfg = self.features
         b0 = max(0, new_base - (max(cfg.tactical_window, SHORT_MEAN_BARS, self.atr_bars) + 2))
         s0 = max(0, int(index[b0]) - cfg.strategic_window - 1)
-        base = self._bars_from(b0).frame
         r0 = max(0, b0 - 1)  # the first row's log return reads the bar before it
-        assert self._strat_tables is not None
-        tail = {"features_strategic": strat.iloc[s0:].astype(np.float32),
-                "features_tactical": pd.DataFrame(self._tactical.view[b0:], index=base.index,
-                                                  columns=list(TACTICAL_FEATURES)
-                                                  ).astype(np.float32),
-                "synergy": pd.DataFrame(self._synergy_rows.view[b0:], index=base.index,
-                                        columns=list(_SYNERGY_COLUMNS)).astype(np.float32),
-                "returns_base": bar_returns(self._bars_from(r0)).iloc[b0 - r0:],
-                "returns_strategic": self._strat_tables["returns_strategic"].iloc[s0:]}
-        derived = derive_arrays(tail, self.meta, base, self._bars_from(s0, strategic=True).frame,
-                                index[b0:] - s0, latent[s0:], self.atr_bars)
-        derived["synergy_direction"] = tail["synergy"]["synergy_direction"].to_numpy(np.float64)
+        synergy = self._synergy_rows.view[b0:].astype(np.float32)  # as the float32 store
+        latent = (self._latents.view[s0:] if self.regime is not None
+                  else np.zeros((s - s0, LATENT_DIM), np.float32))
+        derived = derive_rows(
+            strategic=self._strat_table.view[s0:, :len(STRATEGIC_FEATURES)].astype(np.float32),
+            returns_strategic=self._strat_returns.view[s0:],
+            tactical=self._tactical.view[b0:].astype(np.float32),
+            returns_base=_log_returns(self._values.view[r0:, 3])[b0 - r0:],
+            synergy=synergy[:, :len(SYNERGY_FEATURES)], base_ohlc=self._values.view[b0:, :4],
+            strategic_ohlc=self._strat_values.view[s0:, :4], strategic_index=index[b0:] - s0,
+            latent=latent, norms=self._norms, features=cfg, atr_bars=self.atr_bars)
+        derived["synergy_direction"] = synergy[:, _SYNERGY_COLUMNS.index("synergy_direction")
+                                               ].astype(np.float64)
         derived["strategic_index"] = index[b0:].copy()
         steps = derived["close_step"]
         derived["close_step"] = np.where(steps >= 0, steps + b0, -1)
-        out = {}
         for name, rows in derived.items():
-            strategic_rows = name in _STRATEGIC_ARRAYS
-            first, offset, total = (new_strat, s0, s) if strategic_rows else (new_base, b0, n)
+            on_strategic = name in _STRATEGIC_ARRAYS
+            first, offset, total = (new_strat, s0, s) if on_strategic else (new_base, b0, n)
             buffer = self._buffers.get(name)
             if buffer is None or len(buffer) < total:
                 grown = np.empty((max(total, 2 * (0 if buffer is None else len(buffer))),
@@ -311,15 +350,12 @@ class MarketStream:
                     grown[:first] = buffer[:first]
                 buffer = self._buffers[name] = grown
             buffer[first:total] = rows[first - offset:]
-            out[name] = buffer[:total]
         self._rows_done = (n, s)
-        return out
 
-    def _latent_rows(self, strategic: Bars) -> None:
-        """Encode the 30-minute bars closed since the last update (once each)."""
-        if self.regime is None or len(self._latents) == len(strategic):
-            return
-        self._latents.extend(self.regime.encode_from(strategic, len(self._latents)))
+
+def _log_returns(close: np.ndarray) -> np.ndarray:
+    """``log_return`` of :func:`algospace.features.pipeline.bar_returns` (row 0 NaN)."""
+    return np.concatenate([[np.nan], np.diff(np.log(close))])
 
 
 def bar_frame(bars: Any) -> pd.DataFrame:

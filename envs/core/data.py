@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS, EnvConfig
+from algospace.config import EnvConfig
 from algospace.data.contracts import ContractSpec
-from algospace.data.splits import Normalizer, Splits
+from algospace.data.splits import Splits
 from algospace.data.walkforward import (
     NORMALISED,
     Fold,
@@ -36,7 +36,6 @@ from algospace.data.walkforward import (
     walk_forward_fold,
 )
 from algospace.errors import DataError
-from algospace.features.assembler import MatrixAssembler
 from algospace.features.build import (
     STRATEGIC_FEATURES,
     SYNERGY_FEATURES,
@@ -48,19 +47,14 @@ from algospace.features.pipeline import Prepared, prepare
 from algospace.files import publish_dir
 from algospace.market.sizing import contract_of
 from algospace.schema import to_dict
-from envs.core.layout import (
-    AGENT_COLUMNS,
-    LATENT_DIM,
-    RETURN_5,
-    RETURN_30,
-    SHORT_MEAN_BARS,
-    market_state_dim,
-)
+from envs.core.derive import Standardiser, derive_rows
+from envs.core.layout import LATENT_DIM
 
 STRATEGIC_EPISODE_STEPS = 92
 """strategic_v0's default episode (30-minute steps), the longest default in base bars."""
-ARRAYS_VERSION = 1
-"""Bump when what the saved arrays mean changes."""
+ARRAYS_VERSION = 2
+"""Bump when what the saved arrays mean changes (2: the rolling means sum their window only,
+:func:`envs.core.derive.window_mean`, which may move a float32 value by one ulp)."""
 
 _CACHE: dict[str, MarketArrays] = {}
 _LOCK = threading.Lock()
@@ -218,58 +212,20 @@ def derive_arrays(tables: Mapping[str, pd.DataFrame], meta: Mapping[str, Any],
                   latent: np.ndarray, atr_bars: int) -> dict[str, np.ndarray]:
     """Every env array from the feature tables, bars and latents (see :class:`MarketArrays`).
 
-    The batch path (:func:`build_arrays`) and the decision engine's bar-by-bar path
-    (:mod:`algospace.inference.stream`) both come here, so a row means the same in both.
-    ``meta`` gives the feature settings and the train-split normalisation.
+    ``meta`` gives the feature settings and the train-split normalisation. The arithmetic is
+    :func:`envs.core.derive.derive_rows`, which the decision engine's bar-by-bar path
+    (:mod:`algospace.inference.stream`) calls on its tail, so a row means the same in both.
     """
-    features = FeatureConfig(**meta["features"])
-    norms = meta["normalisation"]
-    strat = _standardise(tables["features_strategic"], STRATEGIC_FEATURES,
-                         norms["features_strategic"])
-    tact = _standardise(tables["features_tactical"], TACTICAL_FEATURES,
-                        norms["features_tactical"])
-    strat[RETURN_30] = _standardise(tables["returns_strategic"], ("log_return",),
-                                    norms["returns_strategic"])["log_return"]
-    tact[RETURN_5] = _standardise(tables["returns_base"], ("log_return",),
-                                  norms["returns_base"])["log_return"]
-    index = np.asarray(strategic_index, dtype=np.int64)
-    base_ohlc = base[["open", "high", "low", "close"]].to_numpy(np.float64)
-    out: dict[str, np.ndarray] = {
-        "base_ohlc": base_ohlc,
-        "strategic_ohlc": strategic[["open", "high", "low", "close"]].to_numpy(np.float64),
-        "strategic_index": index,
-        "close_step": _close_steps(index, len(strat)),
-        "is_close": _is_close(index),
-        "atr": average_true_range(base_ohlc, atr_bars),
-        "latent": latent,
-    }
-    synergy = tables["synergy"][list(SYNERGY_FEATURES)].to_numpy(np.float32)
-    # one conversion per table, then columns by position (pandas column lookups dominate
-    # the cost of the decision engine's per-bar update otherwise)
-    strat_np, strat_at = strat.to_numpy(np.float32), {c: i for i, c in enumerate(strat.columns)}
-    tact_np, tact_at = tact.to_numpy(np.float32), {c: i for i, c in enumerate(tact.columns)}
-    out["market_state"] = market_state(strat_np[:, [strat_at[c] for c in STRATEGIC_FEATURES]],
-                                       tact_np[:, [tact_at[c] for c in TACTICAL_FEATURES]],
-                                       latent, synergy, index, features.strategic_window)
-    valid = np.isfinite(out["market_state"]).all(axis=1) & (index >= 0)
-    for agent in STRATEGIC_AGENTS:
-        table = strat_np[:, [strat_at[c] for c in AGENT_COLUMNS[agent]]]
-        out[f"s_{agent}"] = table
-        ok = MatrixAssembler(table, features.strategic_window).valid
-        valid &= ok[np.maximum(index, 0)]
-    for agent in TACTICAL_AGENTS:
-        table = tact_np[:, [tact_at[c] for c in AGENT_COLUMNS[agent]]]
-        out[f"t_{agent}"] = table
-        valid &= MatrixAssembler(table, features.tactical_window).valid
-    valid &= np.isfinite(out["atr"])
-    out["usable"] = valid
-    return out
-
-
-def _standardise(frame: pd.DataFrame, names: tuple[str, ...],
-                 stats: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """Columns ``names`` standardised with the train-split statistics."""
-    return Normalizer.from_dict(stats).select(names).transform(frame)
+    return derive_rows(
+        strategic=tables["features_strategic"][list(STRATEGIC_FEATURES)].to_numpy(),
+        returns_strategic=tables["returns_strategic"]["log_return"].to_numpy(),
+        tactical=tables["features_tactical"][list(TACTICAL_FEATURES)].to_numpy(),
+        returns_base=tables["returns_base"]["log_return"].to_numpy(),
+        synergy=tables["synergy"][list(SYNERGY_FEATURES)].to_numpy(np.float32),
+        base_ohlc=base[["open", "high", "low", "close"]].to_numpy(np.float64),
+        strategic_ohlc=strategic[["open", "high", "low", "close"]].to_numpy(np.float64),
+        strategic_index=strategic_index, latent=latent, norms=Standardiser.of(meta),
+        features=FeatureConfig(**meta["features"]), atr_bars=atr_bars)
 
 
 def _latent(prepared: Prepared, cfg: EnvConfig, rows: int) -> np.ndarray:
@@ -286,48 +242,6 @@ def _latent(prepared: Prepared, cfg: EnvConfig, rows: int) -> np.ndarray:
                         fix="train a regime detector with rde.latent_dim: "
                             f"{LATENT_DIM} (rde.yaml) and name it in handoff.regime")
     return table
-
-
-def _close_steps(index: np.ndarray, rows: int) -> np.ndarray:
-    """For each 30-minute row, the first 5-minute row at which it is visible (-1: never)."""
-    out = np.full(rows, -1, dtype=np.int64)
-    steps = np.flatnonzero(_is_close(index))
-    out[index[steps]] = steps
-    return out
-
-
-def _is_close(index: np.ndarray) -> np.ndarray:
-    """True at 5-minute rows where a new 30-minute bar has just closed."""
-    prev = np.r_[-1, index[:-1]]
-    return (index >= 0) & (index != prev)
-
-
-def average_true_range(ohlc: np.ndarray, bars: int) -> np.ndarray:
-    """Mean true range over the last ``bars`` bars, including the current one (NaN before)."""
-    high, low, close = ohlc[:, 1], ohlc[:, 2], ohlc[:, 3]
-    prev = np.r_[np.nan, close[:-1]]
-    tr = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
-    mean = pd.Series(tr).rolling(bars, min_periods=bars).mean().to_numpy()
-    return np.asarray(mean, dtype=np.float64)
-
-
-def _rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Mean of the last ``window`` rows (NaN until complete or when any is NaN)."""
-    return pd.DataFrame(values).rolling(window, min_periods=window).mean().to_numpy(np.float32)
-
-
-def market_state(strat: np.ndarray, tact: np.ndarray, latent: np.ndarray, synergy: np.ndarray,
-                 index: np.ndarray, window: int) -> np.ndarray:
-    """The market blocks of the global state per 5-minute row (see layout.state_blocks)."""
-    seen = index >= 0
-    rows = np.maximum(index, 0)
-    strat_blocks = np.concatenate([strat, _rolling_mean(strat, window), latent], axis=1)[rows]
-    strat_blocks[~seen] = np.nan
-    now, mean48, lat = np.split(strat_blocks, [strat.shape[1], 2 * strat.shape[1]], axis=1)
-    out = np.concatenate([now, mean48, tact, _rolling_mean(tact, SHORT_MEAN_BARS), lat,
-                          synergy], axis=1).astype(np.float32)
-    assert out.shape[1] == market_state_dim()
-    return out
 
 
 def describe(market: MarketArrays) -> dict[str, Any]:

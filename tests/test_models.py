@@ -17,6 +17,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
 from algospace.models.actor import MC_STATS, ActorModule
+from algospace.models.consistent_dropout import DROPOUT_MASK
 from algospace.models.critic import (
     MC_FEATURES_KEY,
     VALUES_NORM,
@@ -60,6 +61,12 @@ def _obs(rows: int = B, seed: int = 0, mc: bool = False) -> dict[str, Any]:
     return batch
 
 
+def _with_masks(module: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` plus the dropout masks an exploration pass draws for it (what the learner's
+    batch carries back from the sampled episodes)."""
+    return {**batch, DROPOUT_MASK: module.forward_exploration(batch)[DROPOUT_MASK]}
+
+
 def _cat(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Row-wise concatenation of two batches of the same structure."""
     out: dict[str, Any] = {Columns.OBS: {k: torch.cat([a[Columns.OBS][k], b[Columns.OBS][k]])
@@ -76,10 +83,10 @@ def test_actor_outputs_logits_of_the_action_space(space: gym.Space[Any]) -> None
     width = 7 if space is DISCRETE else 17
     batch = _obs()
     for out in (module.forward_inference(batch), module.forward_exploration(batch),
-                module.forward_train(batch)):
+                module.forward_train(_with_masks(module, batch))):
         assert out[Columns.ACTION_DIST_INPUTS].shape == (B, width)
     assert set(module.forward_inference(batch)) == {Columns.ACTION_DIST_INPUTS}
-    assert set(module.forward_train(batch)) == {Columns.ACTION_DIST_INPUTS}
+    assert set(module.forward_train(_with_masks(module, batch))) == {Columns.ACTION_DIST_INPUTS}
 
 
 @SPACES
@@ -110,14 +117,22 @@ def test_exploration_mc_stats_are_finite_and_in_their_ranges(space: gym.Space[An
         assert bool((direction == 0).all())
 
 
-def test_policy_is_dropout_free_and_deterministic_in_train_mode() -> None:
-    module = _actor(DISCRETE, dropout=0.5)
+@pytest.mark.parametrize("train_dropout", [True, False])
+def test_greedy_policy_is_dropout_free_and_deterministic_in_train_mode(
+        train_dropout: bool) -> None:
+    """Greedy inference is the dropout-off network (weight scaling) whether or not the actor
+    trains with dropout; without train_dropout, sampling and training use it too."""
+    module = _actor(DISCRETE, dropout=0.5, train_dropout=train_dropout)
     module.train()
     batch = _obs()
     first = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
     second = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
     assert torch.equal(first, second)
     assert module.training  # forward_inference restores the mode
+    with torch.no_grad():
+        torch.testing.assert_close(module.logits(batch[Columns.OBS]["local"]), first)
+    if train_dropout:
+        return
     torch.testing.assert_close(module.forward_train(batch)[Columns.ACTION_DIST_INPUTS], first)
     explore = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS]
     torch.testing.assert_close(explore, first)
@@ -159,15 +174,20 @@ def test_actor_rows_are_independent(space: gym.Space[Any]) -> None:
         outs.append(module.forward_exploration(batch))
     for key in (Columns.ACTION_DIST_INPUTS, MC_STATS):
         torch.testing.assert_close(outs[0][key][0], outs[1][key][0], rtol=0, atol=1e-6)
-    small = {Columns.OBS: {k: v[:1] for k, v in a[Columns.OBS].items()}}
-    torch.testing.assert_close(module.forward_inference(small)[Columns.ACTION_DIST_INPUTS][0],
+    small = {Columns.OBS: {k: v[:1] for k, v in a[Columns.OBS].items()},
+             DROPOUT_MASK: outs[0][DROPOUT_MASK][:1]}
+    torch.testing.assert_close(module.forward_train(small)[Columns.ACTION_DIST_INPUTS][0],
                                outs[0][Columns.ACTION_DIST_INPUTS][0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(module.forward_inference(small)[Columns.ACTION_DIST_INPUTS][0],
+                               module.forward_inference(a)[Columns.ACTION_DIST_INPUTS][0],
+                               rtol=0, atol=1e-6)
 
 
 def test_actor_reads_only_the_local_observation() -> None:
     module = _actor(DISCRETE)
     a, b = _obs(seed=1), _obs(seed=2)
     b[Columns.OBS]["local"] = a[Columns.OBS]["local"]
+    a[DROPOUT_MASK] = b[DROPOUT_MASK] = module.forward_exploration(a)[DROPOUT_MASK]
     for batch_out in (module.forward_inference, module.forward_train):
         assert torch.equal(batch_out(a)[Columns.ACTION_DIST_INPUTS],
                            batch_out(b)[Columns.ACTION_DIST_INPUTS])
@@ -234,8 +254,11 @@ def test_mc_stats_reach_episode_extra_model_outputs() -> None:
             stats = np.asarray(rows.get_extra_model_outputs(MC_STATS))
             assert stats.shape == (len(rows), 6) == (_TinyEnv.STEPS, 6)
             assert np.isfinite(stats).all() and (stats[:, 0] > 0).all()
+            masks = np.asarray(rows.get_extra_model_outputs(DROPOUT_MASK))
+            assert masks.shape == (len(rows), 16) and masks.dtype == np.uint8  # 64 + 64 bits
         greedy = runner.sample(num_episodes=1, explore=False)[0]
         assert MC_STATS not in greedy.agent_episodes["voter"].extra_model_outputs
+        assert DROPOUT_MASK not in greedy.agent_episodes["voter"].extra_model_outputs
     finally:
         runner.stop()
 
@@ -414,8 +437,9 @@ def test_one_optimizer_step_reduces_the_critic_loss() -> None:
 # ----------------------------------------------------------- sampling
 @SPACES
 def test_sampled_actions_follow_the_policy(space: gym.Space[Any]) -> None:
-    """The module's own draws: each head's action frequencies within 5 sigma of its softmax,
-    and the log-probability returned is the distribution's log-probability of the draw."""
+    """The module's own draws: each head's action frequencies within 5 sigma of its softmax
+    (averaged over the rows' dropout masks), and the log-probability returned is the
+    distribution's log-probability of the draw."""
     module = _actor(space)
     one = {Columns.OBS: {k: v[:1].repeat(20_000, 1) for k, v in _obs()[Columns.OBS].items()}}
     out = module.forward_exploration(one)
@@ -424,9 +448,11 @@ def test_sampled_actions_follow_the_policy(space: gym.Space[Any]) -> None:
     dist = module.get_exploration_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
     torch.testing.assert_close(out[Columns.ACTION_LOGP], dist.logp(actions))
     heads = actions.reshape(20_000, -1).T
-    logits = torch.split(out[Columns.ACTION_DIST_INPUTS][0], list(module.input_lens))
+    # each row's logits are under its own dropout mask: the expected frequency of an action
+    # is its probability averaged over the rows
+    logits = torch.split(out[Columns.ACTION_DIST_INPUTS], list(module.input_lens), dim=-1)
     for head, head_logits in zip(heads, logits, strict=True):
-        p = torch.softmax(head_logits, dim=-1).double()
+        p = torch.softmax(head_logits, dim=-1).double().mean(dim=0)
         freq = torch.bincount(head, minlength=len(p)).double() / len(head)
         sigma = torch.sqrt(p * (1 - p) / len(head))
         assert bool(((freq - p).abs() <= 5 * sigma + 1e-9).all()), (freq, p)

@@ -24,7 +24,13 @@ class ModelSettings:
     critic_hidden: tuple[int, ...] = (128, 128)
     """Hidden layers of the centralized critic."""
     dropout: float = 0.1
-    """Dropout rate of the actors' MC passes."""
+    """Dropout rate of the actors' MC passes, and of their training when ``train_dropout``."""
+    train_dropout: bool = True
+    """Train the actors with dropout active, exactly: each sampled action keeps the dropout
+    mask it was drawn under (packed bits stored with the step) and PPO recomputes its
+    log-probability, entropy and KL under that mask (consistent dropout, Hausknecht & Wagener
+    2022). Greedy evaluation, the decision engine and the export use the dropout-off network
+    (weight scaling). false: sampling and training use the dropout-off network too."""
     mc_passes: int = 8
     """Stochastic passes per sampled action (MC-dropout features)."""
     value_norm: bool = True

@@ -11,11 +11,25 @@ head. Dropout is applied with ``torch.nn.functional.dropout(..., training=flag)`
 so it is on exactly when a pass asks for it, independent of ``module.train()`` /
 ``module.eval()``:
 
-* The policy -- the logits used for sampling (exploration), for greedy
-  inference and in PPO's train forward -- is the dropout-OFF network. The
-  sampled action's log-probability and the learner's recomputed one therefore
-  come from the same deterministic function, so PPO's importance ratio is exact
-  (it is 1 on the first minibatch before any update).
+* **Training: consistent dropout** (Hausknecht & Wagener, 2022; see
+  :mod:`algospace.models.consistent_dropout`), with ``train_dropout`` on (the
+  default, ``model.train_dropout``). Each exploration step draws one dropout mask
+  per row (hidden layers only) from this module's own generator, computes the
+  logits under it, samples the action from them, and returns the mask as packed
+  bits under :data:`DROPOUT_MASK`; RLlib stores it with the step like the other
+  extra outputs (``action_logp``, ``action_dist_inputs``, :data:`MC_STATS`), the
+  learner's batch carries it back, and ``_forward_train`` recomputes the logits
+  under the same mask. The log-probability, entropy and KL of PPO's loss are
+  therefore those of the network the action was drawn from, and the importance
+  ratio is exactly 1 at the first minibatch of an iteration. With
+  ``train_dropout`` off (or ``dropout`` 0) the sampling and training logits are
+  the dropout-off network's, as before, and no mask is stored.
+* **Greedy evaluation: weight scaling.** Dropout is inverted (kept units are
+  scaled by ``1 / (1 - p)`` while training), so the dropout-off network is the
+  weight-scaling approximation of the average over masks. It is the policy of
+  ``_forward_inference``, the backtest, the decision engine and its NumPy kernel
+  and the TorchScript export (tested equal). It is not the MC-averaged
+  probabilities; the MC passes below only feed the uncertainty statistics.
 * Only during exploration, ``mc_passes`` extra stochastic passes with dropout ON
   run (as ONE batched forward on the batch tiled ``mc_passes`` times, see
   :func:`algospace.models.mc_dropout.mc_probs`, under ``torch.no_grad()``) and
@@ -37,7 +51,7 @@ run (tested across processes with different hash seeds).
 
 ``model_config`` keys (defaults in :class:`ActorConfig`; other keys, such as the
 ones RLlib merges in from its default model config, are ignored): ``hidden``,
-``dropout``, ``mc_passes``, ``votes``.
+``dropout``, ``mc_passes``, ``votes``, ``train_dropout``.
 """
 
 from __future__ import annotations
@@ -62,6 +76,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from algospace.config import ModelSettings
+from algospace.models.consistent_dropout import (
+    DROPOUT_MASK,
+    draw_keep,
+    pack_bits,
+    unpack_bits,
+)
 from algospace.models.mc_dropout import N_AGENT_STATS, agent_stats, agent_stats_multi, mc_probs
 
 MC_STATS = "mc_stats"
@@ -77,11 +97,13 @@ class ActorConfig:
     hidden: tuple[int, ...] = ModelSettings.actor_hidden
     """Widths of the hidden layers."""
     dropout: float = ModelSettings.dropout
-    """Dropout probability of the MC passes (never applied to the policy itself)."""
+    """Dropout probability: of the MC passes, and of training when ``train_dropout``."""
     mc_passes: int = ModelSettings.mc_passes
     """Stochastic passes per exploration step; 0 turns the statistics off (zeros)."""
     votes: tuple[float, ...] | None = None
     """Directional vote of each action (Discrete only, in [-1, 1]); None: direction 0."""
+    train_dropout: bool = ModelSettings.train_dropout
+    """Sample and train with dropout active under stored masks (consistent dropout)."""
 
     @classmethod
     def from_model_config(cls, model_config: Mapping[str, Any] | None) -> ActorConfig:
@@ -94,6 +116,7 @@ class ActorConfig:
             dropout=float(mc.get("dropout", default.dropout)),
             mc_passes=int(mc.get("mc_passes", default.mc_passes)),
             votes=None if votes is None else tuple(float(v) for v in votes),
+            train_dropout=_flag("train_dropout", mc.get("train_dropout", default.train_dropout)),
         )
         config.validate()
         return config
@@ -165,22 +188,42 @@ class ActorModule(TorchRLModule):
 
     # ------------------------------------------------------------------ network
     def logits(self, local: torch.Tensor, *, dropout: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None,
+               keep: torch.Tensor | None = None) -> torch.Tensor:
         """Action-distribution inputs ``[..., sum(nvec)]``; dropout only if asked.
 
-        With ``generator`` the dropout masks are drawn from it (inverted dropout, as
-        ``F.dropout``); otherwise from torch's global generator.
+        ``keep`` (bool ``[..., sum(hidden)]``, the hidden units in forward order): dropout
+        under exactly these masks (inverted: kept units scaled by ``1 / (1 - p)``).
+        Otherwise, with ``dropout`` and ``generator`` the masks are drawn from it; with
+        ``dropout`` alone from torch's global generator (``F.dropout``).
         """
         x = local
         p = self.cfg.dropout
-        for layer in self.layers:
+        if keep is not None:
+            if keep.shape[-1] != self.mask_bits or keep.shape[:-1] != local.shape[:-1]:
+                raise ValueError(f"dropout masks must have shape [*{tuple(local.shape[:-1])}, "
+                                 f"{self.mask_bits}], got {tuple(keep.shape)}")
+            masks = torch.split(keep, list(self.cfg.hidden), dim=-1)
+        for i, layer in enumerate(self.layers):
             x = F.relu(layer(x))
-            if dropout and generator is not None and p > 0:
-                keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
-                x = x * keep / (1.0 - p)
+            if keep is not None:
+                x = x * masks[i] / (1.0 - p)
+            elif dropout and generator is not None and p > 0:
+                mask = torch.rand(x.shape, generator=generator, device=x.device) >= p
+                x = x * mask / (1.0 - p)
             else:
                 x = F.dropout(x, p=p, training=dropout)
         return self.head(x)
+
+    @property
+    def mask_bits(self) -> int:
+        """Bits of one row's dropout mask: one per hidden unit."""
+        return int(sum(self.cfg.hidden))
+
+    @property
+    def trains_with_dropout(self) -> bool:
+        """Whether sampling and training use stored dropout masks (consistent dropout)."""
+        return self.cfg.train_dropout and self.cfg.dropout > 0
 
     def seed_sampling(self, seed: int) -> None:
         """Restart this module's sampling generator from ``seed``."""
@@ -221,28 +264,51 @@ class ActorModule(TorchRLModule):
     # ----------------------------------------------------------------- forwards
     @override(TorchRLModule)
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Greedy/evaluation forward: dropout-off logits."""
+        """Greedy/evaluation forward: dropout-off logits (weight scaling, see above)."""
         with torch.no_grad():
             return {Columns.ACTION_DIST_INPUTS: self.logits(self._local(batch))}
 
     @override(TorchRLModule)
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Sampling forward: dropout-off logits, the actions sampled from them (with their
-        log-probabilities) and the ``[B, 6]`` MC-dropout statistics, all random draws from
-        this module's own generator."""
+        """Sampling forward: the logits (under a fresh dropout mask per row, returned packed
+        under :data:`DROPOUT_MASK`, when training with dropout; dropout-off otherwise), the
+        actions sampled from them (with their log-probabilities) and the ``[B, 6]``
+        MC-dropout statistics; all random draws from this module's own generator."""
         with torch.no_grad():
             local = self._local(batch)
-            logits = self.logits(local)
             rng = self.sample_generator(local.device)
+            out: dict[str, Any] = {}
+            if self.trains_with_dropout:
+                flat = local.reshape(-1, local.shape[-1])
+                keep = draw_keep(flat.shape[0], self.cfg.hidden, self.cfg.dropout, rng,
+                                 local.device).reshape(*local.shape[:-1], self.mask_bits)
+                logits = self.logits(local, keep=keep)
+                out[DROPOUT_MASK] = pack_bits(keep)
+            else:
+                logits = self.logits(local)
             actions = self.sample(logits, rng)
             logp = self._dist_cls().from_logits(logits).logp(actions)
-            return {Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: actions,
-                    Columns.ACTION_LOGP: logp, MC_STATS: self.mc_stats(local, generator=rng)}
+            out.update({Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: actions,
+                        Columns.ACTION_LOGP: logp,
+                        MC_STATS: self.mc_stats(local, generator=rng)})
+            return out
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Training forward: the same dropout-off logits, with gradients."""
-        return {Columns.ACTION_DIST_INPUTS: self.logits(self._local(batch))}
+        """Training forward, with gradients: the logits under each row's stored dropout mask
+        (:data:`DROPOUT_MASK`) when training with dropout; the dropout-off logits otherwise."""
+        local = self._local(batch)
+        if not self.trains_with_dropout:
+            return {Columns.ACTION_DIST_INPUTS: self.logits(local)}
+        if DROPOUT_MASK not in batch:
+            raise KeyError(
+                f"ActorModule trains with dropout (train_dropout=True, dropout="
+                f"{self.cfg.dropout}) and needs each row's stored mask in batch"
+                f"[{DROPOUT_MASK!r}] (returned by forward_exploration); it is missing. Train "
+                f"on sampled episodes, or set model.train_dropout=false")
+        keep = unpack_bits(torch.as_tensor(batch[DROPOUT_MASK], device=local.device),
+                           self.mask_bits)
+        return {Columns.ACTION_DIST_INPUTS: self.logits(local, keep=keep)}
 
     # ------------------------------------------------------------ distributions
     def _dist_cls(self) -> Any:
@@ -265,6 +331,13 @@ class ActorModule(TorchRLModule):
     def get_train_action_dist_cls(self) -> Any:
         """Distribution class for the PPO loss."""
         return self._dist_cls()
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A ``model_config`` switch: a bool (not a string such as ``"false"``)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def _local_dim(space: gym.Space[Any] | None) -> int:

@@ -2,7 +2,9 @@
 
 The comparison baseline for the centralized critic: each agent learns a value
 function from what it sees itself (``obs["local"]``), with RLlib's standard PPO
-learner and GAE. The policy part is exactly :class:`ActorModule`.
+learner and GAE. The policy part is exactly :class:`ActorModule`, consistent dropout
+included (its training forward recomputes the logits under the stored masks); the value
+MLP has no dropout.
 """
 
 from __future__ import annotations

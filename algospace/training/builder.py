@@ -239,7 +239,8 @@ def _module_specs(cfg: TrainConfig, env: Any) -> dict[str, Any]:
             observation_space=env.observation_spaces[agent],
             action_space=env.action_spaces[agent],
             model_config={"hidden": m.actor_hidden, "dropout": m.dropout,
-                          "mc_passes": m.mc_passes, "votes": votes_for(agent)})
+                          "mc_passes": m.mc_passes, "votes": votes_for(agent),
+                          "train_dropout": m.train_dropout})
         for module_id, agent in first.items()
     }
     if cfg.algorithm == "mappo":

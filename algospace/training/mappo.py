@@ -26,6 +26,14 @@ learner:
    rows — the critic never gets its own N-times-larger batch. The critic's
    parameters receive the gradients of every actor's rows and are stepped by
    its own optimizer.
+
+With ``model.train_dropout`` each step also stores the dropout mask the action was drawn
+under (``dropout_mask``, packed bits, :mod:`algospace.models.consistent_dropout`). RLlib's
+``AddColumnsFromEpisodesToTrainBatch`` carries it into the train batch like the other extra
+outputs (``action_logp``, ``action_dist_inputs``), and the actor's training forward
+recomputes the logits under it, so the PPO loss's log-probability, entropy and KL (and the
+diagnostics below) are those of the network the action was sampled from: the ratio is 1 at
+the first minibatch of an iteration (tested through this learner, MAPPO and IPPO).
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ learning machinery, not the calibrated market. At 3× and 6× the same budget
 learns nothing (expected capture −0.004 and −0.013, measured), and at the
 calibrated strength neither does the 60-iteration bench (README,
 "Benchmarks", bench learn, three seeds). Measured here with the dropout-off
-actors (before ``model.train_dropout``): expected capture 0.17, net P&L $269,881
-against the rule's $4,651 over 213 fresh days. With consistent-dropout training on
-(the default since): expected capture 0.104, net P&L $161,031 (rule $4,651), close
-to the bar; the untrained policy -0.008.
+actors (the default, ``model.train_dropout: false``): expected capture 0.17, net P&L
+$269,881 against the rule's $4,651 over 213 fresh days. With consistent-dropout
+training on: expected capture 0.104, net P&L $161,031 (rule $4,651), close to the bar
+(why it stays off by default); the untrained policy -0.008.
 """
 
 from __future__ import annotations

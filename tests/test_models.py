@@ -39,6 +39,7 @@ SPACES = pytest.mark.parametrize("space", [DISCRETE, MULTI], ids=["discrete", "m
 
 def _actor(space: gym.Space[Any], **model_config: Any) -> Any:
     """An ActorModule built through RLModuleSpec."""
+    model_config.setdefault("train_dropout", True)  # the tests of the mask path (off by default)
     if isinstance(space, gym.spaces.Discrete) and "votes" not in model_config:
         model_config["votes"] = STRATEGIC_VOTE
     return RLModuleSpec(module_class=ActorModule, observation_space=OBS_SPACE,
@@ -237,8 +238,10 @@ def test_actor_needs_dict_observations() -> None:
 
 def test_mc_stats_reach_episode_extra_model_outputs() -> None:
     """RLlib stores the custom exploration output per agent and timestep in the episodes."""
-    specs = {"voter": RLModuleSpec(module_class=ActorModule, model_config={"mc_passes": 4}),
-             "risk": RLModuleSpec(module_class=ActorModule),
+    specs = {"voter": RLModuleSpec(module_class=ActorModule,
+                                   model_config={"mc_passes": 4, "train_dropout": True}),
+             "risk": RLModuleSpec(module_class=ActorModule,
+                                  model_config={"train_dropout": True}),
              "critic": RLModuleSpec(module_class=CentralCritic, learner_only=True,
                                     observation_space=OBS_SPACE, action_space=DISCRETE)}
     config = (PPOConfig().environment(_TinyEnv).env_runners(num_env_runners=0)

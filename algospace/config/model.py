@@ -25,7 +25,7 @@ class ModelSettings:
     """Hidden layers of the centralized critic."""
     dropout: float = 0.1
     """Dropout rate of the actors' MC passes, and of their training when ``train_dropout``."""
-    train_dropout: bool = True
+    train_dropout: bool = False
     """Train the actors with dropout active, exactly: each sampled action keeps the dropout
     mask it was drawn under (packed bits stored with the step) and PPO recomputes its
     log-probability, entropy and KL under that mask (consistent dropout, Hausknecht & Wagener

@@ -12,8 +12,8 @@ so it is on exactly when a pass asks for it, independent of ``module.train()`` /
 ``module.eval()``:
 
 * **Training: consistent dropout** (Hausknecht & Wagener, 2022; see
-  :mod:`algospace.models.consistent_dropout`), with ``train_dropout`` on (the
-  default, ``model.train_dropout``). Each exploration step draws one dropout mask
+  :mod:`algospace.models.consistent_dropout`), with ``train_dropout`` on
+  (``model.train_dropout``; off by default). Each exploration step draws one dropout mask
   per row (hidden layers only) from this module's own generator, computes the
   logits under it, samples the action from them, and returns the mask as packed
   bits under :data:`DROPOUT_MASK`; RLlib stores it with the step like the other

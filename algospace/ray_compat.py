@@ -16,7 +16,7 @@ Ray has no public switch for these, so each is checked against the pinned Ray ve
 - :class:`OwnMinibatches`: a Learner mixin whose class supplies its own minibatch
   iterator (RLlib's iterator is fixed inside ``Learner``; this one replaces it for the
   classes that inherit the mixin, and nothing else);
-- :func:`filled_episode`: a ``MultiAgentEpisode`` given whole ``SingleAgentEpisode``\ s
+- :func:`filled_episode`: a ``MultiAgentEpisode`` given whole ``SingleAgentEpisode`` objects
   (RLlib builds one only step by step, or from per-step dicts of every agent), for the
   vectorised sampler (:mod:`algospace.training.sampler`);
 - :func:`custom_runner_connectors`: whether a config sets its own env-to-module or

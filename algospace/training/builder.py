@@ -25,9 +25,9 @@ from algospace.config import (
     StopSection,
     TuneSection,
 )
+from algospace.config.resources import SAMPLERS
 from algospace.errors import ConfigError
 from algospace.models.ids import CRITIC_ID
-from algospace.config.resources import SAMPLERS
 from algospace.schema import to_dict
 from envs.core.layout import (
     SINGLE_AGENT,

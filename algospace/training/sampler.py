@@ -63,12 +63,14 @@ from ray.rllib.utils.metrics import (
     SAMPLE_TIMER,
     WEIGHTS_SEQ_NO,
 )
+from ray.rllib.utils.numpy import convert_to_numpy
 
 from algospace.config import STRATEGIC_AGENTS
 from algospace.errors import ConfigError
 from algospace.ray_compat import custom_runner_connectors, filled_episode
 from algospace.training.sampler_episodes import Recorder
 from envs.registry import ENV_NAMES
+
 
 def check_vector_config(config: Any) -> None:
     """Raise ``ConfigError`` if the vector sampler cannot honour this ``AlgorithmConfig``."""
@@ -238,10 +240,10 @@ class VectorEnvRunner(MultiAgentEnvRunner):
             batch = {Columns.OBS: {
                 key: torch.from_numpy(np.concatenate([obs[a][key][i] for a, i in rows]))
                 .to(self._device) for key in ("local", "state")}}
-            result = self.module[module_id].forward_exploration(batch, t=t)
-            actions = result.pop(Columns.ACTIONS).cpu().numpy()
-            extra = {k: v.cpu().numpy() for k, v in result.items()
-                     if isinstance(v, torch.Tensor)}
+            # numpy as RLlib's module-to-env pipeline makes it (int64 → int32 included)
+            result = convert_to_numpy(self.module[module_id].forward_exploration(batch, t=t))
+            actions = result.pop(Columns.ACTIONS)
+            extra = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
             start = 0
             for a in agents:
                 full = np.zeros((n, *actions.shape[1:]), actions.dtype)
@@ -296,8 +298,8 @@ class VectorEnvRunner(MultiAgentEnvRunner):
     def get_metrics(self) -> Any:
         """Episode metrics of the episodes sampled since the last call (as RLlib's runner
         logs them), plus the stock runner's own, then the reduced metrics."""
-        win = max(1, int(math.ceil(self.config.metrics_num_episodes_for_smoothing
-                                   / (self.config.num_env_runners or 1))))
+        win = max(1, math.ceil(self.config.metrics_num_episodes_for_smoothing
+                                   / (self.config.num_env_runners or 1)))
         for eps in self._done_for_metrics:
             agents = {str(a): sa.get_return() for a, sa in eps.agent_episodes.items()}
             modules: dict[str, float] = defaultdict(float)

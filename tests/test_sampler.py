@@ -146,6 +146,17 @@ def test_the_switch_and_its_refusals(env_data: DataConfig, tmp_path: Path) -> No
             check_vector_config(bad)
 
 
+def test_the_experiment_yaml_key_reaches_the_run() -> None:
+    from algospace.config import TUNE_CONFIGS, load_experiment
+    from algospace.tune.trainables import train_config
+
+    cfg = load_experiment(TUNE_CONFIGS / "joint.yaml", {"resources.sampler": "vector"}).config
+    assert train_config(cfg).sampler == "vector"
+    assert train_config(load_experiment(TUNE_CONFIGS / "joint.yaml").config).sampler == "stock"
+    with pytest.raises(ConfigError, match="sampler"):
+        load_experiment(TUNE_CONFIGS / "joint.yaml", {"resources.sampler": "fast"})
+
+
 @pytest.mark.train
 def test_one_training_iteration_with_the_vector_sampler(
         env_data: DataConfig, tmp_path: Path, ray_session: Any) -> None:
@@ -153,6 +164,9 @@ def test_one_training_iteration_with_the_vector_sampler(
     cfg = TrainConfig(**{**cfg.__dict__, "num_env_runners": 1})
     algo = build_ppo_config(cfg).build_algo()
     try:
+        kinds = algo.env_runner_group.foreach_env_runner(lambda r: type(r).__name__,
+                                                         local_env_runner=False)
+        assert kinds == ["VectorEnvRunner"]
         result = algo.train()
     finally:
         algo.stop()

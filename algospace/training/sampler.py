@@ -172,6 +172,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
             rec.observed(agent, everyone, obs[agent], None, event)
         lifetime = self.num_env_steps_sampled_lifetime // (self.config.num_env_runners or 1)
         eps = vector_steps = 0
+        agent_steps = dict.fromkeys(self.agents, 0)
         while eps < wanted:
             t = (lifetime + vector_steps * n) * (self.config.num_env_runners or 1)
             actions = self._act(rec, obs, acting, t)
@@ -192,7 +193,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                     pending[agent] = np.where(keep, 0.0, pending[agent])
                 else:
                     rec.observed(agent, everyone, new_obs[agent], rewards, event)
-                self._count_agent_steps(agent, int(keep.sum()) if agent in pending else n)
+                agent_steps[agent] += int(keep.sum()) if agent in pending else n
             if self._slow:
                 weight = np.where(keep, 1.0, weight * self.gamma)
             ended = np.flatnonzero(done)
@@ -209,6 +210,8 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                     rec.observed(agent, ended, _rows(obs[agent], ended), None, event)
             else:
                 obs, acting = new_obs, step.acting
+        for agent, count in agent_steps.items():
+            self._count_agent_steps(agent, count)
         self.metrics.log_value(NUM_ENV_STEPS_SAMPLED, vector_steps * n, reduce="sum")
         self.metrics.log_value(NUM_ENV_STEPS_SAMPLED_LIFETIME, vector_steps * n,
                                reduce="lifetime_sum", with_throughput=True)

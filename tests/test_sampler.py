@@ -11,6 +11,7 @@ actions, dropout 0) and says so.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,21 @@ def test_layer_sharing_gives_the_same_episodes_with_order_free_draws(
 def _greedy(module: ActorModule, logits: torch.Tensor) -> torch.Tensor:
     heads = [part.argmax(-1) for part in torch.split(logits, list(module.input_lens), -1)]
     return torch.stack(heads, -1) if module.is_multi_discrete else heads[0]
+
+
+def test_the_copies_random_state_travels_with_the_runner_state(
+        env_data: DataConfig, tmp_path: Path) -> None:
+    # what --resume carries in a checkpoint (algospace.training.rng), as JSON
+    from algospace.training.rng import runner_state, set_runner_state
+
+    _, vector = _runners(_config("joint_v0", env_data, tmp_path, n=3, steps=24))
+    vector.sample()
+    saved = json.loads(json.dumps(runner_state(vector)))
+    assert len(saved["envs"]) == 3
+    first = vector.sample()
+    vector.sample()
+    set_runner_state(vector, saved)
+    _assert_same(first, vector.sample())
 
 
 def test_the_switch_and_its_refusals(env_data: DataConfig, tmp_path: Path) -> None:

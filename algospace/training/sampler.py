@@ -136,6 +136,11 @@ class VectorEnvRunner(MultiAgentEnvRunner):
         for agent in self.agents:
             self._modules[self._module_of[agent]].append(agent)
 
+    def rng_envs(self) -> list[Any]:
+        """The copies' random states as envs with ``get_rng_state``/``set_rng_state``
+        (:mod:`algospace.training.rng` carries them in a checkpoint); none without env."""
+        return [] if self.venv is None else [_CopyRng(self, i) for i in range(self.num_envs)]
+
     # ------------------------------------------------------------------ sample
     def sample(self, *, num_timesteps: int | None = None, num_episodes: int | None = None,
                explore: bool | None = None, random_actions: bool = False,
@@ -321,6 +326,23 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                                   reduce="max", window=win)
         self._done_for_metrics.clear()
         return super().get_metrics()
+
+
+class _CopyRng:
+    """One copy's random state, in :class:`envs.rllib.RLlibEnv`'s format (+ its tile)."""
+
+    def __init__(self, runner: VectorEnvRunner, i: int) -> None:
+        self.runner, self.i = runner, i
+
+    def get_rng_state(self) -> dict[str, Any]:
+        last = self.runner._venv_seed
+        return {"last_seed": None if last is None else last + self.i,
+                **self.runner.venv.rng_state(self.i)}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        last = state["last_seed"]
+        self.runner._venv_seed = None if last is None else int(last) - self.i
+        self.runner.venv.set_rng_state(self.i, state)
 
 
 def _rows(obs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import argparse
 import json
 import tempfile
 import time
-from typing import Any
+from typing import Any, cast
 
 
 def _steps(runner: Any) -> int:
@@ -41,7 +41,7 @@ def measure(env: str, copies: int, calls: int, cache_dir: str) -> dict[str, Any]
     torch.set_num_threads(1)
     data = DataConfig(synthetic=SyntheticConfig(days=30, seed=7, signal=0.0),
                       cache_dir=cache_dir)
-    cfg = TrainConfig(env=env, env_config=EnvConfig(data=data), num_env_runners=0,
+    cfg = TrainConfig(env=cast(Any, env), env_config=EnvConfig(data=data), num_env_runners=0,
                       num_envs_per_env_runner=copies, seed=1, out_dir=cache_dir)
     config = build_ppo_config(cfg)
     runners = {"stock": MultiAgentEnvRunner(config=config),
@@ -49,7 +49,7 @@ def measure(env: str, copies: int, calls: int, cache_dir: str) -> dict[str, Any]
     runners["vector"].module.set_state(runners["stock"].module.get_state())
     seconds = dict.fromkeys(runners, 0.0)
     steps = dict.fromkeys(runners, 0)
-    for name, runner in runners.items():  # warm-up
+    for runner in runners.values():  # warm-up
         runner.sample()
         _steps(runner)
     for _ in range(calls):
@@ -68,7 +68,8 @@ def measure(env: str, copies: int, calls: int, cache_dir: str) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="joint_v0")
+    parser.add_argument("--env", default="joint_v0",
+                        choices=["strategic_v0", "tactical_v0", "joint_v0", "single_v0"])
     parser.add_argument("--copies", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--calls", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this file")

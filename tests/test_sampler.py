@@ -30,7 +30,7 @@ from algospace.training.sampler import VectorEnvRunner, check_vector_config
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _config(env: str, data: DataConfig, tmp_path: Path, n: int = 4, steps: int = 48,
+def _config(env: Any, data: DataConfig, tmp_path: Path, n: int = 4, steps: int = 48,
             **kwargs: Any) -> TrainConfig:
     return TrainConfig(env=env, env_config=EnvConfig(data=data, episode_steps=steps),
                        num_env_runners=0, num_envs_per_env_runner=n, seed=5,

@@ -125,6 +125,36 @@ def _greedy(module: ActorModule, logits: torch.Tensor) -> torch.Tensor:
     return torch.stack(heads, -1) if module.is_multi_discrete else heads[0]
 
 
+def test_ruined_episodes(env_data: DataConfig, tmp_path: Path) -> None:
+    """Ruin ends an episode early. With one copy both runners agree; with several, a copy
+    ruined before the others restarts at once here (one step later in RLlib's runner,
+    which changes the order of later draws: the known difference), and the episodes are
+    well formed."""
+    def config(n: int) -> TrainConfig:
+        cfg = _config("joint_v0", env_data, tmp_path, n=n, steps=48)
+        env_config = EnvConfig(data=env_data, episode_steps=48, ruin_fraction=0.0005)
+        return TrainConfig(**{**cfg.__dict__, "env_config": env_config})
+
+    stock, vector = _runners(config(1))
+    ruined = 0
+    for _ in range(4):
+        a, b = stock.sample(), vector.sample()
+        _assert_same(a, b)
+        ruined += sum(e.is_truncated is False for e in b)
+    assert ruined >= 1
+    _, vector = _runners(config(3))
+    episodes = vector.sample() + vector.sample()
+    assert len(episodes) == 6
+    lengths = [len(e) for e in episodes]
+    assert min(lengths) < 48
+    for e in episodes:
+        assert e.is_truncated == (len(e) == 48) and e.is_terminated
+        assert len(e.agent_episodes["risk"]) == len(e)
+        assert all(sa.is_done for sa in e.agent_episodes.values())
+        assert all(len(sa.get_observations()["local"]) == len(sa) + 1
+                   for sa in e.agent_episodes.values())
+
+
 def test_the_copies_random_state_travels_with_the_runner_state(
         env_data: DataConfig, tmp_path: Path) -> None:
     # what --resume carries in a checkpoint (algospace.training.rng), as JSON

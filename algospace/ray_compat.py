@@ -19,6 +19,8 @@ Ray has no public switch for these, so each is checked against the pinned Ray ve
 - :func:`filled_episode`: a ``MultiAgentEpisode`` given whole ``SingleAgentEpisode`` objects
   (RLlib builds one only step by step, or from per-step dicts of every agent), for the
   vectorised sampler (:mod:`algospace.training.sampler`);
+- :func:`runner_fields`: an env runner's seed, torch device and weights version, which
+  ``MultiAgentEnvRunner`` keeps in private fields and a subclass's ``sample()`` needs;
 - :func:`custom_runner_connectors`: whether a config sets its own env-to-module or
   module-to-env connectors (RLlib keeps them in private fields), which that sampler
   cannot run.
@@ -299,3 +301,11 @@ def custom_runner_connectors(config: Any) -> list[str]:
             or not config.add_default_connectors_to_module_to_env_pipeline:
         found.append("module_to_env")
     return found
+
+
+def runner_fields(runner: Any) -> tuple[int | None, Any, int]:
+    """An env runner's seed (the run's seed + its index; None: unseeded), the torch device
+    its modules run on and the version of the weights it holds (Ray 2.60's
+    ``_seed``, ``_device`` and ``_weights_seq_no``)."""
+    check_ray_version("reading an env runner's seed, device and weights version")
+    return runner._seed, runner._device, int(runner._weights_seq_no)

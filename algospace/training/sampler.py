@@ -67,7 +67,7 @@ from ray.rllib.utils.numpy import convert_to_numpy
 
 from algospace.config import STRATEGIC_AGENTS
 from algospace.errors import ConfigError
-from algospace.ray_compat import custom_runner_connectors, filled_episode
+from algospace.ray_compat import custom_runner_connectors, filled_episode, runner_fields
 from algospace.training.sampler_episodes import Recorder
 from envs.registry import ENV_NAMES
 
@@ -104,6 +104,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
         self.venv: Any = None
         self._venv_seed: int | None = None
         self._done_for_metrics: list[Any] = []
+        self._fields = runner_fields(self)  # seed, device, weights version (each sample())
         if self.env is not None:
             self._make_vector_env()
 
@@ -153,7 +154,8 @@ class VectorEnvRunner(MultiAgentEnvRunner):
             return super().sample(num_timesteps=num_timesteps, num_episodes=num_episodes,
                                   explore=explore, random_actions=random_actions,
                                   force_reset=force_reset)
-        self.metrics.log_value(key=WEIGHTS_SEQ_NO, value=self._weights_seq_no, window=1)
+        self._fields = runner_fields(self)
+        self.metrics.log_value(key=WEIGHTS_SEQ_NO, value=self._fields[2], window=1)
         with self.metrics.log_time(SAMPLE_TIMER):
             episodes = self._sample_vector(self.num_envs if num_episodes is None
                                            else int(num_episodes))
@@ -163,7 +165,9 @@ class VectorEnvRunner(MultiAgentEnvRunner):
     def _sample_vector(self, wanted: int) -> list[Any]:
         """Step every copy until ``wanted`` episodes have finished."""
         venv, n = self.venv, self.num_envs
-        seed = None if self._seed is None or self._seed == self._venv_seed else self._seed
+        seed = self._fields[0]
+        if seed == self._venv_seed:
+            seed = None
         if seed is not None:
             self._venv_seed = seed
         obs, info, acting = venv.reset(seed=seed)
@@ -230,7 +234,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                 observation_space=obs_space[kw["agent_id"]],
                 action_space=act_space[kw["agent_id"]], **kw),
             fill=filled_episode, module_of=self._module_of.__getitem__,
-            weights_seq_no=self._weights_seq_no)
+            weights_seq_no=self._fields[2])
 
     def _act(self, rec: Recorder, obs: dict[str, Any], acting: dict[str, np.ndarray],
              t: int) -> dict[str, np.ndarray]:
@@ -247,7 +251,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                 continue
             batch = {Columns.OBS: {
                 key: torch.from_numpy(np.concatenate([obs[a][key][i] for a, i in rows]))
-                .to(self._device) for key in ("local", "state")}}
+                .to(self._fields[1]) for key in ("local", "state")}}
             # numpy as RLlib's module-to-env pipeline makes it (int64 → int32 included)
             result = convert_to_numpy(self.module[module_id].forward_exploration(batch, t=t))
             actions = result.pop(Columns.ACTIONS)

@@ -18,9 +18,13 @@ are the adapter's: a strategic agent observes at its 30-minute decisions and at 
 its reward the discounted sum Σ γ^i r_i of the team rewards in between.
 
 Equal to the stock runner, for the same seed, weights and copies (tests/test_sampler.py),
-with one known difference: a copy whose episode ends before the others (ruin) restarts
-at once here, while RLlib's vector env restarts it one step later; the actions drawn
-after such a restart come in another order from the module's generator.
+with two known differences in the order of the random draws: a copy whose episode ends
+before the others (ruin) restarts at once here, while RLlib's vector env restarts it one
+step later; and a module shared by several agents (``model.sharing: layer``) gets its
+rows agent by agent (sorted), each agent's copies in order, while RLlib orders them copy
+by copy, the agents of a copy in the order of a Python ``set`` (which changes with
+PYTHONHASHSEED). The episodes' flags are RLlib's: an episode in which every agent is
+done counts as terminated, also when it was truncated.
 
 It refuses what it cannot honour (:func:`check_vector_config`): an env that is not one of
 ours, ``batch_mode="truncate_episodes"``, custom env-runner connectors, callbacks.

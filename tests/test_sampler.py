@@ -98,8 +98,16 @@ def test_vector_sampler_returns_the_stock_runners_episodes(
         a, b = stock.sample(), vector.sample()
         assert len(a) == 4
         compared += _assert_same(a, b)
+    # more episodes than copies: every copy finishes together and restarts (RLlib's one
+    # step later, with no draw in between, so the draws come in the same order)
+    a, b = stock.sample(num_episodes=6), vector.sample(num_episodes=6)
+    assert len(a) == 6
+    compared += _assert_same(a, b)
     assert compared >= 190
     assert _counters(vector.get_metrics()) == _counters(stock.get_metrics())
+    evaluation = vector.sample(explore=False)  # not exploring: RLlib's own path
+    assert len(evaluation) == 4 and "mc_stats" not in \
+        evaluation[0].agent_episodes["regime"].extra_model_outputs
     logp = b[0].agent_episodes["regime"].get_extra_model_outputs("action_logp")
     assert np.all(logp < 0) and b[0].agent_episodes["regime"] \
         .get_extra_model_outputs(MC_STATS).shape[1] == 6

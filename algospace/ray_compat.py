@@ -15,7 +15,15 @@ Ray has no public switch for these, so each is checked against the pinned Ray ve
   logging actor as an argument instead of in its runtime_env (which Ray logs);
 - :class:`OwnMinibatches`: a Learner mixin whose class supplies its own minibatch
   iterator (RLlib's iterator is fixed inside ``Learner``; this one replaces it for the
-  classes that inherit the mixin, and nothing else).
+  classes that inherit the mixin, and nothing else);
+- :func:`filled_episode`: a ``MultiAgentEpisode`` given whole ``SingleAgentEpisode`` objects
+  (RLlib builds one only step by step, or from per-step dicts of every agent), for the
+  vectorised sampler (:mod:`algospace.training.sampler`);
+- :func:`runner_fields`: an env runner's seed, torch device and weights version, which
+  ``MultiAgentEnvRunner`` keeps in private fields and a subclass's ``sample()`` needs;
+- :func:`custom_runner_connectors`: whether a config sets its own env-to-module or
+  module-to-env connectors (RLlib keeps them in private fields), which that sampler
+  cannot run.
 
 It also names the internal loggers of two messages :mod:`algospace.tune.console` filters
 from the console (:data:`TOKEN_AUTH_LOGGER`, :data:`DEPRECATION_LOGGER`); on another Ray
@@ -247,3 +255,57 @@ class OwnMinibatches:
         return self.minibatches(batch, num_epochs=num_epochs, minibatch_size=minibatch_size,
                                 shuffle=shuffle_batch_per_epoch,
                                 num_total_minibatches=num_total_minibatches)
+
+
+def filled_episode(episode: Any, agent_episodes: dict[str, Any], *, env_t: int,
+                   agent_env_steps: dict[str, Any], terminated: bool, truncated: bool,
+                   start_time: float, end_time: float) -> Any:
+    """``episode`` (a new, empty ``MultiAgentEpisode``) holding ``agent_episodes`` whole.
+
+    Sets what ``MultiAgentEpisode.add_env_reset``/``add_env_step`` would have set after
+    ``env_t`` steps: the agent episodes, the env clock, each agent's env-step → agent-step
+    map (``agent_env_steps[agent]``: the env steps at which the agent observed, ascending;
+    the other steps get RLlib's skip tag), the done flags and the wall-clock times that
+    ``get_duration_s`` reads. Ray 2.60's field names.
+    """
+    check_ray_version("building whole multi-agent episodes")
+    import numpy as np
+    from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
+
+    episode.agent_episodes = dict(agent_episodes)
+    episode.env_t_started = 0
+    episode.env_t = int(env_t)
+    for agent, steps in agent_env_steps.items():
+        mapping = np.full(int(env_t) + 1, episode.SKIP_ENV_TS_TAG, dtype=object)
+        mapping[np.asarray(steps, np.int64)] = np.arange(len(steps))
+        episode.env_t_to_agent_t[agent] = InfiniteLookbackBuffer(data=mapping.tolist(),
+                                                                 lookback=0)
+        episode.agent_t_started[agent] = 0
+    episode.is_terminated = bool(terminated)
+    episode.is_truncated = bool(truncated)
+    episode._start_time = float(start_time)
+    episode._last_step_time = float(end_time)
+    return episode
+
+
+def custom_runner_connectors(config: Any) -> list[str]:
+    """The env-runner connector pipelines an ``AlgorithmConfig`` customises (Ray 2.60 keeps
+    the user's connector factories in private fields): ``env_to_module`` and/or
+    ``module_to_env``, also when a default pipeline is switched off."""
+    check_ray_version("checking an env runner's connector settings")
+    found = []
+    if getattr(config, "_env_to_module_connector", None) is not None \
+            or not config.add_default_connectors_to_env_to_module_pipeline:
+        found.append("env_to_module")
+    if getattr(config, "_module_to_env_connector", None) is not None \
+            or not config.add_default_connectors_to_module_to_env_pipeline:
+        found.append("module_to_env")
+    return found
+
+
+def runner_fields(runner: Any) -> tuple[int | None, Any, int]:
+    """An env runner's seed (the run's seed + its index; None: unseeded), the torch device
+    its modules run on and the version of the weights it holds (Ray 2.60's
+    ``_seed``, ``_device`` and ``_weights_seq_no``)."""
+    check_ray_version("reading an env runner's seed, device and weights version")
+    return runner._seed, runner._device, int(runner._weights_seq_no)

@@ -41,6 +41,10 @@ def check_host(host: str) -> None:
                           f"this machine, got {host!r}") from None
 
 
+SAMPLERS = ("stock", "vector")
+"""``resources.sampler`` values."""
+
+
 @dataclass(frozen=True)
 class ResourcesSection:
     """Processes, CPUs and GPUs of each trial."""
@@ -51,6 +55,9 @@ class ResourcesSection:
     """Env copies stepped together in each runner."""
     num_cpus_per_env_runner: float = 1
     """CPUs reserved for each runner."""
+    sampler: str = "stock"
+    """``stock``: RLlib's MultiAgentEnvRunner steps one adapter per env copy; ``vector``:
+    the vectorised sampler steps all copies as one batch (algospace.training.sampler)."""
     num_gpus_per_learner: float = 0
     """GPUs for the learner (1 on a GPU box); 0: learn on the CPU."""
     num_learners: int = 0
@@ -75,6 +82,9 @@ class ResourcesSection:
         if self.num_envs_per_env_runner < 1:
             raise ConfigError(f"resources.num_envs_per_env_runner must be >= 1, got "
                               f"{self.num_envs_per_env_runner}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"resources.sampler must be one of {', '.join(SAMPLERS)}, "
+                              f"got {self.sampler!r}")
         if self.num_cpus_per_env_runner <= 0:
             raise ConfigError(f"resources.num_cpus_per_env_runner must be > 0, got "
                               f"{self.num_cpus_per_env_runner}")

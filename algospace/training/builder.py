@@ -25,6 +25,7 @@ from algospace.config import (
     StopSection,
     TuneSection,
 )
+from algospace.config.resources import SAMPLERS
 from algospace.errors import ConfigError
 from algospace.models.ids import CRITIC_ID
 from algospace.schema import to_dict
@@ -86,6 +87,9 @@ class TrainConfig:
     """Env copies per runner."""
     num_cpus_per_env_runner: float = ResourcesSection.num_cpus_per_env_runner
     """CPUs reserved for each runner."""
+    sampler: str = ResourcesSection.sampler
+    """``stock``: RLlib's MultiAgentEnvRunner; ``vector``: the vectorised sampler
+    (:class:`algospace.training.sampler.VectorEnvRunner`)."""
     custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources each runner needs (places runners on the nodes that have them)."""
     restart_failed_env_runners: bool = TuneSection.restart_failed_env_runners
@@ -102,6 +106,9 @@ class TrainConfig:
             raise ConfigError(f"iterations must be >= 1, got {self.iterations!r}")
         if self.env_steps is not None and self.env_steps < 1:
             raise ConfigError(f"env_steps must be >= 1 (or None), got {self.env_steps!r}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got "
+                              f"{self.sampler!r}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every!r}")
         if self.trainable is not None and not self.trainable:
@@ -199,6 +206,11 @@ def build_ppo_config(cfg: TrainConfig) -> Any:
     )
     if cfg.algorithm == "mappo":
         config = config.training(use_critic=False)
+    if cfg.sampler == "vector":
+        from algospace.training.sampler import VectorEnvRunner, check_vector_config
+
+        check_vector_config(config)  # here, not first in a remote runner
+        config = config.env_runners(env_runner_cls=VectorEnvRunner)
     return config
 
 

@@ -75,7 +75,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def runner_envs(runner: Any) -> list[Any]:
     """The envs of an env runner that keep a random state of their own (those with
     ``get_rng_state``/``set_rng_state``, :class:`envs.rllib.RLlibEnv`): its ``env``, or
-    each of a vector env's ``envs``, unwrapped."""
+    each of a vector env's ``envs``, unwrapped; a runner that steps envs of its own
+    (:class:`algospace.training.sampler.VectorEnvRunner`) names them in ``rng_envs()``."""
+    own = getattr(runner, "rng_envs", None)
+    if callable(own):
+        return list(own())
     env = getattr(runner, "env", None)
     found = list(getattr(env, "envs", None) or [env])
     found = [getattr(e, "unwrapped", e) for e in found if e is not None]

@@ -42,7 +42,7 @@ def train_config(cfg: ExperimentConfig, sources: tuple[ModuleSource, ...] = (),
         trainable=cfg.handoff.trainable, init_from=sources, checkpoint_every=cfg.checkpoint.every,
         seed=cfg.seed, num_env_runners=r.num_env_runners,
         num_envs_per_env_runner=r.num_envs_per_env_runner,
-        num_cpus_per_env_runner=r.num_cpus_per_env_runner,
+        num_cpus_per_env_runner=r.num_cpus_per_env_runner, sampler=r.sampler,
         custom_resources_per_env_runner=dict(r.env_runner_resources),
         num_gpus_per_learner=r.num_gpus_per_learner, num_learners=r.num_learners,
         restart_failed_env_runners=cfg.tune.restart_failed_env_runners, out_dir=out_dir)

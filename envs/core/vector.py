@@ -145,6 +145,16 @@ class VectorEnv:
         """(n,) bool: the copies whose episode has ended (reset_done() restarts them)."""
         return self._done.copy()
 
+    def rng_state(self, i: int) -> dict[str, Any]:
+        """Copy ``i``'s random state (its start generator and tile position)."""
+        return {"np_random": self._rngs[i].bit_generator.state,
+                "tile_next": self._tile_next[i]}
+
+    def set_rng_state(self, i: int, state: dict[str, Any]) -> None:
+        """Put back what :meth:`rng_state` returned for copy ``i``."""
+        self._rngs[i].bit_generator.state = state["np_random"]
+        self._tile_next[i] = int(state.get("tile_next", 0))
+
     # --------------------------------------------------------------- episodes
     def reset(self, seed: int | Sequence[int] | None = None
               ) -> tuple[dict[str, Batch], Batch, Batch]:

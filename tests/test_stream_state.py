@@ -23,6 +23,7 @@ from algospace.data.synthetic import to_csv
 from algospace.errors import DataError
 from algospace.features.pipeline import Prepared, prepare
 from algospace.inference.stream import MarketStream, RegimeEncoder
+from algospace.inference.stream_state import restore_stream, save_stream
 from algospace.regime.features import regime_features
 from algospace.regime.model import RegimeDetector
 from envs.core.data import load_market
@@ -82,8 +83,8 @@ def test_restored_stream_continues_like_the_saved_one(
     if cut == "no-update":  # a bar added, the state saved before its update
         _feed(a, prepared, range(at, at + 1), update=False)
         at += 1
-    saved = a.save(tmp_path / "stream.npz")
-    b = MarketStream.restore(saved)
+    saved = save_stream(a, tmp_path / "stream.npz")
+    b = restore_stream(saved)
     assert len(b) == len(a) == at and b.n_strategic == a.n_strategic
     assert b.next_close == a.next_close
     if cut != "no-update":
@@ -115,10 +116,10 @@ def test_a_regime_stream_restores_with_its_encoder(
     a = MarketStream(prepared.meta, atr_bars=14, regime=encoder)
     a.extend(prepared.base.frame.iloc[:at])
     a.update()
-    saved = a.save(tmp_path / "stream.npz")
+    saved = save_stream(a, tmp_path / "stream.npz")
     with pytest.raises(DataError, match="built in code"):
-        MarketStream.restore(saved)
-    b = MarketStream.restore(saved, regime=encoder)
+        restore_stream(saved)
+    b = restore_stream(saved, regime=encoder)
     for i in range(at, at + 40):
         _feed(a, prepared, range(i, i + 1))
         _feed(b, prepared, range(i, i + 1))
@@ -131,23 +132,23 @@ def test_bad_state_files_are_refused(market: tuple[Prepared, dict[str, np.ndarra
                                      tmp_path: Path) -> None:
     prepared, _ = market
     with pytest.raises(DataError, match="no saved stream state"):
-        MarketStream.restore(tmp_path / "missing.npz")
+        restore_stream(tmp_path / "missing.npz")
     junk = tmp_path / "junk.npz"
     junk.write_text("not a state")
     with pytest.raises(DataError, match="not a saved stream state"):
-        MarketStream.restore(junk)
+        restore_stream(junk)
     a = MarketStream(prepared.meta, atr_bars=14)
     a.extend(prepared.base.frame.iloc[:2000])
     a.update()
     with pytest.raises(DataError, match="had no regime encoder"):
-        MarketStream.restore(a.save(tmp_path / "plain.npz"), regime=_encoder(prepared))
+        restore_stream(save_stream(a, tmp_path / "plain.npz"), regime=_encoder(prepared))
     with np.load(tmp_path / "plain.npz") as z:
         arrays = {k: z[k] for k in z.files}
     header = json.loads(str(arrays["header"]))
     arrays["header"] = np.array(json.dumps({**header, "version": 0}))
     np.savez(tmp_path / "old.npz", allow_pickle=False, **arrays)
     with pytest.raises(DataError, match="version 0"):
-        MarketStream.restore(tmp_path / "old.npz")
+        restore_stream(tmp_path / "old.npz")
 
 
 def test_a_save_replaces_the_file_whole(market: tuple[Prepared, dict[str, np.ndarray]],
@@ -157,8 +158,8 @@ def test_a_save_replaces_the_file_whole(market: tuple[Prepared, dict[str, np.nda
     a = MarketStream(prepared.meta, atr_bars=14)
     a.extend(prepared.base.frame.iloc[:2000])
     a.update()
-    path = a.save(tmp_path / "stream.npz")
+    path = save_stream(a, tmp_path / "stream.npz")
     _feed(a, prepared, range(2000, 2010))
-    a.save(path)
+    save_stream(a, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stream.npz"]
-    assert len(MarketStream.restore(path)) == 2010
+    assert len(restore_stream(path)) == 2010

@@ -28,9 +28,8 @@ that bar); the regime encoder's input features (when the stream has one) are
 still computed over every 30-minute bar.
 :meth:`MarketStream.extend` loads history in bulk without computing anything
 per bar; on a 30-minute clock the decision engine updates only at 30-minute
-closes (nothing reads the arrays in between). :meth:`MarketStream.save` /
-:meth:`MarketStream.restore` carry the whole state across a restart
-(:mod:`algospace.inference.stream_state`).
+closes (nothing reads the arrays in between). ``save_stream`` / ``restore_stream`` of
+:mod:`algospace.inference.stream_state` carry the whole state across a restart.
 """
 
 from __future__ import annotations
@@ -230,22 +229,6 @@ class MarketStream:
     def open_time(self, row: int, *, strategic: bool = False) -> pd.Timestamp:
         """Open time of 5-minute bar ``row`` (or of 30-minute bar ``row``)."""
         return pd.Timestamp(int((self._strat_times if strategic else self._times).view[row]))
-
-    # ---------------------------------------------------------- state
-    def save(self, path: str | Path) -> Path:
-        """Save the stream's state after any bar, atomically, to one file (see
-        :mod:`algospace.inference.stream_state`); :meth:`restore` continues from it."""
-        from algospace.inference.stream_state import save_stream
-
-        return save_stream(self, path)
-
-    @classmethod
-    def restore(cls, path: str | Path, regime: RegimeEncoder | None = None) -> MarketStream:
-        """The stream :meth:`save` wrote, continuing with the same arrays row for row
-        (``regime``: its encoder; None loads the checkpoint the state names)."""
-        from algospace.inference.stream_state import restore_stream
-
-        return restore_stream(path, regime)
 
     # ---------------------------------------------------------- arrays out
     def bars(self) -> Bars:

@@ -77,14 +77,14 @@ def restore_stream(path: str | Path, regime: RegimeEncoder | None = None) -> Mar
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no saved stream state at {path}",
-                        fix="save one with MarketStream.save(path) after any bar")
+                        fix="save one with save_stream(stream, path) after any bar")
     try:
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
             arrays = {name: z[name] for name in z.files if name != "header"}
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path} is not a saved stream state ({exc})",
-                        fix="pass the file MarketStream.save wrote") from exc
+                        fix="pass the file save_stream wrote") from exc
     if header.get("version") != STATE_VERSION:
         raise DataError(f"{path} holds stream state version {header.get('version')}; this "
                         f"code reads version {STATE_VERSION}",
@@ -97,7 +97,7 @@ def restore_stream(path: str | Path, regime: RegimeEncoder | None = None) -> Mar
         if not saved_regime["source"]:
             raise DataError(f"the stream saved at {path} used a regime encoder built in "
                             "code, which the state cannot name",
-                            fix="pass it: MarketStream.restore(path, regime=encoder)")
+                            fix="pass it: restore_stream(path, regime=encoder)")
         regime = RegimeEncoder.load(saved_regime["source"])
     splits = header["splits"]
     stream = MarketStream(

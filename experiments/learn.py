@@ -106,12 +106,14 @@ def score(bt: Backtest, prefix: str = "eval_") -> dict[str, Any]:
 
 def run(*, iterations: int, eval_every: int, days: int = LEARN_DAYS, seed: int = 0,
         eval_days: int = EVAL_DAYS, out: str = "results/bench/learn",
-        env: str = "strategic_v0", algorithm: str = "mappo") -> dict[str, Any]:
-    """Train one seed, validate along the way, evaluate once on a fresh long market."""
+        env: str = "strategic_v0", algorithm: str = "mappo",
+        signal: float = 1.0) -> dict[str, Any]:
+    """Train one seed, validate along the way, evaluate once on a fresh long market
+    (``signal``: strength of the planted components, 1.0 the calibrated market)."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = learn_config(days=days, seed=seed, iterations=iterations, out=out_dir, env=env,
-                       algorithm=algorithm)
+                       algorithm=algorithm, signal=signal)
     val_env = replace(cfg.env_config, split="val", random_start=False)
     curve: list[dict[str, float]] = []
     train_seconds = 0.0
@@ -164,11 +166,13 @@ def beats_baselines(bt: Backtest) -> bool:
 
 
 def run_seeds(*, iterations: int, eval_every: int, seeds: tuple[int, ...],
-              eval_days: int = EVAL_DAYS, out: str = "results/bench/learn") -> dict[str, Any]:
+              eval_days: int = EVAL_DAYS, out: str = "results/bench/learn",
+              signal: float = 1.0) -> dict[str, Any]:
     """:func:`run` for each seed; mean and spread of the headline figures over seeds."""
-    figures: dict[str, Any] = {"seeds": ",".join(map(str, seeds)), "eval_days": eval_days}
+    figures: dict[str, Any] = {"seeds": ",".join(map(str, seeds)), "eval_days": eval_days,
+                               "signal": signal, "iterations": iterations}
     per_seed = [run(iterations=iterations, eval_every=eval_every, seed=s, eval_days=eval_days,
-                    out=f"{out}/seed{s}") for s in seeds]
+                    out=f"{out}/seed{s}", signal=signal) for s in seeds]
     keys = ("eval_expected_capture", "eval_capture_of_oracle", "eval_net_pnl", "eval_sharpe",
             "eval_psr", "eval_oracle_net_pnl", "train_seconds")
     for s, row in zip(seeds, per_seed, strict=True):

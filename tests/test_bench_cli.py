@@ -64,3 +64,36 @@ def test_quick_is_a_smoke_run_of_each_bench_that_has_one(monkeypatch: Any,
         captured = capsys.readouterr()
         assert captured.out == ""
         assert captured.err.startswith(f"error: --quick: the {name} benchmark has no smoke run")
+
+
+def test_learn_signal_reaches_the_markets_and_a_bad_one_is_refused(monkeypatch: Any,
+                                                                   capsys: Any) -> None:
+    """``bench learn --signal X`` trains and evaluates on markets of strength X; a negative or
+    non-numeric value is a usage error naming the option."""
+    from experiments import learn
+    from experiments.bench import cli
+
+    seen: list[float] = []
+
+    def run(**kw: Any) -> dict[str, Any]:
+        cfg = learn.learn_config(days=5, seed=kw["seed"], iterations=1, out=Path("x"),
+                                 signal=kw["signal"])
+        seen.append(cfg.env_config.data.synthetic.signal)
+        keys = ("eval_expected_capture", "eval_capture_of_oracle", "eval_net_pnl",
+                "eval_sharpe", "eval_psr", "eval_oracle_net_pnl", "train_seconds")
+        return {**dict.fromkeys(keys, 0.0), "pass_capture": False,
+                "pass_beats_baselines": False}
+
+    monkeypatch.setattr(cli, "machine", lambda: {"host": "test"})
+    monkeypatch.setattr(learn, "run", run)
+    assert cli.main(["learn", "--signal", "6", "--seeds", "0,1"]) == 0
+    assert seen == [6.0, 6.0]
+    capsys.readouterr()
+    for bad in ("-1", "strong"):
+        try:
+            cli.main(["learn", "--signal", bad])
+        except SystemExit as exc:
+            assert exc.code == 2
+        else:
+            raise AssertionError(f"--signal {bad} was accepted")
+        assert "--signal" in capsys.readouterr().err

@@ -82,6 +82,18 @@ def _seeds(args: argparse.Namespace, default: str) -> tuple[int, ...]:
                           "0,1,2") from None
 
 
+def _signal(text: str) -> float:
+    """``--signal`` as a non-negative float."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number >= 0, e.g. 1.0 (the "
+                                         "calibrated market) or 6")
+    return value
+
+
 QUICK_DAYS = 20
 """``--quick``: days of the market of the data and market benchmarks."""
 QUICK_ENV = {"steps": 2000, "seconds": 0.5}
@@ -115,7 +127,8 @@ def _learn(args: argparse.Namespace) -> Figures:
     from experiments import learn
 
     return learn.run_seeds(iterations=args.iterations, eval_every=args.eval_every,
-                           seeds=_seeds(args, "0,1,2"), eval_days=args.eval_days)
+                           seeds=_seeds(args, "0,1,2"), eval_days=args.eval_days,
+                           signal=args.signal)
 
 
 def _train(args: argparse.Namespace) -> Figures:
@@ -182,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learn, team: trading days of the fresh market the final "
                              "policy is evaluated on (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="market: the market's seed")
+    parser.add_argument("--signal", type=_signal, default=1.0,
+                        help="learn: strength of the planted components in multiples of the "
+                             "calibrated market's (default 1.0; the training and the fresh "
+                             "evaluation market both)")
     parser.add_argument("--seeds", default=None,
                         help="learn, team (default 0,1,2): comma-separated "
                              "training seeds; the market seed varies with each")

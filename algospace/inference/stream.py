@@ -105,17 +105,17 @@ class RegimeEncoder:
         ``REGIME_FEATURES``) that start ``window - 1`` rows before ``first``, or at bar 0.
         NaN where a window is incomplete (as in the batch ``regime_latent`` table)."""
         from algospace.regime.features import REGIME_FEATURES
-        from algospace.regime.latents import gather_windows, window_ends
+        from algospace.regime.latents import ENCODE_BATCH, gather_windows, window_ends
 
         table = pd.DataFrame(features, columns=list(REGIME_FEATURES))
-        values = self.normaliser.transform(table).to_numpy(np.float32)
+        values = torch.from_numpy(self.normaliser.transform(table).to_numpy(np.float32).copy())
         out = np.full((len(features) - first, LATENT_DIM), np.nan, np.float32)
-        ends = window_ends(values, self.window, (first, len(features)))
-        if ends.size:
-            with torch.no_grad():
-                x = gather_windows(torch.from_numpy(values.copy()), torch.from_numpy(ends),
-                                   self.window)
-                out[ends - first] = self.model.encode(x).numpy()
+        ends = window_ends(values.numpy(), self.window, (first, len(features)))
+        with torch.no_grad():
+            for i in range(0, len(ends), ENCODE_BATCH):  # a warm-up: encode_all's batches
+                chunk = ends[i:i + ENCODE_BATCH]
+                x = gather_windows(values, torch.from_numpy(chunk), self.window)
+                out[chunk - first] = self.model.encode(x).numpy()
         return out
 
 

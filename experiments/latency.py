@@ -37,8 +37,10 @@ trained ones.
 
 Reported separately (it is not part of the decision-step targets): the
 feature update per 5-minute bar of :class:`~algospace.inference.stream.MarketStream`
-(``add`` + ``update``) after each ``--history-days`` length; bars that close a
-30-minute bar also compute that bar's 30-minute features and cost more.
+(``add`` + ``update``) after each ``--history-days`` length, with a regime encoder
+(a freshly initialised detector of the default size, :class:`RDEConfig`, its input
+normalisation fitted on the history); bars that close a 30-minute bar also compute that
+bar's 30-minute features and the regime latent of its window, and cost more.
 """
 
 from __future__ import annotations
@@ -263,7 +265,7 @@ def bench_stream(data: Any, atr_bars: int, bars: int, warmup: int = STREAM_WARMU
 
     prepared = prepare(data, log=lambda _: None)
     frame = prepared.base.frame
-    stream = MarketStream(prepared.meta, atr_bars=atr_bars)
+    stream = MarketStream(prepared.meta, atr_bars=atr_bars, regime=regime_encoder(prepared))
     stream.extend(frame.iloc[:-(bars + warmup)])
     stream.update()  # the first update computes every row; later ones only the new rows
     values = frame[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
@@ -285,6 +287,22 @@ def bench_stream(data: Any, atr_bars: int, bars: int, warmup: int = STREAM_WARMU
             figures.update({f"stream_bar_{name}_p50_ms": p50, f"stream_bar_{name}_p99_ms": p99,
                             f"stream_bar_{name}_mean_ms": mean})
     return figures
+
+
+def regime_encoder(prepared: Any) -> Any:
+    """A freshly initialised regime detector of the default size (the timed work does not
+    depend on its weights' values), its normalisation fitted on ``prepared``'s bars."""
+    from algospace.config import RDEConfig
+    from algospace.data.splits import Normalizer
+    from algospace.inference.stream import RegimeEncoder
+    from algospace.regime.features import REGIME_FEATURES, regime_features
+    from algospace.regime.train import build_model
+
+    torch.manual_seed(SEED)
+    cfg = RDEConfig()
+    features = regime_features(prepared.strategic)
+    normaliser = Normalizer.fit(features, (0, len(features)))
+    return RegimeEncoder(build_model(len(REGIME_FEATURES), cfg).eval(), normaliser, cfg.window)
 
 
 def bench_histories(history_days: tuple[int, ...], atr_bars: int, bars: int,
@@ -388,9 +406,9 @@ def print_summary(figures: Figures) -> None:
 def print_stream(figures: Figures) -> None:
     """The stream's feature update per history length, side by side (ms, one core)."""
     labels = [history_label(d) for d in figures["stream_history_days"]]
-    print(f"\nfeature update of the stream (add + update, ms; {figures['stream_timed_bars']} "
-          f"bars timed after {STREAM_WARMUP} untimed; targets p99 < 5 per bar, < 20 at a "
-          "30-minute close)")
+    print(f"\nfeature update of the stream (add + update, ms, regime encoder included; "
+          f"{figures['stream_timed_bars']} bars timed after {STREAM_WARMUP} untimed; targets "
+          "p99 < 5 per bar, < 20 at a 30-minute close)")
     print(f"  {'history':<9}{'bars':>10}" + "".join(
         f"{k:>12}" for k in ("all p50", "all p99", "close p50", "close p99", "closes")))
     for label in labels:

@@ -6,6 +6,9 @@ line written in two pieces. The engine runs as its own process and is stopped wi
 Ctrl-C (SIGINT): exit 130, every output line a whole JSON object, one per decision, the
 same decisions as the engine's replay of the same bars, the malformed line reported with
 its number and skipped. In process, the kill file stops it: a last line with target 0.
+Stopped with Ctrl-C while the writer goes on appending, and run again with the same
+command, it continues the run: the union of its outputs is, line for line, the output of
+one uninterrupted run; a restart with other settings or a changed output is refused.
 """
 
 from __future__ import annotations
@@ -131,6 +134,104 @@ def test_follow_a_live_writer_then_ctrl_c(setup: dict[str, Any], tmp_path: Path)
         assert row["actions"] == d.actions and abs(row["target"]) <= 1
         assert set(row["gates"]) == {"synergy", "consensus", "held_back"}
         assert row["consensus"] == pytest.approx(d.gates.consensus)
+
+
+def _follow(setup: dict[str, Any], feed: Path, out: Path, *extra: str) -> list[str]:
+    """The follow command's arguments (after ``algospace``)."""
+    return ["decide", "--exported", str(setup["export"]), "--follow", str(feed), "--out",
+            str(out), "--poll", "0.05", "--mc-passes", "2", "--max-position", "1", *extra]
+
+
+def _launch(args: list[str], printed: Path) -> subprocess.Popen[bytes]:
+    """The follow command as its own process, printing to ``printed``, once following."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with printed.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "algospace.cli", *args], stdout=sink,
+                                stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    _wait_for(lambda: "[decide] following" in printed.read_text() or proc.poll() is not None,
+              120, "the engine did not start following")
+    assert proc.poll() is None, printed.read_text()
+    return proc
+
+
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_ctrl_c_then_the_same_command_continues_the_run(
+        setup: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = setup["lines"]
+    new = [*lines[-NEW:-NEW + 12], BAD, *lines[-NEW + 12:]]
+    last_close = str(pd.Timestamp(new[-1].split(",")[0]) + pd.Timedelta(minutes=5))
+
+    def done(out: Path) -> bool:
+        return out.exists() and last_close.replace(" ", "T") in out.read_text()
+
+    # one uninterrupted run (in process; the kill file ends it after the last bar)
+    feed, whole, kill = tmp_path / "whole.csv", tmp_path / "whole.jsonl", tmp_path / "STOP"
+    _start_file(feed, lines)
+
+    def feeder() -> None:
+        _wait_for(lambda: "following" in "".join(capsys.readouterr()), 120, "not following")
+        _append(feed, "\n".join(new) + "\n")
+        _wait_for(lambda: done(whole), 120, "no decision at the last bar's close")
+        kill.touch()
+
+    thread = threading.Thread(target=feeder, daemon=True)
+    thread.start()
+    try:
+        assert main(_follow(setup, feed, whole, "--kill-file", str(kill))) == 0
+    finally:
+        kill.touch()
+        thread.join(timeout=60)
+    expected = whole.read_text().splitlines()[:-1]  # the kill switch's line last
+    assert len(expected) > NEW // 2 and all("event" not in json.loads(x) for x in expected)
+
+    # the same bars, the engine stopped with Ctrl-C while the writer appends, then again
+    feed, out = tmp_path / "feed.csv", tmp_path / "decisions.jsonl"
+    _start_file(feed, lines)
+    args = _follow(setup, feed, out)
+    proc = _launch(args, tmp_path / "first.txt")
+
+    def writer() -> None:
+        for line in new:  # as a feed writes: one bar at a time, on through the restart
+            _append(feed, line + "\n")
+            time.sleep(0.15)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        _wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 5, 120,
+                  "no decisions")
+        _interrupt(proc)
+        first = out.read_text().splitlines()
+        assert 5 <= len(first) < len(expected)
+        assert "the same command continues" in (tmp_path / "first.txt").read_text()
+        proc = _launch(args, tmp_path / "second.txt")
+        _wait_for(lambda: done(out), 120, "the restart made no decision at the last close")
+        _interrupt(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        thread.join(timeout=60)
+    second = (tmp_path / "second.txt").read_text()
+    assert f"its {len(first)} decisions made again and checked" in second, second
+    assert out.read_text().splitlines() == expected  # none twice, none lost, all equal
+
+    # a restart with other settings, or on an output that changed, is refused
+    capsys.readouterr()
+    assert main(_follow(setup, feed, out, "--seed", "1")) == 2
+    assert "other settings (seed 0 -> 1)" in capsys.readouterr().err
+    changed = [json.loads(x) for x in expected]
+    changed[2]["target"] = 1 - changed[2]["target"]
+    out.write_text("".join(json.dumps(x) + "\n" for x in changed))
+    assert main(args) == 2
+    assert "decision 3 (at " in capsys.readouterr().err
 
 
 def test_kill_file_flattens_and_stops(setup: dict[str, Any], tmp_path: Path,

@@ -104,7 +104,7 @@ def _check_synergy(bars: Bars, cfg: FeatureConfig, seed: int) -> None:
     mitigation = tact["fvg_mitigation"].to_numpy()
     rng = np.random.default_rng(seed)
     first = int(np.argmax(index >= 0)) + 1  # the stream starts after a 30-minute close
-    parts = []
+    parts: list[pd.DataFrame] = []
     while first < len(index):
         end = min(len(index), first + int(rng.choice([1, 1, 1, 2, 6, 13, 200])))
         if not parts:

@@ -6,7 +6,9 @@ takes each as one bar. Each decision goes out as one JSON line (:func:`decision_
 time, every agent's action, consensus, gates, target position, the limit that changed
 it), appended to ``--out`` and flushed at once. A malformed appended line (or a bar out of
 order) is reported with its line number and skipped; the engine keeps following. Ctrl-C
-stops it: exit 130, every line of the output whole. The kill file (``--kill-file``) is
+stops it: exit 130, every line of the output whole; the same command run again continues
+that run exactly — no decision written twice or lost, the account, position and risk
+limits where they stood (:mod:`algospace.cli.follow_resume`). The kill file (``--kill-file``) is
 checked at every poll and every bar: its presence writes a last line with target 0 and
 stops the engine (exit 0); that line's ``time`` is the last decision's (null if none),
 its ``position`` the one held then.
@@ -32,6 +34,8 @@ from algospace.market.limits import RiskLimits
 
 POLL_SECONDS = 1.0
 """Default seconds between two looks at the followed file."""
+SKIPPED = object()
+"""A followed line that is not a bar (reported and skipped)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,9 +164,10 @@ def history_dayfirst(text: str, path: Path, history: pd.DataFrame, dayfirst: boo
 
 
 def run(args: argparse.Namespace, engine: Any, home: Path) -> int:
-    """Follow ``args.follow``: warm up, then decide on each new bar until Ctrl-C or the
+    """Follow ``args.follow``: warm up (or continue an interrupted run, see
+    :mod:`algospace.cli.follow_resume`), then decide on each new bar until Ctrl-C or the
     kill file."""
-    from algospace.data.loader import bars_from_text, parse_line
+    from algospace.cli import follow_resume
 
     if args.poll <= 0:
         raise ConfigError(f"--poll {args.poll}: give seconds > 0")
@@ -172,55 +177,35 @@ def run(args: argparse.Namespace, engine: Any, home: Path) -> int:
                           "appends to (its header line at least)")
     out = Path(args.out).expanduser() if args.out else \
         home / f"decisions-{path.stem.replace(' ', '_')}.jsonl"
-    data = engine.env_config.data
-    minutes = int(engine.stream.bar_minutes)
-    tail = Tail(path)
-    lines = tail.read()
-    if not lines:
-        raise ConfigError(f"--follow {args.follow}: the file has no complete header line")
-    header = lines[0][1]
-    dayfirst = data.dayfirst
-    if len(lines) > 1:
-        text = "\n".join([header, *(t for _, t in lines[1:])]) + "\n"
-        history = bars_from_text(text, path, dayfirst=dayfirst,
-                                 timestamps=data.timestamps).frame
-        dayfirst = history_dayfirst(text, path, history, dayfirst, data.timestamps)
-        engine.warm_up(history)
-        engine.start = history.index[-1] + pd.Timedelta(minutes=minutes)
-    print(f"[decide] following {path}: warmed up on {len(lines) - 1:,} bars; deciding on "
-          f"each new bar, one JSON line each to {out}; risk limits: "
-          f"{engine.config.limits.describe()}; Ctrl-C stops", flush=True)
-    log = JsonLines(out)
-    bars = skipped = 0
+    settings = follow_resume.settings_of(args)
+    resume = follow_resume.load(out, path, settings)
+    follow = _Follow(engine, path, out)
     try:
-        while not engine.check_kill():
-            new = tail.read()
-            if not new:
-                time.sleep(args.poll)
-                continue
-            for number, text in new:
-                try:
-                    frame = parse_line(header, text, number, path=path, dayfirst=dayfirst,
-                                       timestamps=data.timestamps, bar_minutes=minutes)
-                    decision = engine.on_bar(frame.index[0], *frame.iloc[0].to_numpy())
-                except DataError as err:
-                    skipped += 1
-                    where = "" if err.line is not None else f"{path}, line {number}: "
-                    print(f"[decide] skipped: {where}{err}", file=sys.stderr, flush=True)
-                    continue
-                bars += 1
-                if decision is not None:
-                    log.write(decision_json(decision))
-                    limited = f", limited by {decision.limit}" if decision.limit else ""
-                    print(f"[decide] {decision.time}: target {decision.target:+d} (position "
-                          f"{decision.position:+d}, agents wanted {decision.wanted:+d}"
-                          f"{limited})", flush=True)
-                if engine.stopped:
-                    break
+        history = follow.warm_up(None if resume is None else resume.history_lines)
+        if resume is None:
+            follow_resume.start(out, path, settings, follow.last_history)
+            resumed = ""
+        else:
+            follow.catch_up(resume.written)
+            resumed = (f"; continuing the run in {out}: its {len(resume.written):,} "
+                       "decisions made again and checked")
+    except KeyboardInterrupt:
+        print(f"[decide] interrupted before following: nothing written to {out}",
+              file=sys.stderr)
+        return 130
+    print(f"[decide] following {path}: warmed up on {history:,} bars{resumed}; deciding on "
+          f"each new bar, one JSON line each to {out}; risk limits: "
+          f"{engine.config.limits.describe()}; Ctrl-C stops (the same command continues)",
+          flush=True)
+    log = JsonLines(out)
+    try:
+        follow.loop(log, args.poll)
     except KeyboardInterrupt:
         log.close()
-        print(f"[decide] interrupted: {bars:,} new bars taken, {skipped:,} line(s) skipped, "
-              f"{log.lines:,} decisions written to {out} (every line whole)", file=sys.stderr)
+        print(f"[decide] interrupted: {follow.bars:,} new bars taken, {follow.skipped:,} "
+              f"line(s) skipped, {log.lines:,} decisions written to {out} (every line whole);"
+              f" the same command continues this run ({follow_resume.state_path(out).name})",
+              file=sys.stderr)
         return 130
     last = engine.decisions[-1] if engine.decisions else None
     log.write({"time": None if last is None else last.time.isoformat(),
@@ -229,6 +214,107 @@ def run(args: argparse.Namespace, engine: Any, home: Path) -> int:
                "wall_time_utc": pd.Timestamp.now(tz="UTC").isoformat(),
                "reason": str(engine.last_reason)})
     log.close()
-    print(f"[decide] {engine.last_reason}; {bars:,} new bars taken, {log.lines:,} lines "
-          f"written to {out}")
+    print(f"[decide] {engine.last_reason}; {follow.bars:,} new bars taken, {log.lines:,} "
+          f"lines written to {out}")
     return 0
+
+
+class _Follow:
+    """The followed file's lines through the engine."""
+
+    def __init__(self, engine: Any, path: Path, out: Path) -> None:
+        self.engine, self.path, self.out = engine, path, out
+        self.data = engine.env_config.data
+        self.minutes = int(engine.stream.bar_minutes)
+        self.tail = Tail(path)
+        self.header = ""
+        self.dayfirst = self.data.dayfirst
+        self.last_history = 1
+        """Line number of the last warm-up row (1: the header)."""
+        self.pending: list[tuple[int, str]] = []
+        """Lines read after the warm-up, not taken yet."""
+        self.bars = self.skipped = 0
+
+    def warm_up(self, last_history: int | None) -> int:
+        """Warm up on the rows already there (up to line ``last_history`` when given);
+        the warm-up bars."""
+        from algospace.data.loader import bars_from_text
+
+        lines = self.tail.read()
+        if not lines:
+            raise ConfigError(f"--follow {self.path}: the file has no complete header line")
+        self.header = lines[0][1]
+        self.last_history = lines[-1][0] if last_history is None else last_history
+        if lines[-1][0] < self.last_history:
+            raise DataError(f"the file has {lines[-1][0]:,} lines, fewer than the "
+                            f"{self.last_history:,} this follow run warmed up on",
+                            path=self.path,
+                            fix="a feed may only append; pass a new --out to start afresh")
+        rows = [t for n, t in lines[1:] if n <= self.last_history]
+        self.pending = [(n, t) for n, t in lines[1:] if n > self.last_history]
+        if rows:
+            text = "\n".join([self.header, *rows]) + "\n"
+            data = self.data
+            history = bars_from_text(text, self.path, dayfirst=self.dayfirst,
+                                     timestamps=data.timestamps).frame
+            self.dayfirst = history_dayfirst(text, self.path, history, self.dayfirst,
+                                             data.timestamps)
+            self.engine.warm_up(history)
+            self.engine.start = history.index[-1] + pd.Timedelta(minutes=self.minutes)
+        return len(rows)
+
+    def take(self, number: int, text: str, report: bool) -> Any:
+        """The decision on one line's bar (None: none; :data:`SKIPPED`: not a bar)."""
+        from algospace.data.loader import parse_line
+
+        try:
+            frame = parse_line(self.header, text, number, path=self.path,
+                               dayfirst=self.dayfirst, timestamps=self.data.timestamps,
+                               bar_minutes=self.minutes)
+            return self.engine.on_bar(frame.index[0], *frame.iloc[0].to_numpy())
+        except DataError as err:
+            if report:
+                where = "" if err.line is not None else f"{self.path}, line {number}: "
+                print(f"[decide] skipped: {where}{err}", file=sys.stderr, flush=True)
+            return SKIPPED
+
+    def catch_up(self, written: list[dict[str, Any]]) -> None:
+        """Take the interrupted run's bars again, writing nothing, until its ``written``
+        decisions are made again (each checked against its line)."""
+        from algospace.cli import follow_resume
+
+        again = 0
+        while self.pending and again < len(written):
+            number, text = self.pending.pop(0)
+            decision = self.take(number, text, report=False)
+            if decision is not None and decision is not SKIPPED:
+                follow_resume.check_replayed(self.out, written[again], decision_json(decision),
+                                             again + 1, number, self.path)
+                again += 1
+        if again < len(written):
+            raise DataError(f"{self.out} holds {len(written):,} decisions of this follow run, "
+                            f"but the bars after the warm-up give {again:,}", path=self.path,
+                            fix="pass a new --out to start afresh")
+
+    def loop(self, log: JsonLines, poll: float) -> None:
+        """Decide on each new line until the kill file stops the engine."""
+        engine = self.engine
+        while not engine.check_kill():
+            new, self.pending = self.pending or self.tail.read(), []
+            if not new:
+                time.sleep(poll)
+                continue
+            for number, text in new:
+                decision = self.take(number, text, report=True)
+                if decision is SKIPPED:
+                    self.skipped += 1
+                    continue
+                self.bars += 1
+                if decision is not None:
+                    log.write(decision_json(decision))
+                    limited = f", limited by {decision.limit}" if decision.limit else ""
+                    print(f"[decide] {decision.time}: target {decision.target:+d} (position "
+                          f"{decision.position:+d}, agents wanted {decision.wanted:+d}"
+                          f"{limited})", flush=True)
+                if engine.stopped:
+                    break

@@ -24,8 +24,10 @@ and the env rows are derived on a bounded tail, so a 5-minute bar costs the
 same whatever the history. A 30-minute close computes the 30-minute features
 of the new 30-minute bar only (:mod:`algospace.features.strategic_stream`:
 bounded tails, MMD's sums and MLMI's recurrences carried, MLMI's vote for
-that bar); the regime encoder's input features (when the stream has one) are
-still computed over every 30-minute bar.
+that bar), and the regime encoder (when the stream has one) reads the regime
+features of its window only (:class:`algospace.regime.features.RegimeRows`: the
+30-minute table's MMD columns, the seasonal norms through each bar's previous
+same-slot bar) — equal to the batch ``regime_latent`` inputs bit for bit.
 :meth:`MarketStream.extend` loads history in bulk without computing anything
 per bar; on a 30-minute clock the decision engine updates only at 30-minute
 closes (nothing reads the arrays in between). ``save_stream`` / ``restore_stream`` of
@@ -56,8 +58,10 @@ from algospace.features.build import (
     tactical_columns,
 )
 from algospace.features.mlmi_stream import MLMIStream
+from algospace.features.mmd import MMD_FEATURES
 from algospace.features.strategic_stream import STRATEGIC_TABLE, MMDStream, strategic_rows
 from algospace.features.streaming import Growing, SynergyStream, tactical_tail
+from algospace.regime.features import RegimeRows
 from envs.core.data import MarketArrays
 from envs.core.derive import Standardiser, derive_rows
 from envs.core.layout import LATENT_DIM, SHORT_MEAN_BARS
@@ -68,6 +72,8 @@ _STRATEGIC_TABLES = ("features_strategic", "returns_strategic")
 _SYNERGY_COLUMNS = (*SYNERGY_FEATURES, "synergy_event")
 _SYNERGY_INPUTS = ("mlmi_value", "mlmi_signal", "nwrqk_slope", "nwrqk_signal")
 """The strategic columns the synergy detector reads."""
+_MMD_COLUMNS = [STRATEGIC_TABLE.index(c) for c in MMD_FEATURES]
+"""The regime features the 30-minute table already holds (the same function computes both)."""
 _STRATEGIC_ARRAYS = ("strategic_ohlc", "close_step", "latent",
                      *(f"s_{agent}" for agent in STRATEGIC_AGENTS))
 
@@ -93,21 +99,23 @@ class RegimeEncoder:
         model, cfg, normaliser, _ = load_rde(checkpoint)
         return cls(model, normaliser, cfg.window, str(Path(checkpoint).resolve()))
 
-    def encode_from(self, strategic: Bars, first: int) -> np.ndarray:
-        """μ (float32, rows ``first..``) of the windows ending at 30-minute bars ``first`` on;
+    def encode_rows(self, features: np.ndarray, first: int) -> np.ndarray:
+        """μ (float32) of the windows ending at rows ``first ..`` of ``features``: consecutive
+        rows of :func:`~algospace.regime.features.regime_features` (columns
+        ``REGIME_FEATURES``) that start ``window - 1`` rows before ``first``, or at bar 0.
         NaN where a window is incomplete (as in the batch ``regime_latent`` table)."""
-        from algospace.regime.features import regime_features
-        from algospace.regime.latents import gather_windows, window_ends
+        from algospace.regime.features import REGIME_FEATURES
+        from algospace.regime.latents import ENCODE_BATCH, gather_windows, window_ends
 
-        features = regime_features(strategic)  # causal: row j uses bars <= j only
-        values = self.normaliser.transform(features).to_numpy(np.float32)
-        out = np.full((len(strategic) - first, LATENT_DIM), np.nan, np.float32)
-        ends = window_ends(values, self.window, (first, len(strategic)))
-        if ends.size:
-            with torch.no_grad():
-                x = gather_windows(torch.from_numpy(values.copy()), torch.from_numpy(ends),
-                                   self.window)
-                out[ends - first] = self.model.encode(x).numpy()
+        table = pd.DataFrame(features, columns=list(REGIME_FEATURES))
+        values = torch.from_numpy(self.normaliser.transform(table).to_numpy(np.float32).copy())
+        out = np.full((len(features) - first, LATENT_DIM), np.nan, np.float32)
+        ends = window_ends(values.numpy(), self.window, (first, len(features)))
+        with torch.no_grad():
+            for i in range(0, len(ends), ENCODE_BATCH):  # a warm-up: encode_all's batches
+                chunk = ends[i:i + ENCODE_BATCH]
+                x = gather_windows(values, torch.from_numpy(chunk), self.window)
+                out[chunk - first] = self.model.encode(x).numpy()
         return out
 
 
@@ -148,6 +156,7 @@ class MarketStream:
         self._strat_returns = Growing()  # 30-minute log returns
         self._mmd = MMDStream()  # the MMD sums of the current chunk
         self._mlmi = MLMIStream(self.features.mlmi_k, self.features.mlmi_threshold)
+        self._regime_rows = RegimeRows(self.strategic_minutes)  # the encoder's input rows
         self._splits = splits
         self.market: MarketArrays | None = None
         self._buffers: dict[str, np.ndarray] = {}
@@ -289,8 +298,11 @@ class MarketStream:
                                                    self._mmd, self._mlmi))
         self._strat_returns.put(done, _log_returns(closes[max(0, done - 1):])[min(done, 1):])
         if self.regime is not None and self._latents.n < self.n_strategic:
-            self._latents.put(self._latents.n,
-                              self.regime.encode_from(self.strategic_bars(), self._latents.n))
+            first = self._latents.n
+            r0 = max(0, first - self.regime.window + 1)  # the first new window's first row
+            features = self._regime_rows.rows(self._strat_times.view, self._strat_values.view,
+                                              self._strat_table.view[r0:, _MMD_COLUMNS], r0)
+            self._latents.put(first, self.regime.encode_rows(features, first - r0))
 
     def _derive_new_rows(self, index: np.ndarray) -> None:
         """Derive the env rows added since the last update into the kept buffers.

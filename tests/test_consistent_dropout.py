@@ -93,6 +93,9 @@ def test_a_dropped_unit_gets_no_gradient() -> None:
     keep = torch.ones(1, 8, dtype=torch.bool)
     keep[0, 3] = False
     batch[DROPOUT_MASK] = pack_bits(keep)
+    with torch.no_grad():  # every unit active for this input (no ReLU-dead unit by chance)
+        module.layers[0].weight.zero_()
+        module.layers[0].bias.fill_(1.0)
     module.forward_train(batch)[Columns.ACTION_DIST_INPUTS].sum().backward()
     grad = module.layers[0].weight.grad
     assert grad is not None

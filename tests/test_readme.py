@@ -142,6 +142,8 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "experiments.bench train [": Entry(help="{bin}/python -m experiments.bench train"),
     "experiments.bench team [": Entry(help="{bin}/python -m experiments.bench team"),
     "experiments.bench latency [": Entry(help="{bin}/python -m experiments.bench latency"),
+    "experiments.bench latency --repeats 200": Entry(
+        subs=(("--repeats 200 --history-days 30,1260", "--repeats 3 --history-days 10"),)),
 }
 """Every bash/python block of the README, keyed by a snippet of it, and how it runs."""
 

@@ -41,8 +41,10 @@ class RewardConfig:
     scale: float | None = None
     """Dollars per unit of reward; ``None``: point value × the position limit (one point at full
     size is 1.0)."""
-    drawdown_penalty: float = 0.1
-    """Extra cost per dollar by which the drawdown from the equity peak grows in a step."""
+    drawdown_penalty: float = 0.0
+    """Extra cost per dollar by which the drawdown from the equity peak grows in a step (0: the
+    reward is the net dollar P&L the report measures; 0.1 made strategic_v0 learn nothing at
+    6x the calibrated signal, README "Does the team learn?")."""
     shaping: dict[str, float] = field(default_factory=dict)
     """Optional per-agent shaping weights (agent name → weight, default 0): a voter gets its
     own vote × the step's price change at full size; ``portfolio`` and ``risk`` get minus the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,18 @@ def load_modules(algo: Any, sources: tuple[ModuleSource, ...],
     return loaded
 
 
+def ensure_ray() -> None:
+    """Start a Ray of this process's own when none is running: ``RAY_ADDRESS`` if set, else a
+    local one. Never Ray's bare ``ray.init()``, which attaches to whatever cluster the file
+    ``/tmp/ray/ray_current_cluster`` names — a stale one, left by a Ray that was killed,
+    makes it wait for a cluster that is gone."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
+                 log_to_driver=False)
+
+
 def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
           on_iteration: IterationHook | None = None) -> TrainResult:
     """Train ``cfg.env`` for ``cfg.iterations`` iterations and save a checkpoint.
@@ -102,6 +115,7 @@ def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
     checkpoint is written every ``cfg.checkpoint_every`` iterations and at the end, into
     ``<out_dir>/<env>-<algorithm>-seed<seed>/checkpoint`` (replaced atomically).
     """
+    ensure_ray()
     algo = build_ppo_config(cfg).build_algo()
     history: list[dict[str, float]] = []
     out = Path(cfg.out_dir).resolve() / f"{cfg.env}-{cfg.algorithm}-seed{cfg.seed}"

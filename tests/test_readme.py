@@ -142,6 +142,10 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "experiments.bench train [": Entry(help="{bin}/python -m experiments.bench train"),
     "experiments.bench team [": Entry(help="{bin}/python -m experiments.bench team"),
     "experiments.bench latency [": Entry(help="{bin}/python -m experiments.bench latency"),
+    "experiments.bench learn --signal 6": Entry(
+        subs=(("--iterations 25 --eval-every 25 --seeds 0",
+               "--iterations 1 --eval-every 1 --seeds 0 --eval-days 60"),),
+        marks=RAY, timeout=600),
     "experiments.bench latency --repeats 200": Entry(
         subs=(("--repeats 200 --history-days 30,1260", "--repeats 3 --history-days 10"),)),
 }

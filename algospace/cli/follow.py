@@ -283,14 +283,16 @@ class _Follow:
         decisions are made again (each checked against its line)."""
         from algospace.cli import follow_resume
 
-        again = 0
-        while self.pending and again < len(written):
-            number, text = self.pending.pop(0)
+        again = taken = 0
+        while taken < len(self.pending) and again < len(written):
+            number, text = self.pending[taken]
+            taken += 1
             decision = self.take(number, text, report=False)
             if decision is not None and decision is not SKIPPED:
                 follow_resume.check_replayed(self.out, written[again], decision_json(decision),
                                              again + 1, number, self.path)
                 again += 1
+        del self.pending[:taken]
         if again < len(written):
             raise DataError(f"{self.out} holds {len(written):,} decisions of this follow run, "
                             f"but the bars after the warm-up give {again:,}", path=self.path,

@@ -75,12 +75,17 @@ DEFAULT_SCALES: tuple[tuple[int, int], ...] = ((12, 48), (24, 96), (48, 192))
 MMD_FEATURES: tuple[str, ...] = ("mmd_1", "mmd_2", "mmd_3", "volatility_30", "volume_skew")
 """Names of the columns :func:`mmd_features` returns, in matrix order."""
 
+NORM_WINDOW = 192
+"""Default ``norm_window``: returns scaled by the std of this many returns."""
+NORM_LAG = 48
+"""Default ``norm_lag``: that std ends this many bars before the return it scales."""
+
 _FLAT_STD = 1e-12
 _CHUNK = 4096
 
 
 def standardized_returns(
-    close: FloatArray, norm_window: int = 192, norm_lag: int = 48
+    close: FloatArray, norm_window: int = NORM_WINDOW, norm_lag: int = NORM_LAG
 ) -> FloatArray:
     """``r[t] / std(r[t-L-K+1 .. t-L])`` (K = norm_window, L = norm_lag); NaN for ``t < K + L``."""
     if norm_window < 2 or norm_lag < 0:
@@ -162,8 +167,8 @@ def chunk_mmd2(later: FloatArray, earlier: FloatArray, rows: FloatArray, m: int,
 def mmd_squared(
     close: FloatArray,
     scales: Sequence[tuple[int, int]] = DEFAULT_SCALES,
-    norm_window: int = 192,
-    norm_lag: int = 48,
+    norm_window: int = NORM_WINDOW,
+    norm_lag: int = NORM_LAG,
     bandwidth: float = 1.0,
     rows_from: int = 0,
 ) -> FloatArray:
@@ -199,8 +204,8 @@ def mmd_squared(
 def mmd_scores(
     close: FloatArray,
     scales: Sequence[tuple[int, int]] = DEFAULT_SCALES,
-    norm_window: int = 192,
-    norm_lag: int = 48,
+    norm_window: int = NORM_WINDOW,
+    norm_lag: int = NORM_LAG,
     bandwidth: float = 1.0,
 ) -> dict[str, FloatArray]:
     """``{"mmd_1": tanh(MMD²), ...}``, one entry per scale."""
@@ -253,8 +258,8 @@ def mmd_features(
     close: FloatArray,
     volume: FloatArray,
     scales: Sequence[tuple[int, int]] = DEFAULT_SCALES,
-    norm_window: int = 192,
-    norm_lag: int = 48,
+    norm_window: int = NORM_WINDOW,
+    norm_lag: int = NORM_LAG,
     bandwidth: float = 1.0,
     skew_window: int = 48,
 ) -> dict[str, FloatArray]:

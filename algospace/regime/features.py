@@ -57,7 +57,13 @@ import pandas as pd
 
 from algospace.data.bars import Bars
 from algospace.features.basic import log_return
-from algospace.features.mmd import DEFAULT_SCALES, MMD_FEATURES, mmd_features
+from algospace.features.mmd import (
+    DEFAULT_SCALES,
+    MMD_FEATURES,
+    NORM_LAG,
+    NORM_WINDOW,
+    mmd_features,
+)
 from algospace.features.streaming import Growing
 
 REGIME_FEATURES: tuple[str, ...] = (*MMD_FEATURES, "log_return", "range_rel", "volume_rel")
@@ -68,9 +74,7 @@ SEASON_DAYS = 10
 """Default number of earlier same-slot bars that define the time-of-day norm."""
 RANGE_FLOOR = 1e-5
 """Floor of ``ln(high / low)`` before its logarithm is taken."""
-_NORM_WINDOW, _NORM_LAG = 192, 48
-"""``mmd_features``' return normalisation (its defaults, as :func:`regime_features` calls it)."""
-REGIME_LOOKBACK = _NORM_WINDOW + _NORM_LAG + max(m + n for m, n in DEFAULT_SCALES) - 1
+REGIME_LOOKBACK = NORM_WINDOW + NORM_LAG + max(m + n for m, n in DEFAULT_SCALES) - 1
 """Bars before bar ``t`` that its longest look-back counted in bars reads: ``mmd_3``'s
 (479 = its 240-bar windows, each return scaled by the std of 192 returns ending 48 bars
 earlier, and the close before the first return). Its warm-up: rows ``0 .. 478`` are NaN."""

@@ -127,6 +127,26 @@ def test_walkforward_quick_runs_a_trial_per_fold_and_stitches_their_test_blocks(
     assert any(line.startswith("[run] walk-forward of ") for line in lines)
     assert not any(line.startswith(("[run] best trial", "[run] best checkpoint"))
                    for line in lines)
+    # what a later phase loads: the last fold's best, not the best score across folds
+    assert summary["best"]["chosen_by"].startswith("fold 2's")
+    assert summary["best"]["trial"] == next(Path(t["path"]).name for t in summary["trials"]
+                                            if t["params"]["fold"] == 2)
+
+
+def test_the_checkpoint_a_walk_forward_run_hands_on_is_the_last_folds() -> None:
+    from types import SimpleNamespace
+
+    from algospace.tune.walkforward import last_fold_results
+
+    def trial(fold: int | None, error: str | None = None) -> SimpleNamespace:
+        return SimpleNamespace(config={} if fold is None else {"fold": fold, "lr": 1e-3},
+                               error=error)
+
+    folds = [trial(0), trial(2), trial(1), trial(2), trial(3, error="crashed")]
+    chosen, last = last_fold_results(folds)
+    assert last == 2 and chosen == [folds[1], folds[3]]  # a failed fold 3 is not "last"
+    plain = [trial(None), trial(None)]
+    assert last_fold_results(plain) == (plain, None)
 
 
 def test_stitch_chains_block_pnl_and_refuses_overlapping_blocks() -> None:

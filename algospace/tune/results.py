@@ -102,7 +102,15 @@ def finish(plan: Plan, results: Any, exp_dir: Path, wall: float, score: str, mod
     for t in trials:
         if t["error"]:
             log(f"[run] trial {Path(t['path']).name} failed: {t['error'].splitlines()[0]}")
-    checkpoint, metrics, chosen_by = best_checkpoint(results, score, mode)
+    candidates, last_fold = results, None
+    if cfg.evaluation.walk_forward is not None:
+        from algospace.tune.walkforward import last_fold_results
+
+        candidates, last_fold = last_fold_results(results)
+    checkpoint, metrics, chosen_by = best_checkpoint(candidates, score, mode)
+    if last_fold is not None:
+        chosen_by = (f"fold {last_fold}'s (the last: trained on the most recent history) "
+                     f"best by {chosen_by}; the folds are not competing trials")
     local = storage.local_checkpoint(checkpoint, exp_dir / "best_checkpoint")
     prune_checkpoints(results, cfg.checkpoint.keep if cfg.phase != "rde" else 1, score, mode,
                       log)

@@ -50,6 +50,22 @@ def trial_config(experiment: Experiment, config: dict[str, Any]) -> ExperimentCo
     return cfg
 
 
+def last_fold_results(results: Any) -> tuple[list[Any], int | None]:
+    """The finished trials of the last fold that has one, and that fold's index.
+
+    A walk-forward run's folds are not competing trials (each is validated on its own
+    block), so no "best over every trial" exists; the checkpoint a later phase loads or a
+    user deploys is the last fold's best: trained on the most, and most recent, history.
+    ``(every trial, None)`` when no trial carries a fold (not a walk-forward run).
+    """
+    folds = [(int(r.config[FOLD_KEY]), r) for r in results
+             if r.error is None and FOLD_KEY in (r.config or {})]
+    if not folds:
+        return list(results), None
+    last = max(f for f, _ in folds)
+    return [r for f, r in folds if f == last], last
+
+
 def _best_of_trial(result: Any, score: str, mode: str) -> Any:
     """The trial's best checkpoint by ``score`` (its latest where none scored)."""
     scored = [(float(m[score]), c) for c, m in result.best_checkpoints or []

@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from algospace.config import DataConfig, EnvConfig, WalkForwardSection
@@ -24,25 +23,11 @@ from algospace.evaluation.walkforward_report import (
     write_walk_forward,
 )
 from envs.registry import env_class
+from tests.test_cost_sensitivity import random_policy
 
 LAYOUT = WalkForwardSection(folds=3, val_fraction=0.05, test_fraction=0.15, purge_bars=120,
                             embargo_bars=400)
 INITIAL = 100_000.0
-
-
-def random_team(env: Any, seed: int) -> Any:
-    """Uniformly random actions for the live agents, from one seeded generator."""
-    rng = np.random.default_rng(seed)
-
-    def act(obs: dict[str, Any], decision: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for agent in obs:
-            space = env.action_space(agent)
-            out[agent] = rng.integers(0, space.nvec) if hasattr(space, "nvec") \
-                else int(rng.integers(space.n))
-        return out
-
-    return act
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +41,7 @@ def folds(signal_data: DataConfig) -> list[tuple[Backtest, FoldRecord]]:
     for k in range(LAYOUT.folds):
         cfg = EnvConfig(data=signal_data, episode_steps=48, walk_forward=LAYOUT, fold=k,
                         split="test", random_start=False, initial_equity=INITIAL)
-        bt = backtest("joint_v0", cfg, random_team(env_class("joint_v0")(cfg), k), seed=k)
+        bt = backtest("joint_v0", cfg, random_policy(env_class("joint_v0")(cfg), k), seed=k)
         blocks = env_fold(prepared, cfg)
         assert blocks is not None
         record = fold_record(k, blocks.as_dict(), f"checkpoint-{k}", bt, {}, INITIAL, seed=k)

@@ -115,3 +115,12 @@ def test_the_grid_holds_the_default_so_validation_can_keep_it() -> None:
     from algospace.evaluation.gate_choice import GATE_GRID
 
     assert CONSENSUS_THRESHOLD in GATE_GRID and list(GATE_GRID) == sorted(GATE_GRID)
+
+
+def test_a_bad_gate_grid_is_refused_with_its_value() -> None:
+    from algospace.errors import ConfigError
+    from algospace.evaluation.report import EvaluateConfig
+
+    for bad in ((), (0.5, 1.5)):
+        with pytest.raises(ConfigError, match="gate_grid must hold thresholds in"):
+            EvaluateConfig("ck", gate_grid=bad)

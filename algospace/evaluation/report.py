@@ -148,6 +148,10 @@ class EvaluateConfig:
         if self.mc_passes < 1:
             raise ConfigError(f"mc_passes must be >= 1 (gate 2 reads the MC consensus), got "
                               f"{self.mc_passes!r}")
+        if self.gate_grid is not None and (not self.gate_grid or not all(
+                0.0 <= t <= 1.0 for t in self.gate_grid)):
+            raise ConfigError(f"gate_grid must hold thresholds in [0, 1], got "
+                              f"{self.gate_grid!r}")
         if self.gate_seed < 0:
             raise ConfigError(f"gate_seed must be >= 0, got {self.gate_seed!r}")
         if self.random_seeds < 1:

@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the run through the two gates of the live decision")
     parser.add_argument("--threshold", type=float, default=None,
                         help="gate 2 consensus threshold of the gated run (default: chosen "
-                             "on the validation split from 0.5, 0.6, 0.65, 0.7, 0.8, 0.9 by "
+                             "on the validation split from 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, "
+                             "0.9 by "
                              "net P&L for a test report, else 0.65)")
     parser.add_argument("--mc-passes", type=int, default=50,
                         help="MC-dropout passes per decision of the gated run (default 50)")

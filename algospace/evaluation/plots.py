@@ -199,9 +199,9 @@ def calibration_plot(table: Mapping[str, Any], path: Path) -> None:
     labels = [f"{r['bin']}" for r in rows]
     right.bar(labels, np.nan_to_num(pnl), color=["tab:green" if v > 0 else "tab:red"
                                                  for v in np.nan_to_num(pnl)])
-    for label, r in zip(labels, rows, strict=True):  # trades per bar ("none": no bar)
+    for label, r, v in zip(labels, rows, np.nan_to_num(pnl), strict=True):  # trades per bar
         right.annotate(f"{r['trades_opened']:,}" if r["trades_opened"] else "none",
-                       (label, 0.0), ha="center", va="bottom", fontsize=7, color="dimgrey")
+                       (label, max(float(v), 0.0)), ha="center", va="bottom", fontsize=7)
     right.axhline(0.0, color="grey", lw=0.6)
     right.set(xlabel="consensus bin (1 = lowest); figures: trades opened",
               ylabel="mean net P&L per trade ($)",

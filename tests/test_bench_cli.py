@@ -23,7 +23,7 @@ def test_bench_help_is_plain_and_names_existing_modules() -> None:
     named = set(re.findall(r"experiments/[\w/]+\.py", text))
     assert {"experiments/bench/data.py", "experiments/bench/env.py"} <= named
     assert [p for p in sorted(named) if not (ROOT / p).is_file()] == []
-    for name in ("data", "env", "learn", "train", "team", "market", "latency"):
+    for name in ("data", "env", "learn", "train", "team", "market", "latency", "uncertainty"):
         assert re.search(rf"^  {name} ", text, re.M), f"{name} missing from the help"
 
 

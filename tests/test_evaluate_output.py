@@ -186,8 +186,10 @@ def test_decide_counts_what_evaluate_counts(run: dict[str, Any], tmp_path: Path,
     prepared = prepare(run["data"], log=lambda _: None)
     lo, _ = prepared.splits.range("test")
     out = tmp_path / "decisions.csv"
+    threshold = run["report"]["gated"]["gates"]["threshold"]  # chosen on validation
     assert main(["decide", str(run["checkpoint"]), "--mc-passes", "2", "--start",
-                 str(prepared.base.open_time[lo]), "--out", str(out)]) == 0
+                 str(prepared.base.open_time[lo]), "--out", str(out),
+                 "--threshold", str(threshold)]) == 0
     printed = capsys.readouterr().out
     log = pd.read_csv(out)
     sizes = log.groupby("session").size()
@@ -201,3 +203,33 @@ def test_decide_counts_what_evaluate_counts(run: dict[str, Any], tmp_path: Path,
     assert (f"{len(whole):,} in the {report['period']['tiles']:,} complete ones of {STEPS} "
             "steps") in printed
     assert f"[decide] {HEADER}" in printed and "[decide] agents, gated" in printed
+
+
+def test_the_report_calibrates_the_consensus_and_chooses_the_threshold_on_validation(
+        run: dict[str, Any]) -> None:
+    """Without --threshold a test report chooses gate 2's threshold on the validation split
+    from the grid and uses it in the gated run; the calibration table has ten bins over the
+    ungated team's decisions, whose trades are the greedy run's."""
+    from algospace.evaluation.gate_choice import GATE_GRID
+
+    report = run["report"]
+    u = report["uncertainty"]
+    assert u["threshold_chosen_on"] == "val" and u["grid"] == list(GATE_GRID)
+    assert [v["threshold"] for v in u["validation"]] == list(GATE_GRID)
+    best = max(v["net_pnl"] for v in u["validation"])
+    assert {v["threshold"]: v["net_pnl"] for v in u["validation"]}[u["gate_threshold"]] == best
+    assert report["gated"]["gates"]["threshold"] == u["gate_threshold"]
+    cal = u["calibration"]
+    assert len(cal["bins"]) == 10 and cal["horizon_minutes"] == 30
+    assert sum(b["decisions"] for b in cal["bins"]) + cal["left_out"] == \
+        report["period"]["bars"]
+    side = u["side_by_side"]
+    assert side["ungated_trades"] == report["agents"]["trades"]
+    assert side["ungated_net_pnl_usd"] == pytest.approx(report["agents"]["net_pnl"])
+    assert side["gated_trades"] == report["gated"]["metrics"]["trades"]
+    assert side["gated_held_back"] == report["gated"]["gate_counts"]["held_back"]
+    folder = run["run"] / "evaluation-test"
+    assert (folder / "calibration.png").is_file()
+    page = (folder / "report.html").read_text()
+    assert "reliability of the MC consensus" in page and "Gate 2's threshold" in page
+    assert "uncertainty: MC consensus ECE" in run["printed"]

@@ -78,7 +78,7 @@ def test_report_files_and_content(checkpoint: str, tmp_path: Path) -> None:
     page = (out / "report.html").read_text()
     assert "Two-gate decision" in page and "<th>agents, gated</th>" in page
     assert f"held back {counts['held_back']:,} trades" in page
-    assert page.count("data:image/png;base64,") == 6
+    assert page.count("data:image/png;base64,") == 7  # calibration.png with the gates
     assert "http://" not in page and "https://" not in page  # opens offline
     assert not list(tmp_path.glob(".report.tmp*"))
 

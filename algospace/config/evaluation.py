@@ -88,7 +88,11 @@ class EvaluationSection:
     gates: bool = True
     """Also run the agents through the two gates of the live decision and report it."""
     gate_threshold: float = CONSENSUS_THRESHOLD
-    """Gate 2's MC-consensus threshold in that run."""
+    """Gate 2's MC-consensus threshold in that run (with ``choose_gate_threshold``: the
+    default the choice falls back to on ties)."""
+    choose_gate_threshold: bool = True
+    """Choose gate 2's threshold on the validation split (0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8,
+    0.9, by net P&L) for a test report; false: ``gate_threshold`` as given."""
     mc_passes: int = 50
     """MC-dropout passes per decision in that run."""
     walk_forward: WalkForwardSection | None = None

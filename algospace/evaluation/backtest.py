@@ -136,6 +136,11 @@ class Backtest:
     the target (to re-run the account at other costs, and to attribute the P&L)."""
     initial_equity: float = 100_000.0
     """The equity the chained curve starts from (dollars)."""
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    """The clock step decided at for each executed bar (the bar executed is the next)."""
+    gate_results: tuple[Any, ...] = field(default=(), repr=False)
+    """With a gated team: the :class:`~algospace.inference.gates.GateResult` of each
+    executed bar's decision (consensus, its direction, both gates)."""
 
 
 def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *,
@@ -243,7 +248,7 @@ def backtest(env_name: str, env_config: EnvConfig, policy: Policy | GatedTeam, *
                     baselines, n_tiles, bars, contract, ruined,
                     rule_signal, gate_counts(gates) if team is not None else None,
                     limit, ruin_level, oracles, oracle_capture, env_layer(env),
-                    log.decisions(), initial)
+                    log.decisions(), initial, idx - 1, tuple(gates))
 
 
 def env_layer(env: Any) -> str:
@@ -303,6 +308,12 @@ def _exit_cost(env: Any) -> float:
     """Dollars charged per contract to close at a tile end (commission + slippage): the
     contract's ``cost_per_side``, the price the env charges in an episode's last reward."""
     return float(env.market.contract.cost_per_side)
+
+
+def decision_base_rows(env: Any, rows: np.ndarray) -> np.ndarray:
+    """The 5-minute row at the close of each of ``env``'s clock bars ``rows`` (30-minute
+    bars: their last 5-minute row)."""
+    return _base_rows(env, rows)
 
 
 def _base_rows(env: Any, rows: np.ndarray) -> np.ndarray:

@@ -97,6 +97,58 @@ def _breakdown_html(report: dict[str, Any]) -> str:
             f"in equity over the bar, costs charged on it included.</p>{''.join(tables)}")
 
 
+def _uncertainty_html(report: dict[str, Any], image: str) -> str:
+    """The consensus calibration table and plot, the threshold choice and gated vs ungated."""
+    u = report.get("uncertainty")
+    if not u:
+        return ""
+    cal, side = u["calibration"], u["side_by_side"]
+    rows = "".join(
+        f"<tr><td>{b['bin']}</td><td>{b['decisions']:,}</td>"
+        f"<td>{_fmt(b['consensus_low'], '{:.3f}')}–{_fmt(b['consensus_high'], '{:.3f}')}</td>"
+        f"<td>{_fmt(b['mean_consensus'], '{:.3f}')}</td><td>{_fmt(b['hit_rate'], '{:.3f}')}"
+        f"</td><td>{_fmt(b['hit_rate_se'], '{:.3f}')}</td><td>{b['trades_opened']:,}</td>"
+        f"<td>{_fmt(b['mean_trade_pnl'], '{:,.1f}')}</td></tr>" for b in cal["bins"])
+    grid = "".join(f"<tr><td>{v['threshold']:g}</td><td>{v['trades']:,}</td>"
+                   f"<td>{_fmt(v['net_pnl'], '{:,.0f}')}</td>"
+                   f"<td>{_fmt(v['sharpe'], '{:.2f}')}</td></tr>" for v in u["validation"])
+    choice = (f"chosen on the validation split from {', '.join(f'{t:g}' for t in u['grid'])} "
+              f"by {html.escape(u['criterion'])}" if u["threshold_chosen_on"] == "val" else
+              "as configured (not chosen on validation)")
+    figures = (("trades", "trades", "{:,}"), ("net P&L ($)", "net_pnl_usd", "{:,.0f}"),
+               ("P&L per trade ($)", "pnl_per_trade_usd", "{:,.1f}"),
+               ("Sharpe (daily)", "sharpe", "{:.2f}"))
+    side_rows = "".join(f"<tr><td>{label}</td><td>{_fmt(side['ungated_' + key], p)}</td>"
+                        f"<td>{_fmt(side['gated_' + key], p)}</td></tr>"
+                        for label, key, p in figures)
+    verdict = ("the gated team lost money" if side["gated_net_pnl_usd"] < 0 else
+               "the gated team did not lose money")
+    return (f"<h2>Uncertainty: is the MC consensus calibrated, do the gates pay?</h2>"
+            f"<p><b>Calibration</b> of the ungated team's decisions on the {u['split']} split "
+            f"({cal['decisions']:,} decisions with a direction; {cal['left_out']:,} left out: "
+            f"no direction, or the horizon past the data): decisions sorted by MC consensus "
+            f"into {len(cal['bins'])} bins of equal count; a hit is a decision whose "
+            f"consensus direction matched the next {cal['horizon_minutes']}-minute move. "
+            f"ECE (Σ bin share × |hit rate − mean consensus|) <b>{cal['ece']:.3f}</b>; top "
+            f"bin minus bottom bin hit rate {_fmt(cal['top_minus_bottom_hit_rate'], '{:+.3f}')}"
+            f" ± {_fmt(cal['top_minus_bottom_se'], '{:.3f}')} (SE).</p>"
+            f"<table><tr><th>bin</th><th>decisions</th><th>consensus</th><th>mean consensus"
+            f"</th><th>hit rate</th><th>SE</th><th>trades opened</th><th>mean net P&L per "
+            f"trade ($)</th></tr>{rows}</table>{image}"
+            f"<p><b>Gate 2's threshold</b>: {u['gate_threshold']:g}, {choice} (default "
+            f"{u['default_threshold']:g}). On the {u['split']} split {verdict}: it made "
+            f"{_fmt(side['trades_let_through'], '{:.1%}')} of the ungated team's trades; the "
+            f"gates held back {_fmt(side['share_of_wanted_trades_held_back'], '{:.1%}')} of "
+            f"the {side['gated_wanted_new_exposure']:,} wanted new exposures; gate 1 closed "
+            f"at {side['gated_synergy_closed']:,} and gate 2 at "
+            f"{side['gated_consensus_closed']:,} of {side['gated_decisions']:,} decisions.</p>"
+            f"<table style='display:inline-table;vertical-align:top;margin-right:1em'><tr>"
+            f"<th>{u['split']} split</th><th>ungated</th><th>gated</th></tr>{side_rows}"
+            f"</table>" + (f"<table style='display:inline-table;vertical-align:top'><tr>"
+                           f"<th>validation: threshold</th><th>trades</th><th>net P&L ($)"
+                           f"</th><th>Sharpe</th></tr>{grid}</table>" if grid else ""))
+
+
 def write_html(report: dict[str, Any], folder: Path) -> None:
     """The self-contained report page (images embedded)."""
     gated = report.get("gated")
@@ -174,6 +226,8 @@ ${report['pnl_difference_vs_best']['high_97.5']:,.0f}]. Sharpe difference:
 {_breakdown_html(report)}
 {img('costs.png', 'net P&L against the cost multiple')}
 {img('hours.png', 'net P&L per hour and weekday')}
+{_uncertainty_html(report, img('calibration.png', 'reliability of the MC consensus')
+                   if report.get('uncertainty') else '')}
 <p>Checkpoint: <code>{html.escape(report['checkpoint'])}</code>. Figures in
 <code>report.json</code>.</p></body></html>
 """

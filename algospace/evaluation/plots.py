@@ -21,7 +21,7 @@ from algospace.evaluation.attribution import hour_weekday
 from algospace.evaluation.backtest import Backtest
 from algospace.evaluation.metrics import Metrics
 
-__all__ = ["cost_plot", "strategy_label", "write_plots"]
+__all__ = ["calibration_plot", "cost_plot", "strategy_label", "write_plots"]
 
 
 def _equity_plot(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
@@ -146,6 +146,8 @@ def write_plots(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
     plt.close(fig)
     cost_plot(report, folder)
     _hour_weekday_plot(bt, folder)
+    if report.get("uncertainty"):
+        calibration_plot(report["uncertainty"]["calibration"], folder / "calibration.png")
 
 
 def cost_plot(report: Mapping[str, Any], folder: Path,
@@ -168,6 +170,44 @@ def cost_plot(report: Mapping[str, Any], folder: Path,
            title=title)
     fig.tight_layout()
     fig.savefig(folder / "costs.png", dpi=100)
+    plt.close(fig)
+
+
+def calibration_plot(table: Mapping[str, Any], path: Path) -> None:
+    """A reliability plot of the MC consensus (``table``:
+    :func:`algospace.evaluation.calibration.calibration`): hit rate against mean consensus
+    per bin with ± 1 standard error, the diagonal of a calibrated consensus, and the mean
+    net P&L of the trades opened in each bin beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in table["bins"] if r["decisions"]]
+    x = np.array([r["mean_consensus"] for r in rows])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.errorbar(x, [r["hit_rate"] for r in rows], yerr=[r["hit_rate_se"] for r in rows],
+                  marker="o", capsize=3, label="hit rate ± 1 SE")
+    left.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="calibrated")
+    left.axhline(0.5, color="grey", lw=0.5, ls=":")
+    left.set(xlim=(0, 1), ylim=(0, 1), xlabel="MC consensus (mean of the bin)",
+             ylabel=f"share of directions right ({table.get('horizon_minutes', '?')} min)",
+             title=f"reliability, {len(table['bins'])} equal-count bins, "
+                   f"ECE {table['ece']:.3f} ({table['decisions']:,} decisions)")
+    left.legend(loc="upper left", fontsize=8)
+    pnl = [r["mean_trade_pnl"] for r in rows]
+    labels = [f"{r['bin']}" for r in rows]
+    right.bar(labels, np.nan_to_num(pnl), color=["tab:green" if v > 0 else "tab:red"
+                                                 for v in np.nan_to_num(pnl)])
+    for label, r, v in zip(labels, rows, np.nan_to_num(pnl), strict=True):  # trades per bar
+        right.annotate(f"{r['trades_opened']:,}" if r["trades_opened"] else "none",
+                       (label, max(float(v), 0.0)), ha="center", va="bottom", fontsize=7)
+    right.axhline(0.0, color="grey", lw=0.6)
+    right.set(xlabel="consensus bin (1 = lowest); figures: trades opened",
+              ylabel="mean net P&L per trade ($)",
+              title="trades opened after the bin's decisions")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -33,7 +33,11 @@ the two gates of the live decision (DESIGN §6,
 and the agents' MC-dropout consensus agree), with the engine's own decision
 code (:class:`algospace.inference.policy.GatedTeam`). The report gives the gated
 run's figures beside the plain ones and counts how often each gate closed and
-how many trades the gates held back (``gates=None``: the plain run only).
+how many trades the gates held back (``gates=None``: the plain run only). With the gated
+run comes the uncertainty study of :mod:`algospace.evaluation.uncertainty`: the calibration
+of the MC consensus (``calibration.png``, a reliability plot, and a table), and — with
+``gate_grid`` on a test report — gate 2's threshold chosen on the validation split, the
+gated team set beside the ungated one.
 
 Progress: the backtest's per-tile lines only with ``verbose``; otherwise at most one
 line every :data:`PROGRESS_EVERY` seconds, and each run ends with one line counting its
@@ -82,6 +86,7 @@ from algospace.evaluation.own_data import csv_env_config
 from algospace.evaluation.page import write_html
 from algospace.evaluation.plots import write_plots
 from algospace.evaluation.stats import deflated_sharpe_ratio
+from algospace.evaluation.uncertainty import Study, uncertainty_study
 from algospace.files import atomic_dir
 from algospace.inference.gates import GateConfig
 from envs.core.layout import RISK_CONTRACTS, STRATEGIC_ACTIONS, TACTICAL_ACTIONS
@@ -127,6 +132,9 @@ class EvaluateConfig:
     """MC-dropout passes per decision of the gated run (gate 2's consensus)."""
     gate_seed: int = 0
     """Seeds the gated run's dropout masks (with the clock step), as ``decide --seed``."""
+    gate_grid: tuple[float, ...] | None = None
+    """Gate 2's thresholds to choose from on the validation split (a test report only;
+    :mod:`algospace.evaluation.gate_choice`); None: ``gates.threshold`` as given."""
     selection: str | None = None
     """``selection.json`` of the run (what model selection looked at, for the Deflated
     Sharpe Ratio); default: the one next to the checkpoint's folder or in its run folder."""
@@ -140,6 +148,10 @@ class EvaluateConfig:
         if self.mc_passes < 1:
             raise ConfigError(f"mc_passes must be >= 1 (gate 2 reads the MC consensus), got "
                               f"{self.mc_passes!r}")
+        if self.gate_grid is not None and (not self.gate_grid or not all(
+                0.0 <= t <= 1.0 for t in self.gate_grid)):
+            raise ConfigError(f"gate_grid must hold thresholds in [0, 1], got "
+                              f"{self.gate_grid!r}")
         if self.gate_seed < 0:
             raise ConfigError(f"gate_seed must be >= 0, got {self.gate_seed!r}")
         if self.random_seeds < 1:
@@ -170,21 +182,23 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
     began = time.monotonic()
     bt = backtest(train_cfg.env, env_cfg, policy, seed=cfg.seed, progress=progress)
     log(_ran("greedy run", bt, time.monotonic() - began))
-    gated = None
+    study = None
     if cfg.gates is not None:
-        from algospace.inference.policy import GatedTeam
-
-        log(f"[evaluate] the same bars through the two gates (threshold {cfg.gates.threshold}, "
-            f"{cfg.mc_passes} MC passes)")
-        team = GatedTeam(modules, mc_passes=cfg.mc_passes, gates=cfg.gates, seed=cfg.gate_seed)
+        grid = "" if cfg.gate_grid is None else \
+            f", gate 2's threshold chosen on validation from {list(cfg.gate_grid)}"
+        log(f"[evaluate] the same bars through the two gates ({cfg.mc_passes} MC passes"
+            f"{grid}) and the consensus calibration")
         began = time.monotonic()
-        gated = backtest(train_cfg.env, env_cfg, team, seed=cfg.seed, progress=progress)
-        log(_ran("gated run", gated, time.monotonic() - began))
+        study = uncertainty_study(train_cfg.env, env_cfg, modules, gates=cfg.gates,
+                                  mc_passes=cfg.mc_passes, gate_seed=cfg.gate_seed,
+                                  seed=cfg.seed, grid=cfg.gate_grid, progress=progress,
+                                  log=log)
+        log(_ran("gated run", study.gated, time.monotonic() - began))
     out = report_dir(cfg)
     report: dict[str, Any] = {}
 
     def fill(folder: Path) -> None:
-        report.update(_report(cfg, train_cfg, env_cfg, bt, counts, folder, gated))
+        report.update(_report(cfg, train_cfg, env_cfg, bt, counts, folder, study))
         (folder / "report.json").write_text(json.dumps(report, indent=2, default=_json))
         write_html(report, folder)
 
@@ -263,9 +277,10 @@ def report_dir(cfg: EvaluateConfig) -> Path:
 
 # ------------------------------------------------------------------ figures
 def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
-            counts: dict[str, Counter[int]], folder: Path, gated: Backtest | None = None
+            counts: dict[str, Counter[int]], folder: Path, study: Study | None = None
             ) -> dict[str, Any]:
     """Every figure of the report (and the PNGs, written into ``folder``)."""
+    gated = None if study is None else study.gated
     from algospace.features.pipeline import prepare
 
     prepared = prepare(env_cfg.data, log=lambda _: None)
@@ -341,7 +356,7 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
         report["gated"] = {
             "policy": "greedy, a new position only when both gates are open (the live "
                       "decision of algospace decide)",
-            "gates": {"threshold": cfg.gates.threshold,
+            "gates": {"threshold": study.threshold if study else cfg.gates.threshold,
                       "regime_adjustment": cfg.gates.regime_adjustment,
                       "drawdown_adjustment": cfg.gates.drawdown_adjustment,
                       "max_threshold": cfg.gates.max_threshold,
@@ -349,6 +364,7 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
             "gate_counts": dict(gated.gate_counts),
             "metrics": to_dict(gated.metrics),
         }
+        report["uncertainty"] = study.summary if study else {}
     write_plots(bt, curves, counts, report, folder, cfg.window_days,
            None if gated is None else gated.equity)
     return report

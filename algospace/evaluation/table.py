@@ -60,6 +60,15 @@ def evaluation_table(report: dict[str, Any]) -> list[str]:
                      f"gate 2 at {n['consensus_closed']:,} of {n['decisions']:,} decisions; "
                      f"{n['held_back']:,} trades held back")
         lines.append(f"  decisions counted: {counted(period)}")
+    u = report.get("uncertainty")
+    if u:
+        side, cal = u["side_by_side"], u["calibration"]
+        how = "chosen on validation" if u["threshold_chosen_on"] == "val" else "as given"
+        lines.append(f"uncertainty: MC consensus ECE {cal['ece']:.3f} over "
+                     f"{cal['decisions']:,} decisions; gate 2 threshold {u['gate_threshold']:g}"
+                     f" ({how}); P&L per trade gated ${side['gated_pnl_per_trade_usd']:,.1f} "
+                     f"({side['gated_trades']:,} trades), ungated "
+                     f"${side['ungated_pnl_per_trade_usd']:,.1f} ({side['ungated_trades']:,})")
     return lines
 
 

@@ -88,6 +88,9 @@ class GateResult:
     """The agents' target position (contracts)."""
     target: int
     """The target sent: ``wanted``, or what the closed gates leave of it."""
+    grows: bool = False
+    """The agents wanted new exposure (open, add, or the new side of a reversal): the only
+    wish the gates can hold back."""
 
     @property
     def held_back(self) -> bool:
@@ -130,4 +133,4 @@ def apply_gates(wanted: int, position: int, *, synergy_direction: float,
         if not agree:
             target = position if _sign(position) == _sign(wanted) else 0
     return GateResult(synergy_open, consensus_open, consensus, direction, threshold, wanted,
-                      target)
+                      target, grows)

@@ -217,6 +217,7 @@ def store_latents(cfg: ExperimentConfig, checkpoint: str, log: Log) -> dict[str,
 def final_evaluation(cfg: ExperimentConfig, checkpoint: str, exp_dir: Path,
                      log: Log) -> dict[str, Any]:
     """Evaluate the best checkpoint on the test split; print the headline table."""
+    from algospace.evaluation.gate_choice import GATE_GRID
     from algospace.evaluation.report import EvaluateConfig, evaluate
     from algospace.evaluation.table import evaluation_table
     from algospace.inference.gates import GateConfig
@@ -229,6 +230,7 @@ def final_evaluation(cfg: ExperimentConfig, checkpoint: str, exp_dir: Path,
                                      seed=cfg.seed,
                                      gates=GateConfig(threshold=e.gate_threshold)
                                      if e.gates else None, mc_passes=e.mc_passes,
+                                     gate_grid=GATE_GRID if e.choose_gate_threshold else None,
                                      selection=str(exp_dir / SELECTION)), log=log)
     headline = evaluation_table(report)
     for line in headline:

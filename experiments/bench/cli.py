@@ -38,6 +38,12 @@ Benchmarks (the module that runs each, from the repository root):
            50-pass MC consensus and the gates, and the stream's feature update
            after each --history-days length (default 30 days and 5 years).
            Targets: p99 tactical < 1 ms, strategic < 5 ms.
+  uncertainty  experiments/uncertainty.py: trains strategic_v0 (--iterations,
+           default 25; or takes --checkpoint), then on a fresh long market: the
+           MC consensus's calibration (hit rate of the consensus direction per
+           consensus decile, its standard error, ECE), gate 2's threshold chosen
+           on the validation split, and the gated team beside the ungated one on
+           the test split (trades, P&L per trade, Sharpe).
 
 --quick makes a smoke run: it only checks that a benchmark runs; its figures
 are not results. What it shrinks, per benchmark:
@@ -48,6 +54,8 @@ are not results. What it shrinks, per benchmark:
                 after 30 and 35 days of history
   team          every training run is experiments.run --quick (2 iterations,
                 a 20-day market), evaluated on at most 60 days
+  uncertainty   2 training iterations on a 20-day market (unless --checkpoint),
+                a 60-day evaluation market, 8 MC passes
   learn, train  no smoke run (an error): use --iterations / --timed-iterations
 
 Examples (quick ones):
@@ -126,7 +134,7 @@ def _learn(args: argparse.Namespace) -> Figures:
     """The learning benchmark (experiments/learn.py)."""
     from experiments import learn
 
-    return learn.run_seeds(iterations=args.iterations, eval_every=args.eval_every,
+    return learn.run_seeds(iterations=_iterations(args, 60), eval_every=args.eval_every,
                            seeds=_seeds(args, "0,1,2"), eval_days=args.eval_days,
                            signal=args.signal)
 
@@ -165,9 +173,27 @@ def _latency(args: argparse.Namespace) -> Figures:
                        history_days=days)
 
 
+def _uncertainty(args: argparse.Namespace) -> Figures:
+    """Calibration of the MC consensus and the gates (experiments/uncertainty.py)."""
+    from experiments import uncertainty
+
+    return uncertainty.run(checkpoint=args.checkpoint,
+                           iterations=_iterations(args, uncertainty.ITERATIONS),
+                           eval_days=args.eval_days, seed=_seeds(args, "0")[0],
+                           signal=args.signal, quick=args.quick)
+
+
+def _iterations(args: argparse.Namespace, default: int) -> int:
+    """``--iterations`` (``default`` when not given), at least 1."""
+    value = default if args.iterations is None else args.iterations
+    if value < 1:
+        raise ConfigError(f"--iterations must be >= 1, got {value}")
+    return int(value)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
     "data": _data, "env": _env, "learn": _learn, "train": _train, "team": _team,
-    "latency": _latency, "market": _market}
+    "latency": _latency, "market": _market, "uncertainty": _uncertainty}
 """Each benchmark's name and how it runs from the parsed command line."""
 
 
@@ -186,28 +212,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=None,
                         help="env: minimum timed stepping per env in seconds (default "
                              f"{env.DEFAULT_SECONDS:g})")
-    parser.add_argument("--iterations", type=int, default=60,
-                        help="learn: training iterations (default 60)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="learn: training iterations (default 60); uncertainty: "
+                             "(default 25)")
     parser.add_argument("--eval-every", type=int, default=10,
                         help="learn: backtest the validation split every N iterations "
                              "(default 10)")
     parser.add_argument("--eval-days", type=int, default=1000,
-                        help="learn, team: trading days of the fresh market the final "
-                             "policy is evaluated on (default 1000)")
+                        help="learn, team, uncertainty: trading days of the fresh market "
+                             "the final policy is evaluated on (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="market: the market's seed")
     parser.add_argument("--signal", type=_signal, default=1.0,
-                        help="learn: strength of the planted components in multiples of the "
+                        help="learn, uncertainty: strength of the planted components in "
+                             "multiples of the "
                              "calibrated market's (default 1.0; the training and the fresh "
                              "evaluation market both)")
     parser.add_argument("--seeds", default=None,
                         help="learn, team (default 0,1,2): comma-separated "
-                             "training seeds; the market seed varies with each")
+                             "training seeds; the market seed varies with each; "
+                             "uncertainty: its first (default 0)")
     parser.add_argument("--timed-iterations", type=int, default=3,
                         help="train: iterations timed after one warm-up (default 3)")
     parser.add_argument("--gpu", action="store_true",
                         help="train: also time our learner on one GPU")
     parser.add_argument("--checkpoint",
-                        help="latency: time this checkpoint's actors (default: fresh ones)")
+                        help="latency: time this checkpoint's actors (default: fresh ones); "
+                             "uncertainty: study this checkpoint's actors instead of "
+                             "training")
     parser.add_argument("--repeats", type=int,
                         help="latency: timed decision steps per variant (default 5000)")
     parser.add_argument("--history-days", default=None,

@@ -287,7 +287,7 @@ class ActorModule(TorchRLModule):
             else:
                 logits = self.logits(local)
             actions = self.sample(logits, rng)
-            logp = self._dist_cls().from_logits(logits).logp(actions)
+            logp = self.logp(logits, actions)
             out.update({Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: actions,
                         Columns.ACTION_LOGP: logp,
                         MC_STATS: self.mc_stats(local, generator=rng)})
@@ -310,6 +310,17 @@ class ActorModule(TorchRLModule):
                            self.mask_bits)
         return {Columns.ACTION_DIST_INPUTS: self.logits(local, keep=keep)}
 
+    def logp(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Log-probability of ``actions`` under the distribution of ``logits``: the value
+        (bit for bit) of ``self._dist_cls().from_logits(logits).logp(actions)``, the same
+        tensor operations without building RLlib's and torch's distribution objects."""
+        if not self.is_multi_discrete:
+            return _categorical_logp(logits, actions)
+        parts = torch.split(logits, list(self.input_lens), dim=-1)
+        logps = [_categorical_logp(p, a) for p, a in zip(parts, torch.unbind(actions, dim=-1),
+                                                         strict=True)]
+        return torch.sum(torch.stack(logps), dim=0)
+
     # ------------------------------------------------------------ distributions
     def _dist_cls(self) -> Any:
         """TorchCategorical, or TorchMultiCategorical bound to the head sizes."""
@@ -331,6 +342,12 @@ class ActorModule(TorchRLModule):
     def get_train_action_dist_cls(self) -> Any:
         """Distribution class for the PPO loss."""
         return self._dist_cls()
+
+
+def _categorical_logp(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """``torch.distributions.Categorical(logits=logits).log_prob(actions)``'s operations."""
+    normalised = logits - logits.logsumexp(dim=-1, keepdim=True)
+    return normalised.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -384,5 +401,7 @@ def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int, *,
             heads = [p / p.sum(dim=-1, keepdim=True) for p in torch.split(probs, lens, dim=-1)]
             stats = agent_stats_multi(heads)
         else:
-            stats = agent_stats(mc_probs(dropout_logits, flat, passes), actor.votes)
+            # an ActorModule's votes were checked once, by its config
+            stats = agent_stats(mc_probs(dropout_logits, flat, passes), actor.votes,
+                                check_votes=not isinstance(actor, ActorModule))
     return stats.reshape(*lead, N_AGENT_STATS)

@@ -70,3 +70,27 @@ def test_exploring_calls_the_forward_of_an_eval_module_and_restores_its_mode() -
     assert set(got) == set(want)
     for key, value in want.items():
         assert torch.equal(got[key], value), key
+
+
+@pytest.mark.parametrize("space", SPACES, ids=["discrete", "multidiscrete"])
+@pytest.mark.parametrize("rows", [1, 3, 16])
+def test_exploration_shares_the_first_layer_with_the_mc_passes(space: Any, rows: int) -> None:
+    """The exploration forward computes the first hidden layer once for its logits and its
+    MC passes: the logits and actions are those of the plain forward bit for bit, the MC
+    statistics those of passes over the tiled input (to float32 rounding: the first layer's
+    product may take another summation order on fewer rows)."""
+    from algospace.models.actor import actor_mc_stats
+
+    actor = _actor(space)
+    x = torch.randn(rows, 12, generator=torch.Generator().manual_seed(rows))
+    actor.seed_sampling(11)
+    got = actor.forward_exploration({"obs": {"local": x}})
+    actor.seed_sampling(11)
+    rng = actor.sample_generator(x.device)
+    with torch.no_grad():
+        logits = actor.logits(x)
+        actions = actor.sample(logits, rng)
+        stats = actor_mc_stats(actor, x, actor.cfg.mc_passes, generator=rng)
+    assert torch.equal(got["action_dist_inputs"], logits)
+    assert torch.equal(got["actions"], actions)
+    torch.testing.assert_close(got["mc_stats"], stats, rtol=1e-5, atol=1e-6)

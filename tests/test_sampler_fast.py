@@ -60,13 +60,20 @@ def test_exploring_calls_the_forward_of_an_eval_module_and_restores_its_mode() -
     actor = _actor(SPACES[0])
     actor.train()
     batch = {"obs": {"local": torch.randn(5, 12), "state": torch.randn(5, 4)}}
-    actor.seed_sampling(7)
-    want = actor.forward_exploration(batch)
-    actor.seed_sampling(7)
-    with _exploring({"x": actor}, ["x"]) as forward:
-        assert not actor.training and not torch.is_grad_enabled()
-        got = forward["x"](batch)
-    assert actor.training
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the thread count may change the matrix products' bits
+        actor.seed_sampling(7)
+        want = actor.forward_exploration(batch)
+        actor.seed_sampling(7)
+        torch.set_num_threads(2)
+        with _exploring({"x": actor}, ["x"]) as forward:
+            assert not actor.training and not torch.is_grad_enabled()
+            assert torch.get_num_threads() == 1
+            got = forward["x"](batch)
+        assert actor.training and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     assert set(got) == set(want)
     for key, value in want.items():
         assert torch.equal(got[key], value), key

@@ -354,15 +354,23 @@ def _exploring(modules: Any, ids: Any) -> Iterator[dict[str, Any]]:
     back around every call (a walk over its submodules each time); here the modules are
     put in eval mode once and their ``_forward_exploration`` called directly, which is
     what that wrapper calls. Other modules keep ``forward_exploration``.
+
+    Torch runs on one intra-op thread meanwhile (restored after): the forwards are small
+    (a few dozen rows), too small for torch to split, and a second thread only adds waits
+    (in the driver, with ``num_env_runners`` 0, torch otherwise uses every core; RLlib's
+    remote runners get one thread per CPU they reserve).
     """
     training = {m: modules[m].training for m in ids if isinstance(modules[m], TorchRLModule)}
+    threads = torch.get_num_threads()
     for m in training:
         modules[m].eval()
     try:
+        torch.set_num_threads(1)
         with torch.no_grad():
             yield {m: modules[m]._forward_exploration if m in training
                    else modules[m].forward_exploration for m in ids}
     finally:
+        torch.set_num_threads(threads)
         for m, was in training.items():
             if was:
                 modules[m].train()

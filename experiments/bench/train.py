@@ -21,7 +21,8 @@ Figures: env and agent steps per second for sampling alone and for whole iterati
 (one warm-up iteration, then ``--timed-iterations``), the sampling / learning split of
 an iteration (RLlib's timers), and the ratios ours / stock and ours / env alone. Targets
 (issue 22): sampling ≥ 10× and whole iterations ≥ 3× the stock runner's best.
-``--gpu`` puts our learner on one GPU (``num_gpus_per_learner`` 1) and fails at once
+The learner runs in this process on one torch thread (:data:`LEARNER_THREADS`), on both
+sides. ``--gpu`` puts our learner on one GPU (``num_gpus_per_learner`` 1) and fails at once
 where torch sees none.
 """
 
@@ -41,6 +42,11 @@ TRAIN_TARGET = 3.0
 GRID_RUNNERS = (0, 1)
 GRID_ENVS = (1, 4, 8, 16)
 DEFAULT_COPIES = 16
+LEARNER_THREADS = 1
+"""Torch intra-op threads of this process, where the learner (and the samplers with
+``num_env_runners`` 0) run: as in a Tune trial, whose actor Ray starts with one thread
+per reserved CPU (the learner's one). With both cores, on a busy 2-core machine, the
+learner's update took 58 s instead of 3.6 s (waits of the second thread)."""
 
 
 @dataclass(frozen=True)
@@ -188,13 +194,17 @@ def run(iterations: int = 3, gpu: bool = False, copies: int = DEFAULT_COPIES,
         raise ConfigError(f"--copies must be >= 1, got {copies}")
     setting = SMOKE if quick else Setting(iterations=iterations, copies=copies)
     import ray
+    import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(LEARNER_THREADS)
     ray.init(address="local", include_dashboard=False, log_to_driver=False,
              ignore_reinit_error=True)
     try:
-        return _run(setting, gpu)
+        return {**_run(setting, gpu), "driver_torch_threads": LEARNER_THREADS}
     finally:
         ray.shutdown()
+        torch.set_num_threads(threads)
 
 
 def _run(setting: Setting, gpu: bool) -> dict[str, Any]:

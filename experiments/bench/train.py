@@ -44,9 +44,9 @@ GRID_ENVS = (1, 4, 8, 16)
 DEFAULT_COPIES = 16
 LEARNER_THREADS = 1
 """Torch intra-op threads of this process, where the learner (and the samplers with
-``num_env_runners`` 0) run: as in a Tune trial, whose actor Ray starts with one thread
-per reserved CPU (the learner's one). With both cores, on a busy 2-core machine, the
-learner's update took 58 s instead of 3.6 s (waits of the second thread)."""
+``num_env_runners`` 0) run, on both sides: the count Ray gives an actor that reserves one
+CPU (``OMP_NUM_THREADS``). With both cores, on a busy 2-core machine, one learner update
+of joint_v0 took 58 s instead of 3.6 s (the second thread's waits)."""
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from envs.registry import ENV_NAMES
 from experiments.bench import env
@@ -59,11 +62,63 @@ def test_quick_is_a_smoke_run_of_each_bench_that_has_one(monkeypatch: Any,
     assert calls["market"]["days"] == 30
     assert calls["env"] == {"steps": env.DEFAULT_STEPS, "seconds": env.DEFAULT_SECONDS}
     capsys.readouterr()
-    for name in ("learn", "train"):
-        assert cli.main([name, "--quick"]) == 2
-        captured = capsys.readouterr()
-        assert captured.out == ""
-        assert captured.err.startswith(f"error: --quick: the {name} benchmark has no smoke run")
+    assert cli.main(["learn", "--quick"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: --quick: the learn benchmark has no smoke run")
+
+
+TRAIN_KEYS = ("ours_sampling_env_steps_per_s", "ours_sampling_agent_steps_per_s",
+              "ours_learning_share", "stock_best_config", "stock_sampling_env_steps_per_s",
+              "ours_train_env_steps_per_s", "stock_train_env_steps_per_s",
+              "env_alone_env_steps_per_s", "sampling_speedup_vs_stock",
+              "train_speedup_vs_stock")
+"""The keys issue 22 names for ``bench train --json``."""
+
+
+def test_train_options_reach_the_bench_and_gpu_without_one_is_a_clear_error(
+        monkeypatch: Any, capsys: Any) -> None:
+    import torch
+
+    from experiments.bench import cli, train
+
+    seen: list[dict[str, Any]] = []
+    real_run = train.run
+    monkeypatch.setattr(cli, "machine", lambda: {"host": "test"})
+    monkeypatch.setattr(train, "run", lambda **kw: seen.append(kw) or {"ok": 1})
+    assert cli.main(["train", "--copies", "32", "--timed-iterations", "2"]) == 0
+    assert cli.main(["train", "--quick"]) == 0
+    assert seen == [{"iterations": 2, "gpu": False, "copies": 32, "quick": False},
+                    {"iterations": 3, "gpu": False, "copies": 16, "quick": True}]
+    monkeypatch.setattr(train, "run", real_run)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    capsys.readouterr()
+    assert cli.main(["train", "--gpu"]) == 2  # refused before anything starts
+    err = capsys.readouterr().err
+    assert err.startswith("error: --gpu: torch sees no CUDA GPU")
+    assert cli.main(["train", "--copies", "0"]) == 2
+    assert "--copies must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.train
+def test_train_smoke_run_writes_every_figure(tmp_path: Path, capsys: Any) -> None:
+    """``bench train --quick``: all three sides on a tiny market (figures no result)."""
+    from experiments.bench import cli
+
+    out = tmp_path / "train.json"
+    assert cli.main(["train", "--quick", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    for key in TRAIN_KEYS:
+        assert key in figures, key
+    assert figures["stock_best_config"] in (
+        "num_env_runners=0, num_envs_per_env_runner=1",
+        "num_env_runners=0, num_envs_per_env_runner=2")
+    for key in TRAIN_KEYS:
+        if key != "stock_best_config":
+            assert figures[key] > 0, key
+    assert figures["sampling_speedup_vs_stock"] == pytest.approx(
+        figures["ours_sampling_env_steps_per_s"] / figures["stock_sampling_env_steps_per_s"])
+    assert "sampling_speedup_vs_stock" in capsys.readouterr().out
 
 
 def test_learn_signal_reaches_the_markets_and_a_bad_one_is_refused(monkeypatch: Any,

@@ -189,13 +189,16 @@ class ActorModule(TorchRLModule):
     # ------------------------------------------------------------------ network
     def logits(self, local: torch.Tensor, *, dropout: bool = False,
                generator: torch.Generator | None = None,
-               keep: torch.Tensor | None = None) -> torch.Tensor:
+               keep: torch.Tensor | None = None, first: bool = False) -> torch.Tensor:
         """Action-distribution inputs ``[..., sum(nvec)]``; dropout only if asked.
 
         ``keep`` (bool ``[..., sum(hidden)]``, the hidden units in forward order): dropout
         under exactly these masks (inverted: kept units scaled by ``1 / (1 - p)``).
         Otherwise, with ``dropout`` and ``generator`` the masks are drawn from it; with
-        ``dropout`` alone from torch's global generator (``F.dropout``).
+        ``dropout`` alone from torch's global generator (``F.dropout``). ``first``:
+        ``local`` is already the first hidden layer's activation, ``relu(layers[0](x))``
+        before its dropout (:meth:`first_hidden`; the exploration forward computes it once
+        for its logits and its MC passes).
         """
         x = local
         p = self.cfg.dropout
@@ -205,7 +208,8 @@ class ActorModule(TorchRLModule):
                                  f"{self.mask_bits}], got {tuple(keep.shape)}")
             masks = torch.split(keep, list(self.cfg.hidden), dim=-1)
         for i, layer in enumerate(self.layers):
-            x = F.relu(layer(x))
+            if not (first and i == 0):
+                x = F.relu(layer(x))
             if keep is not None:
                 x = x * masks[i] / (1.0 - p)
             elif dropout and generator is not None and p > 0:
@@ -214,6 +218,10 @@ class ActorModule(TorchRLModule):
             else:
                 x = F.dropout(x, p=p, training=dropout)
         return self.head(x)
+
+    def first_hidden(self, local: torch.Tensor) -> torch.Tensor:
+        """The first hidden layer's activation before its dropout (see :meth:`logits`)."""
+        return F.relu(self.layers[0](local))
 
     @property
     def mask_bits(self) -> int:
@@ -240,6 +248,9 @@ class ActorModule(TorchRLModule):
 
     def sample(self, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Actions drawn from the softmax of each head: ``[B]`` or ``[B, heads]``."""
+        if logits.dim() == 2 and not self.is_multi_discrete:  # the sampler's case, same draws
+            return torch.multinomial(torch.softmax(logits, dim=-1), 1,
+                                     generator=generator).squeeze(-1)
         flat = logits.reshape(-1, logits.shape[-1])
         heads = [torch.multinomial(torch.softmax(part, dim=-1), 1, generator=generator)
                  .squeeze(-1) for part in torch.split(flat, list(self.input_lens), dim=-1)]
@@ -256,10 +267,12 @@ class ActorModule(TorchRLModule):
         return torch.as_tensor(obs[LOCAL], dtype=torch.float32, device=self.head.weight.device)
 
     def mc_stats(self, local: torch.Tensor, passes: int | None = None, *,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """MC-dropout statistics ``[..., 6]`` from ``passes`` (default ``mc_passes``) passes."""
+                 generator: torch.Generator | None = None,
+                 first: torch.Tensor | None = None) -> torch.Tensor:
+        """MC-dropout statistics ``[..., 6]`` from ``passes`` (default ``mc_passes``) passes
+        (``first``: :meth:`first_hidden` of ``local``, if already computed)."""
         n = self.cfg.mc_passes if passes is None else passes
-        return actor_mc_stats(self, local, n, generator=generator)
+        return actor_mc_stats(self, local, n, generator=generator, first=first)
 
     # ----------------------------------------------------------------- forwards
     @override(TorchRLModule)
@@ -278,19 +291,20 @@ class ActorModule(TorchRLModule):
             local = self._local(batch)
             rng = self.sample_generator(local.device)
             out: dict[str, Any] = {}
+            first = self.first_hidden(local)  # shared by the logits and the MC passes
             if self.trains_with_dropout:
                 flat = local.reshape(-1, local.shape[-1])
                 keep = draw_keep(flat.shape[0], self.cfg.hidden, self.cfg.dropout, rng,
                                  local.device).reshape(*local.shape[:-1], self.mask_bits)
-                logits = self.logits(local, keep=keep)
+                logits = self.logits(first, keep=keep, first=True)
                 out[DROPOUT_MASK] = pack_bits(keep)
             else:
-                logits = self.logits(local)
+                logits = self.logits(first, first=True)
             actions = self.sample(logits, rng)
-            logp = self._dist_cls().from_logits(logits).logp(actions)
+            logp = self.logp(logits, actions)
             out.update({Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: actions,
                         Columns.ACTION_LOGP: logp,
-                        MC_STATS: self.mc_stats(local, generator=rng)})
+                        MC_STATS: self.mc_stats(local, generator=rng, first=first)})
             return out
 
     @override(RLModule)
@@ -309,6 +323,17 @@ class ActorModule(TorchRLModule):
         keep = unpack_bits(torch.as_tensor(batch[DROPOUT_MASK], device=local.device),
                            self.mask_bits)
         return {Columns.ACTION_DIST_INPUTS: self.logits(local, keep=keep)}
+
+    def logp(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Log-probability of ``actions`` under the distribution of ``logits``: the value
+        (bit for bit) of ``self._dist_cls().from_logits(logits).logp(actions)``, the same
+        tensor operations without building RLlib's and torch's distribution objects."""
+        if not self.is_multi_discrete:
+            return _categorical_logp(logits, actions)
+        parts = torch.split(logits, list(self.input_lens), dim=-1)
+        logps = [_categorical_logp(p, a) for p, a in zip(parts, torch.unbind(actions, dim=-1),
+                                                         strict=True)]
+        return torch.sum(torch.stack(logps), dim=0)
 
     # ------------------------------------------------------------ distributions
     def _dist_cls(self) -> Any:
@@ -333,6 +358,12 @@ class ActorModule(TorchRLModule):
         return self._dist_cls()
 
 
+def _categorical_logp(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """``torch.distributions.Categorical(logits=logits).log_prob(actions)``'s operations."""
+    normalised = logits - logits.logsumexp(dim=-1, keepdim=True)
+    return normalised.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
 def _flag(name: str, value: Any) -> bool:
     """A ``model_config`` switch: a bool (not a string such as ``"false"``)."""
     if not isinstance(value, bool | np.bool_):
@@ -352,7 +383,8 @@ def _local_dim(space: gym.Space[Any] | None) -> int:
 
 
 def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int, *,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None,
+                   first: torch.Tensor | None = None) -> torch.Tensor:
     """MC-dropout statistics ``[..., 6]`` of an actor from ``passes`` stochastic passes.
 
     ``actor`` has ``logits(x, dropout=...)``, ``input_lens``, ``is_multi_discrete`` and
@@ -360,17 +392,23 @@ def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int, *,
     :mod:`algospace.inference.export`). The passes run as ONE batched forward on the rows
     tiled ``passes`` times (:func:`algospace.models.mc_dropout.mc_probs`). ``generator``
     (an :class:`ActorModule`'s only) draws the dropout masks instead of torch's global one.
+    ``first`` (an :class:`ActorModule`'s only): ``actor.first_hidden(local)``, already
+    computed; the passes tile it instead of ``local`` (the first layer's product then runs
+    once, not once per pass: each row's product is the same in every pass).
     """
     lead = local.shape[:-1]
     flat = local.reshape(-1, local.shape[-1])
     if passes == 0:
         return flat.new_zeros((*lead, N_AGENT_STATS))
     lens = list(actor.input_lens)
+    if first is not None:
+        flat = first.reshape(-1, first.shape[-1])
+    extra: dict[str, Any] = {} if first is None else {"first": True}
 
     def dropout_logits(x: torch.Tensor) -> torch.Tensor:
         if generator is not None:
-            return actor.logits(x, dropout=True, generator=generator)
-        return actor.logits(x, dropout=True)
+            return actor.logits(x, dropout=True, generator=generator, **extra)
+        return actor.logits(x, dropout=True, **extra)
 
     def head_log_probs(x: torch.Tensor) -> torch.Tensor:
         # a softmax over the concatenated per-head log-softmaxes gives each head's
@@ -384,5 +422,7 @@ def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int, *,
             heads = [p / p.sum(dim=-1, keepdim=True) for p in torch.split(probs, lens, dim=-1)]
             stats = agent_stats_multi(heads)
         else:
-            stats = agent_stats(mc_probs(dropout_logits, flat, passes), actor.votes)
+            # an ActorModule's votes were checked once, by its config
+            stats = agent_stats(mc_probs(dropout_logits, flat, passes), actor.votes,
+                                check_votes=not isinstance(actor, ActorModule))
     return stats.reshape(*lead, N_AGENT_STATS)

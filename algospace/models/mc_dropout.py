@@ -82,7 +82,8 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
     return -torch.special.xlogy(p, p).sum(dim=-1)
 
 
-def agent_stats(probs: torch.Tensor, votes: torch.Tensor | None = None) -> torch.Tensor:
+def agent_stats(probs: torch.Tensor, votes: torch.Tensor | None = None, *,
+                check_votes: bool = True) -> torch.Tensor:
     """Per-agent MC-dropout statistics [B, 6] from pass probabilities [N, B, A].
 
     Columns follow :data:`AGENT_STATS`: ``top_prob`` is ``max_a pbar[a]`` with
@@ -91,6 +92,8 @@ def agent_stats(probs: torch.Tensor, votes: torch.Tensor | None = None) -> torch
     ``predictive - expected`` clamped at 0; ``agreement`` is the share of
     passes whose argmax equals ``argmax pbar``; ``direction`` is
     ``sum_a pbar[a] * votes[a]`` (votes ``[A]`` in ``[-1, 1]``; 0 if None).
+    ``check_votes=False`` skips the votes' checks (an actor whose config checked them
+    once; they cost a few tensor operations and a sync per call).
     """
     if probs.ndim != 3 or probs.shape[0] < 1 or probs.shape[2] < 1:
         raise ValueError(f"probs must have shape [N>=1, B, A>=1], got {tuple(probs.shape)}")
@@ -105,9 +108,9 @@ def agent_stats(probs: torch.Tensor, votes: torch.Tensor | None = None) -> torch
         direction = torch.zeros_like(top_prob)
     else:
         votes = torch.as_tensor(votes, dtype=probs.dtype, device=probs.device)
-        if votes.shape != (probs.shape[2],):
+        if check_votes and votes.shape != (probs.shape[2],):
             raise ValueError(f"votes must have shape [{probs.shape[2]}], got {tuple(votes.shape)}")
-        if bool((votes.abs() > 1.0).any()):
+        if check_votes and bool((votes.abs() > 1.0).any()):
             raise ValueError("votes must lie in [-1, 1]")
         direction = (mean @ votes).clamp(-1.0, 1.0)
     return torch.stack([top_prob, predictive, expected, mutual, agreement, direction], dim=-1)

@@ -34,14 +34,17 @@ Evaluation-style calls (``explore=False``, ``random_actions=True``) and
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
@@ -108,6 +111,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
         self.venv: Any = None
         self._venv_seed: int | None = None
         self._done_for_metrics: list[Any] = []
+        self._explore: dict[str, Any] = {}
         self._fields = runner_fields(self)  # seed, device, weights version (each sample())
         if self.env is not None:
             self._make_vector_env()
@@ -160,7 +164,8 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                                   force_reset=force_reset)
         self._fields = runner_fields(self)
         self.metrics.log_value(key=WEIGHTS_SEQ_NO, value=self._fields[2], window=1)
-        with self.metrics.log_time(SAMPLE_TIMER):
+        with self.metrics.log_time(SAMPLE_TIMER), _exploring(self.module, self._modules) \
+                as self._explore:
             episodes = self._sample_vector(self.num_envs if num_episodes is None
                                            else int(num_episodes))
         self._done_for_metrics.extend(episodes)
@@ -242,28 +247,33 @@ class VectorEnvRunner(MultiAgentEnvRunner):
 
     def _act(self, rec: Recorder, obs: dict[str, Any], acting: dict[str, np.ndarray],
              t: int) -> dict[str, np.ndarray]:
-        """One ``forward_exploration`` per module on its acting rows; every agent's (n,)
+        """One exploration forward per module on its acting rows; every agent's (n,)
         actions (zeros where it does not act: the env ignores them)."""
         n = self.num_envs
+        device = self._fields[1]
         out: dict[str, np.ndarray] = {}
         for module_id, agents in self._modules.items():
-            idx = {a: np.flatnonzero(acting[a]) for a in agents}
-            rows = [(a, idx[a]) for a in agents if idx[a].size]
+            idx = {a: _acting_rows(acting[a]) for a in agents}
+            rows = [(a, idx[a]) for a in agents if _size(idx[a], n)]
             if not rows:
                 for a in agents:
                     out[a] = np.zeros((n, *self._spaces[1][a].shape), np.int64)
                 continue
-            batch = {Columns.OBS: {
-                key: torch.from_numpy(np.concatenate([obs[a][key][i] for a, i in rows]))
-                .to(self._fields[1]) for key in ("local", "state")}}
-            # numpy as RLlib's module-to-env pipeline makes it (int64 → int32 included)
-            result = convert_to_numpy(self.module[module_id].forward_exploration(batch, t=t))
+            batch = {Columns.OBS: {key: _tensor(obs, rows, key, device)
+                                   for key in ("local", "state")}}
+            result = _to_numpy(self._explore[module_id](batch, t=t))
             actions = result.pop(Columns.ACTIONS)
             extra = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
+            if len(rows) == 1 and len(agents) == 1 and isinstance(rows[0][1], slice):
+                a = agents[0]  # the common case: one agent, every copy acts
+                rec.acted(a, np.arange(n), actions, extra)
+                out[a] = actions
+                continue
             start = 0
             for a in agents:
                 full = np.zeros((n, *actions.shape[1:]), actions.dtype)
-                i = idx[a]
+                sel = idx[a]
+                i: np.ndarray = np.arange(n) if isinstance(sel, slice) else sel
                 if i.size:
                     part = slice(start, start + i.size)
                     full[i] = actions[part]
@@ -336,6 +346,36 @@ class VectorEnvRunner(MultiAgentEnvRunner):
         return super().get_metrics()
 
 
+@contextlib.contextmanager
+def _exploring(modules: Any, ids: Any) -> Iterator[dict[str, Any]]:
+    """Each module's exploration forward for one ``sample()`` call, without grad.
+
+    RLlib's ``TorchRLModule.forward_exploration`` switches the module to eval mode and
+    back around every call (a walk over its submodules each time); here the modules are
+    put in eval mode once and their ``_forward_exploration`` called directly, which is
+    what that wrapper calls. Other modules keep ``forward_exploration``.
+
+    Torch runs on one intra-op thread meanwhile (restored after): the forwards are small
+    (a few dozen rows), too small for torch to split, and a second thread only adds waits
+    (in the driver, with ``num_env_runners`` 0, torch otherwise uses every core; RLlib's
+    remote runners get one thread per CPU they reserve).
+    """
+    training = {m: modules[m].training for m in ids if isinstance(modules[m], TorchRLModule)}
+    threads = torch.get_num_threads()
+    for m in training:
+        modules[m].eval()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            yield {m: modules[m]._forward_exploration if m in training
+                   else modules[m].forward_exploration for m in ids}
+    finally:
+        torch.set_num_threads(threads)
+        for m, was in training.items():
+            if was:
+                modules[m].train()
+
+
 class _CopyRng:
     """One copy's random state, in :class:`envs.rllib.RLlibEnv`'s format (+ its tile)."""
 
@@ -351,6 +391,43 @@ class _CopyRng:
         last = state["last_seed"]
         self.runner._venv_seed = None if last is None else int(last) - self.i
         self.runner.venv.set_rng_state(self.i, state)
+
+
+def _acting_rows(mask: np.ndarray) -> np.ndarray | slice:
+    """The copies of an acting mask: ``slice(None)`` when all of them act."""
+    return slice(None) if mask.all() else np.flatnonzero(mask)
+
+
+def _size(idx: np.ndarray | slice, n: int) -> int:
+    """The number of copies ``idx`` (of ``n``) selects."""
+    return n if isinstance(idx, slice) else int(idx.size)
+
+
+def _tensor(obs: dict[str, Any], rows: list[tuple[str, Any]], key: str,
+            device: Any) -> torch.Tensor:
+    """The ``key`` observations of the ``rows`` (agent, copies), stacked, as a tensor."""
+    parts = [obs[a][key][i] for a, i in rows]
+    array = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def _to_numpy(result: dict[str, Any]) -> dict[str, Any]:
+    """A module output (flat dict of tensors) as numpy, as RLlib's module-to-env pipeline
+    makes it (``convert_to_numpy``: floats to float32, int64 to int32), without its tree
+    walk."""
+    out: dict[str, Any] = {}
+    for key, item in result.items():
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu().numpy() if item.dim() else item.cpu().item()
+        elif isinstance(item, dict):
+            item = convert_to_numpy(item)
+        if isinstance(item, np.ndarray):
+            if np.issubdtype(item.dtype, np.floating):
+                item = item.astype(np.float32)
+            elif np.issubdtype(item.dtype, int):
+                item = item.astype(np.int32)
+        out[key] = item
+    return out
 
 
 def _rows(obs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -21,8 +21,11 @@ Benchmarks (the module that runs each, from the repository root):
            fresh long market against the strategic oracle. Targets: expected
            capture >= 0.25, more net P&L than every baseline, training within
            10 minutes per seed.
-  train    experiments/bench/train.py: training throughput on joint_v0, ours
-           against plain RLlib PPO. Target: x1.5 env steps/s.
+  train    experiments/bench/train.py: training throughput on joint_v0, our
+           vectorised sampler + learner against RLlib's MultiAgentEnvRunner with our
+           modules at the best point of env runners {0, 1} x envs per runner
+           {1, 4, 8, 16}, and the env alone: sampling alone and whole iterations.
+           Targets: sampling x10 and whole iterations x3 env steps/s.
   team     experiments/team.py: does the team earn more together? Per seed, the
            curriculum (pipeline.yaml), the strategic-only and tactical-only teams
            and a single-agent PPO with the curriculum's env-step budget, and the
@@ -56,7 +59,9 @@ are not results. What it shrinks, per benchmark:
                 a 20-day market), evaluated on at most 60 days
   uncertainty   2 training iterations on a 20-day market (unless --checkpoint),
                 a 60-day evaluation market, 8 MC passes
-  learn, train  no smoke run (an error): use --iterations / --timed-iterations
+  train         a 20-day market, 12-step episodes, a 24-step train batch, 2
+                copies, the grid 0 runners x {1, 2} envs, 1 timed iteration
+  learn         no smoke run (an error): use --iterations
 
 Examples (quick ones):
 
@@ -106,7 +111,7 @@ QUICK_DAYS = 20
 """``--quick``: days of the market of the data and market benchmarks."""
 QUICK_ENV = {"steps": 2000, "seconds": 0.5}
 """``--quick``: the env benchmark's random actions and timed seconds per env."""
-NO_QUICK = {"learn": "--iterations 2 --seeds 0", "train": "--timed-iterations 1"}
+NO_QUICK = {"learn": "--iterations 2 --seeds 0"}
 """Benchmarks without a smoke run, and the options that make a short one."""
 
 
@@ -143,7 +148,8 @@ def _train(args: argparse.Namespace) -> Figures:
     """The training-throughput benchmark (experiments/bench/train.py)."""
     from experiments.bench import train
 
-    return train.run(iterations=args.timed_iterations, gpu=args.gpu)
+    return train.run(iterations=args.timed_iterations, gpu=args.gpu, copies=args.copies,
+                     quick=args.quick)
 
 
 def _team(args: argparse.Namespace) -> Figures:
@@ -233,8 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "uncertainty: its first (default 0)")
     parser.add_argument("--timed-iterations", type=int, default=3,
                         help="train: iterations timed after one warm-up (default 3)")
+    parser.add_argument("--copies", type=int, default=16,
+                        help="train: env copies of our vectorised sampler (default 16: one "
+                             "sample() call returns the train batch rounded up to whole "
+                             "episodes)")
     parser.add_argument("--gpu", action="store_true",
-                        help="train: also time our learner on one GPU")
+                        help="train: our learner on one GPU (an error where there is none)")
     parser.add_argument("--checkpoint",
                         help="latency: time this checkpoint's actors (default: fresh ones); "
                              "uncertainty: study this checkpoint's actors instead of "
@@ -246,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "stream's timed bars (default 30,1260 = 30 days and 5 years)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: checks that the benchmark runs, its figures are not "
-                             "results (what it shrinks per benchmark: see above; learn and "
-                             "train have none)")
+                             "results (what it shrinks per benchmark: see above; learn has "
+                             "none)")
     return parser
 
 

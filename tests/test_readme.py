@@ -142,6 +142,8 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "experiments.bench train [": Entry(help="{bin}/python -m experiments.bench train"),
     "experiments.bench team [": Entry(help="{bin}/python -m experiments.bench team"),
     "experiments.bench latency [": Entry(help="{bin}/python -m experiments.bench latency"),
+    "experiments.bench uncertainty [": Entry(
+        help="{bin}/python -m experiments.bench uncertainty"),
     "experiments.bench learn --signal 6": Entry(
         subs=(("--iterations 25 --eval-every 25 --seeds 0",
                "--iterations 1 --eval-every 1 --seeds 0 --eval-days 60"),),

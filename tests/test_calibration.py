@@ -124,3 +124,11 @@ def test_a_bad_gate_grid_is_refused_with_its_value() -> None:
     for bad in ((), (0.5, 1.5)):
         with pytest.raises(ConfigError, match="gate_grid must hold thresholds in"):
             EvaluateConfig("ck", gate_grid=bad)
+
+
+def test_the_report_line_says_none_where_a_side_made_no_trade() -> None:
+    from algospace.evaluation.table import per_trade
+
+    assert per_trade(float("nan"), 0) == "none (0 trades)"
+    assert per_trade(-68.1, 13) == "-$68.1 (13 trades)"
+    assert per_trade(1234.56, 2) == "$1,234.6 (2 trades)"

@@ -66,10 +66,18 @@ def evaluation_table(report: dict[str, Any]) -> list[str]:
         how = "chosen on validation" if u["threshold_chosen_on"] == "val" else "as given"
         lines.append(f"uncertainty: MC consensus ECE {cal['ece']:.3f} over "
                      f"{cal['decisions']:,} decisions; gate 2 threshold {u['gate_threshold']:g}"
-                     f" ({how}); P&L per trade gated ${side['gated_pnl_per_trade_usd']:,.1f} "
-                     f"({side['gated_trades']:,} trades), ungated "
-                     f"${side['ungated_pnl_per_trade_usd']:,.1f} ({side['ungated_trades']:,})")
+                     f" ({how}); P&L per trade gated "
+                     f"{per_trade(side['gated_pnl_per_trade_usd'], side['gated_trades'])}, "
+                     f"ungated "
+                     f"{per_trade(side['ungated_pnl_per_trade_usd'], side['ungated_trades'])}")
     return lines
+
+
+def per_trade(value: float, trades: int) -> str:
+    """``$12.3 (4 trades)``, or ``none (0 trades)`` where no trade was made."""
+    if not trades:
+        return "none (0 trades)"
+    return f"{'-' if value < 0 else ''}${abs(value):,.1f} ({trades:,} trades)"
 
 
 def counted(period: Mapping[str, Any]) -> str:

@@ -44,7 +44,6 @@ import numpy as np
 import torch
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
@@ -74,6 +73,7 @@ from ray.rllib.utils.numpy import convert_to_numpy
 
 from algospace.config import STRATEGIC_AGENTS
 from algospace.errors import ConfigError
+from algospace.models.actor import ActorModule
 from algospace.ray_compat import custom_runner_connectors, filled_episode, runner_fields
 from algospace.training.sampler_episodes import Recorder
 from envs.registry import ENV_NAMES
@@ -352,15 +352,16 @@ def _exploring(modules: Any, ids: Any) -> Iterator[dict[str, Any]]:
 
     RLlib's ``TorchRLModule.forward_exploration`` switches the module to eval mode and
     back around every call (a walk over its submodules each time); here the modules are
-    put in eval mode once and their ``_forward_exploration`` called directly, which is
-    what that wrapper calls. Other modules keep ``forward_exploration``.
+    put in eval mode once and our :class:`ActorModule`'s own ``_forward_exploration``
+    called directly, which is what that wrapper calls. Any other module keeps RLlib's
+    public ``forward_exploration``.
 
     Torch runs on one intra-op thread meanwhile (restored after): the forwards are small
     (a few dozen rows), too small for torch to split, and a second thread only adds waits
     (in the driver, with ``num_env_runners`` 0, torch otherwise uses every core; RLlib's
     remote runners get one thread per CPU they reserve).
     """
-    training = {m: modules[m].training for m in ids if isinstance(modules[m], TorchRLModule)}
+    training = {m: modules[m].training for m in ids if isinstance(modules[m], ActorModule)}
     threads = torch.get_num_threads()
     for m in training:
         modules[m].eval()

@@ -95,3 +95,19 @@ def test_uncertainty_bench_trains_at_the_quick_size_without_a_checkpoint(
     assert cli.main(["uncertainty"]) == 0
     assert studied[-1]["iterations"] == uncertainty.ITERATIONS == 25
     assert cli.main(["uncertainty", "--iterations", "0"]) == 2
+
+
+def test_a_missing_checkpoint_ends_in_one_error_line_and_status_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.bench import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "machine", lambda: {"host": "test"})
+    missing = tmp_path / "no-such-run"
+    assert cli.main(["uncertainty", "--checkpoint", str(missing), "--quick",
+                     "--json", str(tmp_path / "figures.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: checkpoint {missing} does not exist")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "figures.json").exists()  # nothing half-written

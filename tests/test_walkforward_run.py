@@ -79,9 +79,6 @@ def test_fold_env_is_normalised_on_its_training_bars(env_data: DataConfig) -> No
 
 
 def test_walk_forward_config_checks() -> None:
-    with pytest.raises(ConfigError, match=r"regime_latent.*walk_forward"):
-        build_experiment({"env": {"regime_latent": True},
-                          "evaluation": {"walk_forward": {"folds": 3}}})
     with pytest.raises(ConfigError, match=r"env\.fold: not set here"):
         build_experiment({"env": {"fold": 1}, "evaluation": {"walk_forward": {"folds": 3}}})
     with pytest.raises(ConfigError, match="fold 3 does not exist"):

@@ -134,8 +134,8 @@ class EnvConfig:
                 "the layout")
 
     def _check_fold(self) -> None:
-        """A fold needs a layout that has it, and no regime latents (one detector per
-        fold is not built yet)."""
+        """A fold needs a layout that has it, and with regime latents the id of the
+        detector fitted on that fold (never "the only one the data holds")."""
         if self.fold is None:
             return
         if self.walk_forward is None:
@@ -145,12 +145,11 @@ class EnvConfig:
             raise ConfigError(f"fold {self.fold} does not exist: evaluation.walk_forward has "
                               f"{self.walk_forward.folds} folds (0 to "
                               f"{self.walk_forward.folds - 1})")
-        if self.regime_latent:
+        if self.regime_latent and self.regime_detector is None:
             raise ConfigError(
-                "env.regime_latent: true is not supported with evaluation.walk_forward: the "
-                "regime detector is trained on data.split's train split, which overlaps later "
-                "folds' test blocks, and per-fold detectors are not built yet; set "
-                "env.regime_latent: false")
+                f"fold {self.fold} reads regime latents (regime_latent: true) but names no "
+                "detector: it must read the detector fitted on its own training bars "
+                "(regime_detector; the runner fits one per fold)")
 
 
 def make_config(config: EnvConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> EnvConfig:

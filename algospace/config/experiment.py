@@ -137,12 +137,13 @@ class ExperimentConfig:
             raise ConfigError(f"checkpoint.score is {self.checkpoint.score!r} but "
                               "evaluation.validation is false, so no validation metrics are "
                               "reported; turn it on or score by episode_return_mean")
-        if self.evaluation.walk_forward is not None and self.env.regime_latent:
+        if self.evaluation.walk_forward is not None and self.env.regime_latent \
+                and self.handoff.regime != "latest":
             raise ConfigError(
-                "env.regime_latent: true is not supported with evaluation.walk_forward: the "
-                "regime detector is trained on data.split's train split, which overlaps later "
-                "folds' test blocks, and per-fold detectors are not built yet; set "
-                "env.regime_latent: false (or evaluation.walk_forward: null)")
+                f"handoff.regime is {self.handoff.regime!r} but a walk-forward phase fits its "
+                "own regime detector per fold, on that fold's training bars (one detector "
+                "trained on data.split's train split would have seen later folds' test "
+                "blocks); remove handoff.regime")
         if self.training.minibatch_size > self.training.train_batch_size:
             raise ConfigError(
                 f"training.minibatch_size ({self.training.minibatch_size}) is larger than "

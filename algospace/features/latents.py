@@ -21,6 +21,9 @@ LATENT_PREFIX = "regime_latent"
 """Table names of the regime latents start with this (``regime_latent-<id>``)."""
 DETECTORS_KEY = "regime_detectors"
 """Key of ``meta.json`` mapping each detector id to its record."""
+FOLD_RECORD = "walk_forward_fold"
+"""Key, in a detector's record, of the walk-forward fold whose training bars it was fitted
+on (absent: not fitted per fold; :mod:`algospace.tune.fold_detectors`)."""
 ID_LENGTH = 12
 """Hex digits of a detector id."""
 _ID = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")

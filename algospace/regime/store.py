@@ -84,10 +84,13 @@ def train_and_store(prepared: Prepared, cfg: RDEConfig, out_dir: str | Path,
     return result, store_latents(prepared, result.checkpoint_dir, log=log)
 
 
-def store_latents(prepared: Prepared, checkpoint: str | Path, log: Any = print) -> StoredLatents:
+def store_latents(prepared: Prepared, checkpoint: str | Path, log: Any = print,
+                  extra: dict[str, Any] | None = None) -> StoredLatents:
     """Encode every 30-minute bar with the RDE at ``checkpoint``; write its table
     ``regime_latent-<id>`` into the store (μ per bar, NaN before the first full window)
-    and its record into the store's metadata."""
+    and its record into the store's metadata (``extra``: more fields of that record, e.g.
+    the walk-forward fold it was fitted on). μ at a bar comes from the window ending at
+    that bar, so it reads no later bar."""
     detector = detector_id(checkpoint)
     model, cfg, normaliser, _ = load_rde(checkpoint)
     features = regime_features(prepared.strategic)
@@ -104,7 +107,7 @@ def store_latents(prepared: Prepared, checkpoint: str | Path, log: Any = print) 
               "baseline_recon_mse": meta.get("baseline_recon_mse"),
               "beats_baseline": _beats(meta),
               "latent_rows_finite": int(np.isfinite(mu).all(axis=1).sum()),
-              "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+              "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
     prepared.store.add_table(prepared.key, table, latents, {DETECTORS_KEY: {detector: record}})
     return StoredLatents(detector, table, latents, record)
 

@@ -202,9 +202,27 @@ def _check_features(features: pd.DataFrame) -> None:
                         fix="pass regime_features(bars_30m)")
 
 
+def train_window_ends(values: np.ndarray, window: int,
+                      ranges: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Ends of the training windows that lie wholly inside one of ``ranges`` (a walk-forward
+    fold's training ranges): no window reads a row outside them."""
+    parts = [window_ends(values, window, (a + window - 1, b)) for a, b in ranges
+             if b - a >= window]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _train_rows(train: tuple[int, int] | tuple[tuple[int, int], ...]
+                ) -> tuple[tuple[tuple[int, int], ...], bool]:
+    """``(train as ranges, whether it was given as one plain (start, stop) pair)``."""
+    if all(isinstance(x, int | np.integer) for x in train):
+        start, stop = train
+        return ((int(start), int(stop)),), True  # type: ignore[arg-type]
+    return tuple((int(a), int(b)) for a, b in train), False  # type: ignore[misc]
+
+
 def train_rde(
     features: pd.DataFrame,
-    train: tuple[int, int],
+    train: tuple[int, int] | tuple[tuple[int, int], ...],
     val: tuple[int, int],
     cfg: RDEConfig,
     out_dir: Path | str,
@@ -212,14 +230,34 @@ def train_rde(
     *,
     log: Callable[[str], None] | None = None,
 ) -> RDEResult:
-    """Fit the RDE on the train rows, early-stop on val rows, write the checkpoint."""
+    """Fit the RDE on the train rows, early-stop on val rows, write the checkpoint.
+
+    ``train``: one ``(start, stop)`` range (a window may start before it), or a tuple of
+    ranges (a walk-forward fold's training): then the normaliser is fitted on their rows
+    and every training window lies wholly inside one of them, so nothing else is read.
+    """
     _check_features(features)
-    _check_rows("train", train, len(features))
+    ranges, plain = _train_rows(train)
+    for part in ranges:
+        _check_rows("train", part, len(features))
     _check_rows("val", val, len(features))
-    normaliser = Normalizer.fit(features, train)
+    if plain:
+        normaliser = Normalizer.fit(features, ranges[0])
+    else:
+        rows = np.concatenate([np.arange(a, b) for a, b in ranges])
+        normaliser = Normalizer.fit(features.iloc[rows], (0, len(rows)))
     values = standardise(features, normaliser)
     array = values.numpy()
-    train_ends = torch.from_numpy(_split_ends(array, cfg.window, "train", train))
+    if plain:
+        ends = _split_ends(array, cfg.window, "train", ranges[0])
+    else:
+        ends = train_window_ends(array, cfg.window, ranges)
+        if ends.size == 0:
+            raise DataError(f"the training ranges {[list(r) for r in ranges]} hold no "
+                            f"complete {cfg.window}-bar window without warm-up (NaN) rows",
+                            fix="use more data or fewer walk-forward folds, or a smaller "
+                                "rde.window")
+    train_ends = torch.from_numpy(ends)
     val_ends = torch.from_numpy(_split_ends(array, cfg.window, "val", val))
     baseline = min(baseline_mse(values, val_ends, cfg.window),
                    linear_baseline_mse(values, train_ends, val_ends, cfg.window,

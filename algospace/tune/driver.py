@@ -23,6 +23,7 @@ from algospace.errors import ConfigError
 from algospace.tune import cluster
 from algospace.tune.console import quiet_ray_console
 from algospace.tune.detector import needs_detector, use_detector
+from algospace.tune.fold_detectors import fit_fold_detectors, fits_per_fold
 from algospace.tune.handoff import resolve_handoff
 from algospace.tune.plan import (
     SUMMARY,
@@ -93,10 +94,13 @@ def run(opts: RunOptions, log: Log = print) -> list[dict[str, Any]]:
         fresh = fresh or not resume
         plan = plan_phase(experiment, opts, log, resume)
         prepared = prepare_data(plan, log)
-        if needs_detector(plan, prepared):
-            train_regime_detector(plan, opts, log)
-            prepared = prepare_data(plan, log)
-        prepared = use_detector(plan, prepared, log)
+        if fits_per_fold(plan):  # walk-forward: each fold's own detector, on its train bars
+            prepared = fit_fold_detectors(plan, opts, prepared, log)
+        else:
+            if needs_detector(plan, prepared):
+                train_regime_detector(plan, opts, log)
+                prepared = prepare_data(plan, log)
+            prepared = use_detector(plan, prepared, log)
         data_notes(plan, prepared, log)
         start_ray(plan, cluster.address(opts.address), log, opts.dashboard_port)
         summaries.append(run_phase(plan, log))

@@ -14,6 +14,7 @@ from typing import Any
 from algospace.config import ExperimentConfig, tune_space
 from algospace.errors import ConfigError, operational
 from algospace.tune import cluster, storage
+from algospace.tune.fold_detectors import detector_ids
 from algospace.tune.plan import EXPERIMENT_FILE, Log, Plan
 from algospace.tune.results import finish
 from algospace.tune.resume import tune_dir
@@ -186,7 +187,7 @@ def build_tuner(plan: Plan, fn: Any, exp_dir: Path, tune_path: str, score: str, 
     stop = {"time_total_s": 60 * cfg.stop.minutes} if cfg.stop.minutes else None
     return tune.Tuner(
         fn,
-        param_space={**fold_space(cfg),
+        param_space={**fold_space(cfg, detector_ids(plan.regime)),
                      **{k: tune_space(v) for k, v in plan.experiment.spaces.items()}},
         tune_config=tune.TuneConfig(num_samples=cfg.tune.num_samples, scheduler=scheduler,
                                     max_concurrent_trials=cfg.resources.max_concurrent_trials,

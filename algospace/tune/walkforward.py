@@ -26,14 +26,23 @@ OUT_DIR = "walkforward"
 """Folder of the stitched record inside a run's folder."""
 
 
-def fold_space(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The Tune param-space entry of the folds (empty without walk-forward)."""
+def fold_space(cfg: ExperimentConfig, detectors: Mapping[str, str] | None = None
+               ) -> dict[str, Any]:
+    """The Tune param-space entries of the folds (empty without walk-forward): the fold
+    grid and, where the agents read regime latents, each fold's detector id
+    (``detectors``, :mod:`algospace.tune.fold_detectors`; the same in every trial)."""
     from ray import tune
+
+    from algospace.tune.fold_detectors import KEY
 
     wf = cfg.evaluation.walk_forward
     if wf is None or cfg.phase == "rde":
         return {}
-    return {FOLD_KEY: tune.grid_search(list(range(wf.folds)))}
+    space: dict[str, Any] = {FOLD_KEY: tune.grid_search(list(range(wf.folds)))}
+    if cfg.env.regime_latent:
+        space[KEY] = {str(k): detectors[str(k)] for k in range(wf.folds)} \
+            if detectors and all(str(k) in detectors for k in range(wf.folds)) else {}
+    return space
 
 
 def searched_keys(cfg: ExperimentConfig, spaces: list[str]) -> list[str]:
@@ -42,11 +51,16 @@ def searched_keys(cfg: ExperimentConfig, spaces: list[str]) -> list[str]:
 
 
 def trial_config(experiment: Experiment, config: dict[str, Any]) -> ExperimentConfig:
-    """One trial's config: the searched values set, and its env on the trial's fold."""
-    values = {k: v for k, v in config.items() if k != FOLD_KEY}
+    """One trial's config: the searched values set, and its env on the trial's fold
+    (reading that fold's own regime detector where it reads latents)."""
+    from algospace.tune.fold_detectors import KEY, fold_detector
+
+    values = {k: v for k, v in config.items() if k not in (FOLD_KEY, KEY)}
     cfg = experiment.resolved(values)
     if FOLD_KEY in config and cfg.evaluation.walk_forward is not None:
-        cfg = replace(cfg, env=replace(cfg.env, fold=int(config[FOLD_KEY])))
+        fold = int(config[FOLD_KEY])
+        detector = fold_detector(config, fold) if cfg.env.regime_latent else None
+        cfg = replace(cfg, env=replace(cfg.env, fold=fold, regime_detector=detector))
     return cfg
 
 
@@ -129,6 +143,10 @@ def evaluate_folds(plan: Plan, results: Any, exp_dir: Path, score: str, mode: st
         if plan.config.evaluation.walk_forward is not None else []
     report = walk_forward_report(records, plan.config.env.initial_equity)
     report["missing_folds"] = missing
+    per_fold = (plan.regime or {}).get("per_fold") or {}
+    for entry in report["folds"]:  # which detector each fold's agents read
+        if str(entry["fold"]) in per_fold:
+            entry["regime_detector"] = per_fold[str(entry["fold"])]
     report["layout"] = KEY
     out = write_walk_forward(exp_dir / OUT_DIR, report, records)
     for line in walk_forward_table(report):

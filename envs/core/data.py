@@ -42,7 +42,7 @@ from algospace.features.build import (
     TACTICAL_FEATURES,
     FeatureConfig,
 )
-from algospace.features.latents import DETECTORS_KEY, latent_table, pick_detector
+from algospace.features.latents import DETECTORS_KEY, FOLD_RECORD, latent_table, pick_detector
 from algospace.features.pipeline import Prepared, prepare
 from algospace.files import publish_dir
 from algospace.market.sizing import contract_of
@@ -133,6 +133,8 @@ def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
                 "regime": (meta.get(DETECTORS_KEY) or {}).get(detector) if detector else None}
     splits, train_mask = prepared.splits, None
     if fold is not None:
+        if detector is not None:
+            check_fold_detector(detector, (meta.get(DETECTORS_KEY) or {}).get(detector), fold)
         settings["fold"] = fold.as_dict()
         meta = fold_meta_of(prepared, fold)
         splits = Splits(train=(fold.train[0][0], fold.train[-1][1]), val=fold.val,
@@ -168,6 +170,23 @@ def env_fold(prepared: Prepared, cfg: EnvConfig) -> Fold | None:
                                   episode)
     return walk_forward_fold(prepared.base.open_time, cfg.fold, **wf.layout(),
                              purge_bars=purge, embargo_bars=embargo, snap_minutes=strategic)
+
+
+def check_fold_detector(detector: str, record: Mapping[str, Any] | None, fold: Fold) -> None:
+    """A :class:`DataError` unless detector ``detector`` (its ``record`` in the prepared
+    data) was fitted on ``fold``'s training bars: a fold never reads latents of a detector
+    that saw other bars (another fold's, or ``data.split``'s train split)."""
+    fitted = (record or {}).get(FOLD_RECORD)
+    if fitted and fitted.get("fold") == fold.index \
+            and fitted.get("train") == [list(r) for r in fold.train]:
+        return
+    where = f"fold {fitted.get('fold')}'s training bars {fitted.get('train')}" if fitted \
+        else "data.split's train split (not per fold)"
+    raise DataError(f"walk-forward fold {fold.index} reads regime detector {detector}, which "
+                    f"was fitted on {where}, not on this fold's training bars "
+                    f"{[list(r) for r in fold.train]}",
+                    fix="run the phase through `python -m experiments.run` (it fits one "
+                        "detector per fold and gives each fold its own)")
 
 
 def fold_meta_of(prepared: Prepared, fold: Fold) -> dict[str, Any]:

@@ -108,13 +108,15 @@ def fit_fold_detectors(plan: Plan, opts: RunOptions, prepared: Any, log: Log) ->
     """Fit every fold's detector of ``plan`` (see the module); set ``plan.regime`` to them
     and return the prepared data read again (it now holds their tables)."""
     from algospace.features.pipeline import prepare
+    from algospace.regime.latents import beats_baseline
     from envs.core.data import env_fold
 
     cfg = plan.config
     wf = cfg.evaluation.walk_forward
     assert wf is not None
     rde = rde_settings(plan, opts)
-    folds = [env_fold(prepared, replace(cfg.env, fold=k)) for k in range(wf.folds)]
+    folds = [env_fold(prepared, replace(cfg.env, fold=k, regime_latent=False))  # its layout
+             for k in range(wf.folds)]
     digest = hashlib.sha256(json.dumps(
         {"data": prepared.key, "folds": [f.as_dict() for f in folds if f is not None],
          "rde": dataclasses.asdict(rde)}, sort_keys=True, default=str).encode()).hexdigest()
@@ -127,8 +129,13 @@ def fit_fold_detectors(plan: Plan, opts: RunOptions, prepared: Any, log: Log) ->
         assert fold is not None
         r = fit_fold_detector(prepared, fold, rde, root / f"fold{fold.index}", log)
         records[str(fold.index)] = r
+        weak = isinstance(r["val_recon_mse"], float) and isinstance(
+            r["baseline_recon_mse"], float) and not beats_baseline(r["val_recon_mse"],
+                                                                   r["baseline_recon_mse"])
         log(f"[run] fold {fold.index}: regime detector {r['id']} (validation MSE "
-            f"{_figure(r['val_recon_mse'])} vs baseline {_figure(r['baseline_recon_mse'])})")
+            f"{_figure(r['val_recon_mse'])} vs baseline {_figure(r['baseline_recon_mse'])}"
+            + ("; it does not beat that baseline: its latents carry no more than it)"
+               if weak else ")"))
     log(f"[run] {wf.folds} fold detectors ready in {time.perf_counter() - started:.0f} s")
     plan.regime = {"per_fold": records}
     return prepare(cfg.data, log=lambda _: None)  # its meta now names the fold detectors

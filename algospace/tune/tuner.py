@@ -14,7 +14,7 @@ from typing import Any
 from algospace.config import ExperimentConfig, tune_space
 from algospace.errors import ConfigError, operational
 from algospace.tune import cluster, storage
-from algospace.tune.fold_detectors import detector_ids
+from algospace.tune.fold_detectors import KEY, detector_ids, fits_per_fold
 from algospace.tune.plan import EXPERIMENT_FILE, Log, Plan
 from algospace.tune.results import finish
 from algospace.tune.resume import tune_dir
@@ -79,12 +79,23 @@ def trainable(plan: Plan) -> Any:
 
     from algospace.training.builder import build_ppo_config
 
-    ppo = build_ppo_config(train_config(plan.config, plan.sources))
+    ppo = build_ppo_config(train_config(probe_config(plan), plan.sources))
     trees = {src.checkpoint: serve_tree(src.checkpoint, module_parts(src))
              for src in plan.sources}
     fn = tune.with_parameters(rl_trainable, experiment=plan.experiment, sources=plan.sources,
                               data=data, trees=trees)
     return tune.with_resources(fn, PPO.default_resource_request(ppo))
+
+
+def probe_config(plan: Plan) -> ExperimentConfig:
+    """The config whose env tells RLlib the spaces and resources: the phase's, or on a
+    walk-forward run reading regime latents its first fold's (an env there must name its
+    fold's own detector)."""
+    from algospace.tune.walkforward import FOLD_KEY, trial_config
+
+    if not fits_per_fold(plan):
+        return plan.config
+    return trial_config(plan.experiment, {FOLD_KEY: 0, KEY: detector_ids(plan.regime)})
 
 
 def score_of(cfg: ExperimentConfig) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from algospace.config import (
 from algospace.data.synthetic import SyntheticConfig
 from algospace.data.walkforward import strategic_train_rows
 from algospace.errors import ConfigError, DataError
-from algospace.features.latents import FOLD_RECORD, latent_table
+from algospace.features.latents import FOLD_RECORD, latent_table, pick_detector
 from algospace.regime.train import train_rde, train_window_ends
 from algospace.tune.fold_detectors import KEY, fit_fold_detector, strategic_ranges
 from algospace.tune.walkforward import trial_config
@@ -170,6 +170,10 @@ def test_each_fold_reads_its_own_detector_and_refuses_another_folds(
     with pytest.raises(DataError, match="fitted on fold 0's training bars"):
         load_market(EnvConfig(data=data, walk_forward=LAYOUT, fold=2, regime_latent=True,
                               regime_detector=records[0]["id"]))
+    with pytest.raises(DataError, match="only that fold reads it"):  # nor data.split's env
+        load_market(EnvConfig(data=data, regime_latent=True, regime_detector=records[0]["id"]))
+    with pytest.raises(DataError, match="holds no regime latents"):  # never picked by default
+        pick_detector(again.meta, again.path, None)
     # a second fit with the same settings reuses the checkpoint: the same detector
     fold0 = _fold(prepared, data, 0)
     lines: list[str] = []

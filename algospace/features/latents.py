@@ -52,6 +52,12 @@ def stored_detectors(meta: Mapping[str, Any], path: str | Path | None = None
     return records
 
 
+def plain_detectors(held: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Of ``held`` (id → record), the detectors not fitted for one walk-forward fold: only
+    those may be chosen by default, as a fold's detector is read by its own fold only."""
+    return {d: r for d, r in held.items() if not r.get(FOLD_RECORD)}
+
+
 def pick_detector(meta: Mapping[str, Any], path: str | Path,
                   detector: str | None) -> tuple[str, dict[str, Any]]:
     """The detector whose latents to read (id and record): ``detector``, or where that is
@@ -66,10 +72,14 @@ def pick_detector(meta: Mapping[str, Any], path: str | Path,
                 fix="run the phase through `python -m experiments.run` (it encodes them from "
                     "the detector's checkpoint), or run rde.yaml again on this data")
         return detector, held[detector]
+    per_fold = len(held) - len(plain_detectors(held))
+    held = plain_detectors(held)
     if len(held) == 1:
         return next(iter(held.items()))
     if not held:
-        raise DataError("regime_latent is on but the prepared data holds no regime latents",
+        raise DataError("regime_latent is on but the prepared data holds no regime latents" +
+                        (f" (only those of {per_fold} walk-forward folds' own detectors)"
+                         if per_fold else ""),
                         path=str(path),
                         fix="run rde.yaml (or `algospace regime train`) with the same data "
                             "settings first, or set regime_latent: false")

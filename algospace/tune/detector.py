@@ -79,7 +79,7 @@ def resolve_detector(plan: Plan, prepared: Any) -> Detector | None:
 
 def _latest(plan: Plan, prepared: Any) -> Detector | None:
     """``latest``: the newest finished rde run on this data, else the only stored detector."""
-    from algospace.features.latents import stored_detectors
+    from algospace.features.latents import plain_detectors, stored_detectors
 
     runs = rde_runs(plan.config.output.dir, plan.quick, prepared.key)
     if runs:
@@ -93,7 +93,7 @@ def _latest(plan: Plan, prepared: Any) -> Detector | None:
                     f"{d.id} ({d.run_dir})" for d in tied.values()) +
                 f"; set {KEY} to one of these run directories")
         return next(iter(tied.values()))
-    held = stored_detectors(prepared.meta, prepared.path)
+    held = plain_detectors(stored_detectors(prepared.meta, prepared.path))
     if len(held) > 1:
         raise ConfigError(
             f"{KEY}: latest is ambiguous: no finished rde run on this data under "

@@ -132,9 +132,10 @@ def _load_or_build(prepared: Prepared, cfg: EnvConfig) -> MarketArrays:
                 "detector": detector,
                 "regime": (meta.get(DETECTORS_KEY) or {}).get(detector) if detector else None}
     splits, train_mask = prepared.splits, None
+    record = (meta.get(DETECTORS_KEY) or {}).get(detector) if detector else None
+    if detector is not None:
+        check_fold_detector(detector, record, fold)
     if fold is not None:
-        if detector is not None:
-            check_fold_detector(detector, (meta.get(DETECTORS_KEY) or {}).get(detector), fold)
         settings["fold"] = fold.as_dict()
         meta = fold_meta_of(prepared, fold)
         splits = Splits(train=(fold.train[0][0], fold.train[-1][1]), val=fold.val,
@@ -172,11 +173,20 @@ def env_fold(prepared: Prepared, cfg: EnvConfig) -> Fold | None:
                              purge_bars=purge, embargo_bars=embargo, snap_minutes=strategic)
 
 
-def check_fold_detector(detector: str, record: Mapping[str, Any] | None, fold: Fold) -> None:
+def check_fold_detector(detector: str, record: Mapping[str, Any] | None,
+                        fold: Fold | None) -> None:
     """A :class:`DataError` unless detector ``detector`` (its ``record`` in the prepared
     data) was fitted on ``fold``'s training bars: a fold never reads latents of a detector
-    that saw other bars (another fold's, or ``data.split``'s train split)."""
+    that saw other bars (another fold's, or ``data.split``'s train split); and a fold's
+    detector is read by that fold only (``fold`` None: ``data.split``'s env)."""
     fitted = (record or {}).get(FOLD_RECORD)
+    if fold is None:
+        if fitted:
+            raise DataError(f"regime detector {detector} was fitted for walk-forward fold "
+                            f"{fitted.get('fold')} (on its training bars "
+                            f"{fitted.get('train')}); only that fold reads it",
+                            fix="name a detector trained by rde.yaml (handoff.regime)")
+        return
     if fitted and fitted.get("fold") == fold.index \
             and fitted.get("train") == [list(r) for r in fold.train]:
         return

@@ -204,11 +204,15 @@ def _restarts(trial: Path) -> list[int]:
 @linux_only
 @pytest.mark.slow
 @pytest.mark.train
-def test_walkforward_ctrl_c_then_resume_finishes_every_fold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("regime", [False, True], ids=["plain", "regime-per-fold"])
+def test_walkforward_ctrl_c_then_resume_finishes_every_fold(tmp_path: Path,
+                                                            regime: bool) -> None:
     """Ctrl-C once a fold's trial has checkpoints; ``--resume`` trains every fold to the
-    end and writes the stitched record."""
+    end and writes the stitched record (with regime latents: each fold on the detector
+    fitted for it before the interruption, reused, not refitted)."""
+    extra = ("--set", "env.regime_latent=true") if regime else ()
     log = tmp_path / "run.log"
-    with _wf_driver(tmp_path, log) as proc:
+    with _wf_driver(tmp_path, log, *extra) as proc:
         _second_checkpoint(proc, tmp_path, log)
         proc.send_signal(signal.SIGINT)
         try:
@@ -224,7 +228,7 @@ def test_walkforward_ctrl_c_then_resume_finishes_every_fold(tmp_path: Path) -> N
     assert len(rows) < 3 or min(rows.values()) < WF_ITERATIONS, rows  # work left to resume
 
     log = tmp_path / "resume.log"
-    with _wf_driver(tmp_path, log, "--resume") as proc:
+    with _wf_driver(tmp_path, log, *extra, "--resume") as proc:
         try:
             proc.wait(500)
         except subprocess.TimeoutExpired:
@@ -242,3 +246,10 @@ def test_walkforward_ctrl_c_then_resume_finishes_every_fold(tmp_path: Path) -> N
     assert len(report["cost_sensitivity"]["rows"]) == 5
     assert "[run] walk-forward of " in output and "[run] best trial" not in output
     assert "[run] best checkpoint" not in output
+    if regime:
+        ids = [f["regime_detector"]["id"] for f in report["folds"]]
+        assert len(set(ids)) == 3 and all(f"fold {k}: reusing its detector" in output
+                                          for k in range(3))
+        for t in summary["trials"]:
+            assert t["params"]["fold_detectors"][str(t["params"]["fold"])] == \
+                ids[t["params"]["fold"]]

@@ -179,7 +179,8 @@ def test_each_fold_reads_its_own_detector_and_refuses_another_folds(
     lines: list[str] = []
     same = fit_fold_detector(again, fold0, TINY,
                              tmp_path / "fold0", lines.append)
-    assert same["id"] == records[0]["id"] and any("reusing" in m for m in lines)
+    assert same["id"] == records[0]["id"] and same["reused"] and not records[0]["reused"]
+    assert any("reusing" in m for m in lines)
 
 
 @pytest.mark.slow

@@ -72,19 +72,21 @@ def fit_fold_detector(prepared: Any, fold: Any, cfg: Any, out_dir: Path,
                       log: Log) -> dict[str, Any]:
     """Fit (or reuse, where ``out_dir`` holds one) ``fold``'s detector; store its latents.
 
-    Returns its record for the walk-forward report: id, checkpoint, the 30-minute rows it
-    was fitted on, its validation figures and the seconds the fit took."""
+    Returns its record for the walk-forward report: id, checkpoint, the rows it was fitted
+    on, its validation figures, the seconds the fit took and whether an earlier run's
+    checkpoint was reused (then no fit: 0 s)."""
     from algospace.features.latents import stored_detectors
     from algospace.regime.features import regime_features
     from algospace.regime.store import detector_id, store_latents
     from algospace.regime.train import CHECKPOINT_META, load_rde, train_rde
 
     train, val = strategic_ranges(prepared, fold)
-    seconds = 0.0
+    seconds, reused = 0.0, True
     try:
         load_rde(out_dir)
         log(f"[rde] fold {fold.index}: reusing its detector {out_dir}")
     except AlgoSpaceError:
+        reused = False
         started = time.perf_counter()
         train_rde(regime_features(prepared.strategic), train, val, cfg, out_dir,
                   log=lambda m: log(f"[rde] fold {fold.index}: {m}"))
@@ -101,7 +103,7 @@ def fit_fold_detector(prepared: Any, fold: Any, cfg: Any, out_dir: Path,
             "best_epoch": metrics.get("best_epoch"),
             "val_recon_mse": metrics.get("val_recon_mse"),
             "baseline_recon_mse": metrics.get("baseline_recon_mse"),
-            "fit_seconds": round(seconds, 1)}
+            "fit_seconds": round(seconds, 1), "reused": reused}
 
 
 def fit_fold_detectors(plan: Plan, opts: RunOptions, prepared: Any, log: Log) -> Any:

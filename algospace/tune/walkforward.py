@@ -6,7 +6,10 @@ progress table with a ``fold`` column, runs in parallel where resources allow an
 like any other. A trial trains on its fold's training ranges and scores its checkpoints on
 its fold's validation block (``EnvConfig.fold``). When the trials are done,
 :func:`evaluate_folds` backtests each fold's best checkpoint on that fold's test block and
-writes ``<run>/walkforward/`` (:mod:`algospace.evaluation.walkforward_report`).
+writes ``<run>/walkforward/`` (:mod:`algospace.evaluation.walkforward_report`). With
+``env.regime_latent: true`` each fold's trial reads its own fold's regime detector (trial
+config key ``fold_detectors``, :mod:`algospace.tune.fold_detectors`), named per fold in
+the record.
 """
 
 from __future__ import annotations

@@ -20,8 +20,15 @@ For each seed (the market seed varies with it) on the built-in 250-day market:
    difference joint − strategic-only and joint − tactical-only.
 
 Figures, curves (JSON), a plot of the curves and a summary table go to
-``results/bench/team/``. The MAPPO-vs-IPPO ablation (the joint phase once more with
-independent critics) is not built yet: IPPO modules cannot load MAPPO actors as they are.
+``results/bench/team/``.
+
+5. **The critic ablations** (:mod:`experiments.team_ablation`): the joint phase twice more
+   from the same checkpoint, seed and budget -- with the critic's 15 MC features zeroed,
+   and with IPPO (independent critics, the same actors loaded) -- each evaluated like the
+   joint team: ``mappo_minus_zeroed_mc_expected_capture`` and
+   ``mappo_minus_ippo_expected_capture``, beside each run's last critic explained variance
+   (``joint_critic_ev``, ``zeroed_mc_critic_ev``, ``ippo_critic_ev``: IPPO's is the mean of
+   its eight per-agent critics').
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any
 
 from algospace.files import write_text
 from experiments.learn import EVAL_DAYS, EVAL_SEED, LEARN_DAYS, LEARN_SEED
+from experiments.team_ablation import ABLATIONS
 
 PHASES: tuple[str, ...] = ("strategic", "tactical", "coordination", "joint")
 """The curriculum's RL phases, in order (the regime detector runs first)."""
@@ -43,8 +51,15 @@ TEAMS: tuple[str, ...] = ("joint", "strategic", "tactical", "single_agent_ppo")
 """What the bench trains and scores, by name."""
 PROBES: tuple[str, ...] = ("strategic", "tactical", "joint")
 """The supervised probes, by layer."""
+ABLATED: tuple[str, ...] = tuple(ABLATIONS)
+"""The joint phase's critic ablations (:mod:`experiments.team_ablation`), by name."""
+ABLATION_KEYS: list[str] = [
+    *(f"mappo_minus_{a}_expected_capture" for a in ABLATED),
+    "joint_critic_ev", *(f"{a}_critic_ev" for a in ABLATED)]
+"""The ablations' figures per seed (and ``_mean`` over seeds)."""
+
 TEAM_ENV = {"joint": "joint_v0", "strategic": "strategic_v0", "tactical": "tactical_v0",
-            "single_agent_ppo": "single_v0"}
+            "single_agent_ppo": "single_v0", "zeroed_mc": "joint_v0", "ippo": "joint_v0"}
 """The env each team trades on (all on the same market, account and costs)."""
 OUT = "results/bench/team"
 QUICK_DAYS = 20
@@ -83,6 +98,7 @@ def curve(summary: dict[str, Any]) -> list[dict[str, float]]:
 def curriculum(seed: int, out: Path, *, quick: bool, days: int) -> dict[str, Any]:
     """Run ``pipeline.yaml`` for one seed; per phase: checkpoint, env steps, time, curve."""
     from algospace.tune.driver import run_experiment
+    from experiments.team_ablation import last_critic_ev
 
     started = time.perf_counter()
     summaries = run_experiment("pipeline.yaml", quick=quick, sets=run_sets(seed, out,
@@ -94,7 +110,10 @@ def curriculum(seed: int, out: Path, *, quick: bool, days: int) -> dict[str, Any
         phases[phase] = {"checkpoint": summary["best_checkpoint"], "env_steps": steps,
                          "regime_latent": _regime_latent(summary),
                          "wall_seconds": float(summary["wall_seconds"]),
-                         "curve": [] if phase == "rde" else curve(summary)}
+                         "curve": [] if phase == "rde" else curve(summary),
+                         "handoff": summary.get("handoff") or [],
+                         "critic_ev": math.nan if phase == "rde"
+                         else last_critic_ev(summary, per_module=False)}
     return {"phases": phases, "wall_seconds": time.perf_counter() - started,
             "env_steps": sum(phases[p]["env_steps"] for p in PHASES if p in phases)}
 
@@ -191,18 +210,22 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
     """Every team, probe and interval for one seed."""
     from algospace.evaluation.bootstrap import pnl_difference_ci
     from algospace.evaluation.probes import run_probes
+    from experiments.team_ablation import ablation_runs
 
     seed_dir = out / f"seed{seed}"
     cur = curriculum(seed, seed_dir / "curriculum", quick=quick, days=days)
     phases = cur["phases"]
     budget = cur["env_steps"]
+    ablated = ablation_runs(seed, seed_dir / "curriculum", phases["joint"]["handoff"],
+                            quick=quick, days=days)
     runs = {"joint": phases["joint"],
             "strategic": single_layer("strategic", seed, seed_dir, budget=budget, quick=quick,
                                       days=days),
             "tactical": single_layer("tactical", seed, seed_dir, budget=budget, quick=quick,
                                      days=days),
             "single_agent_ppo": single_agent(seed, seed_dir, budget=budget, quick=quick,
-                                             days=days)}
+                                             days=days),
+            **ablated}
     rde = phases.get("rde", {}).get("checkpoint")
     backtests = {team: evaluate(team, r, seed, days=days, eval_days=eval_days,
                                 rde_checkpoint=rde) for team, r in runs.items()}
@@ -218,6 +241,11 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
         row[f"joint_minus_{other}_daily_pnl"] = ci["mean_daily_usd"]
         row[f"joint_minus_{other}_ci_low"] = ci["low_2.5"]
         row[f"joint_minus_{other}_ci_high"] = ci["high_97.5"]
+    row["joint_critic_ev"] = phases["joint"]["critic_ev"]
+    for name in ABLATED:
+        row[f"{name}_critic_ev"] = runs[name]["critic_ev"]
+        row[f"mappo_minus_{name}_expected_capture"] = \
+            row["joint_expected_capture"] - row[f"{name}_expected_capture"]
     train_cfg, eval_cfg = market_configs(seed, days=days, eval_days=eval_days,
                                          regime_latent=runs["joint"]["regime_latent"])
     probes = run_probes(train_cfg, eval_config=eval_cfg, seed=seed)
@@ -239,7 +267,7 @@ def run_seeds(*, seeds: tuple[int, ...], quick: bool = False, eval_days: int = E
     figures: dict[str, Any] = {"seeds": ",".join(map(str, seeds)), "eval_days": eval_days,
                                "quick": quick}
     headline = [f"{t}_expected_capture" for t in TEAMS] + \
-        [f"probe_{p}_expected_capture" for p in PROBES]
+        [f"probe_{p}_expected_capture" for p in PROBES] + ABLATION_KEYS
     for row in per_seed:
         s = row["seed"]
         for key, value in row.items():
@@ -261,11 +289,13 @@ def run_seeds(*, seeds: tuple[int, ...], quick: bool = False, eval_days: int = E
 
 
 def table(per_seed: list[dict[str, Any]]) -> str:
-    """The summary table (Markdown): expected capture of the joint oracle per team."""
+    """The summary table (Markdown): expected capture of the joint oracle per team, then the
+    critic ablations (MAPPO minus each ablation's expected capture, each run's critic EV)."""
     names = [*(f"{t}_expected_capture" for t in TEAMS),
-             *(f"probe_{p}_expected_capture" for p in PROBES)]
-    lines = ["| seed | " + " | ".join(n.removesuffix("_expected_capture") for n in names)
-             + " | joint net P&L |", "|---" * (len(names) + 2) + "|"]
+             *(f"probe_{p}_expected_capture" for p in PROBES), *ABLATION_KEYS]
+    heads = [n.removesuffix("_expected_capture") for n in names]
+    lines = ["| seed | " + " | ".join(heads) + " | joint net P&L |",
+             "|---" * (len(names) + 2) + "|"]
     for r in per_seed:
         cells = [f"{float(r[n]):+.3f}" for n in names]
         lines.append(f"| {r['seed']} | " + " | ".join(cells)

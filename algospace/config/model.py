@@ -23,6 +23,10 @@ class ModelSettings:
     """Hidden layers of each actor's MLP."""
     critic_hidden: tuple[int, ...] = (128, 128)
     """Hidden layers of the centralized critic."""
+    critic_mc_features: bool = True
+    """The centralized critic reads the 15 joint MC-dropout features beside the 112-d state.
+    false (an ablation): its input keeps the same 127 slots with the 15 MC ones set to 0, so
+    the network, its initialisation and the actors' MC passes stay as they are."""
     dropout: float = 0.1
     """Dropout rate of the actors' MC passes, and of their training when ``train_dropout``."""
     train_dropout: bool = False

@@ -24,7 +24,9 @@ Use :meth:`CentralCritic.compute_values` (de-normalised values) for GAE, and
 targets for the value loss.
 
 ``model_config`` keys (defaults in :class:`CriticConfig`; unknown keys ignored):
-``hidden``, ``state_dim``, ``mc_dim``, ``value_norm``, ``epsilon``.
+``hidden``, ``state_dim``, ``mc_dim``, ``mc_features``, ``value_norm``, ``epsilon``.
+With ``mc_features: False`` (the ablation of ``model.critic_mc_features``) the input keeps
+its ``state_dim + mc_dim`` slots but the MC ones are 0, whatever the batch holds.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class CriticConfig:
     """Width of ``obs["state"]``."""
     mc_dim: int = 15
     """Width of ``batch["mc_features"]``."""
+    mc_features: bool = ModelSettings.critic_mc_features
+    """Read ``batch["mc_features"]``; False: the MC slots of the input are 0."""
     value_norm: bool = ModelSettings.value_norm
     """Normalise value targets with running statistics (ValueNorm)."""
     epsilon: float = 1e-5
@@ -78,6 +82,7 @@ class CriticConfig:
             hidden=tuple(int(h) for h in mc.get("hidden", default.hidden)),
             state_dim=int(mc.get("state_dim", default.state_dim)),
             mc_dim=int(mc.get("mc_dim", default.mc_dim)),
+            mc_features=bool(mc.get("mc_features", default.mc_features)),
             value_norm=bool(mc.get("value_norm", default.value_norm)),
             epsilon=float(mc.get("epsilon", default.epsilon)),
         )
@@ -134,7 +139,8 @@ class CentralCritic(TorchRLModule, ValueFunctionAPI):
 
     # ------------------------------------------------------------------ inputs
     def critic_input(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """The ``[B, state_dim + mc_dim]`` input: ``obs["state"]`` then ``mc_features``."""
+        """The ``[B, state_dim + mc_dim]`` input: ``obs["state"]`` then ``mc_features``
+        (zeros in their place when the config's ``mc_features`` is False)."""
         obs = batch[Columns.OBS]
         if not isinstance(obs, Mapping) or STATE not in obs:
             raise KeyError(
@@ -156,6 +162,8 @@ class CentralCritic(TorchRLModule, ValueFunctionAPI):
         if state.shape[:-1] != mc.shape[:-1]:
             raise ValueError(f"obs[{STATE!r}] rows {tuple(state.shape[:-1])} differ from "
                              f"{MC_FEATURES_KEY!r} rows {tuple(mc.shape[:-1])}")
+        if not self.cfg.mc_features:
+            mc = torch.zeros_like(mc)
         return torch.cat([state, mc], dim=-1)
 
     # ------------------------------------------------------------------ values

@@ -9,6 +9,7 @@ MLP has no dropout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any
 
@@ -49,3 +50,27 @@ class IPPOActorModule(ActorModule, ValueFunctionAPI):
         out = super()._forward_train(batch, **kwargs)
         out[Columns.EMBEDDINGS] = None
         return out
+
+
+VALUE_NET_PREFIXES = ("value_layers.", "value_head.")
+"""State-dict prefixes of an IPPO actor's own value network."""
+
+
+def with_own_value_net(own: Mapping[str, torch.Tensor],
+                       actor: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
+                                                                     list[str]]:
+    """An IPPO module's state from a MAPPO actor's weights (``actor``) and its own.
+
+    A MAPPO actor has no value network (the shared critic values its rows), so an IPPO
+    module that starts from it -- the MAPPO-vs-IPPO ablation of ``bench team`` starts the
+    joint phase from the same actors either way -- keeps the value network it has (``own``:
+    freshly initialised) and takes every other weight from ``actor``. Returns that state and
+    the keys kept from ``own`` (none when ``actor`` already holds a value network). Raises
+    ``ValueError`` when the two differ in anything but the value network.
+    """
+    kept = sorted(k for k in own if k not in actor)
+    foreign = sorted(k for k in actor if k not in own)
+    if foreign or any(not k.startswith(VALUE_NET_PREFIXES) for k in kept):
+        raise ValueError(f"not an actor of this IPPO module: unexpected {foreign or 'none'}, "
+                         f"missing {[k for k in kept if not k.startswith(VALUE_NET_PREFIXES)]}")
+    return {**{k: own[k] for k in kept}, **actor}, kept

@@ -263,5 +263,6 @@ def _module_specs(cfg: TrainConfig, env: Any) -> dict[str, Any]:
             module_class=CentralCritic, learner_only=True,
             observation_space=env.observation_spaces[probe],
             action_space=env.action_spaces[probe],
-            model_config={"hidden": m.critic_hidden, "value_norm": m.value_norm})
+            model_config={"hidden": m.critic_hidden, "value_norm": m.value_norm,
+                          "mc_features": m.critic_mc_features})
     return specs

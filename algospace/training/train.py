@@ -82,8 +82,12 @@ def load_modules(algo: Any, sources: tuple[ModuleSource, ...],
             if module_id not in states:
                 raise CheckpointError(f"init_from: {src.checkpoint}'s safe weights lack module "
                                       f"{module_id!r}")
+            state, fresh = _fill_value_net(algo, module_id, states[module_id])
+            if fresh:
+                log(f"[train] {module_id}: {src.checkpoint} holds its actor only (a MAPPO "
+                    f"actor); its own value network keeps its fresh initialisation")
             try:
-                set_module_states(algo, {module_id: states[module_id]})
+                set_module_states(algo, {module_id: state})
             except RuntimeError as err:
                 raise CheckpointError(
                     f"init_from: module {module_id!r} of {src.checkpoint} does not fit this "
@@ -92,6 +96,23 @@ def load_modules(algo: Any, sources: tuple[ModuleSource, ...],
             loaded.append(module_id)
         log(f"[train] loaded {', '.join(wanted)} from {src.checkpoint}")
     return loaded
+
+
+def _fill_value_net(algo: Any, module_id: str, state: dict[str, torch.Tensor]
+                    ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` completed with the run's own value network where ``module_id`` is an IPPO
+    actor and ``state`` a MAPPO actor's (see
+    :func:`algospace.models.ippo_actor.with_own_value_net`); else ``state`` as it is."""
+    from algospace.models.ippo_actor import IPPOActorModule, with_own_value_net
+
+    spec = algo.config.rl_module_spec.rl_module_specs.get(module_id)
+    if spec is None or not issubclass(spec.module_class, IPPOActorModule):
+        return state, []
+    own = module_states(algo, [module_id])[module_id]
+    try:
+        return with_own_value_net(own, state)
+    except ValueError:
+        return state, []  # set_module_states names what does not fit
 
 
 def ensure_ray() -> None:

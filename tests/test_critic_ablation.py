@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from algospace.config import DataConfig, EnvConfig, ModelSettings, PPOSettings, STATE_DIM
+from algospace.config import STATE_DIM, DataConfig, EnvConfig, ModelSettings, PPOSettings
 from algospace.models.critic import MC_FEATURES_KEY
 from algospace.models.ippo_actor import with_own_value_net
 from algospace.training.builder import TrainConfig, build_ppo_config

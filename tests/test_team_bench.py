@@ -29,11 +29,20 @@ def test_table_has_a_row_per_seed_and_a_column_per_team_and_probe() -> None:
     row = {"seed": 3, "joint_net_pnl": -1234.0}
     for i, name in enumerate([*team.TEAMS, *(f"probe_{p}" for p in team.PROBES)]):
         row[f"{name}_expected_capture"] = 0.01 * i
+    for i, key in enumerate(team.ABLATION_KEYS):
+        row[key] = -0.5 + 0.1 * i
     text = team.table([row])
     header, rule, line = text.strip().splitlines()
     assert header.count("|") == rule.count("|") == line.count("|")
     assert line.startswith("| 3 | +0.000 | +0.010") and "-$1,234" in line
     assert "probe_joint" in header and not math.isnan(float(line.split("|")[2]))
+    heads = [h.strip() for h in header.split("|")]
+    cells = [c.strip() for c in line.split("|")]
+    for key in ("mappo_minus_ippo", "mappo_minus_zeroed_mc", "joint_critic_ev",
+                "zeroed_mc_critic_ev", "ippo_critic_ev"):
+        assert key in heads, key
+    assert cells[heads.index("mappo_minus_zeroed_mc")] == "-0.500"
+    assert cells[heads.index("ippo_critic_ev")] == "-0.100"
 
 
 def test_the_sets_of_every_phase_name_the_seed_market_and_folder(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ the same seed, market and budget (``stop.iterations``, ``--quick`` included):
   from its own local observation. The eight actors load the same MAPPO actors' weights;
   their value networks, which a MAPPO actor has none of, start freshly initialised (see
   :func:`algospace.models.ippo_actor.with_own_value_net`); the shared critic is not used.
+  So IPPO's critics start untrained where MAPPO's starts from the coordination phase's:
+  on a short budget that favours MAPPO, and the difference measures both together.
 
 Each is evaluated like the joint team. The critic's explained variance reported for each
 is that of its last training iteration, on the iteration's own batch (before the update):

@@ -48,6 +48,7 @@ from envs.core.layout import (
     TACTICAL_VOTE,
     TACTICAL_VOTERS,
 )
+from envs.core.costs import scaled_contract
 from envs.core.vector_account import AccountBatch
 from envs.core.vector_obs import Index, Observer
 from envs.registry import env_class
@@ -154,6 +155,17 @@ class VectorEnv:
         """Put back what :meth:`rng_state` returned for copy ``i``."""
         self._rngs[i].bit_generator.state = state["np_random"]
         self._tile_next[i] = int(state.get("tile_next", 0))
+
+    def set_cost_weight(self, weight: float) -> None:
+        """Charge ``weight`` × the contract's commission and slippage in every copy from now
+        on, exit costs included (:meth:`TradingEnv.set_cost_weight`; the vector sampler calls
+        it before each reset)."""
+        w = float(weight)
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"cost weight must lie in [0, 1], got {weight!r}")
+        contract = scaled_contract(self.env.market.contract, w)
+        self.account.set_costs(contract)
+        self._cost = float(contract.cost_per_side)
 
     # --------------------------------------------------------------- episodes
     def reset(self, seed: int | Sequence[int] | None = None

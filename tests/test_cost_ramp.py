@@ -51,7 +51,7 @@ def flip(env: Any, steps: int) -> tuple[float, Any]:
     total = 0.0
     for t in range(steps):
         action = BUY if t % 2 == 0 else SELL
-        _, rewards, terms, truncs, infos = env.step(dict.fromkeys(env.agents, action))
+        _, rewards, terms, truncs, _ = env.step(dict.fromkeys(env.agents, action))
         total += next(iter(rewards.values())) * env._scale
         if any(terms.values()) or any(truncs.values()):
             break

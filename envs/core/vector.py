@@ -37,6 +37,7 @@ import numpy as np
 
 from algospace.config import STRATEGIC_AGENTS
 from envs.core.base import _RISK_OFF, _STRAT_OFF, _TACT_OFF, TradingEnv, _seeded
+from envs.core.costs import scaled_contract
 from envs.core.layout import (
     RISK_CONTRACTS,
     RISK_REWARD,
@@ -48,7 +49,6 @@ from envs.core.layout import (
     TACTICAL_VOTE,
     TACTICAL_VOTERS,
 )
-from envs.core.costs import scaled_contract
 from envs.core.vector_account import AccountBatch
 from envs.core.vector_obs import Index, Observer
 from envs.registry import env_class

@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from algospace.errors import ConfigError
+
 Algorithm = Literal["mappo", "ippo"]
 """``mappo``: shared centralized critic; ``ippo``: a critic per agent on local obs."""
 
@@ -48,6 +50,17 @@ class PPOSettings:
     """Rows per SGD minibatch."""
     grad_clip: float = 10.0
     """Global gradient-norm clip."""
+    cost_ramp_iterations: int = 0
+    """Iterations over which the training envs' share of commission and slippage rises
+    linearly from 0 to 1 (``min(1, iteration / n)``), full costs after; 0: full costs from
+    the first iteration. Backtests and reports always charge the full costs
+    (:mod:`envs.core.costs`)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cost_ramp_iterations, bool) or not isinstance(
+                self.cost_ramp_iterations, int) or self.cost_ramp_iterations < 0:
+            raise ConfigError("training.cost_ramp_iterations must be an integer >= 0 "
+                              f"(0: full costs throughout), got {self.cost_ramp_iterations!r}")
 
 
 @dataclass(frozen=True)

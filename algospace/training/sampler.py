@@ -76,6 +76,7 @@ from algospace.errors import ConfigError
 from algospace.models.actor import ActorModule
 from algospace.ray_compat import custom_runner_connectors, filled_episode, runner_fields
 from algospace.training.sampler_episodes import Recorder
+from envs.core.costs import sampling_cost_weight
 from envs.registry import ENV_NAMES
 
 
@@ -179,6 +180,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
             seed = None
         if seed is not None:
             self._venv_seed = seed
+        venv.set_cost_weight(sampling_cost_weight())  # 1.0 unless a cost ramp runs
         obs, info, acting = venv.reset(seed=seed)
         obs = self._padded(obs)
         rec = Recorder(self.agents, n)

@@ -127,6 +127,29 @@ def ensure_ray() -> None:
                  log_to_driver=False)
 
 
+def _set_cost_weight(weight: float, runner: Any) -> float:
+    """Set the sampling cost weight in ``runner``'s process (see :mod:`envs.core.costs`)."""
+    from envs.core.costs import set_sampling_cost_weight
+
+    return set_sampling_cost_weight(weight)
+
+
+def ramp_costs(algo: Any, ramp_iterations: int) -> float | None:
+    """Before the iteration ``algo`` is about to run: set the cost weight of every env
+    runner (and of the driver's local one) to :func:`envs.core.costs.cost_weight_at`;
+    the weight, or None when no ramp is configured (nothing is called then)."""
+    if ramp_iterations <= 0:
+        return None
+    from functools import partial
+
+    from envs.core.costs import cost_weight_at
+
+    weight = cost_weight_at(int(algo.iteration), ramp_iterations)
+    algo.env_runner_group.foreach_env_runner(partial(_set_cost_weight, weight),
+                                             local_env_runner=True)
+    return weight
+
+
 def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
           on_iteration: IterationHook | None = None) -> TrainResult:
     """Train ``cfg.env`` for ``cfg.iterations`` iterations and save a checkpoint.
@@ -149,7 +172,10 @@ def train(cfg: TrainConfig, *, log: Callable[[str], None] = print,
             load_modules(algo, cfg.init_from, log)
         for i in range(algo.iteration, cfg.iterations):
             started = time.perf_counter()
+            weight = ramp_costs(algo, cfg.ppo.cost_ramp_iterations)
             row = summarise(algo.train())
+            if weight is not None:
+                row["train/cost_weight"] = weight
             row["seconds"] = time.perf_counter() - started
             if on_iteration is not None:
                 on_iteration(i + 1, algo, row)

@@ -123,7 +123,7 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
     from algospace.training.builder import build_ppo_config
     from algospace.training.checkpoint import run_info, write_safe_weights
     from algospace.training.rng import restore_rng, save_rng
-    from algospace.training.train import load_modules, summarise
+    from algospace.training.train import load_modules, ramp_costs, summarise
     from algospace.tune.walkforward import trial_config
 
     provide(data)
@@ -145,7 +145,10 @@ def rl_trainable(config: dict[str, Any], *, experiment: Experiment,
         started = time.perf_counter()
         while True:
             t0 = time.perf_counter()
+            weight = ramp_costs(algo, tcfg.ppo.cost_ramp_iterations)
             row = summarise(algo.train())
+            if weight is not None:
+                row["train/cost_weight"] = weight
             seconds = time.perf_counter() - t0
             i = int(algo.iteration)
             steps = row["env_steps"]

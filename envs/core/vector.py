@@ -37,6 +37,7 @@ import numpy as np
 
 from algospace.config import STRATEGIC_AGENTS
 from envs.core.base import _RISK_OFF, _STRAT_OFF, _TACT_OFF, TradingEnv, _seeded
+from envs.core.costs import scaled_contract
 from envs.core.layout import (
     RISK_CONTRACTS,
     RISK_REWARD,
@@ -154,6 +155,17 @@ class VectorEnv:
         """Put back what :meth:`rng_state` returned for copy ``i``."""
         self._rngs[i].bit_generator.state = state["np_random"]
         self._tile_next[i] = int(state.get("tile_next", 0))
+
+    def set_cost_weight(self, weight: float) -> None:
+        """Charge ``weight`` × the contract's commission and slippage in every copy from now
+        on, exit costs included (:meth:`TradingEnv.set_cost_weight`; the vector sampler calls
+        it before each reset)."""
+        w = float(weight)
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"cost weight must lie in [0, 1], got {weight!r}")
+        contract = scaled_contract(self.env.market.contract, w)
+        self.account.set_costs(contract)
+        self._cost = float(contract.cost_per_side)
 
     # --------------------------------------------------------------- episodes
     def reset(self, seed: int | Sequence[int] | None = None

@@ -53,6 +53,11 @@ class AccountBatch:
         self.last_exit_direction = np.zeros(n, np.int64)
         """Direction of the position a bracket exit closed in the last step, 0 if none."""
 
+    def set_costs(self, contract: ContractSpec) -> None:
+        """Charge ``contract``'s commission and slippage on every order from now on."""
+        self._comm = float(contract.commission)
+        self._slip = float(contract.slippage_ticks * contract.tick_size)
+
     def reset(self, index: np.ndarray) -> None:
         """Back to flat with the initial equity, for the copies in ``index``."""
         self.position[index] = 0

@@ -117,7 +117,10 @@ SUBSTITUTIONS: dict[str, Entry] = {
               ("strategic.yaml --quick", "strategic.yaml --quick" + ONE_ITER)),
         marks=RAY, cluster=True, timeout=600),
     "algospace.run_experiment(": Entry(
-        subs=(('quick=True)', 'quick=True, sets=["stop.iterations=1"])'),
+        # run_experiment is driver.run, the quick start's own path (readme_quick_start runs
+        # it whole, the regime detector first and the final evaluation): here only the call
+        subs=(('quick=True)', 'quick=True, sets=["stop.iterations=1", '
+               '"env.regime_latent=false", "evaluation.final=false"])'),
               ('TrainConfig(env="strategic_v0", iterations=80)',
                'TrainConfig(env="strategic_v0", iterations=1, env_config=SMALL, '
                'ppo=PPOSettings(train_batch_size=400, minibatch_size=200, num_epochs=1))'),

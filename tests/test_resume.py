@@ -175,7 +175,12 @@ class Killed:
 
 
 @pytest.fixture(scope="module")
-def killed(tmp_path_factory: pytest.TempPathFactory) -> Killed:
+def killed(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Killed:
+    if any("uninterrupted" in getattr(item, "fixturenames", ())
+           for item in request.session.items):
+        # the run to compare with starts now and runs beside this one (most of a quick
+        # run is Ray starting and stopping, which two runs can overlap)
+        request.getfixturevalue("_uninterrupted_driver")
     tmp = tmp_path_factory.mktemp("sigkill")
     log = tmp / "run.log"
     with _driver(tmp, log) as proc:
@@ -230,13 +235,25 @@ def test_sigkill_resume_continues_the_env_step_counter(killed: Killed) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trial folder of the same run as ``killed``'s, left to finish."""
+def _uninterrupted_driver(tmp_path_factory: pytest.TempPathFactory
+                          ) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes]]]:
+    """The same run as ``killed``'s, started (its own session and local Ray): its folder,
+    log and process. What is left of its session is killed when the module ends."""
     tmp = tmp_path_factory.mktemp("uninterrupted")
     log = tmp / "run.log"
     with _driver(tmp, log) as proc:
+        yield tmp, log, proc
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(_uninterrupted_driver: tuple[Path, Path, subprocess.Popen[bytes]]) -> Path:
+    """The trial folder of the same run as ``killed``'s, left to finish."""
+    tmp, log, proc = _uninterrupted_driver
+    try:
         proc.wait(300)
-        assert proc.returncode == 0, log.read_text()[-3000:]
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the uninterrupted run still runs after 300 s:\n{log.read_text()[-3000:]}")
+    assert proc.returncode == 0, log.read_text()[-3000:]
     (trial,) = tmp.glob("results/*/*/trial_*")
     return trial
 

@@ -31,8 +31,10 @@ Benchmarks (the module that runs each, from the repository root):
            and a single-agent PPO with the curriculum's env-step budget, and the
            supervised probes, all scored once on a fresh long market: expected
            capture of the joint oracle, P&L, Sharpe, intervals of the daily P&L
-           differences. Target: the joint team beats every other team in every
-           seed and reaches half the joint probe's capture.
+           differences; ablations of the joint phase (same start, seed and budget):
+           the critic's 15 MC features zeroed, and IPPO (independent critics).
+           Target: the joint team beats every other team in every seed and
+           reaches half the joint probe's capture.
   market   experiments/bench/market.py: the synthetic market's three causal
            oracles (strategic, tactical, joint) per split and over the whole
            market: expected and realised net daily dollar Sharpe and net P&L.

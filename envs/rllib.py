@@ -54,7 +54,7 @@ from ray.tune.registry import register_env
 
 from algospace.config import STRATEGIC_AGENTS
 from envs.core.base import TradingEnv
-from envs.core.costs import sampling_cost_weight
+from envs.core.costs import sampling_cost_weight, set_env_cost_weight
 from envs.core.layout import SINGLE_AGENT, TACTICAL_VOTERS
 from envs.registry import ENV_NAMES, env_class, make_parallel_env
 
@@ -164,7 +164,7 @@ class RLlibEnv(ParallelPettingZooEnv):
                 seed = None
             else:
                 self._last_seed = seed
-        self.par_env.set_cost_weight(sampling_cost_weight())  # 1.0 unless a ramp runs
+        set_env_cost_weight(self.par_env, sampling_cost_weight())  # 1.0 unless a ramp runs
         obs, infos = self.par_env.reset(seed=seed, options=options)
         self._pending = dict.fromkeys(self._slow, 0.0)
         self._weight = 1.0

@@ -216,8 +216,8 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
     cur = curriculum(seed, seed_dir / "curriculum", quick=quick, days=days)
     phases = cur["phases"]
     budget = cur["env_steps"]
-    ablated = ablation_runs(seed, seed_dir / "curriculum", phases["joint"]["handoff"],
-                            quick=quick, days=days)
+    ablated = ablation_runs(run_sets(seed, seed_dir / "curriculum", days=days),
+                            phases["joint"]["handoff"], quick=quick)
     runs = {"joint": phases["joint"],
             "strategic": single_layer("strategic", seed, seed_dir, budget=budget, quick=quick,
                                       days=days),

@@ -78,18 +78,18 @@ def started_from(summary: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
     return [(str(h["checkpoint"]), tuple(h["modules"])) for h in summary.get("handoff") or []]
 
 
-def ablation_runs(seed: int, curriculum_dir: Path, joint_handoff: list[Any], *, quick: bool,
-                  days: int) -> dict[str, dict[str, Any]]:
-    """Run each ablation of the joint phase (see the module docstring); per ablation the run
+def ablation_runs(base_sets: list[str], joint_handoff: list[Any], *, quick: bool
+                  ) -> dict[str, dict[str, Any]]:
+    """Run each ablation of the joint phase (see the module docstring) with the curriculum's
+    run settings ``base_sets`` (:func:`experiments.team.run_sets`); per ablation the run
     record :func:`experiments.team.evaluate` takes, with its ``critic_ev``."""
     from algospace.errors import AlgoSpaceError
     from algospace.tune.driver import run_experiment
-    from experiments.team import run_sets
 
     joint_actors = {ck for ck, _ in started_from({"handoff": joint_handoff})}
     runs: dict[str, dict[str, Any]] = {}
     for name, extra in ABLATIONS.items():
-        sets = [*run_sets(seed, curriculum_dir, days=days), f"name=joint_{name}", *extra]
+        sets = [*base_sets, f"name=joint_{name}", *extra]
         [summary] = run_experiment("joint.yaml", quick=quick, sets=sets)
         loaded = {ck for ck, _ in started_from(summary)}
         if loaded != joint_actors:

@@ -18,6 +18,7 @@ from envs.core.costs import (
     cost_weight_at,
     sampling_cost_weight,
     scaled_contract,
+    set_env_cost_weight,
     set_sampling_cost_weight,
 )
 from envs.core.vector import VectorEnv
@@ -64,7 +65,7 @@ def test_weight_zero_pays_no_cost_and_the_rest_is_the_same_market(env_data: Data
     commission, slippage and the exit cost the full-cost env paid."""
     full = make_parallel_env("strategic_v0", data=env_data, episode_steps=12)
     free = make_parallel_env("strategic_v0", data=env_data, episode_steps=12)
-    free.set_cost_weight(0.0)
+    set_env_cost_weight(free, 0.0)
     paid, acct = flip(full, 12)
     gross, acct0 = flip(free, 12)
     exit_cost = abs(acct.position) * full.market.contract.cost_per_side
@@ -73,7 +74,7 @@ def test_weight_zero_pays_no_cost_and_the_rest_is_the_same_market(env_data: Data
     assert gross == pytest.approx(paid + acct.commissions + acct.slippage_cost + exit_cost,
                                   abs=1e-6)
     half = make_parallel_env("strategic_v0", data=env_data, episode_steps=12)
-    half.set_cost_weight(0.5)
+    set_env_cost_weight(half, 0.5)
     mid, _ = flip(half, 12)
     assert mid == pytest.approx((paid + gross) / 2, abs=1e-6)  # costs are linear in w
 
@@ -102,7 +103,7 @@ def test_vector_env_charges_the_weight_like_the_scalar_env(env_data: DataConfig,
             for _ in range(n)]
     venv.set_cost_weight(weight)
     for env in envs:
-        env.set_cost_weight(weight)
+        set_env_cost_weight(env, weight)
     seeds = [5 + i for i in range(n)]
     venv.reset(seed=seeds)
     for i, env in enumerate(envs):
@@ -136,8 +137,8 @@ def test_scaled_contract_scales_both_costs(env_data: DataConfig) -> None:
 
 @pytest.mark.ray
 @pytest.mark.train
-def test_training_sets_the_ramp_in_every_env_runner(env_data: DataConfig,
-                                                    tmp_path: Path) -> None:
+def test_training_sets_the_ramp_in_every_env_runner(env_data: DataConfig, tmp_path: Path,
+                                                    ray_session: Any) -> None:
     """Before iteration k (0-based) every env-runner process samples at min(1, k / n)."""
     from algospace.training.builder import TrainConfig
     from algospace.training.train import train

@@ -20,7 +20,6 @@ from pettingzoo import ParallelEnv
 from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS, EnvConfig, make_config
 from algospace.market import Account
 from algospace.market.sizing import position_limit
-from envs.core.costs import scaled_contract
 from envs.core.data import MarketArrays, load_market
 from envs.core.episodes import check_enough, tile, valid_starts
 from envs.core.layout import (
@@ -69,7 +68,6 @@ class TradingEnv(ParallelEnv):
         self.episode_steps = self.config.episode_steps or self.DEFAULT_EPISODE_STEPS
         self._bind(market if market is not None else load_market(self.config))
         self._spaces()
-        self._cost_weight = 1.0
         self._account = Account(self.market.contract, max_position=self.max_position,
                                 initial_equity=self.config.initial_equity)
         self._dyn = np.zeros(_DYN_DIM, np.float32)
@@ -255,20 +253,6 @@ class TradingEnv(ParallelEnv):
         """Dollars to close the open position at the episode's end, as the backtest charges
         it at a tile's end (the account is not flattened; see the env cards)."""
         return abs(self._account.position) * self._account.contract.cost_per_side
-
-    def set_cost_weight(self, weight: float) -> None:
-        """Charge ``weight`` × the contract's commission and slippage from the next
-        :meth:`reset` on (a training curriculum, :mod:`envs.core.costs`; 1.0: the full costs
-        the backtest charges). Only the RLlib adapter calls it."""
-        w = float(weight)
-        if w == self._cost_weight:
-            return
-        if not 0.0 <= w <= 1.0:
-            raise ValueError(f"cost weight must lie in [0, 1], got {weight!r}")
-        self._cost_weight = w
-        self._account = Account(scaled_contract(self.market.contract, w),
-                                max_position=self.max_position,
-                                initial_equity=self.config.initial_equity)
 
     def stop_and_target(self) -> tuple[float, float]:
         """Stop and target distances (points) the latched risk settings give at this bar."""

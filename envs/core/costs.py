@@ -16,20 +16,37 @@ process before each iteration (:func:`algospace.training.train.ramp_costs`).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from algospace.data.contracts import ContractSpec
+from algospace.market import Account
 
 _weight = 1.0
+
+
+def checked_weight(weight: float) -> float:
+    """``weight`` as a float in [0, 1], else ValueError."""
+    w = float(weight)
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"cost weight must lie in [0, 1], got {weight!r}")
+    return w
 
 
 def set_sampling_cost_weight(weight: float) -> float:
     """Set this process's sampling cost weight (0 … 1); returns it."""
     global _weight
-    w = float(weight)
-    if not 0.0 <= w <= 1.0:
-        raise ValueError(f"cost weight must lie in [0, 1], got {weight!r}")
-    _weight = w
+    _weight = checked_weight(weight)
     return _weight
+
+
+def set_env_cost_weight(env: Any, weight: float) -> None:
+    """Make the :class:`~envs.core.base.TradingEnv` ``env`` charge ``weight`` × the contract's
+    commission and slippage (its exit cost included) from its next reset on; 1.0: the full
+    costs the backtest charges. Only the RLlib adapter (and tests) call it."""
+    contract = scaled_contract(env.market.contract, checked_weight(weight))
+    if env._account.contract != contract:  # a new account: it takes effect at the reset
+        env._account = Account(contract, max_position=env.max_position,
+                               initial_equity=env.config.initial_equity)
 
 
 def sampling_cost_weight() -> float:

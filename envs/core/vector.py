@@ -37,7 +37,7 @@ import numpy as np
 
 from algospace.config import STRATEGIC_AGENTS
 from envs.core.base import _RISK_OFF, _STRAT_OFF, _TACT_OFF, TradingEnv, _seeded
-from envs.core.costs import scaled_contract
+from envs.core.costs import checked_weight, scaled_contract
 from envs.core.layout import (
     RISK_CONTRACTS,
     RISK_REWARD,
@@ -158,12 +158,9 @@ class VectorEnv:
 
     def set_cost_weight(self, weight: float) -> None:
         """Charge ``weight`` × the contract's commission and slippage in every copy from now
-        on, exit costs included (:meth:`TradingEnv.set_cost_weight`; the vector sampler calls
-        it before each reset)."""
-        w = float(weight)
-        if not 0.0 <= w <= 1.0:
-            raise ValueError(f"cost weight must lie in [0, 1], got {weight!r}")
-        contract = scaled_contract(self.env.market.contract, w)
+        on, exit costs included (as :func:`envs.core.costs.set_env_cost_weight`; the vector
+        sampler calls it before each reset)."""
+        contract = scaled_contract(self.env.market.contract, checked_weight(weight))
         self.account.set_costs(contract)
         self._cost = float(contract.cost_per_side)
 

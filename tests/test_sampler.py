@@ -183,38 +183,46 @@ def test_the_switch_and_its_refusals(env_data: DataConfig, tmp_path: Path) -> No
         _config("joint_v0", env_data, tmp_path, sampler="fast")
     with pytest.raises(ConfigError, match=r"resources\.sampler must be one of"):
         ResourcesSection(sampler="fast")
-    assert ResourcesSection().sampler == "stock"
-    stock = build_ppo_config(_config("joint_v0", env_data, tmp_path))
-    assert stock.env_runner_cls is None
-    config = build_ppo_config(_config("joint_v0", env_data, tmp_path, sampler="vector"))
+    assert ResourcesSection().sampler == TrainConfig().sampler == "vector"  # the default
+    config = build_ppo_config(_config("joint_v0", env_data, tmp_path))
     assert config.env_runner_cls is VectorEnvRunner
+    stock = build_ppo_config(_config("joint_v0", env_data, tmp_path, sampler="stock"))
+    assert stock.env_runner_cls is None
     check_vector_config(config)
     for change, message in (
-            (lambda c: c.env_runners(batch_mode="truncate_episodes"), "complete episodes"),
+            (lambda c: c.env_runners(batch_mode="truncate_episodes"),
+             r"batch_mode='truncate_episodes'.*complete episodes"),
             (lambda c: c.env_runners(env_to_module_connector=lambda env: []),
-             "custom env_to_module connectors"),
-            (lambda c: c.callbacks(on_episode_end=lambda **kw: None), "callbacks"),
-            (lambda c: c.environment("CartPole-v1"), "not one of")):
+             r"custom env_to_module connectors .*env_to_module_connector"),
+            (lambda c: c.env_runners(add_default_connectors_to_module_to_env_pipeline=False),
+             r"custom module_to_env connectors .*add_default_connectors_to_module_to_env"),
+            (lambda c: c.callbacks(on_episode_end=lambda **kw: None), r"callbacks\(\.\.\.\)"),
+            (lambda c: c.environment("CartPole-v1"), "'CartPole-v1' is not one of")):
         bad = change(config.copy(copy_frozen=False))
-        with pytest.raises(ConfigError, match=message):
+        with pytest.raises(ConfigError, match=message) as refused:
             check_vector_config(bad)
+        assert "Set resources.sampler: stock" in str(refused.value)
+        with pytest.raises(ConfigError, match=message):  # the builder's own check too
+            VectorEnvRunner(config=bad)
 
 
 def test_the_experiment_yaml_key_reaches_the_run() -> None:
     from algospace.config import TUNE_CONFIGS, load_experiment
     from algospace.tune.trainables import train_config
 
-    cfg = load_experiment(TUNE_CONFIGS / "joint.yaml", {"resources.sampler": "vector"}).config
-    assert train_config(cfg).sampler == "vector"
-    assert train_config(load_experiment(TUNE_CONFIGS / "joint.yaml").config).sampler == "stock"
+    cfg = load_experiment(TUNE_CONFIGS / "joint.yaml", {"resources.sampler": "stock"}).config
+    assert train_config(cfg).sampler == "stock"
+    for phase in ("strategic", "tactical", "coordination", "joint", "walkforward"):
+        cfg = load_experiment(TUNE_CONFIGS / f"{phase}.yaml").config
+        assert train_config(cfg).sampler == "vector", phase  # the default
     with pytest.raises(ConfigError, match="sampler"):
         load_experiment(TUNE_CONFIGS / "joint.yaml", {"resources.sampler": "fast"})
 
 
 @pytest.mark.train
-def test_one_training_iteration_with_the_vector_sampler(
+def test_one_training_iteration_with_the_default_sampler(
         env_data: DataConfig, tmp_path: Path, ray_session: Any) -> None:
-    cfg = _config("joint_v0", env_data, tmp_path, n=4, steps=48, sampler="vector")
+    cfg = _config("joint_v0", env_data, tmp_path, n=4, steps=48)  # the vector sampler
     cfg = TrainConfig(**{**cfg.__dict__, "num_env_runners": 1})
     algo = build_ppo_config(cfg).build_algo()
     try:

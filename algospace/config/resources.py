@@ -55,9 +55,11 @@ class ResourcesSection:
     """Env copies stepped together in each runner."""
     num_cpus_per_env_runner: float = 1
     """CPUs reserved for each runner."""
-    sampler: str = "stock"
-    """``stock``: RLlib's MultiAgentEnvRunner steps one adapter per env copy; ``vector``:
-    the vectorised sampler steps all copies as one batch (algospace.training.sampler)."""
+    sampler: str = "vector"
+    """``vector``: the vectorised sampler steps all copies as one batch
+    (algospace.training.sampler); ``stock``: RLlib's MultiAgentEnvRunner steps one adapter
+    per env copy (for RLlib callbacks, custom connectors or ``truncate_episodes``, which
+    the vectorised sampler refuses)."""
     num_gpus_per_learner: float = 0
     """GPUs for the learner (1 on a GPU box); 0: learn on the CPU."""
     num_learners: int = 0

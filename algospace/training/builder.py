@@ -88,8 +88,9 @@ class TrainConfig:
     num_cpus_per_env_runner: float = ResourcesSection.num_cpus_per_env_runner
     """CPUs reserved for each runner."""
     sampler: str = ResourcesSection.sampler
-    """``stock``: RLlib's MultiAgentEnvRunner; ``vector``: the vectorised sampler
-    (:class:`algospace.training.sampler.VectorEnvRunner`)."""
+    """``vector``: the vectorised sampler
+    (:class:`algospace.training.sampler.VectorEnvRunner`); ``stock``: RLlib's
+    MultiAgentEnvRunner."""
     custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources each runner needs (places runners on the nodes that have them)."""
     restart_failed_env_runners: bool = TuneSection.restart_failed_env_runners

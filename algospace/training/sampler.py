@@ -1,4 +1,4 @@
-"""A vectorised sampler inside RLlib: ``resources.sampler: vector``.
+"""A vectorised sampler inside RLlib: ``resources.sampler: vector`` (the default).
 
 :class:`VectorEnvRunner` is RLlib's ``MultiAgentEnvRunner`` (module building, state,
 weights sync and fault tolerance inherited) whose ``sample()`` steps one
@@ -87,20 +87,24 @@ def check_vector_config(config: Any) -> None:
         problems.append(f"env {config.env!r} is not one of {', '.join(ENV_NAMES)} (only "
                         "those have a vectorised env)")
     if config.batch_mode != "complete_episodes":
-        problems.append(f"batch_mode is {config.batch_mode!r}; it samples complete "
-                        "episodes only")
+        problems.append(f"env_runners(batch_mode={config.batch_mode!r}) is set; it samples "
+                        "complete episodes only")
     custom = custom_runner_connectors(config)
     if custom:
-        problems.append(f"custom {' and '.join(custom)} connectors are set; it bypasses "
-                        "the env runner's connector pipelines")
+        problems.append(f"custom {' and '.join(custom)} connectors are set (env_runners("
+                        + ", ".join(f"{c}_connector / add_default_connectors_to_{c}_pipeline"
+                                    for c in custom)
+                        + "); it bypasses the env runner's connector pipelines")
     callbacks = config.callbacks_class
     if (callbacks not in (None, RLlibCallback) and callbacks != [RLlibCallback]) or any(
             getattr(config, f"callbacks_on_episode_{w}", None)
             for w in ("created", "start", "step", "end")):
-        problems.append("callbacks are set; it makes no per-episode callbacks")
+        problems.append("callbacks(...) is set; it makes no per-episode callbacks")
     if problems:
-        raise ConfigError("resources.sampler vector cannot run this config: "
-                          + "; ".join(problems) + ". Use resources.sampler: stock")
+        raise ConfigError("resources.sampler: vector (the default) cannot run this config: "
+                          + "; ".join(problems) + ". Set resources.sampler: stock "
+                          "(TrainConfig(sampler=\"stock\")) to sample with RLlib's "
+                          "MultiAgentEnvRunner")
 
 
 class VectorEnvRunner(MultiAgentEnvRunner):

@@ -86,8 +86,8 @@ def test_bad_limits_are_named(kwargs: dict[str, Any], words: str) -> None:
 # ------------------------------------------------------- engine and backtest
 @pytest.fixture(scope="module")
 def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
-    """joint_v0 on the built-in market; these actors (seed 4) hold up to 2 contracts and
-    lose a few hundred dollars over the test split."""
+    """joint_v0 on the built-in market; these actors (seed 4) hold up to 5 contracts and
+    lose about a thousand dollars over the test split."""
     data = DataConfig(synthetic=SyntheticConfig(days=30, seed=9, signal=1.0), split=SPLIT,
                       cache_dir=str(tmp_path_factory.mktemp("limits")))
     return _case("joint_v0", data, seed=4, episode_steps=96)
@@ -101,7 +101,7 @@ def _engine(case: Case, limits: RiskLimits | None = None, **env: Any) -> Decisio
 
 def test_engine_and_backtest_agree_with_limits_on(case: Case) -> None:
     free = case.batch
-    assert np.abs(free.positions).max() == 2
+    assert np.abs(free.positions).max() == 5
     limits = RiskLimits(max_position=1, max_daily_loss=100.0)
     batch = backtest(case.env_name, case.cfg, greedy_policy(case.actors), limits=limits)
     engine = _engine(case, limits)
@@ -121,13 +121,13 @@ def test_engine_and_backtest_agree_with_limits_on(case: Case) -> None:
 
 
 def test_engine_has_the_backtests_ruin_stop(case: Case) -> None:
-    """With a ruin level the actors reach ($150 below the start), the engine's account is
+    """With a ruin level the actors reach ($500 below the start), the engine's account is
     liquidated at the level and stays flat, as the backtest's; without the ruin stop its
     equity would go on below the level."""
-    batch = backtest(case.env_name, replace(case.cfg, ruin_fraction=0.0015),
+    batch = backtest(case.env_name, replace(case.cfg, ruin_fraction=0.005),
                      greedy_policy(case.actors))
     assert batch.metrics.ruined and case.batch.equity.min() < batch.ruin_level - 100
-    engine = _engine(case, ruin_fraction=0.0015)
+    engine = _engine(case, ruin_fraction=0.005)
     replay = engine.run(case.base)
     assert engine.live.ruined
     _assert_same_as_batch(replace(case, batch=batch), replay, min_changes=2)

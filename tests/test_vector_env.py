@@ -22,8 +22,8 @@ N = 5
 STEPS = {"strategic_v0": 16, "tactical_v0": 40, "joint_v0": 40, "single_v0": 40}
 """Episode length per env: several episodes fit in the run."""
 RUIN = {"strategic_v0": 0.1, "tactical_v0": 0.1, "joint_v0": 0.02, "single_v0": 0.1}
-"""Ruin fractions at which random actions ruin a $3,000 account in some episodes (joint_v0
-trades smaller: half conviction and half the risk budget at the start)."""
+"""Ruin fractions at which random actions ruin a $3,000 account in some episodes (joint_v0's
+eight random votes mostly cancel, so it trades smaller)."""
 INFO_KEYS = ("equity", "position", "row", "clock", "strategic_decision", "exit_cost")
 
 

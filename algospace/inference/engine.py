@@ -12,11 +12,11 @@ export) run in NumPy (:mod:`algospace.inference.kernel`).
 (:class:`envs.core.base.TradingEnv`) on arrays that hold only the bars received so far
 (:class:`algospace.inference.stream.MarketStream`): ``decide`` gives the target at a bar's
 close, ``execute`` fills it on the next bar. Sessions follow the backtest's tiles: a
-session of ``episode_steps`` clock steps starts flat (fresh account, risk budget 0.5) at
-the first tradeable step on or after ``start``; at its last step the position is closed at
-that bar's close, exit costs charged, and the next session starts at the first tradeable
-step from there. The sessions chain into one account with the backtest's ruin stop
-(:class:`algospace.inference.live.LiveAccount`); the risk limits
+session of ``episode_steps`` clock steps starts flat (a fresh account, the env's reset
+risk budget) at the first tradeable step on or after ``start``; at its last step the
+position is closed at that bar's close, exit costs charged, and the next session starts
+at the first tradeable step from there. The sessions chain into one account with the
+backtest's ruin stop (:class:`algospace.inference.live.LiveAccount`); the risk limits
 (:mod:`algospace.market.limits`) act on each target before it goes out. With
 ``gates.enforce`` off, the same start and the same limits, the engine's positions, equity
 and trades are those of :func:`algospace.evaluation.backtest.backtest` (tested).

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
 from algospace.config import STRATEGIC_AGENTS, TACTICAL_AGENTS, EnvConfig, make_config
@@ -213,11 +214,8 @@ class TradingEnv(ParallelEnv):
 
     def decide(self, actions: Mapping[str, Any]) -> int:
         """Latch the agents' actions at the current bar; the target position (contracts).
-
-        The first half of :meth:`step`: nothing is traded until :meth:`execute`. The
-        decision engine calls the two halves apart (the target is known at the bar's close,
-        the next bar fills it).
-        """
+        The first half of :meth:`step` (the decision engine calls the halves apart: the
+        target is known at the bar's close, the next bar fills it)."""
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         if self.STRATEGIC and self._decision:
@@ -255,8 +253,9 @@ class TradingEnv(ParallelEnv):
         return abs(self._account.position) * self._account.contract.cost_per_side
 
     def stop_and_target(self) -> tuple[float, float]:
-        """Stop and target distances (points) the latched risk settings give at this bar."""
-        if not self.TACTICAL:
+        """Stop and target distances (points) the latched risk settings give at this bar
+        (none without a tactical layer or while the strategic layer holds its own part)."""
+        if not self.TACTICAL or self._core():
             return math.nan, math.nan
         stop_d = self._risk[1] * float(self._atr[self._brow])
         return stop_d, stop_d * self._risk[2]
@@ -293,23 +292,28 @@ class TradingEnv(ParallelEnv):
 
     def _target(self) -> int:
         """Target position from the latched signals (formula in the env cards)."""
-        if self.STRATEGIC and self.TACTICAL:
-            conviction = 0.5 * (self._bias + self._signal)
-            size = self._budget * self._risk_size()
-        elif self.STRATEGIC:
-            conviction, size = self._bias, self._budget * self.max_position
-        else:
-            conviction, size = self._signal, self._risk_size()
+        conviction, size = self._sizing()
         direction = (conviction > 0) - (conviction < 0)
         if self._blocked:
-            if direction == self._blocked:
+            if direction == self._blocked and not self._core():
                 return 0
             self._blocked = 0
         return direction * math.floor(abs(conviction) * size + 0.5)
 
-    def _risk_size(self) -> float:
-        """Contracts of the ``risk`` agent's size action: k fifths of the position limit."""
-        return self._risk[0] * self.max_position / RISK_CONTRACTS[-1]
+    def _core(self) -> int:
+        """Contracts of the strategic part of a joint_v0 target (0 in the other envs)."""
+        both = self.STRATEGIC and self.TACTICAL
+        return math.floor(abs(self._bias * self._budget) * self.max_position + 0.5) if both else 0
+
+    def _sizing(self) -> tuple[float, float]:
+        """Conviction in [-1, 1] and size (contracts): the layers' positions add, clipped."""
+        risk_frac = self._risk[0] / RISK_CONTRACTS[-1]
+        if self.STRATEGIC and self.TACTICAL:
+            both = self._bias * self._budget + self._signal * risk_frac
+            return min(1.0, max(-1.0, both)), float(self.max_position)
+        if self.STRATEGIC:
+            return self._bias, self._budget * self.max_position
+        return self._signal, risk_frac * self.max_position
 
     def _advance(self, target: int) -> tuple[float, float, float]:
         """Trade into ``target`` over the next bar; P&L, drawdown growth, price change."""
@@ -399,15 +403,13 @@ class TradingEnv(ParallelEnv):
     def _scale(self) -> float:
         """Dollars per unit of reward."""
         scale = self.config.reward.scale
-        return scale if scale is not None else (self.market.contract.point_value
-                                                * self.max_position)
+        return self.market.contract.point_value * self.max_position if scale is None else scale
 
     @property
     def _ruin(self) -> float:
         """Equity below which the episode terminates."""
         return (1.0 - self.config.ruin_fraction) * self.config.initial_equity
 
-    # ----------------------------------------------------------------- pickle
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the config and episode state, not the shared arrays."""
         state = self.__dict__.copy()
@@ -442,8 +444,6 @@ def _action(actions: Mapping[str, Any], agent: str) -> int:
 
 def _seeded(seed: int | None) -> tuple[np.random.Generator, int]:
     """A numpy Generator seeded like gymnasium's ``np_random``."""
-    from gymnasium.utils import seeding
-
     return seeding.np_random(seed)
 
 

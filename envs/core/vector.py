@@ -336,12 +336,12 @@ class VectorEnv:
 
     def _target(self) -> np.ndarray:
         """Target positions from the latched signals (as TradingEnv._target)."""
+        size: float | np.ndarray
         if self._single:
-            conviction = 0.5 * (self._bias + self._signal)
-            size = self._budget * float(self._max)
+            conviction, size = self._bias, float(self._max)
         elif self._strategic and self._tactical:
-            conviction = 0.5 * (self._bias + self._signal)
-            size = self._budget * (self._risk_n * self._max / RISK_CONTRACTS[-1])
+            both = self._bias * self._budget + self._signal * (self._risk_n / RISK_CONTRACTS[-1])
+            conviction, size = np.clip(both, -1.0, 1.0), float(self._max)
         elif self._strategic:
             conviction, size = self._bias, self._budget * self._max
         else:
@@ -350,9 +350,16 @@ class VectorEnv:
         target = direction * np.floor(np.abs(conviction) * size + 0.5).astype(np.int64)
         if not self._blocked.any():
             return target
-        same = direction == self._blocked  # still pointing where the bracket exit was
+        # still pointing where the bracket exit was, with no strategic part of its own
+        same = (direction == self._blocked) & (self._core() == 0)
         self._blocked = np.where(same, self._blocked, 0)
         return np.where(same, 0, target)
+
+    def _core(self) -> np.ndarray:
+        """Contracts of the strategic layer's own part (joint_v0; 0 elsewhere)."""
+        if not (self._strategic and self._tactical) or self._single:
+            return np.zeros(self.n)
+        return np.floor(np.abs(self._bias * self._budget) * self._max + 0.5)
 
     def execute(self, target: np.ndarray) -> VectorStep:
         """Trade into ``target`` over the next bar and advance every copy."""
@@ -381,7 +388,7 @@ class VectorEnv:
         bar = self._ohlc[self._pos + 1]
         prev_close = self._ohlc[self._pos, 3]
         if self._tactical and not self._single:
-            stop_d = self._risk_stop * self._atr[self._brow]
+            stop_d = np.where(self._core() > 0, np.nan, self._risk_stop * self._atr[self._brow])
             target_d = stop_d * self._risk_rr
         else:
             stop_d = target_d = np.full(self.n, np.nan)

@@ -20,16 +20,24 @@ Joint action → target position (contracts)::
     b        = mean strategic vote (0, +0.5, +1, -0.5, -1, 0, 0), latched at closes
     rho      = clip(rho + 0.25 * step(portfolio), 0, 1), 0.5 at reset, latched at closes
     s        = mean tactical vote (0, +0.5, +1, -0.5, -1) of entry, fvg, momentum
-    c        = (b + s) / 2                              conviction, in [-1, 1]
-    n        = rho * risk contracts
-    target   = sign(c) * floor(|c| * n + 0.5)
+    k        = risk contracts (0-5)
+    c        = clip(b * rho + s * k / 5, -1, 1)
+    target   = sign(c) * floor(|c| * max_position + 0.5)
 
-So the strategic layer alone gives at most half size; tactical agreement
-gives full size and tactical disagreement flattens the position.
+The two layers' positions add, as the planted drifts they estimate add: the
+strategic part b * rho * max_position is strategic_v0's target for the same
+strategic actions, the tactical part s * k / 5 * max_position tactical_v0's
+for the same tactical actions. So either layer alone trades as it does in its
+own env, agreement adds up to the position limit and disagreement nets out.
 
-Bracket: on opening or reversing, stop = fill ∓ m × ATR, target = fill ± rr ×
-m × ATR (m, rr from ``risk``; 14-bar ATR of 5-minute bars at the decision).
-After a stop or target exit the env stays flat while c points the same way.
+Bracket (the ``risk`` agent guards the tactical layer's trades): on opening or
+reversing while the strategic part is 0 contracts (core = floor(|b * rho| *
+max_position + 0.5) = 0), stop = fill ∓ m × ATR, target = fill ± rr × m × ATR
+(m, rr from ``risk``; 14-bar ATR of 5-minute bars at the decision); a
+position opened while the strategic layer holds a part of its own carries no
+bracket (the strategic layer leaves by changing its vote). After a stop or
+target exit the env stays flat while c points the same way and the core is
+0.
 
 Execution (:class:`algospace.market.Account`): fills at the next bar's open
 plus slippage against the trade, commission per contract per side; stop and
@@ -71,7 +79,12 @@ observation and reward for all; termination on ruin.
 Arguments: fields of :class:`algospace.config.EnvConfig`; none → built-in
 synthetic market.
 
-Versions: v0 — first version.
+Versions: v0 — first version. Before release its target rule changed once:
+the layers' votes were averaged (c = (b + s) / 2, n = rho * risk contracts,
+rho 0.5 at reset) and every position carried the bracket, so either layer
+alone traded at most a quarter of its own env's size and a bracket exit cut
+the strategic layer's holding; policies trained on that rule act differently
+under this one.
 """
 
 from __future__ import annotations

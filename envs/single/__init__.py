@@ -14,10 +14,9 @@ LONG_FULL (``envs.core.layout.SINGLE_ACTIONS``)::
     f        = -1, -0.5, 0, +0.5, +1                   (in the order above)
     target   = sign(f) * floor(|f| * max_position + 0.5)
 
-joint_v0's formula with the whole team agreeing (b = s = f, full risk budget
-rho = 1, all five fifths of the limit from ``risk``), computed by the same
-code, rounding included. No bracket: no stop, no take-profit; the position
-is held until the trader changes it (or ruin).
+the target joint_v0 gives for a conviction c = f, rounded by the same code.
+No bracket: no stop, no take-profit; the position is held until the trader
+changes it (or ruin).
 
 Execution, reward, exit cost, ruin: as joint_v0 (the same account,
 commission and slippage; ``r = (net equity change - exit cost on the last
@@ -96,9 +95,9 @@ class SingleEnv(JointEnv):
         self._bias = self._signal = SINGLE_TARGET[_action(actions, SINGLE_AGENT)]
         return self._target()
 
-    def _risk_size(self) -> float:
-        """The trader sizes against the whole position limit."""
-        return float(self.max_position)
+    def _sizing(self) -> tuple[float, float]:
+        """The trader's fraction of the whole position limit."""
+        return self._bias, float(self.max_position)
 
     def stop_and_target(self) -> tuple[float, float]:
         """No bracket: the trader's positions carry no stop and no target."""

@@ -68,10 +68,12 @@ QUICK_EVAL_DAYS = 60
 """``--quick``: days of the evaluation market, at most."""
 
 
-def run_sets(seed: int, out: Path, *, days: int = LEARN_DAYS) -> list[str]:
+def run_sets(seed: int, out: Path, *, days: int = LEARN_DAYS,
+             signal: float = 1.0) -> list[str]:
     """The ``--set`` overrides every phase of one seed gets."""
     return [f"seed={seed}", f"data.synthetic.seed={LEARN_SEED + seed}",
-            f"data.synthetic.days={days}", f"output.dir={out}"]
+            f"data.synthetic.days={days}", f"data.synthetic.signal={signal}",
+            f"output.dir={out}"]
 
 
 def curve(summary: dict[str, Any]) -> list[dict[str, float]]:
@@ -95,14 +97,15 @@ def curve(summary: dict[str, Any]) -> list[dict[str, float]]:
     return points
 
 
-def curriculum(seed: int, out: Path, *, quick: bool, days: int) -> dict[str, Any]:
+def curriculum(seed: int, out: Path, *, quick: bool, days: int,
+               signal: float = 1.0) -> dict[str, Any]:
     """Run ``pipeline.yaml`` for one seed; per phase: checkpoint, env steps, time, curve."""
     from algospace.tune.driver import run_experiment
     from experiments.team_ablation import last_critic_ev
 
     started = time.perf_counter()
-    summaries = run_experiment("pipeline.yaml", quick=quick, sets=run_sets(seed, out,
-                                                                           days=days))
+    summaries = run_experiment("pipeline.yaml", quick=quick,
+                               sets=run_sets(seed, out, days=days, signal=signal))
     phases: dict[str, Any] = {}
     for summary in summaries:
         phase = summary["phase"]
@@ -119,11 +122,11 @@ def curriculum(seed: int, out: Path, *, quick: bool, days: int) -> dict[str, Any
 
 
 def single_layer(phase: str, seed: int, out: Path, *, budget: float, quick: bool,
-                 days: int) -> dict[str, Any]:
+                 days: int, signal: float = 1.0) -> dict[str, Any]:
     """One layer's phase alone with the curriculum's whole env-step budget."""
     from algospace.tune.driver import run_experiment
 
-    sets = [*run_sets(seed, out / f"{phase}-only", days=days),
+    sets = [*run_sets(seed, out / f"{phase}-only", days=days, signal=signal),
             f"stop.env_steps={max(1, int(budget))}", f"stop.iterations={10**6}"]
     [summary] = run_experiment(f"{phase}.yaml", quick=quick, sets=sets)
     steps = sum(float(t.get("env_steps") or 0.0) for t in summary["trials"])
@@ -138,7 +141,7 @@ def _regime_latent(summary: dict[str, Any]) -> bool:
 
 
 def single_agent(seed: int, out: Path, *, budget: float, quick: bool,
-                 days: int) -> dict[str, Any]:
+                 days: int, signal: float = 1.0) -> dict[str, Any]:
     """The single-agent PPO on ``single_v0`` with the curriculum's env-step budget."""
     from dataclasses import replace
 
@@ -147,7 +150,7 @@ def single_agent(seed: int, out: Path, *, budget: float, quick: bool,
     from experiments.learn import learn_config
 
     cfg = learn_config(days=days, seed=seed, iterations=10**6, out=out / "single",
-                       env="single_v0", algorithm="ippo")
+                       env="single_v0", algorithm="ippo", signal=signal)
     cfg = replace(cfg, env_steps=max(1, int(budget)))
     if quick:  # the batch of experiments.run --quick
         cfg = replace(cfg, ppo=PPOSettings(train_batch_size=400, minibatch_size=200,
@@ -160,27 +163,27 @@ def single_agent(seed: int, out: Path, *, budget: float, quick: bool,
 
 
 def evaluate(team: str, run: dict[str, Any], seed: int, *, days: int, eval_days: int,
-             rde_checkpoint: str | None) -> Any:
+             rde_checkpoint: str | None, signal: float = 1.0) -> Any:
     """Backtest a team's checkpoint once on the fresh evaluation market."""
     from algospace.evaluation.backtest import backtest, greedy_policy
     from algospace.training.checkpoint import load_actors
 
     _, cfg = market_configs(seed, days=days, eval_days=eval_days,
-                            regime_latent=run["regime_latent"])
+                            regime_latent=run["regime_latent"], signal=signal)
     if cfg.regime_latent:
         write_latents(cfg.data, rde_checkpoint)
     return backtest(TEAM_ENV[team], cfg, greedy_policy(load_actors(run["checkpoint"])),
                     seed=seed)
 
 
-def market_configs(seed: int, *, days: int, eval_days: int, regime_latent: bool
-                   ) -> tuple[Any, Any]:
+def market_configs(seed: int, *, days: int, eval_days: int, regime_latent: bool,
+                   signal: float = 1.0) -> tuple[Any, Any]:
     """The env settings of the training market and of the fresh evaluation market."""
     from algospace.config import DataConfig, EnvConfig
     from algospace.data.synthetic import SyntheticConfig
     from experiments.learn import evaluation_env
 
-    synth = SyntheticConfig(days=days, seed=LEARN_SEED + seed, signal=1.0)
+    synth = SyntheticConfig(days=days, seed=LEARN_SEED + seed, signal=signal)
     train_cfg = EnvConfig(data=DataConfig(synthetic=synth), regime_latent=regime_latent)
     return train_cfg, evaluation_env(train_cfg, days=eval_days, seed=EVAL_SEED + seed)
 
@@ -206,29 +209,29 @@ def scored(bt: Any) -> dict[str, float]:
 
 
 def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
-             out: Path) -> dict[str, Any]:
+             out: Path, signal: float = 1.0) -> dict[str, Any]:
     """Every team, probe and interval for one seed."""
     from algospace.evaluation.bootstrap import pnl_difference_ci
     from algospace.evaluation.probes import run_probes
     from experiments.team_ablation import ablation_runs
 
     seed_dir = out / f"seed{seed}"
-    cur = curriculum(seed, seed_dir / "curriculum", quick=quick, days=days)
+    cur = curriculum(seed, seed_dir / "curriculum", quick=quick, days=days, signal=signal)
     phases = cur["phases"]
     budget = cur["env_steps"]
-    ablated = ablation_runs(run_sets(seed, seed_dir / "curriculum", days=days),
+    ablated = ablation_runs(run_sets(seed, seed_dir / "curriculum", days=days, signal=signal),
                             phases["joint"]["handoff"], quick=quick)
     runs = {"joint": phases["joint"],
             "strategic": single_layer("strategic", seed, seed_dir, budget=budget, quick=quick,
-                                      days=days),
+                                      days=days, signal=signal),
             "tactical": single_layer("tactical", seed, seed_dir, budget=budget, quick=quick,
-                                     days=days),
+                                     days=days, signal=signal),
             "single_agent_ppo": single_agent(seed, seed_dir, budget=budget, quick=quick,
-                                             days=days),
+                                             days=days, signal=signal),
             **ablated}
     rde = phases.get("rde", {}).get("checkpoint")
     backtests = {team: evaluate(team, r, seed, days=days, eval_days=eval_days,
-                                rde_checkpoint=rde) for team, r in runs.items()}
+                                rde_checkpoint=rde, signal=signal) for team, r in runs.items()}
     row: dict[str, Any] = {"seed": seed, "budget_env_steps": budget}
     for team, bt in backtests.items():
         row.update({f"{team}_{k}": v for k, v in scored(bt).items()})
@@ -247,7 +250,8 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
         row[f"mappo_minus_{name}_expected_capture"] = \
             row["joint_expected_capture"] - row[f"{name}_expected_capture"]
     train_cfg, eval_cfg = market_configs(seed, days=days, eval_days=eval_days,
-                                         regime_latent=runs["joint"]["regime_latent"])
+                                         regime_latent=runs["joint"]["regime_latent"],
+                                         signal=signal)
     probes = run_probes(train_cfg, eval_config=eval_cfg, seed=seed)
     for layer in PROBES:
         row[f"probe_{layer}_expected_capture"] = probes[layer].expected_capture_of_joint_oracle
@@ -259,13 +263,13 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
 
 
 def run_seeds(*, seeds: tuple[int, ...], quick: bool = False, eval_days: int = EVAL_DAYS,
-              days: int = LEARN_DAYS, out: str = OUT) -> dict[str, Any]:
+              days: int = LEARN_DAYS, out: str = OUT, signal: float = 1.0) -> dict[str, Any]:
     """:func:`run_seed` for each seed; means over seeds; the plot and the table."""
     out_dir = Path(out)
-    per_seed = [run_seed(s, quick=quick, eval_days=eval_days, days=days, out=out_dir)
-                for s in seeds]
+    per_seed = [run_seed(s, quick=quick, eval_days=eval_days, days=days, out=out_dir,
+                         signal=signal) for s in seeds]
     figures: dict[str, Any] = {"seeds": ",".join(map(str, seeds)), "eval_days": eval_days,
-                               "quick": quick}
+                               "quick": quick, "signal": signal}
     headline = [f"{t}_expected_capture" for t in TEAMS] + \
         [f"probe_{p}_expected_capture" for p in PROBES] + ABLATION_KEYS
     for row in per_seed:

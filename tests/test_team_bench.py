@@ -48,7 +48,18 @@ def test_table_has_a_row_per_seed_and_a_column_per_team_and_probe() -> None:
 def test_the_sets_of_every_phase_name_the_seed_market_and_folder(tmp_path: Path) -> None:
     sets = team.run_sets(2, tmp_path, days=20)
     assert sets == ["seed=2", f"data.synthetic.seed={team.LEARN_SEED + 2}",
-                    "data.synthetic.days=20", f"output.dir={tmp_path}"]
+                    "data.synthetic.days=20", "data.synthetic.signal=1.0",
+                    f"output.dir={tmp_path}"]
+    assert "data.synthetic.signal=12.0" in team.run_sets(2, tmp_path, days=20, signal=12.0)
+
+
+def test_the_evaluation_market_has_the_training_markets_strength() -> None:
+    """``--signal``: the fresh evaluation market plants the components as strongly as the
+    market the teams trained on."""
+    train_cfg, eval_cfg = team.market_configs(1, days=30, eval_days=40, regime_latent=False,
+                                              signal=12.0)
+    assert train_cfg.data.synthetic.signal == eval_cfg.data.synthetic.signal == 12.0
+    assert eval_cfg.data.synthetic.seed != train_cfg.data.synthetic.seed
 
 
 def test_progress_table_shows_critic_ev_and_an_eta_from_the_env_step_budget() -> None:

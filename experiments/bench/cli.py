@@ -162,7 +162,7 @@ def _team(args: argparse.Namespace) -> Figures:
                                                       else team.LEARN_DAYS)
     eval_days = min(args.eval_days, team.QUICK_EVAL_DAYS) if args.quick else args.eval_days
     return team.run_seeds(seeds=_seeds(args, "0,1,2"), quick=args.quick, eval_days=eval_days,
-                          days=days)
+                          days=days, signal=args.signal)
 
 
 def _market(args: argparse.Namespace) -> Figures:
@@ -231,10 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "the final policy is evaluated on (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="market: the market's seed")
     parser.add_argument("--signal", type=_signal, default=1.0,
-                        help="learn, uncertainty: strength of the planted components in "
-                             "multiples of the "
-                             "calibrated market's (default 1.0; the training and the fresh "
-                             "evaluation market both)")
+                        help="learn, team, uncertainty: strength of the planted components "
+                             "in multiples of the calibrated market's (default 1.0; the "
+                             "training and the fresh evaluation market both)")
     parser.add_argument("--seeds", default=None,
                         help="learn, team (default 0,1,2): comma-separated "
                              "training seeds; the market seed varies with each; "

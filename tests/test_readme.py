@@ -147,6 +147,12 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "experiments.bench latency [": Entry(help="{bin}/python -m experiments.bench latency"),
     "experiments.bench uncertainty [": Entry(
         help="{bin}/python -m experiments.bench uncertainty"),
+    "data.synthetic.signal=12 --set data.synthetic.days=120": Entry(
+        # the 12x curriculum, shrunk to one iteration per phase: its overrides must hold
+        subs=(("pipeline.yaml --set", "pipeline.yaml --quick --set evaluation.final=false"
+               + ONE_ITER + " --set"),
+              ("days=120", "days=20")),
+        marks=RAY, timeout=600),
     "experiments.bench learn --signal 6": Entry(
         subs=(("--iterations 25 --eval-every 25 --seeds 0",
                "--iterations 1 --eval-every 1 --seeds 0 --eval-days 60"),),

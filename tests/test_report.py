@@ -143,3 +143,17 @@ def test_sharpe_difference_interval() -> None:
     better = pd.Series(100_000 * np.cumprod(1 + rng.normal(0.01, 0.005, 60)), index=index)
     ci = sharpe_difference_ci(better, base, 100_000.0, 500, 0)
     assert ci["low_2.5"] > 0 and ci["share_above_0"] == 1.0 and ci["days"] == 60
+
+
+def test_intervals_pair_the_curves_by_trading_day_on_the_days_both_cover() -> None:
+    """Two envs on different clocks can end their last whole episode on different days
+    (bench team's joint vs strategic-only curves): the days are paired by date."""
+    from algospace.evaluation.bootstrap import pnl_difference_ci
+
+    index = pd.date_range("2024-01-02 12:00", periods=6, freq="D")
+    agent = pd.Series(100_000.0 + np.array([100, 300, 200, 500, 400, 700]), index=index)
+    other = agent.iloc[:5] - np.array([0, 50, 50, 100, 100])  # one day shorter
+    ci = pnl_difference_ci(agent, other, 100_000.0, 200, 0)
+    # daily P&L differences on the five shared days: 0, 50, 0, 50, 0
+    assert ci["days"] == 5 and ci["mean_daily_usd"] == 20.0
+    assert sharpe_difference_ci(agent, other, 100_000.0, 200, 0)["days"] == 5

@@ -1,7 +1,9 @@
 """Paired bootstrap intervals of the agents against a baseline, over trading days.
 
 The same resampled days are used for both curves, which keeps the day-to-day
-correlation of the two strategies but not serial correlation.
+correlation of the two strategies but not serial correlation. The curves are paired by
+trading day, on the days both cover: two envs on different clocks can tile a split into
+whole episodes that end on different days.
 """
 
 from __future__ import annotations
@@ -18,11 +20,19 @@ from algospace.evaluation.metrics import daily_pnl, daily_returns
 __all__ = ["pnl_difference_ci", "sharpe_difference_ci"]
 
 
+def _paired(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The two daily series on the trading days both cover, paired by date."""
+    a, b = a.align(b, join="inner")
+    if len(a) == 0:
+        raise ValueError("the two equity curves share no trading day: nothing to pair")
+    return a.to_numpy(), b.to_numpy()
+
+
 def pnl_difference_ci(agent: pd.Series, other: pd.Series, initial: float, resamples: int,
                       seed: int) -> dict[str, Any]:
     """Paired bootstrap over trading days of the mean daily dollar P&L difference, 95 %."""
-    a = daily_pnl(agent, initial_equity=initial).to_numpy()
-    b = daily_pnl(other, initial_equity=initial).to_numpy()
+    a, b = _paired(daily_pnl(agent, initial_equity=initial),
+                   daily_pnl(other, initial_equity=initial))
     d = a - b
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
@@ -39,8 +49,8 @@ def sharpe_difference_ci(agent: pd.Series, other: pd.Series, initial: float, res
     Days are resampled with replacement (the same days for both curves), which keeps the
     day-to-day correlation of the two strategies but not serial correlation.
     """
-    a = daily_returns(agent, initial_equity=initial).to_numpy()
-    b = daily_returns(other, initial_equity=initial).to_numpy()
+    a, b = _paired(daily_returns(agent, initial_equity=initial),
+                   daily_returns(other, initial_equity=initial))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a), size=(resamples, len(a)))
 

@@ -95,6 +95,11 @@ class SingleEnv(JointEnv):
         self._bias = self._signal = SINGLE_TARGET[_action(actions, SINGLE_AGENT)]
         return self._target()
 
+    def _core(self) -> int:
+        """No strategic part of its own (as the vectorised env): a block ends as joint_v0's
+        does without one."""
+        return 0
+
     def _sizing(self) -> tuple[float, float]:
         """The trader's fraction of the whole position limit."""
         return self._bias, float(self.max_position)

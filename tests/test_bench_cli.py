@@ -152,3 +152,24 @@ def test_learn_signal_reaches_the_markets_and_a_bad_one_is_refused(monkeypatch: 
         else:
             raise AssertionError(f"--signal {bad} was accepted")
         assert "--signal" in capsys.readouterr().err
+
+
+def test_probes_smoke_run_writes_both_probes_per_layer_and_signal(
+        tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    """``bench probes --quick``: the truth and the price probe of every layer for each
+    signal, a mean per signal, and the table; a bad --signals is one error line."""
+    from experiments.bench import cli
+
+    monkeypatch.chdir(tmp_path)  # the market cache goes under the working directory
+    monkeypatch.setattr(cli, "machine", lambda: {"host": "test"})
+    out = tmp_path / "probes.json"
+    assert cli.main(["probes", "--quick", "--signals", "12", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    for layer in ("strategic", "tactical", "joint"):
+        for kind in ("truth", "price"):
+            assert f"signal12_seed0_{layer}_{kind}_probe_expected_capture" in figures
+            assert f"signal12_{layer}_{kind}_probe_expected_capture_mean" in figures
+    assert figures["eval_days"] == 60 and figures["days"] == 40
+    assert "| 12x |" in capsys.readouterr().out
+    assert cli.main(["probes", "--signals", "1,strong"]) == 2
+    assert "--signals" in capsys.readouterr().err

@@ -35,6 +35,12 @@ Benchmarks (the module that runs each, from the repository root):
            the critic's 15 MC features zeroed, and IPPO (independent critics).
            Target: the joint team beats every other team in every seed and
            reaches half the joint probe's capture.
+  probes   experiments/probes.py: how strong must a planted signal be before
+           anything can learn it? Per --signals strength and seed, per layer, on
+           the markets bench team uses: the truth probe (fitted with the oracle's
+           positions as labels) and the price probe (fitted on the bars' realised
+           moves, chosen by realised validation P&L), expected capture of the
+           joint oracle on a fresh --eval-days market (default 300).
   market   experiments/bench/market.py: the synthetic market's three causal
            oracles (strategic, tactical, joint) per split and over the whole
            market: expected and realised net daily dollar Sharpe and net P&L.
@@ -57,6 +63,7 @@ are not results. What it shrinks, per benchmark:
   env           2,000 actions, 0.5 s of timed stepping per env
   latency       20 timed steps (5 warm-up) per variant, 7 bars of the stream
                 after 30 and 35 days of history
+  probes        one L2 strength per probe (the grid's strongest)
   team          every training run is experiments.run --quick (2 iterations,
                 a 20-day market), evaluated on at most 60 days
   uncertainty   2 training iterations on a 20-day market (unless --checkpoint),
@@ -142,7 +149,7 @@ def _learn(args: argparse.Namespace) -> Figures:
     from experiments import learn
 
     return learn.run_seeds(iterations=_iterations(args, 60), eval_every=args.eval_every,
-                           seeds=_seeds(args, "0,1,2"), eval_days=args.eval_days,
+                           seeds=_seeds(args, "0,1,2"), eval_days=_eval_days(args),
                            signal=args.signal)
 
 
@@ -160,9 +167,29 @@ def _team(args: argparse.Namespace) -> Figures:
 
     days = args.days if args.days is not None else (team.QUICK_DAYS if args.quick
                                                       else team.LEARN_DAYS)
-    eval_days = min(args.eval_days, team.QUICK_EVAL_DAYS) if args.quick else args.eval_days
+    eval_days = min(_eval_days(args), team.QUICK_EVAL_DAYS) if args.quick else _eval_days(args)
     return team.run_seeds(seeds=_seeds(args, "0,1,2"), quick=args.quick, eval_days=eval_days,
                           days=days, signal=args.signal)
+
+
+def _probes(args: argparse.Namespace) -> Figures:
+    """Truth and price probes by signal strength (experiments/probes.py)."""
+    from experiments import probes
+
+    try:
+        signals = tuple(_signal(s) for s in (args.signals or "1,3,6,12").split(","))
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"--signals: {err}") from None
+    days = int(_given(args.days, 250, QUICK_DAYS * 2, args))
+    eval_days = args.eval_days if args.eval_days is not None else (
+        60 if args.quick else probes.EVAL_DAYS)
+    return probes.run(signals=signals, seeds=_seeds(args, "0"), days=days,
+                      eval_days=eval_days, quick=args.quick)
+
+
+def _eval_days(args: argparse.Namespace) -> int:
+    """``--eval-days`` (1,000 when not given: learn, team, uncertainty)."""
+    return 1000 if args.eval_days is None else int(args.eval_days)
 
 
 def _market(args: argparse.Namespace) -> Figures:
@@ -187,7 +214,7 @@ def _uncertainty(args: argparse.Namespace) -> Figures:
 
     return uncertainty.run(checkpoint=args.checkpoint,
                            iterations=_iterations(args, uncertainty.ITERATIONS),
-                           eval_days=args.eval_days, seed=_seeds(args, "0")[0],
+                           eval_days=_eval_days(args), seed=_seeds(args, "0")[0],
                            signal=args.signal, quick=args.quick)
 
 
@@ -201,7 +228,7 @@ def _iterations(args: argparse.Namespace, default: int) -> int:
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Figures]] = {
     "data": _data, "env": _env, "learn": _learn, "train": _train, "team": _team,
-    "latency": _latency, "market": _market, "uncertainty": _uncertainty}
+    "latency": _latency, "market": _market, "uncertainty": _uncertainty, "probes": _probes}
 """Each benchmark's name and how it runs from the parsed command line."""
 
 
@@ -213,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--days", type=int, default=None,
                         help="data: trading days of 5-minute bars (default 1260 = 5 years); "
-                             "market, team: days of the market (default 250)")
+                             "market, team, probes: days of the market (default 250)")
     parser.add_argument("--steps", type=int, default=None,
                         help="env: random actions drawn before timing, cycled (default "
                              f"{env.DEFAULT_STEPS})")
@@ -226,16 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-every", type=int, default=10,
                         help="learn: backtest the validation split every N iterations "
                              "(default 10)")
-    parser.add_argument("--eval-days", type=int, default=1000,
+    parser.add_argument("--eval-days", type=int, default=None,
                         help="learn, team, uncertainty: trading days of the fresh market "
-                             "the final policy is evaluated on (default 1000)")
+                             "the final policy is evaluated on (default 1000); probes: "
+                             "(default 300)")
     parser.add_argument("--seed", type=int, default=0, help="market: the market's seed")
+    parser.add_argument("--signals", default=None,
+                        help="probes: comma-separated signal strengths (default 1,3,6,12)")
     parser.add_argument("--signal", type=_signal, default=1.0,
                         help="learn, team, uncertainty: strength of the planted components "
                              "in multiples of the calibrated market's (default 1.0; the "
                              "training and the fresh evaluation market both)")
     parser.add_argument("--seeds", default=None,
-                        help="learn, team (default 0,1,2): comma-separated "
+                        help="learn, team (default 0,1,2), probes (default 0): "
+                             "comma-separated "
                              "training seeds; the market seed varies with each; "
                              "uncertainty: its first (default 0)")
     parser.add_argument("--timed-iterations", type=int, default=3,

@@ -10,9 +10,13 @@ For each seed (the market seed varies with it) on the built-in 250-day market:
    tactical agents alone (``tactical.yaml``) — and **the single-agent PPO** (one policy on
    the joint observation choosing the target position, ``single_v0``), each given the
    env steps the curriculum's four RL phases took together.
-3. **The probes** (:mod:`algospace.evaluation.probes`): per layer and joint, a supervised
-   model of the planted direction from what the layer's agents see, traded greedily —
-   the capture an agent could reach from its observations.
+3. **The probes**: per layer and joint, a supervised model of what the layer's agents
+   see, traded through the same account. The truth probe
+   (:mod:`algospace.evaluation.probes`) is fitted with the oracle's positions as labels:
+   what a policy could reach if shown the answer. The price probe
+   (:mod:`algospace.evaluation.price_probes`) is fitted on the bars' realised moves and
+   chosen by realised validation P&L: what a learner of prices reaches
+   (``price_probe_<layer>_expected_capture``).
 4. Everything is evaluated once on a **fresh long market** from the same generator
    (``--eval-days``; its test split, 85 %), through the same account, against the three
    oracles and the baselines. Headline: expected capture of the joint oracle; beside it
@@ -20,7 +24,9 @@ For each seed (the market seed varies with it) on the built-in 250-day market:
    difference joint − strategic-only and joint − tactical-only.
 
 Figures, curves (JSON), a plot of the curves and a summary table go to
-``results/bench/team/``.
+``results/bench/team/``. Each finished training run's record is written to
+``seed<S>/<run>.json`` as it ends; a rerun with the same seed, days, signal and
+``--quick`` whose checkpoints are still there reads it back instead of training again.
 
 5. **The critic ablations** (:mod:`experiments.team_ablation`): the joint phase twice more
    from the same checkpoint, seed and budget -- with the critic's 15 MC features zeroed,
@@ -51,6 +57,9 @@ TEAMS: tuple[str, ...] = ("joint", "strategic", "tactical", "single_agent_ppo")
 """What the bench trains and scores, by name."""
 PROBES: tuple[str, ...] = ("strategic", "tactical", "joint")
 """The supervised probes, by layer."""
+PROBE_KEYS: list[str] = [*(f"probe_{p}_expected_capture" for p in PROBES),
+                         *(f"price_probe_{p}_expected_capture" for p in PROBES)]
+"""The truth probes' and the price probes' figures per seed (and ``_mean`` over seeds)."""
 ABLATED: tuple[str, ...] = tuple(ABLATIONS)
 """The joint phase's critic ablations (:mod:`experiments.team_ablation`), by name."""
 ABLATION_KEYS: list[str] = [
@@ -66,6 +75,34 @@ QUICK_DAYS = 20
 """``--quick``: days of the training market (as ``experiments.run --quick`` uses)."""
 QUICK_EVAL_DAYS = 60
 """``--quick``: days of the evaluation market, at most."""
+
+
+def kept(path: Path, settings: dict[str, Any], make: Any) -> Any:
+    """``make()``'s record, written to ``path`` when it finishes; a rerun with the same
+    settings whose checkpoints are still there reads it back instead of training again
+    (a crash later in the bench loses nothing finished)."""
+    from algospace.files import write_json
+
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == settings and all(
+                Path(c).exists() for c in _checkpoints(saved.get("record"))):
+            print(f"[team] reusing the finished run recorded in {path}", flush=True)
+            return saved["record"]
+    record = make()
+    write_json(path, {"settings": settings, "record": record}, default=str)
+    return record
+
+
+def _checkpoints(record: Any) -> list[str]:
+    """Every ``checkpoint`` path in a run record (nested dicts and lists)."""
+    if isinstance(record, dict):
+        found = [str(v) for k, v in record.items() if k == "checkpoint" and v]
+        return found + [c for k, v in record.items() if k != "checkpoint"
+                        for c in _checkpoints(v)]
+    if isinstance(record, list):
+        return [c for item in record for c in _checkpoints(item)]
+    return []
 
 
 def run_sets(seed: int, out: Path, *, days: int = LEARN_DAYS,
@@ -212,22 +249,26 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
              out: Path, signal: float = 1.0) -> dict[str, Any]:
     """Every team, probe and interval for one seed."""
     from algospace.evaluation.bootstrap import pnl_difference_ci
+    from algospace.evaluation.price_probes import run_price_probes
     from algospace.evaluation.probes import run_probes
     from experiments.team_ablation import ablation_runs
 
     seed_dir = out / f"seed{seed}"
-    cur = curriculum(seed, seed_dir / "curriculum", quick=quick, days=days, signal=signal)
+    settings = {"seed": seed, "days": days, "signal": signal, "quick": quick}
+    cur = kept(seed_dir / "curriculum.json", settings, lambda: curriculum(
+        seed, seed_dir / "curriculum", quick=quick, days=days, signal=signal))
     phases = cur["phases"]
     budget = cur["env_steps"]
-    ablated = ablation_runs(run_sets(seed, seed_dir / "curriculum", days=days, signal=signal),
-                            phases["joint"]["handoff"], quick=quick)
+    ablated = kept(seed_dir / "ablations.json", settings, lambda: ablation_runs(
+        run_sets(seed, seed_dir / "curriculum", days=days, signal=signal),
+        phases["joint"]["handoff"], quick=quick))
     runs = {"joint": phases["joint"],
-            "strategic": single_layer("strategic", seed, seed_dir, budget=budget, quick=quick,
-                                      days=days, signal=signal),
-            "tactical": single_layer("tactical", seed, seed_dir, budget=budget, quick=quick,
-                                     days=days, signal=signal),
-            "single_agent_ppo": single_agent(seed, seed_dir, budget=budget, quick=quick,
-                                             days=days, signal=signal),
+            **{layer: kept(seed_dir / f"{layer}-only.json", settings, lambda layer=layer:
+                           single_layer(layer, seed, seed_dir, budget=budget, quick=quick,
+                                        days=days, signal=signal))
+               for layer in ("strategic", "tactical")},
+            "single_agent_ppo": kept(seed_dir / "single.json", settings, lambda: single_agent(
+                seed, seed_dir, budget=budget, quick=quick, days=days, signal=signal)),
             **ablated}
     rde = phases.get("rde", {}).get("checkpoint")
     backtests = {team: evaluate(team, r, seed, days=days, eval_days=eval_days,
@@ -253,8 +294,11 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
                                          regime_latent=runs["joint"]["regime_latent"],
                                          signal=signal)
     probes = run_probes(train_cfg, eval_config=eval_cfg, seed=seed)
+    price = run_price_probes(train_cfg, eval_config=eval_cfg)
     for layer in PROBES:
         row[f"probe_{layer}_expected_capture"] = probes[layer].expected_capture_of_joint_oracle
+        row[f"price_probe_{layer}_expected_capture"] = \
+            price[layer].expected_capture_of_joint_oracle
     for phase in ("rde", *PHASES):
         if phase in phases:
             row[f"phase_{phase}_wall_seconds"] = phases[phase]["wall_seconds"]
@@ -270,8 +314,7 @@ def run_seeds(*, seeds: tuple[int, ...], quick: bool = False, eval_days: int = E
                          signal=signal) for s in seeds]
     figures: dict[str, Any] = {"seeds": ",".join(map(str, seeds)), "eval_days": eval_days,
                                "quick": quick, "signal": signal}
-    headline = [f"{t}_expected_capture" for t in TEAMS] + \
-        [f"probe_{p}_expected_capture" for p in PROBES] + ABLATION_KEYS
+    headline = [f"{t}_expected_capture" for t in TEAMS] + PROBE_KEYS + ABLATION_KEYS
     for row in per_seed:
         s = row["seed"]
         for key, value in row.items():
@@ -295,8 +338,7 @@ def run_seeds(*, seeds: tuple[int, ...], quick: bool = False, eval_days: int = E
 def table(per_seed: list[dict[str, Any]]) -> str:
     """The summary table (Markdown): expected capture of the joint oracle per team, then the
     critic ablations (MAPPO minus each ablation's expected capture, each run's critic EV)."""
-    names = [*(f"{t}_expected_capture" for t in TEAMS),
-             *(f"probe_{p}_expected_capture" for p in PROBES), *ABLATION_KEYS]
+    names = [*(f"{t}_expected_capture" for t in TEAMS), *PROBE_KEYS, *ABLATION_KEYS]
     heads = [n.removesuffix("_expected_capture") for n in names]
     lines = ["| seed | " + " | ".join(heads) + " | joint net P&L |",
              "|---" * (len(names) + 2) + "|"]

@@ -144,6 +144,7 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "experiments.bench learn [": Entry(help="{bin}/python -m experiments.bench learn"),
     "experiments.bench train [": Entry(help="{bin}/python -m experiments.bench train"),
     "experiments.bench team [": Entry(help="{bin}/python -m experiments.bench team"),
+    "experiments.bench probes [": Entry(help="{bin}/python -m experiments.bench probes"),
     "experiments.bench latency [": Entry(help="{bin}/python -m experiments.bench latency"),
     "experiments.bench uncertainty [": Entry(
         help="{bin}/python -m experiments.bench uncertainty"),

@@ -27,7 +27,8 @@ def test_curve_reads_the_validation_points_of_the_first_trial(tmp_path: Path) ->
 
 def test_table_has_a_row_per_seed_and_a_column_per_team_and_probe() -> None:
     row = {"seed": 3, "joint_net_pnl": -1234.0}
-    for i, name in enumerate([*team.TEAMS, *(f"probe_{p}" for p in team.PROBES)]):
+    for i, name in enumerate([*team.TEAMS, *(f"probe_{p}" for p in team.PROBES),
+                              *(f"price_probe_{p}" for p in team.PROBES)]):
         row[f"{name}_expected_capture"] = 0.01 * i
     for i, key in enumerate(team.ABLATION_KEYS):
         row[key] = -0.5 + 0.1 * i
@@ -36,6 +37,7 @@ def test_table_has_a_row_per_seed_and_a_column_per_team_and_probe() -> None:
     assert header.count("|") == rule.count("|") == line.count("|")
     assert line.startswith("| 3 | +0.000 | +0.010") and "-$1,234" in line
     assert "probe_joint" in header and not math.isnan(float(line.split("|")[2]))
+    assert "price_probe_tactical" in header
     heads = [h.strip() for h in header.split("|")]
     cells = [c.strip() for c in line.split("|")]
     for key in ("mappo_minus_ippo", "mappo_minus_zeroed_mc", "joint_critic_ev",
@@ -91,3 +93,29 @@ def test_bad_seeds_end_in_one_error_line_and_status_2(capsys: object) -> None:
     assert main(["team", "--seeds", "zero,one", "--quick"]) == 2
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert err.startswith("error: --seeds 'zero,one'") and len(err.strip().splitlines()) == 1
+
+
+def test_a_finished_run_is_kept_and_reused_only_with_its_settings_and_checkpoints(
+        tmp_path: Path, capsys: object) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    calls: list[int] = []
+
+    def make() -> dict[str, object]:
+        calls.append(1)
+        return {"phases": {"joint": {"checkpoint": str(ckpt), "critic_ev": math.nan}},
+                "env_steps": 10.0}
+
+    record = tmp_path / "seed0" / "curriculum.json"
+    settings = {"seed": 0, "days": 20, "signal": 1.0, "quick": True}
+    first = team.kept(record, settings, make)
+    assert record.is_file() and len(calls) == 1
+    again = team.kept(record, settings, make)  # reused: nothing trains again
+    assert len(calls) == 1 and again["env_steps"] == first["env_steps"]
+    assert math.isnan(again["phases"]["joint"]["critic_ev"])
+    assert "reusing" in capsys.readouterr().out  # type: ignore[attr-defined]
+    team.kept(record, {**settings, "signal": 12.0}, make)  # other settings: trains
+    assert len(calls) == 2
+    ckpt.rmdir()
+    team.kept(record, {**settings, "signal": 12.0}, make)  # checkpoint gone: trains
+    assert len(calls) == 3

@@ -145,6 +145,8 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "experiments.bench train [": Entry(help="{bin}/python -m experiments.bench train"),
     "experiments.bench team [": Entry(help="{bin}/python -m experiments.bench team"),
     "experiments.bench probes [": Entry(help="{bin}/python -m experiments.bench probes"),
+    "experiments.bench probes --signals 1,3,6,12": Entry(
+        subs=(("--signals 1,3,6,12 --seeds 0", "--signals 12 --seeds 0 --quick"),)),
     "experiments.bench latency [": Entry(help="{bin}/python -m experiments.bench latency"),
     "experiments.bench uncertainty [": Entry(
         help="{bin}/python -m experiments.bench uncertainty"),

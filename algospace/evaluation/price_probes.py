@@ -40,7 +40,7 @@ from algospace.config import EnvConfig
 from algospace.errors import ConfigError
 from algospace.evaluation.oracles import LAYERS
 from algospace.evaluation.probe_model import ProbeModel, fit_probe
-from algospace.evaluation.probes import L2_GRID, ProbeData, collect, oracle_runs, trade
+from algospace.evaluation.probes import L2_GRID, ProbeData, oracle_runs, splits, trade
 
 BAND_QUANTILES: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 """Bands tried: these quantiles of ``|lean|`` on the validation rows (0.0: trade every
@@ -121,12 +121,7 @@ def price_probe(env: str, env_config: EnvConfig, *, split: str = "test",
     """The price probe of ``env`` (a name or a layer): fit on train's realised labels,
     choose on val by realised net P&L, score ``split`` (of ``eval_config``'s market when
     given)."""
-    train = collect(env, env_config, "train")
-    val = collect(env, env_config, "val")
-    if eval_config is not None:
-        evaluation = collect(env, eval_config, split)
-    else:
-        evaluation = val if split == "val" else collect(env, env_config, split)
+    train, val, evaluation = splits(env, env_config, split, eval_config)
     model, band, q, val_pnl = select_price_probe(train, val, l2_grid=l2_grid)
     run = trade(evaluation, positions(lean(model, evaluation.features), band),
                 oracle_runs(evaluation))

@@ -312,17 +312,23 @@ def select(train: ProbeData, val: ProbeData, *, l2_grid: Sequence[float] = L2_GR
     return best[1], tuple(table)
 
 
+def splits(env: str, env_config: EnvConfig, split: str, eval_config: EnvConfig | None
+           ) -> tuple[ProbeData, ProbeData, ProbeData]:
+    """A probe's train and validation rows, and those it is scored on: ``split`` of
+    ``eval_config``'s market when given, else of the training market."""
+    train = collect(env, env_config, "train")
+    val = collect(env, env_config, "val")
+    if eval_config is not None:
+        return train, val, collect(env, eval_config, split)
+    return train, val, val if split == "val" else collect(env, env_config, split)
+
+
 def probe(env: str, env_config: EnvConfig, *, split: str = "test",
           l2_grid: Sequence[float] = L2_GRID, hidden: Iterable[int] = HIDDEN,
           seed: int = 0, eval_config: EnvConfig | None = None) -> ProbeResult:
     """The probe of ``env`` (a name or a layer): fit on train, choose on val, score ``split``
     (of ``eval_config``'s market when given: a fresh market from the same generator)."""
-    train = collect(env, env_config, "train")
-    val = collect(env, env_config, "val")
-    if eval_config is not None:
-        evaluation = collect(env, eval_config, split)
-    else:
-        evaluation = val if split == "val" else collect(env, env_config, split)
+    train, val, evaluation = splits(env, env_config, split, eval_config)
     model, table = select(train, val, l2_grid=l2_grid, hidden=hidden, seed=seed)
     chosen = next(c for c in table if c.hidden == model.hidden and c.l2 == model.l2)
     predicted = model.predict(evaluation.features)

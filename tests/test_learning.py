@@ -22,6 +22,17 @@ fresh days (4 min on 2 shared cores). With RLlib's stock runner
 0.17, net P&L $269,881; with consistent-dropout training on as well:
 0.104, $161,031 (rule $4,651), close to the bar (why it stays off by default); the
 untrained policy -0.008.
+
+**The two layers together** (the small version of ``bench team``): the tactical agents
+learn on ``tactical_v0`` on the same market (:data:`TACTICAL_ITERATIONS`), and the two
+layers' actors, put together unchanged in ``joint_v0`` (the curriculum's handoff, without
+its coordination and joint phases), must capture more of the joint oracle's expected P&L
+on a fresh market than the strategic team alone and the tactical team alone, each layer
+having learned something of its own (:data:`LAYER_BAR`). What this checks is the
+combination: the joint target adds the two layers' positions (``envs/joint``, the card),
+so two layers that each learned their component approach the joint oracle from both
+sides. Whether joint training adds to that is ``bench team``'s question (README). Measured
+(128 fresh days): joint-oracle capture 0.418 together, 0.206 and 0.046 alone.
 """
 
 from __future__ import annotations
@@ -44,20 +55,34 @@ SIGNAL = 12.0
 """Strength of the planted components, in multiples of the calibrated market's."""
 CAPTURE_BAR = 0.1
 """Expected capture of the strategic oracle the trained agents must reach."""
+TACTICAL_ITERATIONS = 20
+"""Training iterations of the team test's tactical layer (4,000 env steps each)."""
+LAYER_BAR = 0.02
+"""Expected capture of the joint oracle each layer alone must reach in the team test."""
+
+
+@pytest.fixture(scope="module")
+def strategic_12x(tmp_path_factory: pytest.TempPathFactory,
+                  ray_session: Any) -> tuple[TrainConfig, str]:
+    """strategic_v0 trained 25 iterations at 12x (also the team test's strategic layer):
+    its config and final checkpoint."""
+    root = tmp_path_factory.mktemp("learning")
+    data = DataConfig(synthetic=SyntheticConfig(days=120, seed=11, signal=SIGNAL),
+                      cache_dir=str(root / "cache"))
+    cfg = TrainConfig(env="strategic_v0", env_config=EnvConfig(data=data), iterations=25,
+                      num_env_runners=0, out_dir=str(root), checkpoint_every=0)
+    return cfg, train(cfg, log=lambda _: None).checkpoint
 
 
 @pytest.mark.slow
-def test_strategic_mappo_learns_the_planted_component(tmp_path: Path,
-                                                      ray_session: Any) -> None:
-    data = DataConfig(synthetic=SyntheticConfig(days=120, seed=11, signal=SIGNAL),
-                      cache_dir=str(tmp_path / "cache"))
-    cfg = TrainConfig(env="strategic_v0", env_config=EnvConfig(data=data), iterations=25,
-                      num_env_runners=0, out_dir=str(tmp_path), checkpoint_every=0)
-    result = train(cfg, log=lambda _: None)
+def test_strategic_mappo_learns_the_planted_component(
+        tmp_path: Path, strategic_12x: tuple[TrainConfig, str]) -> None:
+    cfg, checkpoint = strategic_12x
     fresh = evaluation_env(cfg.env_config, days=250, seed=1011)
-    bt = backtest("strategic_v0", fresh, greedy_policy(load_actors(result.checkpoint)))
+    bt = backtest("strategic_v0", fresh, greedy_policy(load_actors(checkpoint)))
     figures = {"capture": bt.capture, "net_pnl": bt.metrics.net_pnl,
                **{name: m.net_pnl for name, m in bt.baselines.items()}}
+    print(f"\n[learning] {figures}")  # shown with pytest -s: the README's figures
     assert bt.metrics.days >= 200, figures
     assert bt.capture["oracle_expected_pnl"] > 0, figures
     assert bt.capture["expected_capture"] >= CAPTURE_BAR, figures
@@ -71,3 +96,26 @@ def test_strategic_mappo_learns_the_planted_component(tmp_path: Path,
     finally:
         algo.stop()
     assert start.capture["expected_capture"] < CAPTURE_BAR, figures
+
+
+@pytest.mark.slow
+def test_the_two_layers_together_beat_each_layer_alone(
+        tmp_path: Path, strategic_12x: tuple[TrainConfig, str]) -> None:
+    cfg, checkpoint = strategic_12x
+    tactical = replace(cfg, env="tactical_v0", iterations=TACTICAL_ITERATIONS,
+                       out_dir=str(tmp_path))
+    actors = {"strategic": load_actors(checkpoint),
+              "tactical": load_actors(train(tactical, log=lambda _: None).checkpoint)}
+    fresh = evaluation_env(cfg.env_config, days=150, seed=1011)
+    runs = {"strategic": backtest("strategic_v0", fresh, greedy_policy(actors["strategic"])),
+            "tactical": backtest("tactical_v0", fresh, greedy_policy(actors["tactical"])),
+            "joint": backtest("joint_v0", fresh,
+                              greedy_policy({**actors["strategic"], **actors["tactical"]}))}
+    capture = {team: bt.capture["expected_capture_of_joint_oracle"]
+               for team, bt in runs.items()}
+    figures = {"capture": capture, "net_pnl": {t: bt.metrics.net_pnl for t, bt in runs.items()},
+               "days": runs["joint"].metrics.days}
+    print(f"\n[team learning] {figures}")  # shown with pytest -s: the README's figures
+    assert runs["joint"].metrics.days >= 100, figures
+    assert capture["strategic"] >= LAYER_BAR and capture["tactical"] >= LAYER_BAR, figures
+    assert capture["joint"] > max(capture["strategic"], capture["tactical"]), figures

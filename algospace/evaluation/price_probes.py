@@ -17,10 +17,10 @@ observations and rows, fitted and chosen the way a quant with the data would:
   weak lean from paying a round trip per bar.
 * **Choice** (L2 strength and band): on the validation split, by the **realised**
   net P&L of trading it there (the agents' runs pick their checkpoints by realised
-  validation figures too), the simpler candidate (stronger L2, wider band) on a tie;
-  a candidate that never trades scores 0, so a probe that finds nothing stays flat.
+  validation figures too), the simpler candidate (stronger L2, wider band) on a tie.
   The bands tried are quantiles of the validation rows' ``|lean|``
-  (:data:`BAND_QUANTILES`).
+  (:data:`BAND_QUANTILES`); the widest still trades the top 1 % of leans, so a probe
+  that finds nothing trades little and pays for it rather than staying flat.
 
 Scored once on the evaluation split like the agents: expected capture of the layer's
 and the joint oracle (the truth is read only here), realised figures beside.
@@ -94,8 +94,8 @@ def select_price_probe(train: ProbeData, val: ProbeData, *,
                        quantiles: Sequence[float] = BAND_QUANTILES
                        ) -> tuple[ProbeModel, float, float, float]:
     """Fit on ``train``'s realised labels for each L2; the (L2, band) whose trading on
-    ``val`` earns the most realised net P&L: model, band, its quantile and that P&L.
-    No trade at all scores 0 (every band above the largest lean)."""
+    ``val`` earns the most realised net P&L: model, band, its quantile and that P&L
+    (strongest L2 and widest band first; a later candidate must earn strictly more)."""
     if not l2_grid or not quantiles:
         raise ConfigError("price probe: pass at least one L2 strength and one band quantile")
     labels = realised_labels(train)

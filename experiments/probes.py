@@ -6,8 +6,9 @@ on the markets ``bench team`` uses (training market: ``--days`` days, seed
 ``EVAL_SEED + seed``, scored on its last 85 %), per layer (strategic, tactical, joint):
 
 - the **truth probe** (:mod:`algospace.evaluation.probes`): fitted with the layer
-  oracle's positions as labels, chosen on validation by expected P&L, what a policy
-  reading these observations reaches when shown the answer;
+  oracle's positions as labels, traded by its most likely class or by a band on its
+  lean (the rule and L2 chosen on validation by expected P&L), what a policy reading
+  these observations reaches when shown the answer;
 - the **price probe** (:mod:`algospace.evaluation.price_probes`): the same classifier
   on the same rows, fitted on the bars' realised moves and chosen on validation by
   realised net P&L, what a supervised learner of prices reaches.

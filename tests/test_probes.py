@@ -4,6 +4,7 @@ capture of a planted signal against shuffled labels and no signal, costs by hand
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -17,11 +18,13 @@ from algospace.evaluation.backtest import backtest
 from algospace.evaluation.oracles import LAYERS
 from algospace.evaluation.probe_model import _Objective, fit_probe, log_loss
 from algospace.evaluation.probes import (
+    BAND_QUANTILES,
     ProbeData,
     collect,
     layer_features,
     oracle_runs,
     probe,
+    rule_positions,
     run_probes,
     select,
     trade,
@@ -178,9 +181,10 @@ def test_probe_captures_a_planted_signal_that_shuffled_labels_do_not(
         strong: EnvConfig, strategic: dict[str, ProbeData]) -> None:
     result = probe("strategic", strong, l2_grid=GRID)
     assert result.env == "strategic_v0" and result.split == "test"
-    assert result.model == "linear" and result.l2 in GRID and len(result.candidates) == 2
+    assert result.model == "linear" and result.l2 in GRID
+    assert len(result.candidates) == len(GRID) * (1 + len(BAND_QUANTILES))
     chosen = max(result.candidates, key=lambda c: c.expected_pnl)
-    assert result.l2 == chosen.l2
+    assert (result.l2, result.band) == (chosen.l2, chosen.band)
     assert result.validation_expected_capture == chosen.expected_capture > 0.3
     assert result.expected_capture > 0.3 and result.expected_pnl > 0 and result.trades > 10
     assert 0 < result.expected_capture_of_joint_oracle < result.expected_capture
@@ -189,9 +193,9 @@ def test_probe_captures_a_planted_signal_that_shuffled_labels_do_not(
     train = strategic["train"]
     shuffled = dataclasses.replace(
         train, target=train.target[np.random.default_rng(0).permutation(len(train.target))])
-    model, _ = select(shuffled, strategic["val"], l2_grid=GRID)
+    model, pick, _ = select(shuffled, strategic["val"], l2_grid=GRID)
     test = strategic["test"]
-    blind = trade(test, model.predict(test.features))
+    blind = trade(test, rule_positions(model, pick.band, test.features))
     assert blind.capture["expected_capture"] < 0.15
     assert result.expected_capture - blind.capture["expected_capture"] > 0.25
 
@@ -201,8 +205,8 @@ def test_no_signal_no_capture(env_data: DataConfig) -> None:
     train, val, test = (collect("strategic", cfg, s) for s in ("train", "val", "test"))
     # The oracle never trades a market without drift: nothing to learn, nothing traded.
     assert not train.target.any()
-    model, _ = select(train, val, l2_grid=(1.0,))
-    run = trade(test, model.predict(test.features))
+    model, pick, _ = select(train, val, l2_grid=(1.0,))
+    run = trade(test, rule_positions(model, pick.band, test.features))
     assert run.metrics.trades == 0 and run.expected_pnl == 0.0 and run.metrics.net_pnl == 0.0
     assert math.isnan(run.capture["expected_capture"])
     # Made to trade every 5 minutes: labels = the sign of the move of the bar each row holds
@@ -213,13 +217,43 @@ def test_no_signal_no_capture(env_data: DataConfig) -> None:
         return dataclasses.replace(d, target=np.sign(c - o).astype(np.int64))
 
     train, val, test = (bait(collect("tactical", cfg, s)) for s in ("train", "val", "test"))
-    model, _ = select(train, val, l2_grid=(0.01,))
+    model, _, _ = select(train, val, l2_grid=(0.01,), quantiles=())  # the argmax rule
     run = trade(test, model.predict(test.features))
     assert run.metrics.trades > 50 and run.metrics.exposure > 0.5
     pnl = np.diff(np.r_[test.initial_equity, run.equity.to_numpy()])
     t_stat = pnl.mean() / pnl.std(ddof=1) * math.sqrt(len(pnl))
     assert t_stat < 3.0
     assert run.expected_pnl == pytest.approx(-run.metrics.costs) and run.expected_pnl < 0
+
+
+def test_band_rule_trades_where_the_argmax_stays_flat(
+        strategic: dict[str, ProbeData]) -> None:
+    """An oracle flat on most rows, as the tactical one is (here the strategic oracle's
+    positions kept on 15 % of the rows, flat elsewhere): "flat" is the most likely class
+    on every row, so the argmax rule never trades, but the model still leans the drift's
+    way, and the band rule, chosen on validation, trades it and earns."""
+    rng = np.random.default_rng(0)
+
+    def thin(d: ProbeData) -> ProbeData:
+        return dataclasses.replace(d, target=np.where(rng.random(len(d.target)) < 0.15,
+                                                      d.target, 0))
+
+    train, val, test = thin(strategic["train"]), thin(strategic["val"]), strategic["test"]
+    model, chosen, table = select(train, val, l2_grid=GRID)
+    argmax = [c for c in table if c.band is None]
+    assert not model.predict(val.features).any() and all(c.expected_pnl == 0 for c in argmax)
+    assert chosen.band is not None and chosen.expected_pnl > 0 and chosen.expected_capture > 0.3
+    assert chosen == max(table, key=lambda c: c.expected_pnl) and model.l2 == chosen.l2
+    # per model: the argmax rule, then the bands, widest first
+    assert len(table) == len(GRID) * (1 + len(BAND_QUANTILES))
+    for i in range(0, len(table), 1 + len(BAND_QUANTILES)):
+        bands = [c.band for c in table[i:i + 1 + len(BAND_QUANTILES)]]
+        assert bands[0] is None and bands[1:] == sorted(bands[1:], reverse=True)
+    _, only, _ = select(train, val, l2_grid=GRID, quantiles=())  # the argmax rule alone
+    assert only.band is None and only.expected_pnl == 0
+    run = trade(test, rule_positions(model, chosen.band, test.features))
+    assert run.metrics.trades > 10 and run.expected_pnl > 0
+    assert run.capture["expected_capture"] > 0.25
 
 
 def test_costs_are_charged_as_by_hand(strategic: dict[str, ProbeData]) -> None:
@@ -268,4 +302,5 @@ def test_every_layer_runs(signal_data: DataConfig) -> None:
         assert result.expected_capture == pytest.approx(result.validation_expected_capture,
                                                         nan_ok=True)
         assert np.isfinite(result.net_pnl) and set(result.row()) >= {"expected_capture",
-                                                                      "net_pnl", "l2"}
+                                                                      "net_pnl", "l2", "band"}
+        json.dumps(result.row())  # the band is a float or None

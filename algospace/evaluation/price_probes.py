@@ -40,11 +40,16 @@ from algospace.config import EnvConfig
 from algospace.errors import ConfigError
 from algospace.evaluation.oracles import LAYERS
 from algospace.evaluation.probe_model import ProbeModel, fit_probe
-from algospace.evaluation.probes import L2_GRID, ProbeData, oracle_runs, splits, trade
-
-BAND_QUANTILES: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
-"""Bands tried: these quantiles of ``|lean|`` on the validation rows (0.0: trade every
-row's lean)."""
+from algospace.evaluation.probes import (  # lean, positions: importable from here too
+    BAND_QUANTILES,
+    L2_GRID,
+    ProbeData,
+    lean,
+    oracle_runs,
+    positions,
+    splits,
+    trade,
+)
 
 
 @dataclass(frozen=True)
@@ -76,17 +81,6 @@ def realised_labels(data: ProbeData) -> np.ndarray:
     """Sign of each row's own bar move (close − open): -1, 0 or +1 (int64)."""
     ohlc = data.truth.ohlc
     return np.sign(ohlc[:, 3] - ohlc[:, 0]).astype(np.int64)
-
-
-def lean(model: ProbeModel, features: np.ndarray) -> np.ndarray:
-    """``p(up) − p(down)`` per row, in [-1, 1]."""
-    p = model.probabilities(features)
-    return p[:, 2] - p[:, 0]
-
-
-def positions(leans: np.ndarray, band: float) -> np.ndarray:
-    """Unit positions: +1 where the lean exceeds ``band``, -1 below ``-band``, else 0."""
-    return np.where(leans > band, 1, np.where(leans < -band, -1, 0)).astype(np.int64)
 
 
 def select_price_probe(train: ProbeData, val: ProbeData, *,

@@ -38,16 +38,28 @@ joint probe reads both layers and targets the joint oracle.
 
 **Model** (:mod:`algospace.evaluation.probe_model`): multinomial logistic
 regression (or one tanh layer), standardised inputs, fitted on the train split
-for every (hidden units, L2) of the grid; chosen on the validation split by the
-**expected net P&L** of trading it there (the numerator of its validation
-expected capture, so the same ranking), the simpler candidate on a tie.
+for every (hidden units, L2) of the grid. Chosen on the validation split,
+together with its trading rule, by the **expected net P&L** of trading it there
+(the numerator of its validation expected capture, so the same ranking): for
+each fitted model the argmax rule first, then the band rule at each band of
+:data:`BAND_QUANTILES`, widest first; a later candidate must expect strictly
+more (the simpler one wins a tie: fewer hidden units, stronger L2, argmax, wider
+band).
 
-**Trading.** Predicted class × the env's position limit is the target position
-of each row (for ``strategic_v0`` one prediction per 30-minute bar: every row of
-the bar has the same features), traded through the account with the agents'
+**Trading.** Each row's unit position × the env's position limit is its target
+position (for ``strategic_v0`` one decision per 30-minute bar: every row of the
+bar has the same features), traded through the account with the agents'
 contract, limit, initial equity and ruin level, exactly as an oracle is
 (:func:`~algospace.evaluation.oracles.run_oracle`); expected P&L and capture as
-for the agents (:func:`~algospace.evaluation.oracles.capture`).
+for the agents (:func:`~algospace.evaluation.oracles.capture`). The unit
+position is either the **predicted class** (argmax) or, by the **band rule** the
+price probes trade (:mod:`algospace.evaluation.price_probes`), long where the
+lean ``p(+1) − p(-1)`` exceeds a band ``m``, short below ``−m``, flat between
+(:func:`lean`, :func:`positions`), the band a quantile of the validation rows'
+``|lean|``. The band rule is there for oracles that are flat most of the time,
+as the tactical one is: "flat" is then the most likely class on nearly every
+row, so the argmax never trades although the model's lean still points the way
+the drift goes; the band trades the rows where it leans most.
 """
 
 from __future__ import annotations
@@ -88,6 +100,9 @@ L2_GRID: tuple[float, ...] = (1.0, 0.1, 0.01, 0.001)
 """L2 strengths tried, strongest first."""
 HIDDEN: tuple[int, ...] = (0,)
 """Hidden units tried (0: logistic regression)."""
+BAND_QUANTILES: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
+"""Bands tried: these quantiles of ``|lean|`` on the validation rows (0.0: trade every
+row's lean)."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +143,13 @@ class ProbeRun:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One (hidden units, L2) of the grid, scored on the validation split."""
+    """One (hidden units, L2) of the grid with a trading rule, scored on the validation
+    split."""
 
     hidden: int
     l2: float
+    band: float | None
+    """The band on the lean its trading rule uses (None: the argmax rule)."""
     expected_pnl: float
     """Validation expected net P&L of trading it (the selection score)."""
     expected_capture: float
@@ -150,6 +168,8 @@ class ProbeResult:
     model: str
     """``linear`` (logistic regression) or ``mlp<h>``."""
     l2: float
+    band: float | None
+    """The band on the lean the chosen rule trades by (None: the argmax rule)."""
     validation_expected_capture: float
     """Of the layer oracle, by the chosen model on the validation split."""
     validation_log_loss: float
@@ -165,7 +185,8 @@ class ProbeResult:
     """Daily dollar Sharpe (net, annualised)."""
     trades: int
     accuracy: float
-    """Share of rows whose predicted class is the oracle's."""
+    """Share of rows whose traded unit position is the oracle's: the predicted class
+    (argmax) under the argmax rule, the band's position under the band rule."""
     metrics: Metrics = field(repr=False)
     candidates: tuple[Candidate, ...] = field(default=(), repr=False)
     """Every candidate of the grid, as scored on validation."""
@@ -257,6 +278,22 @@ def collect(env: str, env_config: EnvConfig, split: str) -> ProbeData:
                      (1.0 - cfg.ruin_fraction) * cfg.initial_equity)
 
 
+def lean(model: ProbeModel, features: np.ndarray) -> np.ndarray:
+    """``p(+1) − p(-1)`` per row, in [-1, 1]."""
+    p = model.probabilities(features)  # columns in CLASSES order: -1, 0, +1
+    return p[:, 2] - p[:, 0]
+
+
+def positions(leans: np.ndarray, band: float) -> np.ndarray:
+    """Unit positions: +1 where the lean exceeds ``band``, -1 below ``-band``, else 0."""
+    return np.where(leans > band, 1, np.where(leans < -band, -1, 0)).astype(np.int64)
+
+
+def rule_positions(model: ProbeModel, band: float | None, features: np.ndarray) -> np.ndarray:
+    """Unit positions of a trading rule: the predicted class (``band`` None) or the band."""
+    return model.predict(features) if band is None else positions(lean(model, features), band)
+
+
 def oracle_runs(data: ProbeData) -> dict[str, OracleRun]:
     """The three layer oracles on the data's bars (as the backtest runs them)."""
     return {layer: run_oracle(data.truth, layer, data.contract, data.limit,
@@ -283,17 +320,21 @@ def trade(data: ProbeData, unit_positions: np.ndarray,
 
 
 def select(train: ProbeData, val: ProbeData, *, l2_grid: Sequence[float] = L2_GRID,
-           hidden: Iterable[int] = HIDDEN, seed: int = 0
-           ) -> tuple[ProbeModel, tuple[Candidate, ...]]:
-    """Fit every (hidden, L2) on ``train``; the one whose trading on ``val`` expects the most.
+           hidden: Iterable[int] = HIDDEN, quantiles: Sequence[float] = BAND_QUANTILES,
+           seed: int = 0) -> tuple[ProbeModel, Candidate, tuple[Candidate, ...]]:
+    """Fit every (hidden, L2) on ``train``; the model and rule whose trading on ``val``
+    expects the most: that model, its candidate and every candidate.
 
-    Candidates are tried simplest first (fewer hidden units, stronger L2); a later one must
-    expect strictly more. A logistic regression starts from the previous L2's fit (convex:
-    the same optimum, found sooner); a hidden layer from its seeded draw every time (from a
-    strongly penalised fit, whose weights are near zero, it would stay at that saddle).
+    Each model is traded by the argmax rule, then by the band rule at the ``quantiles`` of
+    its validation ``|lean|``, widest band first (no quantiles: the argmax rule only).
+    Candidates are tried simplest first (fewer hidden units, stronger L2, argmax, wider
+    band); a later one must expect strictly more. A logistic regression starts from the
+    previous L2's fit (convex: the same optimum, found sooner); a hidden layer from its
+    seeded draw every time (from a strongly penalised fit, whose weights are near zero, it
+    would stay at that saddle).
     """
     oracles = oracle_runs(val)
-    best: tuple[float, ProbeModel] | None = None
+    best: tuple[ProbeModel, Candidate] | None = None
     table: list[Candidate] = []
     for units in hidden:
         previous = None
@@ -301,15 +342,21 @@ def select(train: ProbeData, val: ProbeData, *, l2_grid: Sequence[float] = L2_GR
             model = fit_probe(train.features, train.target, l2=l2, hidden=units, seed=seed,
                               start=previous)
             previous = model if units == 0 else None
-            run = trade(val, model.predict(val.features), oracles)
-            score = run.expected_pnl
-            table.append(Candidate(units, float(l2), score, run.capture["expected_capture"],
-                                   log_loss(model, val.features, val.target)))
-            if best is None or score > best[0]:
-                best = (score, model)
+            loss = log_loss(model, val.features, val.target)
+            leans = lean(model, val.features)
+            bands = [None, *(float(np.quantile(np.abs(leans), q))
+                             for q in sorted(quantiles, reverse=True))]
+            for band in bands:
+                unit = model.predict(val.features) if band is None else positions(leans, band)
+                run = trade(val, unit, oracles)
+                candidate = Candidate(units, float(l2), band, run.expected_pnl,
+                                      run.capture["expected_capture"], loss)
+                table.append(candidate)
+                if best is None or candidate.expected_pnl > best[1].expected_pnl:
+                    best = (model, candidate)
     if best is None:
         raise ConfigError("probe grid is empty; pass at least one L2 strength and width")
-    return best[1], tuple(table)
+    return best[0], best[1], tuple(table)
 
 
 def splits(env: str, env_config: EnvConfig, split: str, eval_config: EnvConfig | None
@@ -326,19 +373,20 @@ def splits(env: str, env_config: EnvConfig, split: str, eval_config: EnvConfig |
 def probe(env: str, env_config: EnvConfig, *, split: str = "test",
           l2_grid: Sequence[float] = L2_GRID, hidden: Iterable[int] = HIDDEN,
           seed: int = 0, eval_config: EnvConfig | None = None) -> ProbeResult:
-    """The probe of ``env`` (a name or a layer): fit on train, choose on val, score ``split``
-    (of ``eval_config``'s market when given: a fresh market from the same generator)."""
+    """The probe of ``env`` (a name or a layer): fit on train, choose the model and its rule
+    on val, score ``split`` with both (of ``eval_config``'s market when given: a fresh
+    market from the same generator)."""
     train, val, evaluation = splits(env, env_config, split, eval_config)
-    model, table = select(train, val, l2_grid=l2_grid, hidden=hidden, seed=seed)
-    chosen = next(c for c in table if c.hidden == model.hidden and c.l2 == model.l2)
-    predicted = model.predict(evaluation.features)
-    run = trade(evaluation, predicted)
+    model, chosen, table = select(train, val, l2_grid=l2_grid, hidden=hidden, seed=seed)
+    unit = rule_positions(model, chosen.band, evaluation.features)
+    run = trade(evaluation, unit)
     cap, m = run.capture, run.metrics
     return ProbeResult(evaluation.env, evaluation.layer, split, model.kind, model.l2,
-                       chosen.expected_capture, chosen.log_loss, cap["expected_capture"],
-                       cap["expected_capture_of_joint_oracle"], cap["capture_of_oracle"],
-                       cap["capture_of_joint_oracle"], run.expected_pnl, m.net_pnl, m.sharpe,
-                       m.trades, float(np.mean(predicted == evaluation.target)), m, table)
+                       chosen.band, chosen.expected_capture, chosen.log_loss,
+                       cap["expected_capture"], cap["expected_capture_of_joint_oracle"],
+                       cap["capture_of_oracle"], cap["capture_of_joint_oracle"],
+                       run.expected_pnl, m.net_pnl, m.sharpe, m.trades,
+                       float(np.mean(unit == evaluation.target)), m, table)
 
 
 def run_probes(env_config: EnvConfig, *, split: str = "test", layers: Iterable[str] = LAYERS,

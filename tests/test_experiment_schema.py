@@ -179,7 +179,7 @@ BAD_FILES: list[tuple[str, str, list[str]]] = [
     ("env-fixed-starts", OK + "env:\n  random_start: false\n",
      ["{file}: env.random_start: false would replay the same episodes"]),
     ("val-score-without-validation", OK + "evaluation:\n  validation: false\n",
-     ["{file}: checkpoint.score is 'val_sharpe' but evaluation.validation is false",
+     ["{file}: checkpoint.score is 'val_net_pnl' but evaluation.validation is false",
       "episode_return_mean"]),
     ("csv-without-path", OK + "data:\n  source: csv\n",
      ["{file}: data.path: required when data.source is 'csv'"]),

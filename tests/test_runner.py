@@ -130,8 +130,8 @@ def test_grid_sweep_runs_trials_side_by_side(readme_grid_sweep: ReadmeRun) -> No
     overlaps = sum(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
     assert overlaps >= 1, spans  # 1 CPU per trial on 2 CPUs: two at a time
     best = summary["best"]
-    scores = [t["last"].get("val_sharpe") for t in trials]
-    assert best["metrics"]["val_sharpe"] >= max(s for s in scores if s is not None) - 1e-9
+    scores = [t["last"].get("val_net_pnl") for t in trials]
+    assert best["metrics"]["val_net_pnl"] >= max(s for s in scores if s is not None) - 1e-9
     # the progress rows show each trial's searched values; the end names the best trial
     header = next(line for line in lines if line.startswith("trial "))
     assert {"lr", "entropy_coeff"} <= set(header.split())
@@ -139,10 +139,10 @@ def test_grid_sweep_runs_trials_side_by_side(readme_grid_sweep: ReadmeRun) -> No
     assert best["trial"] == Path(owner["path"]).name
     assert best["params"] == {k: owner["params"][k]
                               for k in ("training.lr", "training.entropy_coeff")}
-    assert best["score"]["value"] == best["metrics"]["val_sharpe"]
+    assert best["score"]["value"] == best["metrics"]["val_net_pnl"]
     [line] = [line for line in lines if line.startswith("[run] best trial")]
     assert line.startswith(f"[run] best trial of {summary['name']}: {best['trial']}, "
-                           "by val_sharpe (max) = ")
+                           "by val_net_pnl (max) = ")
     assert f"training.lr={best['params']['training.lr']:.6g}" in line
 
 

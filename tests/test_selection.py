@@ -36,3 +36,22 @@ def test_no_validation_series_counts_one_trial() -> None:
     frame = pd.DataFrame({"val_sharpe": [1.0]})
     selection = selection_trials([SimpleNamespace(metrics_dataframe=frame)])
     assert selection["effective_trials"] == 1.0 and selection["candidates"] == 0
+
+
+def test_default_score_prefers_the_checkpoint_that_earns_over_a_lucky_idle_one() -> None:
+    """A near-idle checkpoint's Sharpe over a few dozen validation days can beat a trading
+    one's by luck (seen in the 6x curriculum's strategic phase); the default score ranks
+    by validation net P&L, the realised counterpart of the expected P&L the capture
+    figures measure."""
+    from algospace.config.evaluation import CheckpointSection
+    from algospace.tune.results import best_checkpoint
+
+    idle = {"val_sharpe": 5.97, "val_net_pnl": 800.0, "val_trades": 6}
+    trading = {"val_sharpe": 4.48, "val_net_pnl": 9_500.0, "val_trades": 240}
+    trial = SimpleNamespace(error=None, best_checkpoints=[("ckpt_idle", idle),
+                                                          ("ckpt_trading", trading)],
+                            checkpoint="ckpt_trading", metrics=trading, path="trial_0")
+    section = CheckpointSection()
+    checkpoint, metrics, chosen_by = best_checkpoint([trial], section.score, section.mode)
+    assert checkpoint == "ckpt_trading" and metrics is trading
+    assert chosen_by == "val_net_pnl (max)"

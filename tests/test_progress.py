@@ -37,7 +37,7 @@ def test_progress_rows_show_each_trials_searched_values() -> None:
     lines: list[str] = []
     table = ProgressTable(experiment.config, lines.append, searched=list(experiment.spaces))
     result = {"training_iteration": 1, "env_steps": 4000.0, "val_sharpe": 0.5,
-              "time_total_s": 10.0}
+              "val_net_pnl": -1234.4, "time_total_s": 10.0}
     table.on_trial_result(1, [], _trial("a1b2c_00000", {"training.lr": 3e-4,
                                                           "training.entropy_coeff": 0.0}),
                           result)
@@ -49,6 +49,8 @@ def test_progress_rows_show_each_trials_searched_values() -> None:
     assert first.startswith("a1b2c_00000") and "0.0003" in first.split()
     assert second.split()[-5:-3] == ["0.001", "0.01"], second
     assert len({len(line.split(" 0:")[0]) for line in (first, second)}) == 1  # aligned
+    # the default checkpoint score has its column, next to the Sharpe
+    assert "val P&L" in header and "-1,234" in first.split()
 
 
 def test_rde_closing_report_is_one_line_not_a_repeated_row() -> None:

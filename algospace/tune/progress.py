@@ -16,6 +16,7 @@ from algospace.tune.searched import compact, short_names
 
 RL_COLUMNS = (("env_steps", "env steps", "{:>11,.0f}"),
               ("episode_return_mean", "return", "{:>9.3f}"),
+              ("val_net_pnl", "val P&L", "{:>10,.0f}"),
               ("val_sharpe", "val Sharpe", "{:>11.2f}"),
               ("val_expected_capture", "val capture", "{:>12.3f}"),
               ("critic/explained_variance", "critic EV", "{:>9.2f}"),

@@ -77,10 +77,30 @@ QUICK_EVAL_DAYS = 60
 """``--quick``: days of the evaluation market, at most."""
 
 
+SOURCE_DIRS = ("algospace", "envs", "tune_configs")
+"""What a run's training depends on, besides the bench's own settings."""
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def code_fingerprint(root: Path = REPOSITORY) -> str:
+    """SHA-256 over the Python and YAML files under :data:`SOURCE_DIRS` of ``root`` (paths
+    and contents): a kept record from other code or other phase defaults is not reused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in SOURCE_DIRS:
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix in (".py", ".yaml") and path.is_file():
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def kept(path: Path, settings: dict[str, Any], make: Any) -> Any:
     """``make()``'s record, written to ``path`` when it finishes; a rerun with the same
     settings whose checkpoints are still there reads it back instead of training again
-    (a crash later in the bench loses nothing finished)."""
+    (a crash later in the bench loses nothing finished). The bench's settings include
+    :func:`code_fingerprint`, so a record of other code or phase files trains again."""
     from algospace.files import write_json
 
     if path.is_file():
@@ -254,7 +274,8 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
     from experiments.team_ablation import ablation_runs
 
     seed_dir = out / f"seed{seed}"
-    settings = {"seed": seed, "days": days, "signal": signal, "quick": quick}
+    settings = {"seed": seed, "days": days, "signal": signal, "quick": quick,
+                "code": code_fingerprint()}
     cur = kept(seed_dir / "curriculum.json", settings, lambda: curriculum(
         seed, seed_dir / "curriculum", quick=quick, days=days, signal=signal))
     phases = cur["phases"]

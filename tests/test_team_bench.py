@@ -119,3 +119,19 @@ def test_a_finished_run_is_kept_and_reused_only_with_its_settings_and_checkpoint
     ckpt.rmdir()
     team.kept(record, {**settings, "signal": 12.0}, make)  # checkpoint gone: trains
     assert len(calls) == 3
+
+
+def test_code_fingerprint_follows_the_sources_and_phase_files(tmp_path: Path) -> None:
+    """A kept run record is reused only for the same code and phase defaults: the
+    fingerprint in the bench's settings changes with any source or phase file."""
+    (tmp_path / "algospace").mkdir()
+    (tmp_path / "tune_configs").mkdir()
+    (tmp_path / "algospace" / "a.py").write_text("X = 1\n")
+    phase = tmp_path / "tune_configs" / "tactical.yaml"
+    phase.write_text("stop:\n  iterations: 40\n")
+    first = team.code_fingerprint(tmp_path)
+    (tmp_path / "algospace" / "notes.txt").write_text("not a source")
+    assert team.code_fingerprint(tmp_path) == first
+    phase.write_text("stop:\n  iterations: 100\n")
+    assert team.code_fingerprint(tmp_path) != first
+    assert len(team.code_fingerprint()) == 16  # the repository's own

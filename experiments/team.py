@@ -221,12 +221,15 @@ def single_agent(seed: int, out: Path, *, budget: float, quick: bool,
 
 def evaluate(team: str, run: dict[str, Any], seed: int, *, days: int, eval_days: int,
              rde_checkpoint: str | None, signal: float = 1.0) -> Any:
-    """Backtest a team's checkpoint once on the fresh evaluation market."""
+    """Backtest a team's checkpoint once on the fresh evaluation market (with regime
+    latents: those of the curriculum's detector, named, as the market's store may hold
+    other detectors' from earlier runs)."""
     from algospace.evaluation.backtest import backtest, greedy_policy
     from algospace.training.checkpoint import load_actors
 
     _, cfg = market_configs(seed, days=days, eval_days=eval_days,
-                            regime_latent=run["regime_latent"], signal=signal)
+                            regime_latent=run["regime_latent"], signal=signal,
+                            detector=detector_of(rde_checkpoint, run["regime_latent"]))
     if cfg.regime_latent:
         write_latents(cfg.data, rde_checkpoint)
     return backtest(TEAM_ENV[team], cfg, greedy_policy(load_actors(run["checkpoint"])),
@@ -234,15 +237,24 @@ def evaluate(team: str, run: dict[str, Any], seed: int, *, days: int, eval_days:
 
 
 def market_configs(seed: int, *, days: int, eval_days: int, regime_latent: bool,
-                   signal: float = 1.0) -> tuple[Any, Any]:
-    """The env settings of the training market and of the fresh evaluation market."""
+                   signal: float = 1.0, detector: str | None = None) -> tuple[Any, Any]:
+    """The env settings of the training market and of the fresh evaluation market
+    (``detector``: the regime detector whose latents they read)."""
     from algospace.config import DataConfig, EnvConfig
     from algospace.data.synthetic import SyntheticConfig
     from experiments.learn import evaluation_env
 
     synth = SyntheticConfig(days=days, seed=LEARN_SEED + seed, signal=signal)
-    train_cfg = EnvConfig(data=DataConfig(synthetic=synth), regime_latent=regime_latent)
+    train_cfg = EnvConfig(data=DataConfig(synthetic=synth), regime_latent=regime_latent,
+                          regime_detector=detector)
     return train_cfg, evaluation_env(train_cfg, days=eval_days, seed=EVAL_SEED + seed)
+
+
+def detector_of(rde_checkpoint: str | None, regime_latent: bool) -> str | None:
+    """The id of the curriculum's regime detector when the teams read latents."""
+    from algospace.regime.store import detector_id
+
+    return detector_id(rde_checkpoint) if regime_latent and rde_checkpoint else None
 
 
 def write_latents(data: Any, rde_checkpoint: str | None) -> None:
@@ -311,9 +323,10 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
         row[f"{name}_critic_ev"] = runs[name]["critic_ev"]
         row[f"mappo_minus_{name}_expected_capture"] = \
             row["joint_expected_capture"] - row[f"{name}_expected_capture"]
+    latent = runs["joint"]["regime_latent"]
     train_cfg, eval_cfg = market_configs(seed, days=days, eval_days=eval_days,
-                                         regime_latent=runs["joint"]["regime_latent"],
-                                         signal=signal)
+                                         regime_latent=latent, signal=signal,
+                                         detector=detector_of(rde, latent))
     probes = run_probes(train_cfg, eval_config=eval_cfg, seed=seed)
     price = run_price_probes(train_cfg, eval_config=eval_cfg)
     for layer in PROBES:

@@ -135,3 +135,16 @@ def test_code_fingerprint_follows_the_sources_and_phase_files(tmp_path: Path) ->
     phase.write_text("stop:\n  iterations: 100\n")
     assert team.code_fingerprint(tmp_path) != first
     assert len(team.code_fingerprint()) == 16  # the repository's own
+
+
+def test_the_markets_name_the_curriculums_regime_detector() -> None:
+    """A market's store keeps the latents of every detector encoded into it (a rerun
+    after a code change trains another one); the bench's training and evaluation markets
+    name the curriculum's, so the teams and the probes read its latents and no other's
+    (unnamed, two detectors in one store stop the backtest)."""
+    train_cfg, eval_cfg = team.market_configs(0, days=20, eval_days=30, regime_latent=True,
+                                              detector="e07c46dc7c5b")
+    assert train_cfg.regime_detector == eval_cfg.regime_detector == "e07c46dc7c5b"
+    assert eval_cfg.data.synthetic.seed != train_cfg.data.synthetic.seed
+    assert team.detector_of(None, True) is None
+    assert team.detector_of("results/rde/x/checkpoint_000000", False) is None

@@ -18,7 +18,6 @@ from algospace.config import (
     DataConfig,
     EnvConfig,
     RDEConfig,
-    WalkForwardSection,
     build_experiment,
     experiment_from_raw,
 )
@@ -29,10 +28,8 @@ from algospace.features.latents import FOLD_RECORD, latent_table, pick_detector
 from algospace.regime.train import train_rde, train_window_ends
 from algospace.tune.fold_detectors import KEY, fit_fold_detector, strategic_ranges
 from algospace.tune.walkforward import trial_config
+from tests.test_walkforward_report import LAYOUT
 
-# as tests/test_walkforward_run.py: the embargo cuts a hole in the last fold's training
-LAYOUT = WalkForwardSection(folds=3, val_fraction=0.05, test_fraction=0.15, purge_bars=120,
-                            embargo_bars=400)
 TINY = RDEConfig(window=16, patch=2, d_model=16, heads=2, layers=1, ff_dim=32, batch_size=64,
                  max_epochs=1, kl_warmup_epochs=0, patience=1, seed=3)
 

@@ -27,6 +27,8 @@ from tests.test_cost_sensitivity import random_policy
 
 LAYOUT = WalkForwardSection(folds=3, val_fraction=0.05, test_fraction=0.15, purge_bars=120,
                             embargo_bars=400)
+"""3 folds on 30 synthetic days where the embargo cuts a hole in the last fold's training
+(the walk-forward tests' shared layout)."""
 INITIAL = 100_000.0
 
 

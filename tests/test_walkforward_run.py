@@ -18,16 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from algospace.config import DataConfig, EnvConfig, WalkForwardSection, build_experiment
+from algospace.config import DataConfig, EnvConfig, build_experiment
 from algospace.errors import ConfigError
 from algospace.tune.plan import EXPERIMENT_FILE, SUMMARY
 from envs.core.data import env_fold, load_market
 from envs.registry import env_class
 from tests.test_resume import INTERRUPTED, _rows, in_session, linux_only
-
-# 3 folds where the embargo cuts a hole in the last fold's training (30 synthetic days)
-LAYOUT = WalkForwardSection(folds=3, val_fraction=0.05, test_fraction=0.15, purge_bars=120,
-                            embargo_bars=400)
+from tests.test_walkforward_report import LAYOUT
 
 
 def _base_rows(env, start: int) -> np.ndarray:

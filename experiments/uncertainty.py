@@ -4,14 +4,16 @@ Trains ``strategic_v0`` with the default :class:`TrainConfig` on the built-in 25
 market (``--iterations``, default :data:`ITERATIONS`; or takes ``--checkpoint``), then runs
 the uncertainty study of :mod:`algospace.evaluation.uncertainty` on a **fresh long
 market** of the same generator (``--eval-days``, another seed), split
-:data:`SPLIT`: the first 10 % only standardises the features, gate 2's threshold is chosen
-on the next 25 % (validation: :data:`~algospace.evaluation.gate_choice.GATE_GRID`, by net
-dollar P&L) and the last 65 % is the test split, where
+:data:`SPLIT`: the first 10 % only standardises the features, the gates are chosen on the
+next 25 % (validation, :mod:`algospace.evaluation.gate_choice`: gate 1 enforced or recorded
+only × gate 2's threshold from :data:`~algospace.evaluation.gate_choice.GATE_GRID`, then
+the regime and drawdown adjustments, by net dollar P&L) and the last 65 % is the test
+split, where
 
 - the ungated team's decisions are binned by MC consensus into deciles: hit rate of the
   consensus direction over the next 30 minutes with its standard error, mean net P&L of the
   trades opened, and the expected calibration error (ECE);
-- the gated team (the chosen threshold) is set beside the ungated one: trades, net P&L,
+- the gated team (the chosen gates) is set beside the ungated one: trades, net P&L,
   P&L per trade, dollar Sharpe, share of wanted trades held back, each gate's closures.
 
 Figures, ``calibration.png`` and ``figures.json`` go to ``--out`` (default
@@ -28,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from algospace.evaluation.gate_choice import GATE_GRID
+from algospace.evaluation.gate_choice import GATE_GRID, setting_label
 from algospace.evaluation.plots import calibration_plot
 from algospace.evaluation.uncertainty import uncertainty_study
 from algospace.files import write_text
@@ -92,8 +94,11 @@ def run(*, checkpoint: str | None = None, iterations: int = ITERATIONS, eval_day
         "top_minus_bottom_se": cal["top_minus_bottom_se"],
         "gate_threshold": u["gate_threshold"],
         "gate_grid": ",".join(f"{t:g}" for t in u["grid"]),
-        "validation_net_pnl_by_threshold": {f"{v['threshold']:g}": v["net_pnl"]
-                                            for v in u["validation"]},
+        "gate1_required": u["gates"]["synergy_gate"],
+        "gate_regime_adjustment": u["gates"]["regime_adjustment"],
+        "gate_drawdown_adjustment": u["gates"]["drawdown_adjustment"],
+        "validation_net_pnl_by_setting": {setting_label(v): v["net_pnl"]
+                                          for v in u["validation"]},
         "gated_trades": side["gated_trades"], "ungated_trades": side["ungated_trades"],
         "gated_net_pnl_usd": side["gated_net_pnl_usd"],
         "ungated_net_pnl_usd": side["ungated_net_pnl_usd"],

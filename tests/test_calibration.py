@@ -1,5 +1,4 @@
-"""The consensus calibration table, ECE and the gate-threshold choice, on hand-worked
-numbers."""
+"""The consensus calibration table, ECE and the gates' choice, on hand-worked numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +8,14 @@ import numpy as np
 import pytest
 
 from algospace.evaluation.calibration import calibration, decision_moves, trades_by_decision
-from algospace.evaluation.gate_choice import choose_threshold, gated_vs_ungated
+from algospace.evaluation.gate_choice import (
+    DRAWDOWN_ADJUSTMENTS,
+    REGIME_ADJUSTMENTS,
+    choose_gates,
+    gated_vs_ungated,
+    search_gates,
+)
+from algospace.inference.gates import GateConfig
 
 
 def _worked() -> dict[str, np.ndarray]:
@@ -82,15 +88,52 @@ def test_moves_and_trades_belong_to_their_decisions() -> None:
     assert count.tolist() == [2, 0, 1] and total.tolist() == [6.0, 0.0, 7.0]
 
 
-def test_threshold_is_the_validation_best_ties_to_the_default() -> None:
-    pnl = {0.5: -300.0, 0.6: 120.0, 0.65: 80.0, 0.7: 120.0, 0.8: 0.0, 0.9: 0.0}
-    assert choose_threshold(pnl, default=0.65) == 0.6  # tie 0.6 / 0.7: nearer the default
-    assert choose_threshold({0.5: 0.0, 0.65: 0.0, 0.9: 0.0}, default=0.65) == 0.65
-    assert choose_threshold({0.5: 10.0, 0.9: 10.0}, default=0.65) == 0.5  # then the lower
-    with pytest.raises(ValueError, match="no threshold"):
-        choose_threshold({}, default=0.65)
-    with pytest.raises(ValueError, match="not finite"):
-        choose_threshold({0.5: math.nan}, default=0.65)
+def _row(pnl: float, threshold: float, synergy: bool = True, regime: float = 0.05,
+         drawdown: float = 0.01) -> dict[str, float | bool]:
+    return {"synergy_gate": synergy, "threshold": threshold, "regime_adjustment": regime,
+            "drawdown_adjustment": drawdown, "net_pnl": pnl}
+
+
+def test_gates_are_the_validation_best_ties_to_the_default() -> None:
+    default = GateConfig()
+    rows = [_row(-300.0, 0.5), _row(120.0, 0.6), _row(80.0, 0.65), _row(120.0, 0.7),
+            _row(0.0, 0.8), _row(0.0, 0.9)]
+    assert choose_gates(rows, default=default)["threshold"] == 0.6  # nearer the default
+    ties = [_row(0.0, 0.5), _row(0.0, 0.65), _row(0.0, 0.9), _row(0.0, 0.65, False)]
+    pick = choose_gates(ties, default=default)
+    assert (pick["threshold"], pick["synergy_gate"]) == (0.65, True)  # the configured gates
+    assert choose_gates([_row(10.0, 0.5), _row(10.0, 0.9)], default=default)["threshold"] \
+        == 0.5  # then the lower
+    assert choose_gates([_row(10.0, 0.65, regime=0.1), _row(10.0, 0.65, regime=0.0),
+                         _row(10.0, 0.65)], default=default)["regime_adjustment"] == 0.05
+    best = choose_gates([_row(5.0, 0.65), _row(50.0, 0.4, False)], default=default)
+    assert (best["synergy_gate"], best["threshold"]) == (False, 0.4)  # P&L first
+    with pytest.raises(ValueError, match="no gate setting"):
+        choose_gates([], default=default)
+    with pytest.raises(ValueError, match=r"not finite at gate 1 on, threshold 0\.5"):
+        choose_gates([_row(math.nan, 0.5)], default=default)
+
+
+def test_the_search_tries_gate_one_both_ways_then_the_adjustments() -> None:
+    """A hand-made validation P&L: best with gate 1 off at 0.4, then regime 0.1, then
+    drawdown 0: the search must find each in its stage and try nothing twice."""
+    seen: list[tuple[bool, float, float, float]] = []
+
+    def pnl(g: GateConfig) -> dict[str, float]:
+        seen.append((g.synergy_gate, g.threshold, g.regime_adjustment, g.drawdown_adjustment))
+        value = (0.0 if g.synergy_gate else 100.0) - 100 * abs(g.threshold - 0.4) \
+            + 10 * g.regime_adjustment - 100 * g.drawdown_adjustment
+        return {"trades": 3, "net_pnl": value, "sharpe": 0.1}
+
+    grid = (0.3, 0.4, 0.65)
+    chosen, rows = search_gates(pnl, GateConfig(), grid)
+    assert (chosen.synergy_gate, chosen.threshold, chosen.regime_adjustment,
+            chosen.drawdown_adjustment) == (False, 0.4, 0.1, 0.0)
+    assert chosen.max_threshold >= chosen.threshold
+    assert len(seen) == len(set(seen)) == len(rows)
+    assert len(rows) == 2 * len(grid) + len(REGIME_ADJUSTMENTS) - 1 \
+        + len(DRAWDOWN_ADJUSTMENTS) - 1
+    assert [r["stage"] for r in rows] == [1] * 6 + [2] * 2 + [3] * 2
 
 
 def test_gated_vs_ungated_figures() -> None:

@@ -186,10 +186,12 @@ def test_decide_counts_what_evaluate_counts(run: dict[str, Any], tmp_path: Path,
     prepared = prepare(run["data"], log=lambda _: None)
     lo, _ = prepared.splits.range("test")
     out = tmp_path / "decisions.csv"
-    threshold = run["report"]["gated"]["gates"]["threshold"]  # chosen on validation
+    g = run["report"]["gated"]["gates"]  # chosen on validation, given to decide as flags
+    chosen = ["--threshold", str(g["threshold"]), "--regime-adjustment",
+              str(g["regime_adjustment"]), "--drawdown-adjustment", str(g["drawdown_adjustment"]),
+              *([] if g["synergy_gate"] else ["--no-synergy-gate"])]
     assert main(["decide", str(run["checkpoint"]), "--mc-passes", "2", "--start",
-                 str(prepared.base.open_time[lo]), "--out", str(out),
-                 "--threshold", str(threshold)]) == 0
+                 str(prepared.base.open_time[lo]), "--out", str(out), *chosen]) == 0
     printed = capsys.readouterr().out
     log = pd.read_csv(out)
     sizes = log.groupby("session").size()
@@ -207,17 +209,20 @@ def test_decide_counts_what_evaluate_counts(run: dict[str, Any], tmp_path: Path,
 
 def test_the_report_calibrates_the_consensus_and_chooses_the_threshold_on_validation(
         run: dict[str, Any]) -> None:
-    """Without --threshold a test report chooses gate 2's threshold on the validation split
-    from the grid and uses it in the gated run; the calibration table has ten bins over the
-    ungated team's decisions, whose trades are the greedy run's."""
-    from algospace.evaluation.gate_choice import GATE_GRID
+    """Without --threshold a test report chooses the gates on the validation split (gate 1
+    on/off × the grid, then the adjustments) and uses them in the gated run; the calibration
+    table has ten bins over the ungated team's decisions, whose trades are the greedy run's."""
+    from algospace.evaluation.gate_choice import GATE_GRID, SETTING_KEYS
 
     report = run["report"]
     u = report["uncertainty"]
     assert u["threshold_chosen_on"] == "val" and u["grid"] == list(GATE_GRID)
-    assert [v["threshold"] for v in u["validation"]] == list(GATE_GRID)
+    first = [(v["synergy_gate"], v["threshold"]) for v in u["validation"] if v["stage"] == 1]
+    assert first == [(s, t) for s in (True, False) for t in GATE_GRID]
     best = max(v["net_pnl"] for v in u["validation"])
-    assert {v["threshold"]: v["net_pnl"] for v in u["validation"]}[u["gate_threshold"]] == best
+    chosen = [v for v in u["validation"] if all(v[k] == u["gates"][k] for k in SETTING_KEYS)]
+    assert len(chosen) == 1 and chosen[0]["net_pnl"] == best
+    assert {k: report["gated"]["gates"][k] for k in SETTING_KEYS} == u["gates"]
     assert report["gated"]["gates"]["threshold"] == u["gate_threshold"]
     cal = u["calibration"]
     assert len(cal["bins"]) == 10 and cal["horizon_minutes"] == 30
@@ -231,5 +236,5 @@ def test_the_report_calibrates_the_consensus_and_chooses_the_threshold_on_valida
     folder = run["run"] / "evaluation-test"
     assert (folder / "calibration.png").is_file()
     page = (folder / "report.html").read_text()
-    assert "reliability of the MC consensus" in page and "Gate 2's threshold" in page
+    assert "reliability of the MC consensus" in page and "<b>The gates</b>: gate 1 " in page
     assert "uncertainty: MC consensus ECE" in run["printed"]

@@ -66,6 +66,23 @@ def test_synergy_in_the_other_direction_holds_back() -> None:
     assert res.target == 0
 
 
+def test_gate_one_recorded_only_lets_gate_two_decide() -> None:
+    """``synergy_gate=False``: no synergy (or one against the trade) no longer holds back;
+    gate 2 still does, and gate 1 is still recorded."""
+    alone = GateConfig(synergy_gate=False)
+    for synergy in (0.0, -1.0):
+        res = apply_gates(3, 0, synergy_direction=synergy, stats=_team(SURE_BUY, SURE_BUY),
+                          drawdown_pct=0.0, cfg=alone)
+        assert res.synergy_open == (synergy != 0.0)
+        assert res.target == 3 and not res.held_back
+    low = apply_gates(2, 0, synergy_direction=0.0, stats=_team(SURE_BUY, UNSURE, UNSURE),
+                      drawdown_pct=0.0, cfg=alone)  # consensus 0.567 < 0.65
+    assert low.target == 0 and low.held_back
+    against = apply_gates(-2, 0, synergy_direction=-1.0, stats=_team(SURE_BUY, SURE_BUY),
+                          drawdown_pct=0.0, cfg=alone)  # consensus direction long
+    assert against.target == 0
+
+
 def test_low_consensus_closes_gate_two() -> None:
     stats = _team(SURE_BUY, UNSURE, UNSURE)  # (0.9 + 0.4 + 0.4) / 3 = 0.5667 < 0.65
     res = apply_gates(2, 0, synergy_direction=1.0, stats=stats, drawdown_pct=0.0,

@@ -65,6 +65,14 @@ def add_parser(sub: Any) -> None:
                              "backtest's behaviour)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="gate 2 consensus threshold (default 0.65)")
+    parser.add_argument("--no-synergy-gate", action="store_true",
+                        help="record gate 1 (synergy) only: gate 2 decides alone (what an "
+                             "evaluation report's gate choice may pick)")
+    parser.add_argument("--regime-adjustment", type=float, default=None,
+                        help="added to the threshold when the regime agent opposes the "
+                             "trade (default 0.05)")
+    parser.add_argument("--drawdown-adjustment", type=float, default=None,
+                        help="added to the threshold per percent of drawdown (default 0.01)")
     parser.add_argument("--mc-passes", type=int, default=50,
                         help="MC-dropout passes per decision (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the MC passes")
@@ -117,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
     quiet_ray_console()  # RLlib's own deprecation notice when the actors load
     if args.progress < 0:
         raise ConfigError(f"--progress {args.progress}: give seconds >= 0")
-    gates = GateConfig(enforce=not args.no_gates,
-                       **({} if args.threshold is None else {"threshold": args.threshold}))
+    given = {k: getattr(args, k) for k in ("threshold", "regime_adjustment",
+                                           "drawdown_adjustment")
+             if getattr(args, k) is not None}
+    gates = GateConfig(enforce=not args.no_gates, synergy_gate=not args.no_synergy_gate,
+                       **given)
     cfg = EngineConfig(mc_passes=args.mc_passes, gates=gates, seed=args.seed,
                        limits=follow.limits_of(args))
     if cfg.limits.kill_file is not None and Path(cfg.limits.kill_file).expanduser().exists():

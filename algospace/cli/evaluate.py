@@ -53,10 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-gates", action="store_true",
                         help="skip the run through the two gates of the live decision")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="gate 2 consensus threshold of the gated run (default: chosen "
-                             "on the validation split from 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, "
-                             "0.9 by "
-                             "net P&L for a test report, else 0.65)")
+                        help="gate 2 consensus threshold of the gated run (default: the "
+                             "gates are chosen on the validation split — gate 1 on or off, "
+                             "threshold 0.3 to 0.9, the adjustments — by net P&L for a test "
+                             "report; else 0.65 with both gates)")
+    parser.add_argument("--no-synergy-gate", action="store_true",
+                        help="record gate 1 (synergy) only, gate 2 decides alone; like "
+                             "--threshold, fixes the gates (not chosen on validation)")
     parser.add_argument("--mc-passes", type=int, default=50,
                         help="MC-dropout passes per decision of the gated run (default 50)")
     parser.add_argument("--verbose", action="store_true",
@@ -81,14 +84,16 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_ray_console()
 
+    fixed = args.threshold is not None or args.no_synergy_gate
     gates = None if args.no_gates else GateConfig(
+        synergy_gate=not args.no_synergy_gate,
         **({} if args.threshold is None else {"threshold": args.threshold}))
     cfg = EvaluateConfig(checkpoint=args.checkpoint, split=args.split, data=args.data,
                          symbol=args.symbol,
                          out=args.out, allow_train=args.allow_train_split,
                          random_seeds=args.random_seeds, bootstrap=args.bootstrap,
                          window_days=args.window_days, gates=gates, mc_passes=args.mc_passes,
-                         gate_grid=GATE_GRID if args.threshold is None else None,
+                         gate_grid=None if fixed else GATE_GRID,
                          verbose=args.verbose)
     report = evaluate(cfg)
     from algospace.evaluation.table import evaluation_table

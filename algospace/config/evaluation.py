@@ -97,8 +97,9 @@ class EvaluationSection:
     """Gate 2's MC-consensus threshold in that run (with ``choose_gate_threshold``: the
     default the choice falls back to on ties)."""
     choose_gate_threshold: bool = True
-    """Choose gate 2's threshold on the validation split (0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8,
-    0.9, by net P&L) for a test report; false: ``gate_threshold`` as given."""
+    """Choose the gates on the validation split for a test report: gate 1 enforced or
+    recorded only × gate 2's threshold (0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9), then the
+    regime and drawdown adjustments, by net P&L; false: both gates, ``gate_threshold``."""
     mc_passes: int = 50
     """MC-dropout passes per decision in that run."""
     walk_forward: WalkForwardSection | None = None

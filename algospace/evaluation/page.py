@@ -109,11 +109,19 @@ def _uncertainty_html(report: dict[str, Any], image: str) -> str:
         f"<td>{_fmt(b['mean_consensus'], '{:.3f}')}</td><td>{_fmt(b['hit_rate'], '{:.3f}')}"
         f"</td><td>{_fmt(b['hit_rate_se'], '{:.3f}')}</td><td>{b['trades_opened']:,}</td>"
         f"<td>{_fmt(b['mean_trade_pnl'], '{:,.1f}')}</td></tr>" for b in cal["bins"])
-    grid = "".join(f"<tr><td>{v['threshold']:g}</td><td>{v['trades']:,}</td>"
+    grid = "".join(f"<tr><td>{'on' if v['synergy_gate'] else 'off'}</td>"
+                   f"<td>{v['threshold']:g}</td><td>{v['regime_adjustment']:g}</td>"
+                   f"<td>{v['drawdown_adjustment']:g}</td><td>{v['trades']:,}</td>"
                    f"<td>{_fmt(v['net_pnl'], '{:,.0f}')}</td>"
                    f"<td>{_fmt(v['sharpe'], '{:.2f}')}</td></tr>" for v in u["validation"])
-    choice = (f"chosen on the validation split from {', '.join(f'{t:g}' for t in u['grid'])} "
-              f"by {html.escape(u['criterion'])}" if u["threshold_chosen_on"] == "val" else
+    g = u["gates"]
+    chosen = (f"gate 1 {'enforced' if g['synergy_gate'] else 'recorded only'}, gate 2's "
+              f"threshold {g['threshold']:g}, regime adjustment +{g['regime_adjustment']:g}"
+              f", drawdown adjustment +{g['drawdown_adjustment']:g} per %")
+    choice = (f"chosen on the validation split (gate 1 on or off × thresholds "
+              f"{', '.join(f'{t:g}' for t in u['grid'])}, then the adjustments; "
+              f"{len(u['validation'])} settings) by {html.escape(u['criterion'])}"
+              if u["threshold_chosen_on"] == "val" else
               "as configured (not chosen on validation)")
     figures = (("trades", "trades", "{:,}"), ("net P&L ($)", "net_pnl_usd", "{:,.0f}"),
                ("P&L per trade ($)", "pnl_per_trade_usd", "{:,.1f}"),
@@ -135,8 +143,9 @@ def _uncertainty_html(report: dict[str, Any], image: str) -> str:
             f"<table><tr><th>bin</th><th>decisions</th><th>consensus</th><th>mean consensus"
             f"</th><th>hit rate</th><th>SE</th><th>trades opened</th><th>mean net P&L per "
             f"trade ($)</th></tr>{rows}</table>{image}"
-            f"<p><b>Gate 2's threshold</b>: {u['gate_threshold']:g}, {choice} (default "
-            f"{u['default_threshold']:g}). On the {u['split']} split {verdict}: it made "
+            f"<p><b>The gates</b>: {chosen}, {choice} (default threshold "
+            f"{u['default_threshold']:g}, gate 1 enforced). On the {u['split']} split "
+            f"{verdict}: it made "
             f"{_fmt(side['trades_let_through'], '{:.1%}')} of the ungated team's trades; the "
             f"gates held back {_fmt(side['share_of_wanted_trades_held_back'], '{:.1%}')} of "
             f"the {side['gated_wanted_new_exposure']:,} wanted new exposures; gate 1 closed "
@@ -145,7 +154,8 @@ def _uncertainty_html(report: dict[str, Any], image: str) -> str:
             f"<table style='display:inline-table;vertical-align:top;margin-right:1em'><tr>"
             f"<th>{u['split']} split</th><th>ungated</th><th>gated</th></tr>{side_rows}"
             f"</table>" + (f"<table style='display:inline-table;vertical-align:top'><tr>"
-                           f"<th>validation: threshold</th><th>trades</th><th>net P&L ($)"
+                           f"<th>validation: gate 1</th><th>threshold</th><th>regime +</th>"
+                           f"<th>drawdown +/%</th><th>trades</th><th>net P&L ($)"
                            f"</th><th>Sharpe</th></tr>{grid}</table>" if grid else ""))
 
 
@@ -174,7 +184,8 @@ def write_html(report: dict[str, Any], folder: Path) -> None:
     if gated:
         g, n = gated["gates"], gated["gate_counts"]
         gates = (f"<p><b>Two-gate decision</b> (the live decision of <code>algospace "
-                 f"decide</code>; threshold {g['threshold']:g}, {g['mc_passes']} MC passes): "
+                 f"decide</code>; gate 1 {'enforced' if g['synergy_gate'] else 'recorded only'}"
+                 f", threshold {g['threshold']:g}, {g['mc_passes']} MC passes): "
                  f"gate 1 (synergy) closed at {n['synergy_closed']:,} and gate 2 (MC "
                  f"consensus) at {n['consensus_closed']:,} of {n['decisions']:,} decisions; "
                  f"the gates held back {n['held_back']:,} trades. Gated: Sharpe "

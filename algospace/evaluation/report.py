@@ -36,8 +36,9 @@ run's figures beside the plain ones and counts how often each gate closed and
 how many trades the gates held back (``gates=None``: the plain run only). With the gated
 run comes the uncertainty study of :mod:`algospace.evaluation.uncertainty`: the calibration
 of the MC consensus (``calibration.png``, a reliability plot, and a table), and — with
-``gate_grid`` on a test report — gate 2's threshold chosen on the validation split, the
-gated team set beside the ungated one.
+``gate_grid`` on a test report — the gates chosen on the validation split (gate 1 enforced
+or recorded only, gate 2's threshold from the grid, the adjustments), the gated team set
+beside the ungated one.
 
 Progress: the backtest's per-tile lines only with ``verbose``; otherwise at most one
 line every :data:`PROGRESS_EVERY` seconds, and each run ends with one line counting its
@@ -76,6 +77,7 @@ from algospace.evaluation.backtest import (
 from algospace.evaluation.baselines import baseline_equity
 from algospace.evaluation.bootstrap import pnl_difference_ci, sharpe_difference_ci
 from algospace.evaluation.costs import cost_sensitivity
+from algospace.evaluation.gate_choice import setting
 from algospace.evaluation.metrics import (
     ANNUALISATION,
     daily_returns,
@@ -133,8 +135,9 @@ class EvaluateConfig:
     gate_seed: int = 0
     """Seeds the gated run's dropout masks (with the clock step), as ``decide --seed``."""
     gate_grid: tuple[float, ...] | None = None
-    """Gate 2's thresholds to choose from on the validation split (a test report only;
-    :mod:`algospace.evaluation.gate_choice`); None: ``gates.threshold`` as given."""
+    """Gate 2's thresholds to choose from on the validation split, with gate 1 enforced
+    or not and then the adjustments (a test report only;
+    :mod:`algospace.evaluation.gate_choice`); None: ``gates`` as given."""
     selection: str | None = None
     """``selection.json`` of the run (what model selection looked at, for the Deflated
     Sharpe Ratio); default: the one next to the checkpoint's folder or in its run folder."""
@@ -184,8 +187,9 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
     log(_ran("greedy run", bt, time.monotonic() - began))
     study = None
     if cfg.gates is not None:
-        grid = "" if cfg.gate_grid is None else \
-            f", gate 2's threshold chosen on validation from {list(cfg.gate_grid)}"
+        grid = "" if cfg.gate_grid is None else (
+            f", the gates chosen on validation (gate 1 on/off × thresholds "
+            f"{list(cfg.gate_grid)}, then the adjustments)")
         log(f"[evaluate] the same bars through the two gates ({cfg.mc_passes} MC passes"
             f"{grid}) and the consensus calibration")
         began = time.monotonic()
@@ -356,10 +360,8 @@ def _report(cfg: EvaluateConfig, train_cfg: Any, env_cfg: Any, bt: Backtest,
         report["gated"] = {
             "policy": "greedy, a new position only when both gates are open (the live "
                       "decision of algospace decide)",
-            "gates": {"threshold": study.threshold if study else cfg.gates.threshold,
-                      "regime_adjustment": cfg.gates.regime_adjustment,
-                      "drawdown_adjustment": cfg.gates.drawdown_adjustment,
-                      "max_threshold": cfg.gates.max_threshold,
+            "gates": {**setting(study.gates if study else cfg.gates),
+                      "max_threshold": (study.gates if study else cfg.gates).max_threshold,
                       "mc_passes": cfg.mc_passes, "seed": cfg.gate_seed},
             "gate_counts": dict(gated.gate_counts),
             "metrics": to_dict(gated.metrics),

@@ -55,7 +55,9 @@ def evaluation_table(report: dict[str, Any]) -> list[str]:
                  f"({report['selection']['effective_trials']:.1f} effective trials)")
     if "gated" in report:
         n, g = report["gated"]["gate_counts"], report["gated"]["gates"]
-        lines.append(f"gated: through both gates (threshold {g['threshold']:g}, "
+        lines.append(f"gated: through the gates (gate 1 "
+                     f"{'on' if g['synergy_gate'] else 'recorded only'}, threshold "
+                     f"{g['threshold']:g}, "
                      f"{g['mc_passes']} MC passes): gate 1 closed at {n['synergy_closed']:,}, "
                      f"gate 2 at {n['consensus_closed']:,} of {n['decisions']:,} decisions; "
                      f"{n['held_back']:,} trades held back")

@@ -7,10 +7,11 @@
    are those of the plain greedy run) — the consensus and its direction at every decision,
    binned into the calibration table of :mod:`algospace.evaluation.calibration`, with the
    trades opened after each decision;
-2. **gate 2's threshold chosen on the validation split** (:mod:`algospace.evaluation.gate_choice`:
-   the grid, net P&L as the criterion), when the evaluated split is ``test`` and a grid is
-   given; otherwise the configured threshold, and the report says which;
-3. **the gated team** on the evaluated split with that threshold, set beside the ungated
+2. **the gates chosen on the validation split** (:mod:`algospace.evaluation.gate_choice`:
+   gate 1 enforced or recorded only, gate 2's threshold from the grid, then the regime and
+   drawdown adjustments; net P&L as the criterion), when the evaluated split is ``test``
+   and a grid is given; otherwise the configured gates, and the report says which;
+3. **the gated team** on the evaluated split with those gates, set beside the ungated
    one (:func:`~algospace.evaluation.gate_choice.gated_vs_ungated`).
 
 The hit horizon is the env's layer's: 30 minutes on the strategic layer (``strategic_v0``),
@@ -29,7 +30,7 @@ import numpy as np
 from algospace.config import EnvConfig
 from algospace.evaluation.backtest import Backtest, backtest, decision_base_rows, env_layer
 from algospace.evaluation.calibration import calibration, decision_moves, trades_by_decision
-from algospace.evaluation.gate_choice import choose_threshold, gated_vs_ungated
+from algospace.evaluation.gate_choice import gated_vs_ungated, search_gates, setting
 from algospace.evaluation.metrics import to_dict
 from algospace.inference.gates import GateConfig
 from envs.registry import env_class
@@ -38,9 +39,9 @@ __all__ = ["HORIZON_BARS", "Study", "consensus_calibration", "uncertainty_study"
 
 HORIZON_BARS = {"strategic": 6, "tactical": 1, "joint": 1}
 """5-minute bars after a decision's close whose move decides a hit, per env layer."""
-CRITERION = ("highest validation net dollar P&L; ties: the threshold nearest the default, "
-             "then the lower")
-"""How the threshold is chosen (stated in the report)."""
+CRITERION = ("highest validation net dollar P&L; ties: the configured gates (gate 1, then "
+             "the threshold nearest the configured one, then the lower, then the adjustments)")
+"""How the gates are chosen (stated in the report)."""
 
 Log = Callable[[str], None]
 
@@ -55,6 +56,8 @@ class Study:
     """The ungated team (gates recorded, not enforced) on the same split."""
     threshold: float
     """Gate 2's threshold of the gated run."""
+    gates: GateConfig
+    """The gate settings of the gated run (chosen on validation, or as configured)."""
     summary: dict[str, Any]
     """The figures for the report (``report.json``'s ``uncertainty``)."""
 
@@ -95,8 +98,8 @@ def uncertainty_study(env_name: str, env_cfg: EnvConfig, actors: Mapping[str, An
     """Calibration, the threshold chosen on validation, gated vs ungated (module docstring).
 
     ``env_cfg``: the evaluated split (``random_start=False``); ``gates``: gate settings,
-    whose threshold is the default of the choice (and the threshold used when nothing is
-    chosen: ``grid`` None, or a split other than ``test``).
+    the defaults of the choice (and the settings used when nothing is chosen: ``grid``
+    None, or a split other than ``test``).
     """
     def run(cfg: EnvConfig, g: GateConfig) -> Backtest:
         return backtest(env_name, cfg, _team(actors, g, mc_passes, gate_seed), seed=seed,
@@ -107,31 +110,30 @@ def uncertainty_study(env_name: str, env_cfg: EnvConfig, actors: Mapping[str, An
     log(f"[uncertainty] consensus calibration on {env_cfg.split}: ECE {table['ece']:.3f} "
         f"over {table['decisions']:,} decisions with a direction")
     validation: list[dict[str, Any]] = []
-    threshold, chosen_on = gates.threshold, "fixed (not chosen)"
+    chosen, chosen_on = gates, "fixed (not chosen)"
     if grid and env_cfg.split == "test":
         val_cfg = replace(env_cfg, split="val")
-        for t in grid:
-            m = run(val_cfg, replace(gates, threshold=t,
-                                     max_threshold=max(gates.max_threshold, t))).metrics
-            validation.append({"threshold": t, "trades": m.trades, "net_pnl": m.net_pnl,
-                               "sharpe": m.sharpe})
-        threshold = choose_threshold({v["threshold"]: v["net_pnl"] for v in validation},
-                                     default=gates.threshold)
+        chosen, validation = search_gates(lambda g: to_dict(run(val_cfg, g).metrics), gates,
+                                          grid)
         chosen_on = "val"
-        log(f"[uncertainty] gate 2 threshold chosen on the validation split: {threshold:g} "
-            f"(grid {', '.join(f'{t:g}' for t in grid)})")
+        log(f"[uncertainty] gates chosen on the validation split ({len(validation)} "
+            f"settings tried): gate 1 {'on' if chosen.synergy_gate else 'recorded only'}, "
+            f"gate 2 threshold {chosen.threshold:g} (grid {', '.join(f'{t:g}' for t in grid)}"
+            f"), regime +{chosen.regime_adjustment:g}, drawdown "
+            f"+{chosen.drawdown_adjustment:g}/%")
     elif grid:
-        log(f"[uncertainty] the {env_cfg.split} split is evaluated: gate 2 keeps its "
-            f"threshold {threshold:g} (it is chosen on validation only for a test report)")
-    chosen = replace(gates, threshold=threshold,
-                     max_threshold=max(gates.max_threshold, threshold))
+        log(f"[uncertainty] the {env_cfg.split} split is evaluated: the gates keep their "
+            f"settings (threshold {gates.threshold:g}; they are chosen on validation only "
+            f"for a test report)")
+    threshold = chosen.threshold
     gated = run(env_cfg, chosen)
     assert gated.gate_counts is not None
     counts = {**gated.gate_counts,
               "wanted_new_exposure": sum(g.grows for g in gated.gate_results)}
     side = gated_vs_ungated(to_dict(ungated.metrics), to_dict(gated.metrics), counts)
     summary = {"calibration": table, "gate_threshold": threshold,
+               "gates": setting(chosen), "default_gates": setting(gates),
                "threshold_chosen_on": chosen_on, "default_threshold": gates.threshold,
                "grid": list(grid or ()), "criterion": CRITERION, "validation": validation,
                "split": env_cfg.split, "mc_passes": mc_passes, "side_by_side": side}
-    return Study(gated, ungated, threshold, summary)
+    return Study(gated, ungated, threshold, chosen, summary)

@@ -19,6 +19,10 @@ is the direction of the new exposure. The threshold is raised
 
 and capped at ``max_threshold``.
 
+**Gate 1 may be recorded only** (``synergy_gate=False``): gate 2 then decides alone. A
+test report chooses this, like gate 2's threshold, on the validation split
+(:mod:`algospace.evaluation.gate_choice`); the default keeps both gates.
+
 **What the gates hold back.** Only new exposure: opening a position, adding
 to one, or the new side of a reversal. Reducing or closing a position (and
 the stops and targets of the account) is never held back. When a gate is
@@ -48,6 +52,8 @@ class GateConfig:
 
     enforce: bool = True
     """Hold back new exposure unless both gates are open; False: record the gates only."""
+    synergy_gate: bool = True
+    """Gate 1 holds back new exposure; False: gate 1 is recorded only, gate 2 decides."""
     threshold: float = CONSENSUS_THRESHOLD
     """Gate 2: the agents' mean top-action probability must reach this."""
     regime_adjustment: float = 0.05
@@ -128,7 +134,8 @@ def apply_gates(wanted: int, position: int, *, synergy_direction: float,
     target = wanted
     grows = wanted != 0 and (_sign(wanted) != _sign(position) or abs(wanted) > abs(position))
     if cfg.enforce and grows:
-        agree = (synergy_open and consensus_open and _sign(synergy_direction) == _sign(wanted)
+        gate1 = synergy_open and _sign(synergy_direction) == _sign(wanted)
+        agree = ((gate1 or not cfg.synergy_gate) and consensus_open
                  and _sign(direction) == _sign(wanted))
         if not agree:
             target = position if _sign(position) == _sign(wanted) else 0

@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from algospace.errors import ConfigError
 from algospace.evaluation.gate_choice import GATE_GRID, setting_label
 from algospace.evaluation.plots import calibration_plot
 from algospace.evaluation.uncertainty import uncertainty_study
@@ -50,20 +51,28 @@ QUICK = {"iterations": 2, "days": 20, "eval_days": 60, "mc_passes": 8}
 
 def run(*, checkpoint: str | None = None, iterations: int = ITERATIONS, eval_days: int = 1000,
         seed: int = 0, signal: float = 1.0, quick: bool = False,
-        out: str = "results/bench/uncertainty") -> dict[str, Any]:
-    """Train (or load ``checkpoint``), study the consensus and the gates out of sample."""
+        train_dropout: bool = False, out: str = "results/bench/uncertainty"
+        ) -> dict[str, Any]:
+    """Train (or load ``checkpoint``), study the consensus and the gates out of sample
+    (``train_dropout``: train with dropout active, ``model.train_dropout``)."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     mc_passes = QUICK["mc_passes"] if quick else MC_PASSES
     if quick:
         eval_days = min(eval_days, QUICK["eval_days"])
     train_seconds = math.nan
+    if checkpoint is not None and train_dropout:
+        raise ConfigError("--train-dropout sets how the actors train, and --checkpoint "
+                          "trains nothing: give one of them (the checkpoint's own setting "
+                          "is reported as train_dropout)")
     if checkpoint is None:
         from algospace.training.train import train
 
         iters = QUICK["iterations"] if quick else iterations
         cfg = learn_config(days=QUICK["days"] if quick else LEARN_DAYS, seed=seed,
                            iterations=iters, out=out_dir / "train", signal=signal)
+        if train_dropout:
+            cfg = replace(cfg, model=replace(cfg.model, train_dropout=True))
         began = time.perf_counter()
         checkpoint = train(cfg).checkpoint
         train_seconds = time.perf_counter() - began
@@ -78,6 +87,7 @@ def run(*, checkpoint: str | None = None, iterations: int = ITERATIONS, eval_day
     cal, side = u["calibration"], u["side_by_side"]
     figures: dict[str, Any] = {
         "env": train_cfg.env, "checkpoint": str(checkpoint), "quick": quick,
+        "train_dropout": train_cfg.model.train_dropout,
         "eval_market": eval_cfg.data.synthetic.describe(),
         "eval_split": ",".join(f"{f:g}" for f in SPLIT), "mc_passes": mc_passes,
         "train_seconds": train_seconds,

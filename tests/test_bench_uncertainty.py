@@ -87,11 +87,17 @@ def test_uncertainty_bench_trains_at_the_quick_size_without_a_checkpoint(
     assert cli.main(["uncertainty", "--quick"]) == 0
     assert seen[0].iterations == 2 and seen[0].env == "strategic_v0"
     assert seen[0].env_config.data.synthetic.days == 20
+    assert not seen[0].model.train_dropout
+    assert cli.main(["uncertainty", "--quick", "--train-dropout"]) == 0
+    assert seen[1].model.train_dropout
+    assert cli.main(["uncertainty", "--quick", "--train-dropout", "--checkpoint",
+                     str(checkpoint)]) == 2  # --train-dropout trains; a checkpoint does not
     monkeypatch.setattr(uncertainty, "run", fake_run)
     assert cli.main(["uncertainty", "--signal", "6", "--iterations", "7",
                      "--eval-days", "300"]) == 0
     assert studied[-1]["iterations"] == 7 and studied[-1]["signal"] == 6.0
     assert studied[-1]["eval_days"] == 300 and studied[-1]["checkpoint"] is None
+    assert studied[-1]["train_dropout"] is False
     assert cli.main(["uncertainty"]) == 0
     assert studied[-1]["iterations"] == uncertainty.ITERATIONS == 25
     assert cli.main(["uncertainty", "--iterations", "0"]) == 2

@@ -215,7 +215,8 @@ def _uncertainty(args: argparse.Namespace) -> Figures:
     return uncertainty.run(checkpoint=args.checkpoint,
                            iterations=_iterations(args, uncertainty.ITERATIONS),
                            eval_days=_eval_days(args), seed=_seeds(args, "0")[0],
-                           signal=args.signal, quick=args.quick)
+                           signal=args.signal, quick=args.quick,
+                           train_dropout=args.train_dropout)
 
 
 def _iterations(args: argparse.Namespace, default: int) -> int:
@@ -286,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history-days", default=None,
                         help="latency: comma-separated trading days of history before the "
                              "stream's timed bars (default 30,1260 = 30 days and 5 years)")
+    parser.add_argument("--train-dropout", action="store_true",
+                        help="uncertainty: train the actors with dropout active (consistent "
+                             "dropout, model.train_dropout) instead of the default "
+                             "dropout-off training")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: checks that the benchmark runs, its figures are not "
                              "results (what it shrinks per benchmark: see above; learn has "

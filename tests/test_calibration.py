@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,42 @@ def test_the_report_line_says_none_where_a_side_made_no_trade() -> None:
     assert per_trade(float("nan"), 0) == "none (0 trades)"
     assert per_trade(-68.1, 13) == "-$68.1 (13 trades)"
     assert per_trade(1234.56, 2) == "$1,234.6 (2 trades)"
+
+
+def test_decide_finds_the_gates_a_test_report_of_its_checkpoint_chose(tmp_path: Path) -> None:
+    """``chosen_for``: the newest test report of this very checkpoint whose gates were
+    chosen on validation; reports of other checkpoints, of fixed gates or of another split
+    do not count."""
+    import json
+    import os
+
+    from algospace.evaluation.gate_choice import chosen_for
+    from algospace.evaluation.report import RUN_SUMMARY
+
+    run = tmp_path / "run"
+    ck = run / "trial_0" / "checkpoint_000003"
+    ck.mkdir(parents=True)
+    (run / RUN_SUMMARY).write_text("{}")
+    assert chosen_for(ck) is None
+
+    def report(folder: str, checkpoint: Path, on: str, threshold: float, mtime: int) -> None:
+        gates = {"synergy_gate": False, "threshold": threshold, "regime_adjustment": 0.0,
+                 "drawdown_adjustment": 0.02}
+        path = run / folder / "report.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"checkpoint": str(checkpoint), "uncertainty": {
+            "threshold_chosen_on": on, "gates": gates}}))
+        os.utime(path, (mtime, mtime))
+
+    report("evaluation-test", run / "trial_0" / "checkpoint_000001", "val", 0.3, 100)
+    report("evaluation-test-2", ck, "fixed (not chosen)", 0.4, 200)
+    report("evaluation-val", ck, "val", 0.5, 300)
+    assert chosen_for(ck) is None
+    report("evaluation-test-3", ck, "val", 0.6, 400)
+    report("evaluation-test-4", ck, "val", 0.7, 350)
+    found = chosen_for(str(ck))
+    assert found is not None
+    gates, path = found
+    assert path == run / "evaluation-test-3" / "report.json"
+    assert gates == {"synergy_gate": False, "threshold": 0.6, "regime_adjustment": 0.0,
+                     "drawdown_adjustment": 0.02}

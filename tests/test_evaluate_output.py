@@ -186,13 +186,12 @@ def test_decide_counts_what_evaluate_counts(run: dict[str, Any], tmp_path: Path,
     prepared = prepare(run["data"], log=lambda _: None)
     lo, _ = prepared.splits.range("test")
     out = tmp_path / "decisions.csv"
-    g = run["report"]["gated"]["gates"]  # chosen on validation, given to decide as flags
-    chosen = ["--threshold", str(g["threshold"]), "--regime-adjustment",
-              str(g["regime_adjustment"]), "--drawdown-adjustment", str(g["drawdown_adjustment"]),
-              *([] if g["synergy_gate"] else ["--no-synergy-gate"])]
+    # no gate flag: decide takes the gates the report chose on validation
     assert main(["decide", str(run["checkpoint"]), "--mc-passes", "2", "--start",
-                 str(prepared.base.open_time[lo]), "--out", str(out), *chosen]) == 0
+                 str(prepared.base.open_time[lo]), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
+    report_json = run["run"] / "evaluation-test" / "report.json"
+    assert f"[decide] gates chosen on validation by {report_json}: gate 1 " in printed
     log = pd.read_csv(out)
     sizes = log.groupby("session").size()
     whole = log[log["session"].isin(sizes[sizes == STEPS].index)]

@@ -64,7 +64,9 @@ def add_parser(sub: Any) -> None:
                         help="record the two gates but do not hold trades back (the "
                              "backtest's behaviour)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="gate 2 consensus threshold (default 0.65)")
+                        help="gate 2 consensus threshold (default: the gates a test report "
+                             "of CHECKPOINT chose on validation, else 0.65; any gate flag "
+                             "starts from the defaults)")
     parser.add_argument("--no-synergy-gate", action="store_true",
                         help="record gate 1 (synergy) only: gate 2 decides alone (what an "
                              "evaluation report's gate choice may pick)")
@@ -125,11 +127,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_ray_console()  # RLlib's own deprecation notice when the actors load
     if args.progress < 0:
         raise ConfigError(f"--progress {args.progress}: give seconds >= 0")
-    given = {k: getattr(args, k) for k in ("threshold", "regime_adjustment",
-                                           "drawdown_adjustment")
-             if getattr(args, k) is not None}
-    gates = GateConfig(enforce=not args.no_gates, synergy_gate=not args.no_synergy_gate,
-                       **given)
+    gates = GateConfig(enforce=not args.no_gates, **_gate_settings(args))
     cfg = EngineConfig(mc_passes=args.mc_passes, gates=gates, seed=args.seed,
                        limits=follow.limits_of(args))
     if cfg.limits.kill_file is not None and Path(cfg.limits.kill_file).expanduser().exists():
@@ -176,6 +174,29 @@ def run(args: argparse.Namespace) -> int:
     log.close()
     _summary(engine, done, out, len(history))
     return 0
+
+
+def _gate_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The gate flags given; without any, the gates a test report of the checkpoint chose
+    on validation (``algospace evaluate``, or the run's final evaluation), said aloud."""
+    from algospace.evaluation.gate_choice import chosen_for, setting_label
+
+    given: dict[str, Any] = {k: getattr(args, k) for k in (
+        "threshold", "regime_adjustment", "drawdown_adjustment") if getattr(args, k) is not None}
+    if args.no_synergy_gate:
+        given["synergy_gate"] = False
+    if given or args.checkpoint is None:
+        return given
+    found = chosen_for(args.checkpoint)
+    if found is None:
+        print("[decide] gates: the defaults (both gates, threshold 0.65): no test report of "
+              "this checkpoint chose them on validation (algospace evaluate CHECKPOINT "
+              "does); the gate flags set them")
+        return {}
+    chosen, report = found
+    print(f"[decide] gates chosen on validation by {report}: {setting_label(chosen)} "
+          "(the gate flags override)")
+    return chosen
 
 
 def _engine(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:

@@ -126,11 +126,11 @@ def _checkpoints(record: Any) -> list[str]:
 
 
 def run_sets(seed: int, out: Path, *, days: int = LEARN_DAYS,
-             signal: float = 1.0) -> list[str]:
+             signal: float = 1.0, train_dropout: bool = False) -> list[str]:
     """The ``--set`` overrides every phase of one seed gets."""
     return [f"seed={seed}", f"data.synthetic.seed={LEARN_SEED + seed}",
             f"data.synthetic.days={days}", f"data.synthetic.signal={signal}",
-            f"output.dir={out}"]
+            f"output.dir={out}", *(["model.train_dropout=true"] if train_dropout else [])]
 
 
 def curve(summary: dict[str, Any]) -> list[dict[str, float]]:
@@ -155,14 +155,15 @@ def curve(summary: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def curriculum(seed: int, out: Path, *, quick: bool, days: int,
-               signal: float = 1.0) -> dict[str, Any]:
+               signal: float = 1.0, train_dropout: bool = False) -> dict[str, Any]:
     """Run ``pipeline.yaml`` for one seed; per phase: checkpoint, env steps, time, curve."""
     from algospace.tune.driver import run_experiment
     from experiments.team_ablation import last_critic_ev
 
     started = time.perf_counter()
     summaries = run_experiment("pipeline.yaml", quick=quick,
-                               sets=run_sets(seed, out, days=days, signal=signal))
+                               sets=run_sets(seed, out, days=days, signal=signal,
+                                             train_dropout=train_dropout))
     phases: dict[str, Any] = {}
     for summary in summaries:
         phase = summary["phase"]
@@ -179,11 +180,13 @@ def curriculum(seed: int, out: Path, *, quick: bool, days: int,
 
 
 def single_layer(phase: str, seed: int, out: Path, *, budget: float, quick: bool,
-                 days: int, signal: float = 1.0) -> dict[str, Any]:
+                 days: int, signal: float = 1.0, train_dropout: bool = False
+                 ) -> dict[str, Any]:
     """One layer's phase alone with the curriculum's whole env-step budget."""
     from algospace.tune.driver import run_experiment
 
-    sets = [*run_sets(seed, out / f"{phase}-only", days=days, signal=signal),
+    sets = [*run_sets(seed, out / f"{phase}-only", days=days, signal=signal,
+                      train_dropout=train_dropout),
             f"stop.env_steps={max(1, int(budget))}", f"stop.iterations={10**6}"]
     [summary] = run_experiment(f"{phase}.yaml", quick=quick, sets=sets)
     steps = sum(float(t.get("env_steps") or 0.0) for t in summary["trials"])
@@ -198,7 +201,8 @@ def _regime_latent(summary: dict[str, Any]) -> bool:
 
 
 def single_agent(seed: int, out: Path, *, budget: float, quick: bool,
-                 days: int, signal: float = 1.0) -> dict[str, Any]:
+                 days: int, signal: float = 1.0, train_dropout: bool = False
+                 ) -> dict[str, Any]:
     """The single-agent PPO on ``single_v0`` with the curriculum's env-step budget."""
     from dataclasses import replace
 
@@ -209,6 +213,8 @@ def single_agent(seed: int, out: Path, *, budget: float, quick: bool,
     cfg = learn_config(days=days, seed=seed, iterations=10**6, out=out / "single",
                        env="single_v0", algorithm="ippo", signal=signal)
     cfg = replace(cfg, env_steps=max(1, int(budget)))
+    if train_dropout:
+        cfg = replace(cfg, model=replace(cfg.model, train_dropout=True))
     if quick:  # the batch of experiments.run --quick
         cfg = replace(cfg, ppo=PPOSettings(train_batch_size=400, minibatch_size=200,
                                            num_epochs=2))
@@ -278,7 +284,7 @@ def scored(bt: Any) -> dict[str, float]:
 
 
 def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
-             out: Path, signal: float = 1.0) -> dict[str, Any]:
+             out: Path, signal: float = 1.0, train_dropout: bool = False) -> dict[str, Any]:
     """Every team, probe and interval for one seed."""
     from algospace.evaluation.bootstrap import pnl_difference_ci
     from algospace.evaluation.price_probes import run_price_probes
@@ -287,21 +293,24 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
 
     seed_dir = out / f"seed{seed}"
     settings = {"seed": seed, "days": days, "signal": signal, "quick": quick,
-                "code": code_fingerprint()}
+                "code": code_fingerprint(), **({"train_dropout": True} if train_dropout
+                                               else {})}
+    dropout = {"train_dropout": train_dropout}
     cur = kept(seed_dir / "curriculum.json", settings, lambda: curriculum(
-        seed, seed_dir / "curriculum", quick=quick, days=days, signal=signal))
+        seed, seed_dir / "curriculum", quick=quick, days=days, signal=signal, **dropout))
     phases = cur["phases"]
     budget = cur["env_steps"]
     ablated = kept(seed_dir / "ablations.json", settings, lambda: ablation_runs(
-        run_sets(seed, seed_dir / "curriculum", days=days, signal=signal),
+        run_sets(seed, seed_dir / "curriculum", days=days, signal=signal, **dropout),
         phases["joint"]["handoff"], quick=quick))
     runs = {"joint": phases["joint"],
             **{layer: kept(seed_dir / f"{layer}-only.json", settings, lambda layer=layer:
                            single_layer(layer, seed, seed_dir, budget=budget, quick=quick,
-                                        days=days, signal=signal))
+                                        days=days, signal=signal, **dropout))
                for layer in ("strategic", "tactical")},
             "single_agent_ppo": kept(seed_dir / "single.json", settings, lambda: single_agent(
-                seed, seed_dir, budget=budget, quick=quick, days=days, signal=signal)),
+                seed, seed_dir, budget=budget, quick=quick, days=days, signal=signal,
+                **dropout)),
             **ablated}
     rde = phases.get("rde", {}).get("checkpoint")
     backtests = {team: evaluate(team, r, seed, days=days, eval_days=eval_days,
@@ -341,13 +350,18 @@ def run_seed(seed: int, *, quick: bool, eval_days: int, days: int,
 
 
 def run_seeds(*, seeds: tuple[int, ...], quick: bool = False, eval_days: int = EVAL_DAYS,
-              days: int = LEARN_DAYS, out: str = OUT, signal: float = 1.0) -> dict[str, Any]:
-    """:func:`run_seed` for each seed; means over seeds; the plot and the table."""
-    out_dir = Path(out)
+              days: int = LEARN_DAYS, out: str | None = None, signal: float = 1.0,
+              train_dropout: bool = False) -> dict[str, Any]:
+    """:func:`run_seed` for each seed; means over seeds; the plot and the table.
+    ``train_dropout``: every RL run trains with dropout active (``model.train_dropout``),
+    into ``results/bench/team-train-dropout/`` unless ``out`` is given."""
+    out_dir = Path(out if out is not None else OUT + ("-train-dropout" if train_dropout
+                                                       else ""))
     per_seed = [run_seed(s, quick=quick, eval_days=eval_days, days=days, out=out_dir,
-                         signal=signal) for s in seeds]
+                         signal=signal, train_dropout=train_dropout) for s in seeds]
     figures: dict[str, Any] = {"seeds": ",".join(map(str, seeds)), "eval_days": eval_days,
-                               "quick": quick, "signal": signal}
+                               "quick": quick, "signal": signal,
+                               "train_dropout": train_dropout}
     headline = [f"{t}_expected_capture" for t in TEAMS] + PROBE_KEYS + ABLATION_KEYS
     for row in per_seed:
         s = row["seed"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from experiments import team
 
 
@@ -53,6 +55,27 @@ def test_the_sets_of_every_phase_name_the_seed_market_and_folder(tmp_path: Path)
                     "data.synthetic.days=20", "data.synthetic.signal=1.0",
                     f"output.dir={tmp_path}"]
     assert "data.synthetic.signal=12.0" in team.run_sets(2, tmp_path, days=20, signal=12.0)
+
+
+def test_train_dropout_reaches_every_phase_and_its_own_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bench team --train-dropout``: each phase file, loaded with the seed's sets, trains
+    with dropout, and the command line asks for it."""
+    from algospace.config.loader import load_experiment, parse_set
+    from experiments.bench import cli
+
+    sets = team.run_sets(1, tmp_path, days=20, train_dropout=True)
+    assert sets[-1] == "model.train_dropout=true"
+    for phase in team.PHASES:
+        exp = load_experiment(f"{phase}.yaml", parse_set(sets))
+        assert exp.config.model.train_dropout, phase
+    seen: list[dict[str, object]] = []
+    monkeypatch.setattr(team, "run_seeds", lambda **kw: seen.append(kw) or {"ok": 1})
+    monkeypatch.setattr(cli, "machine", lambda: {"host": "test"})
+    assert cli.main(["team", "--seeds", "1", "--train-dropout", "--quick"]) == 0
+    assert seen[-1]["train_dropout"] is True
+    assert cli.main(["team", "--seeds", "1", "--quick"]) == 0
+    assert seen[-1]["train_dropout"] is False
 
 
 def test_the_evaluation_market_has_the_training_markets_strength() -> None:

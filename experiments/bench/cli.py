@@ -169,7 +169,7 @@ def _team(args: argparse.Namespace) -> Figures:
                                                       else team.LEARN_DAYS)
     eval_days = min(_eval_days(args), team.QUICK_EVAL_DAYS) if args.quick else _eval_days(args)
     return team.run_seeds(seeds=_seeds(args, "0,1,2"), quick=args.quick, eval_days=eval_days,
-                          days=days, signal=args.signal)
+                          days=days, signal=args.signal, train_dropout=args.train_dropout)
 
 
 def _probes(args: argparse.Namespace) -> Figures:
@@ -288,9 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latency: comma-separated trading days of history before the "
                              "stream's timed bars (default 30,1260 = 30 days and 5 years)")
     parser.add_argument("--train-dropout", action="store_true",
-                        help="uncertainty: train the actors with dropout active (consistent "
-                             "dropout, model.train_dropout) instead of the default "
-                             "dropout-off training")
+                        help="uncertainty, team: train the actors with dropout active "
+                             "(consistent dropout, model.train_dropout) instead of the "
+                             "default dropout-off training (team: every RL run, into "
+                             "results/bench/team-train-dropout/)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: checks that the benchmark runs, its figures are not "
                              "results (what it shrinks per benchmark: see above; learn has "

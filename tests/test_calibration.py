@@ -185,7 +185,7 @@ def test_decide_finds_the_gates_a_test_report_of_its_checkpoint_chose(tmp_path: 
     import json
     import os
 
-    from algospace.evaluation.gate_choice import chosen_for
+    from algospace.cli.decide import chosen_for
     from algospace.evaluation.report import RUN_SUMMARY
 
     run = tmp_path / "run"

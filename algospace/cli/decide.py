@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 def _gate_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The gate flags given; without any, the gates a test report of the checkpoint chose
     on validation (``algospace evaluate``, or the run's final evaluation), said aloud."""
-    from algospace.evaluation.gate_choice import chosen_for, setting_label
+    from algospace.evaluation.gate_choice import setting_label
 
     given: dict[str, Any] = {k: getattr(args, k) for k in (
         "threshold", "regime_adjustment", "drawdown_adjustment") if getattr(args, k) is not None}
@@ -197,6 +198,27 @@ def _gate_settings(args: argparse.Namespace) -> dict[str, Any]:
     print(f"[decide] gates chosen on validation by {report}: {setting_label(chosen)} "
           "(the gate flags override)")
     return chosen
+
+
+def chosen_for(checkpoint: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The gate settings a test report of ``checkpoint`` chose on validation, and that
+    report: the newest ``evaluation-test*/report.json`` of this checkpoint in its run folder
+    (or next to it) whose gates were chosen on validation; None when there is none."""
+    from algospace.evaluation.gate_choice import SETTING_KEYS
+    from algospace.evaluation.report import run_folder
+
+    ck = Path(checkpoint).expanduser().resolve()
+    found: list[tuple[float, Path, dict[str, Any]]] = []
+    for path in sorted((run_folder(ck) or ck.parent).glob("evaluation-test*/report.json")):
+        report = json.loads(path.read_text())
+        u = report.get("uncertainty") or {}
+        if Path(report.get("checkpoint", "")).resolve() == ck \
+                and u.get("threshold_chosen_on") == "val" and "gates" in u:
+            found.append((path.stat().st_mtime, path, u["gates"]))
+    if not found:
+        return None
+    _, path, gates = max(found, key=lambda f: (f[0], str(f[1])))
+    return {k: gates[k] for k in SETTING_KEYS}, path
 
 
 def _engine(args: argparse.Namespace, cfg: Any) -> tuple[Any, Path]:

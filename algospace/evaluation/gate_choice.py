@@ -23,17 +23,15 @@ gate closed.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from algospace.inference.gates import GateConfig
 
 __all__ = ["DRAWDOWN_ADJUSTMENTS", "GATE_GRID", "REGIME_ADJUSTMENTS", "choose_gates",
-           "chosen_for", "gate_candidates", "gated_vs_ungated", "search_gates"]
+           "gate_candidates", "gated_vs_ungated", "search_gates"]
 
 GATE_GRID: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9)
 """Gate-2 thresholds tried on the validation split. The consensus is a mean top-action
@@ -126,26 +124,6 @@ def search_gates(evaluate: Callable[[GateConfig], Mapping[str, Any]], default: G
     for value in DRAWDOWN_ADJUSTMENTS:
         run(_with(chosen, drawdown_adjustment=value), 3)
     return best(), rows
-
-
-def chosen_for(checkpoint: str | Path) -> tuple[dict[str, Any], Path] | None:
-    """The gate settings a test report of ``checkpoint`` chose on validation, and that
-    report: the newest ``evaluation-test*/report.json`` of this checkpoint in its run folder
-    (or next to it) whose gates were chosen on validation; None when there is none."""
-    from algospace.evaluation.report import run_folder
-
-    ck = Path(checkpoint).expanduser().resolve()
-    found: list[tuple[float, Path, dict[str, Any]]] = []
-    for path in sorted((run_folder(ck) or ck.parent).glob("evaluation-test*/report.json")):
-        report = json.loads(path.read_text())
-        u = report.get("uncertainty") or {}
-        if Path(report.get("checkpoint", "")).resolve() == ck \
-                and u.get("threshold_chosen_on") == "val" and "gates" in u:
-            found.append((path.stat().st_mtime, path, u["gates"]))
-    if not found:
-        return None
-    _, path, gates = max(found, key=lambda f: (f[0], str(f[1])))
-    return {k: gates[k] for k in SETTING_KEYS}, path
 
 
 def _per_trade(m: Mapping[str, Any]) -> float:

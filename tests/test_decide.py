@@ -291,3 +291,17 @@ def test_readme_snippet_runs_as_written(setup: dict[str, Any], tmp_path: Path,
     printed = capsys.readouterr().out.splitlines()
     assert any("no decision: " in line for line in printed)
     assert any(line.startswith("decided at ") for line in printed)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--regime-adjustment", "-1"], "gates.regime_adjustment must be >= 0, got -1.0"),
+    (["--drawdown-adjustment", "-0.5"], "gates.drawdown_adjustment must be >= 0, got -0.5"),
+    (["--threshold", "1.5"], "gates.threshold must lie in [0, 1], got 1.5"),
+])
+def test_bad_gate_flags_end_in_one_error_line_and_status_2(
+        flags: list[str], message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The gate flags are checked before anything loads: one line naming the flag's value."""
+    assert main(["decide", str(tmp_path / "missing"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {message}"]

@@ -17,16 +17,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from algospace.inference.kernel import (
-    McKernel,
-    drop_threshold,
-    effective_dropout,
-    greedy_action,
-    greedy_logits,
-    net_weights,
-)
+from algospace.inference.kernel import McKernel, greedy_action, greedy_logits, net_weights
 from algospace.models.actor import ActorModule, actor_mc_stats
 from algospace.models.mc_dropout import AGENT_STATS, agent_stats, agent_stats_multi
+from algospace.models.sampling_draws import drop_threshold, effective_dropout
 
 TEAM: dict[str, dict[str, Any]] = {
     # width, action space, hidden, dropout, votes

@@ -34,8 +34,8 @@ def _runner_snapshot() -> Any:
         state = json.dumps(runner_state(runner), sort_keys=True)  # numbers only
         sampling = hashlib.sha256()
         for module_id in sorted(runner.module.keys()):
-            generator = runner.module[module_id].sample_generator(torch.device("cpu"))
-            sampling.update(generator.get_state().numpy().tobytes())
+            generator = runner.module[module_id].sampling_rng()
+            sampling.update(json.dumps(generator.bit_generator.state, sort_keys=True).encode())
         return (digest.hexdigest(), hashlib.sha256(state.encode()).hexdigest(),
                 sampling.hexdigest())
 

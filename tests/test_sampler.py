@@ -38,11 +38,13 @@ def _config(env: Any, data: DataConfig, tmp_path: Path, n: int = 4, steps: int =
                        out_dir=str(tmp_path), **kwargs)
 
 
-def _runners(cfg: TrainConfig) -> tuple[Any, Any]:
-    """The stock runner and the vector runner with the same weights and generators."""
+def _runners(cfg: TrainConfig, numpy_forward: bool = False) -> tuple[Any, Any]:
+    """The stock runner and the vector runner with the same weights and generators (the
+    vector runner calling the modules' torch forward unless ``numpy_forward``)."""
     config = build_ppo_config(cfg)
     stock = MultiAgentEnvRunner(config=config)
     vector = VectorEnvRunner(config=config)
+    vector.numpy_forward = numpy_forward
     vector.module.set_state(stock.module.get_state())
     for i, module_id in enumerate(sorted(stock.module.keys())):
         stock.module[module_id].seed_sampling(1000 + i)
@@ -89,20 +91,27 @@ def _counters(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: peek(metrics[k]) for k in keys}
 
 
+@pytest.mark.parametrize("numpy_forward", [False, True], ids=["torch", "numpy"])
 @pytest.mark.parametrize(("env", "steps"), [("strategic_v0", 24), ("joint_v0", 48)])
 def test_vector_sampler_returns_the_stock_runners_episodes(
-        env: str, steps: int, env_data: DataConfig, tmp_path: Path) -> None:
-    stock, vector = _runners(_config(env, env_data, tmp_path, steps=steps))
+        env: str, steps: int, numpy_forward: bool, env_data: DataConfig,
+        tmp_path: Path) -> None:
+    """Bit for bit with the modules' torch forward; with the NumPy forward (the default)
+    the same episodes, the module outputs to float32 rounding (the same draws: the same
+    actions, so the same observations and rewards)."""
+    stock, vector = _runners(_config(env, env_data, tmp_path, steps=steps), numpy_forward)
+    assert vector.numpy_forward is numpy_forward
+    rtol = 1e-5 if numpy_forward else 0.0
     compared = 0
     for _ in range(2):  # the second call goes on from the copies' random state
         a, b = stock.sample(), vector.sample()
         assert len(a) == 4
-        compared += _assert_same(a, b)
+        compared += _assert_same(a, b, rtol)
     # more episodes than copies: every copy finishes together and restarts (RLlib's one
     # step later, with no draw in between, so the draws come in the same order)
     a, b = stock.sample(num_episodes=6), vector.sample(num_episodes=6)
     assert len(a) == 6
-    compared += _assert_same(a, b)
+    compared += _assert_same(a, b, rtol)
     assert compared >= 190
     assert _counters(vector.get_metrics()) == _counters(stock.get_metrics())
     evaluation = vector.sample(explore=False)  # not exploring: RLlib's own path
@@ -118,7 +127,7 @@ def test_layer_sharing_gives_the_same_episodes_with_order_free_draws(
     # injected: greedy actions, and no dropout (deterministic MC passes), so the order of
     # a shared module's rows within its batch does not change any draw
     monkeypatch.setattr(ActorModule, "sample",
-                        lambda self, logits, generator: _greedy(self, logits))
+                        lambda self, logits, uniforms: _greedy(self, logits))
     cfg = _config("joint_v0", env_data, tmp_path, n=3, steps=36,
                   model=ModelSettings(sharing="layer", dropout=0.0))
     stock, vector = _runners(cfg)

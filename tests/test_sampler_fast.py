@@ -18,7 +18,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.numpy import convert_to_numpy
 
 from algospace.models.actor import ActorModule
-from algospace.training.sampler import _exploring, _to_numpy
+from algospace.training.sampler_forward import exploring, to_numpy
 
 OBS = gym.spaces.Dict(local=gym.spaces.Box(-np.inf, np.inf, (12,), np.float32),
                       state=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32))
@@ -35,7 +35,7 @@ def test_actor_logp_is_the_rllib_distributions_logp_bit_for_bit(space: Any) -> N
     actor = _actor(space)
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(64, sum(actor.input_lens), generator=g) * 4
-    actions = actor.sample(logits, g)
+    actions = actor.sample(logits, torch.rand(64, len(actor.input_lens), generator=g))
     want = actor._dist_cls().from_logits(logits).logp(actions)
     got = actor.logp(logits, actions)
     assert got.dtype == want.dtype and got.shape == want.shape
@@ -45,7 +45,7 @@ def test_actor_logp_is_the_rllib_distributions_logp_bit_for_bit(space: Any) -> N
 def test_to_numpy_is_rllibs_convert_to_numpy() -> None:
     result = {"a": torch.arange(6).reshape(3, 2), "b": torch.randn(3, dtype=torch.float64),
               "c": torch.ones(3, 2, dtype=torch.uint8), "d": torch.tensor(2.5)}
-    got, want = _to_numpy(dict(result)), convert_to_numpy(result)
+    got, want = to_numpy(dict(result)), convert_to_numpy(result)
     assert set(got) == set(want)
     for key, value in want.items():
         assert type(got[key]) is type(value)
@@ -67,7 +67,7 @@ def test_exploring_calls_the_forward_of_an_eval_module_and_restores_its_mode() -
         want = actor.forward_exploration(batch)
         actor.seed_sampling(7)
         torch.set_num_threads(2)
-        with _exploring({"x": actor}, ["x"]) as forward:
+        with exploring({"x": actor}, ["x"]) as forward:
             assert not actor.training and not torch.is_grad_enabled()
             assert torch.get_num_threads() == 1
             got = forward["x"](batch)
@@ -83,21 +83,28 @@ def test_exploring_calls_the_forward_of_an_eval_module_and_restores_its_mode() -
 @pytest.mark.parametrize("rows", [1, 3, 16])
 def test_exploration_shares_the_first_layer_with_the_mc_passes(space: Any, rows: int) -> None:
     """The exploration forward computes the first hidden layer once for its logits and its
-    MC passes: the logits and actions are those of the plain forward bit for bit, the MC
-    statistics those of passes over the tiled input (to float32 rounding: the first layer's
-    product may take another summation order on fewer rows)."""
-    from algospace.models.actor import actor_mc_stats
+    MC passes: the logits are those of the plain forward bit for bit, the actions those
+    drawn from them by the module's uniforms, the MC statistics those of passes over the
+    tiled input under the drawn masks (to float32 rounding: the first layer's product may
+    take another summation order on fewer rows)."""
+    from algospace.models.mc_dropout import agent_stats, agent_stats_multi
 
     actor = _actor(space)
     x = torch.randn(rows, 12, generator=torch.Generator().manual_seed(rows))
     actor.seed_sampling(11)
     got = actor.forward_exploration({"obs": {"local": x}})
     actor.seed_sampling(11)
-    rng = actor.sample_generator(x.device)
+    draws = actor.draw_exploration(rows)
+    passes = actor.cfg.mc_passes
+    assert draws.mc_keep is not None and draws.mc_keep.shape == (passes * rows, 128)
     with torch.no_grad():
         logits = actor.logits(x)
-        actions = actor.sample(logits, rng)
-        stats = actor_mc_stats(actor, x, actor.cfg.mc_passes, generator=rng)
+        actions = actor.sample(logits, torch.from_numpy(draws.uniforms))
+        tiled = actor.logits(x.repeat(passes, 1), keep=torch.from_numpy(draws.mc_keep))
+        probs = [torch.softmax(p, -1).reshape(passes, rows, -1)
+                 for p in torch.split(tiled, list(actor.input_lens), -1)]
+        stats = agent_stats_multi(probs) if actor.is_multi_discrete else \
+            agent_stats(probs[0], actor.votes)
     assert torch.equal(got["action_dist_inputs"], logits)
     assert torch.equal(got["actions"], actions)
     torch.testing.assert_close(got["mc_stats"], stats, rtol=1e-5, atol=1e-6)

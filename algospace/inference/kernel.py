@@ -33,8 +33,9 @@ group of agents together:
   with ``t = round(p * 2**16)``, so the drop probability is ``t / 2**16`` (``p``
   rounded to a multiple of 2^-16: 0.1 becomes 0.1000061), and kept units are
   scaled by ``1 / (1 - t / 2**16)`` (folded into the next layer's weights) so
-  every pass stays unbiased, as in ``F.dropout``. The same seed gives the same
-  masks, so a replay repeats its statistics exactly.
+  every pass stays unbiased, as in ``F.dropout`` (the masks training samples under,
+  :mod:`algospace.models.sampling_draws`). The same seed gives the same masks, so a
+  replay repeats its statistics exactly.
 
 The statistics equal those of the per-agent torch computation under the same
 masks within float32 rounding, and converge to training's estimator as the
@@ -54,26 +55,12 @@ import numpy as np
 
 from algospace.models.mc_dropout import N_AGENT_STATS
 from algospace.models.network import actor_layers
+from algospace.models.sampling_draws import drop_threshold, effective_dropout
 
-MASK_BITS = 16
-"""Random bits per dropout mask entry."""
-_LEVELS = 1 << MASK_BITS
 _PAD_LOGIT = np.float32(-1e30)
 """Logit of a padded action: exp underflows to exactly 0, and 0 * (-1e30) is 0."""
 
 Seed = int | Sequence[int]
-
-
-def drop_threshold(p: float) -> int:
-    """The mask threshold ``t``: a unit is dropped when its 16 random bits are ``< t``."""
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {p}")
-    return min(round(p * _LEVELS), _LEVELS - 1)
-
-
-def effective_dropout(p: float) -> float:
-    """The drop probability the kernel really uses for ``p`` (a multiple of 2^-16)."""
-    return drop_threshold(p) / _LEVELS
 
 
 @dataclass(frozen=True)

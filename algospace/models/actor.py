@@ -40,7 +40,9 @@ so it is on exactly when a pass asks for it, independent of ``module.train()`` /
   the learner can read them back to build the critic's MC features.
 
 **Reproducible sampling.** The module samples its own actions (and draws the
-masks of its MC passes) from a generator of its own, seeded at construction
+masks of its MC passes and of consistent dropout) from a NumPy generator of its own
+(:mod:`algospace.models.sampling_draws`: what one step draws, in which order, and how
+the draws become masks and actions), seeded at construction
 from torch's global generator — which RLlib seeds from the run's seed and the
 env runner's index, and which modules are built from in a fixed order. RLlib
 calls the modules of one step in the order of a Python ``set`` of agent ids,
@@ -78,11 +80,11 @@ from torch.nn import functional as F
 from algospace.config import ModelSettings
 from algospace.models.consistent_dropout import (
     DROPOUT_MASK,
-    draw_keep,
     pack_bits,
     unpack_bits,
 )
 from algospace.models.mc_dropout import N_AGENT_STATS, agent_stats, agent_stats_multi, mc_probs
+from algospace.models.sampling_draws import Draws, draw_exploration, keep_scale
 
 MC_STATS = "mc_stats"
 """Key of the ``[B, 6]`` MC-dropout statistics in the exploration output."""
@@ -147,7 +149,7 @@ class ActorModule(TorchRLModule):
         self.cfg = ActorConfig.from_model_config(self.model_config)
         # the seed of this module's sampling generator (see the module docstring)
         self._sample_seed = int(torch.randint(0, 2**62, (1,)).item())
-        self._sample_rng: torch.Generator | None = None
+        self._sample_rng: np.random.Generator | None = None
         in_dim = _local_dim(self.observation_space)
         space = self.action_space
         if isinstance(space, gym.spaces.Discrete):
@@ -188,14 +190,14 @@ class ActorModule(TorchRLModule):
 
     # ------------------------------------------------------------------ network
     def logits(self, local: torch.Tensor, *, dropout: bool = False,
-               generator: torch.Generator | None = None,
                keep: torch.Tensor | None = None, first: bool = False) -> torch.Tensor:
         """Action-distribution inputs ``[..., sum(nvec)]``; dropout only if asked.
 
         ``keep`` (bool ``[..., sum(hidden)]``, the hidden units in forward order): dropout
-        under exactly these masks (inverted: kept units scaled by ``1 / (1 - p)``).
-        Otherwise, with ``dropout`` and ``generator`` the masks are drawn from it; with
-        ``dropout`` alone from torch's global generator (``F.dropout``). ``first``:
+        under exactly these masks (inverted: kept units scaled by the 16-bit masks'
+        :func:`~algospace.models.sampling_draws.keep_scale`, ``1 / (1 - p)`` to 1e-5).
+        Otherwise, with ``dropout``, masks from torch's global generator (``F.dropout``).
+        ``first``:
         ``local`` is already the first hidden layer's activation, ``relu(layers[0](x))``
         before its dropout (:meth:`first_hidden`; the exploration forward computes it once
         for its logits and its MC passes).
@@ -207,16 +209,11 @@ class ActorModule(TorchRLModule):
                 raise ValueError(f"dropout masks must have shape [*{tuple(local.shape[:-1])}, "
                                  f"{self.mask_bits}], got {tuple(keep.shape)}")
             masks = torch.split(keep, list(self.cfg.hidden), dim=-1)
+            scale = keep_scale(p)
         for i, layer in enumerate(self.layers):
             if not (first and i == 0):
                 x = F.relu(layer(x))
-            if keep is not None:
-                x = x * masks[i] / (1.0 - p)
-            elif dropout and generator is not None and p > 0:
-                mask = torch.rand(x.shape, generator=generator, device=x.device) >= p
-                x = x * mask / (1.0 - p)
-            else:
-                x = F.dropout(x, p=p, training=dropout)
+            x = x * masks[i] * scale if keep is not None else F.dropout(x, p=p, training=dropout)
         return self.head(x)
 
     def first_hidden(self, local: torch.Tensor) -> torch.Tensor:
@@ -238,22 +235,30 @@ class ActorModule(TorchRLModule):
         self._sample_seed = int(seed)
         self._sample_rng = None
 
-    def sample_generator(self, device: torch.device) -> torch.Generator:
-        """This module's sampling generator on ``device`` (made on first use)."""
-        rng = self._sample_rng
-        if rng is None or rng.device != device:
-            rng = self._sample_rng = torch.Generator(device=device)
-            rng.manual_seed(self._sample_seed)
-        return rng
+    def sampling_rng(self) -> np.random.Generator:
+        """This module's sampling generator (a NumPy PCG64, made on first use)."""
+        if self._sample_rng is None:
+            self._sample_rng = np.random.Generator(np.random.PCG64(self._sample_seed))
+        return self._sample_rng
 
-    def sample(self, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Actions drawn from the softmax of each head: ``[B]`` or ``[B, heads]``."""
-        if logits.dim() == 2 and not self.is_multi_discrete:  # the sampler's case, same draws
-            return torch.multinomial(torch.softmax(logits, dim=-1), 1,
-                                     generator=generator).squeeze(-1)
-        flat = logits.reshape(-1, logits.shape[-1])
-        heads = [torch.multinomial(torch.softmax(part, dim=-1), 1, generator=generator)
-                 .squeeze(-1) for part in torch.split(flat, list(self.input_lens), dim=-1)]
+    def draw_exploration(self, rows: int) -> Draws:
+        """The random numbers of one exploration forward over ``rows`` rows, from this
+        module's generator (:func:`~algospace.models.sampling_draws.draw_exploration`)."""
+        return draw_exploration(self.sampling_rng(), rows, bits=self.mask_bits,
+                                p=self.cfg.dropout, heads=len(self.input_lens),
+                                passes=self.cfg.mc_passes,
+                                train_dropout=self.trains_with_dropout)
+
+    def sample(self, logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        """Actions ``[...]`` or ``[..., heads]`` drawn from the softmax of each head by
+        inverse CDF (float64) at ``uniforms [..., heads]``
+        (:func:`~algospace.models.sampling_draws.inverse_cdf`)."""
+        flat = logits.reshape(-1, logits.shape[-1]).double()
+        u = uniforms.reshape(flat.shape[0], -1).double()
+        heads = []
+        for j, part in enumerate(torch.split(flat, list(self.input_lens), dim=-1)):
+            cdf = torch.cumsum(torch.softmax(part, dim=-1), dim=-1)
+            heads.append((cdf < u[:, j:j + 1]).sum(dim=-1).clamp_max(part.shape[-1] - 1))
         actions = torch.stack(heads, dim=-1) if self.is_multi_discrete else heads[0]
         return actions.reshape(*logits.shape[:-1], *actions.shape[1:])
 
@@ -266,13 +271,11 @@ class ActorModule(TorchRLModule):
                 f"(Dict observations, no flattening connector); got {type(obs).__name__}")
         return torch.as_tensor(obs[LOCAL], dtype=torch.float32, device=self.head.weight.device)
 
-    def mc_stats(self, local: torch.Tensor, passes: int | None = None, *,
-                 generator: torch.Generator | None = None,
-                 first: torch.Tensor | None = None) -> torch.Tensor:
+    def mc_stats(self, local: torch.Tensor, passes: int | None = None) -> torch.Tensor:
         """MC-dropout statistics ``[..., 6]`` from ``passes`` (default ``mc_passes``) passes
-        (``first``: :meth:`first_hidden` of ``local``, if already computed)."""
+        under torch's global generator (the exploration forward draws its own)."""
         n = self.cfg.mc_passes if passes is None else passes
-        return actor_mc_stats(self, local, n, generator=generator, first=first)
+        return actor_mc_stats(self, local, n)
 
     # ----------------------------------------------------------------- forwards
     @override(TorchRLModule)
@@ -286,26 +289,45 @@ class ActorModule(TorchRLModule):
         """Sampling forward: the logits (under a fresh dropout mask per row, returned packed
         under :data:`DROPOUT_MASK`, when training with dropout; dropout-off otherwise), the
         actions sampled from them (with their log-probabilities) and the ``[B, 6]``
-        MC-dropout statistics; all random draws from this module's own generator."""
+        MC-dropout statistics; every random number from this module's own generator
+        (:meth:`draw_exploration`). The vectorised sampler computes the same from the same
+        draws in NumPy (:mod:`algospace.models.actor_np`)."""
         with torch.no_grad():
             local = self._local(batch)
-            rng = self.sample_generator(local.device)
+            lead = local.shape[:-1]
+            flat = local.reshape(-1, local.shape[-1])
+            draws = self.draw_exploration(flat.shape[0])
             out: dict[str, Any] = {}
-            first = self.first_hidden(local)  # shared by the logits and the MC passes
-            if self.trains_with_dropout:
-                flat = local.reshape(-1, local.shape[-1])
-                keep = draw_keep(flat.shape[0], self.cfg.hidden, self.cfg.dropout, rng,
-                                 local.device).reshape(*local.shape[:-1], self.mask_bits)
+            first = self.first_hidden(flat)  # shared by the logits and the MC passes
+            if draws.train_keep is not None:
+                keep = torch.from_numpy(draws.train_keep).to(local.device)
                 logits = self.logits(first, keep=keep, first=True)
-                out[DROPOUT_MASK] = pack_bits(keep)
+                out[DROPOUT_MASK] = pack_bits(keep).reshape(*lead, -1)
             else:
                 logits = self.logits(first, first=True)
-            actions = self.sample(logits, rng)
+            actions = self.sample(logits, torch.from_numpy(draws.uniforms).to(local.device))
             logp = self.logp(logits, actions)
-            out.update({Columns.ACTION_DIST_INPUTS: logits, Columns.ACTIONS: actions,
-                        Columns.ACTION_LOGP: logp,
-                        MC_STATS: self.mc_stats(local, generator=rng, first=first)})
+            stats = self.mc_stats_under(first, draws.mc_keep)
+            out.update({Columns.ACTION_DIST_INPUTS: logits.reshape(*lead, -1),
+                        Columns.ACTIONS: actions.reshape(*lead, *actions.shape[1:]),
+                        Columns.ACTION_LOGP: logp.reshape(lead),
+                        MC_STATS: stats.reshape(*lead, N_AGENT_STATS)})
             return out
+
+    def mc_stats_under(self, first: torch.Tensor, keep: np.ndarray | None) -> torch.Tensor:
+        """MC-dropout statistics ``[B, 6]`` of the passes under ``keep`` (``[passes * B,
+        sum(hidden)]``, pass-major; zeros for None) from the first hidden layer ``[B, h]``."""
+        rows = first.shape[0]
+        if keep is None:
+            return first.new_zeros((rows, N_AGENT_STATS))
+        passes = keep.shape[0] // max(rows, 1)
+        tiled = first.repeat(passes, 1)
+        logits = self.logits(tiled, keep=torch.from_numpy(keep).to(first.device), first=True)
+        parts = torch.split(logits, list(self.input_lens), dim=-1)
+        probs = [torch.softmax(p, dim=-1).reshape(passes, rows, -1) for p in parts]
+        if self.is_multi_discrete:
+            return agent_stats_multi(probs)
+        return agent_stats(probs[0], self.votes, check_votes=False)
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -382,33 +404,23 @@ def _local_dim(space: gym.Space[Any] | None) -> int:
     return int(local.shape[0])
 
 
-def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int, *,
-                   generator: torch.Generator | None = None,
-                   first: torch.Tensor | None = None) -> torch.Tensor:
+def actor_mc_stats(actor: Any, local: torch.Tensor, passes: int) -> torch.Tensor:
     """MC-dropout statistics ``[..., 6]`` of an actor from ``passes`` stochastic passes.
 
     ``actor`` has ``logits(x, dropout=...)``, ``input_lens``, ``is_multi_discrete`` and
     ``votes`` (an :class:`ActorModule`, or an exported actor of
     :mod:`algospace.inference.export`). The passes run as ONE batched forward on the rows
-    tiled ``passes`` times (:func:`algospace.models.mc_dropout.mc_probs`). ``generator``
-    (an :class:`ActorModule`'s only) draws the dropout masks instead of torch's global one.
-    ``first`` (an :class:`ActorModule`'s only): ``actor.first_hidden(local)``, already
-    computed; the passes tile it instead of ``local`` (the first layer's product then runs
-    once, not once per pass: each row's product is the same in every pass).
+    tiled ``passes`` times (:func:`algospace.models.mc_dropout.mc_probs`), the masks from
+    torch's global generator (``F.dropout``).
     """
     lead = local.shape[:-1]
     flat = local.reshape(-1, local.shape[-1])
     if passes == 0:
         return flat.new_zeros((*lead, N_AGENT_STATS))
     lens = list(actor.input_lens)
-    if first is not None:
-        flat = first.reshape(-1, first.shape[-1])
-    extra: dict[str, Any] = {} if first is None else {"first": True}
 
     def dropout_logits(x: torch.Tensor) -> torch.Tensor:
-        if generator is not None:
-            return actor.logits(x, dropout=True, generator=generator, **extra)
-        return actor.logits(x, dropout=True, **extra)
+        return actor.logits(x, dropout=True)
 
     def head_log_probs(x: torch.Tensor) -> torch.Tensor:
         # a softmax over the concatenated per-head log-softmaxes gives each head's

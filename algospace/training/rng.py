@@ -88,17 +88,17 @@ def runner_envs(runner: Any) -> list[Any]:
 
 def module_generators(runner: Any) -> dict[str, Any]:
     """The sampling generators of an env runner's modules, by module id: each actor draws
-    its actions and its MC-dropout masks from a ``torch.Generator`` of its own
-    (:mod:`algospace.models.actor`), made on first use from a seed fixed at construction."""
+    its actions and its dropout masks from a NumPy generator of its own
+    (:mod:`algospace.models.sampling_draws`), made on first use from a seed fixed at
+    construction."""
     modules = getattr(runner, "module", None)
     if modules is None:
         return {}
     found = {}
     for module_id in sorted(modules.keys()):
         module = modules[module_id]
-        if hasattr(module, "sample_generator"):
-            device = next(module.parameters()).device
-            found[str(module_id)] = module.sample_generator(device)
+        if hasattr(module, "sampling_rng"):
+            found[str(module_id)] = module.sampling_rng()
     return found
 
 
@@ -106,14 +106,12 @@ def runner_state(runner: Any) -> dict[str, Any]:
     """An env runner's random state: its process's generators, its envs' own and its
     modules' sampling generators."""
     return {**rng_state(), "envs": [e.get_rng_state() for e in runner_envs(runner)],
-            "modules": {module_id: generator.get_state().tolist()
+            "modules": {module_id: generator.bit_generator.state
                         for module_id, generator in module_generators(runner).items()}}
 
 
 def set_runner_state(runner: Any, state: dict[str, Any]) -> None:
     """Put back what :func:`runner_state` returned (same number of envs)."""
-    import torch
-
     set_rng_state(state)
     envs = runner_envs(runner)
     if len(envs) == len(state["envs"]):
@@ -121,8 +119,10 @@ def set_runner_state(runner: Any, state: dict[str, Any]) -> None:
             env.set_rng_state(env_state)
     generators = module_generators(runner)
     for module_id, generator_state in state.get("modules", {}).items():
-        if module_id in generators:
-            generators[module_id].set_state(torch.tensor(generator_state, dtype=torch.uint8))
+        # a checkpoint of a version that sampled from torch generators holds byte lists:
+        # those modules sample on from their own seed
+        if module_id in generators and isinstance(generator_state, dict):
+            generators[module_id].bit_generator.state = generator_state
 
 
 def _runner_state(runner: Any) -> tuple[int, dict[str, Any]]:

@@ -26,7 +26,11 @@ by copy, the agents of a copy in the order of a Python ``set`` (which changes wi
 PYTHONHASHSEED). The episodes' flags are RLlib's: an episode in which every agent is
 done counts as terminated, also when it was truncated.
 
-It refuses what it cannot honour (:func:`check_vector_config`): an env that is not one of
+Our actors' exploration forward is computed in NumPy (:mod:`algospace.models.actor_np`,
+:attr:`VectorEnvRunner.numpy_forward`): the same draws from each module's generator as
+its torch forward, the same actions, the floats to float32 rounding (tested against the
+stock runner both ways). It refuses what it cannot honour
+(:func:`~algospace.training.sampler_config.check_vector_config`): an env that is not one of
 ours, ``batch_mode="truncate_episodes"``, custom env-runner connectors, callbacks.
 Evaluation-style calls (``explore=False``, ``random_actions=True``) and
 ``num_timesteps`` go to the stock ``sample()``.
@@ -34,15 +38,12 @@ Evaluation-style calls (``explore=False``, ``random_actions=True``) and
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
@@ -69,46 +70,24 @@ from ray.rllib.utils.metrics import (
     SAMPLE_TIMER,
     WEIGHTS_SEQ_NO,
 )
-from ray.rllib.utils.numpy import convert_to_numpy
 
 from algospace.config import STRATEGIC_AGENTS
-from algospace.errors import ConfigError
-from algospace.models.actor import ActorModule
-from algospace.ray_compat import custom_runner_connectors, filled_episode, runner_fields
+from algospace.models.actor_np import NumpyActors, signature
+from algospace.ray_compat import filled_episode, runner_fields
+from algospace.training.sampler_config import check_vector_config
 from algospace.training.sampler_episodes import Recorder
+from algospace.training.sampler_forward import exploring, plain_actor, stack_rows, to_numpy
 from envs.core.costs import sampling_cost_weight
-from envs.registry import ENV_NAMES
-
-
-def check_vector_config(config: Any) -> None:
-    """Raise ``ConfigError`` if the vector sampler cannot honour this ``AlgorithmConfig``."""
-    problems = []
-    if not isinstance(config.env, str) or config.env not in ENV_NAMES:
-        problems.append(f"env {config.env!r} is not one of {', '.join(ENV_NAMES)} (only "
-                        "those have a vectorised env)")
-    if config.batch_mode != "complete_episodes":
-        problems.append(f"env_runners(batch_mode={config.batch_mode!r}) is set; it samples "
-                        "complete episodes only")
-    custom = custom_runner_connectors(config)
-    if custom:
-        problems.append(f"custom {' and '.join(custom)} connectors are set (env_runners("
-                        + ", ".join(f"{c}_connector / add_default_connectors_to_{c}_pipeline"
-                                    for c in custom)
-                        + "); it bypasses the env runner's connector pipelines")
-    callbacks = config.callbacks_class
-    if (callbacks not in (None, RLlibCallback) and callbacks != [RLlibCallback]) or any(
-            getattr(config, f"callbacks_on_episode_{w}", None)
-            for w in ("created", "start", "step", "end")):
-        problems.append("callbacks(...) is set; it makes no per-episode callbacks")
-    if problems:
-        raise ConfigError("resources.sampler: vector (the default) cannot run this config: "
-                          + "; ".join(problems) + ". Set resources.sampler: stock "
-                          "(TrainConfig(sampler=\"stock\")) to sample with RLlib's "
-                          "MultiAgentEnvRunner")
 
 
 class VectorEnvRunner(MultiAgentEnvRunner):
     """RLlib's multi-agent env runner sampling a :class:`VectorEnv` (module docstring)."""
+
+    numpy_forward: bool = True
+    """Compute our actors' exploration forward in NumPy, stacked by signature
+    (:mod:`algospace.models.actor_np`: the same draws, the torch forward's values to float32
+    rounding); False: call each module's torch ``_forward_exploration`` (the stock
+    runner's values bit for bit)."""
 
     def __init__(self, config: Any, **kwargs: Any) -> None:
         check_vector_config(config)
@@ -117,6 +96,8 @@ class VectorEnvRunner(MultiAgentEnvRunner):
         self._venv_seed: int | None = None
         self._done_for_metrics: list[Any] = []
         self._explore: dict[str, Any] = {}
+        self._numpy: dict[str, Any] = {}  # module id -> its signature (NumPy forward)
+        self._stacks: dict[tuple[str, ...], NumpyActors] = {}
         self._fields = runner_fields(self)  # seed, device, weights version (each sample())
         if self.env is not None:
             self._make_vector_env()
@@ -169,10 +150,13 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                                   force_reset=force_reset)
         self._fields = runner_fields(self)
         self.metrics.log_value(key=WEIGHTS_SEQ_NO, value=self._fields[2], window=1)
-        with self.metrics.log_time(SAMPLE_TIMER), _exploring(self.module, self._modules) \
+        with self.metrics.log_time(SAMPLE_TIMER), exploring(self.module, self._modules) \
                 as self._explore:
+            self._numpy = {m: signature(self.module[m]) for m in self._modules
+                           if self.numpy_forward and plain_actor(self.module[m])}
             episodes = self._sample_vector(self.num_envs if num_episodes is None
                                            else int(num_episodes))
+            self._numpy, self._stacks = {}, {}  # the weights change before the next call
         self._done_for_metrics.extend(episodes)
         return episodes
 
@@ -253,21 +237,22 @@ class VectorEnvRunner(MultiAgentEnvRunner):
 
     def _act(self, rec: Recorder, obs: dict[str, Any], acting: dict[str, np.ndarray],
              t: int) -> dict[str, np.ndarray]:
-        """One exploration forward per module on its acting rows; every agent's (n,)
-        actions (zeros where it does not act: the env ignores them)."""
+        """One exploration forward per module on its acting rows (modules of one
+        :func:`signature` with as many rows: one NumPy stack); every agent's (n,) actions
+        (zeros where it does not act: the env ignores them)."""
         n = self.num_envs
-        device = self._fields[1]
         out: dict[str, np.ndarray] = {}
+        todo = []
         for module_id, agents in self._modules.items():
             idx = {a: _acting_rows(acting[a]) for a in agents}
             rows = [(a, idx[a]) for a in agents if _size(idx[a], n)]
-            if not rows:
+            if rows:
+                todo.append((module_id, agents, idx, rows))
+            else:
                 for a in agents:
                     out[a] = np.zeros((n, *self._spaces[1][a].shape), np.int64)
-                continue
-            batch = {Columns.OBS: {key: _tensor(obs, rows, key, device)
-                                   for key in ("local", "state")}}
-            result = _to_numpy(self._explore[module_id](batch, t=t))
+        for (_, agents, idx, rows), result in zip(todo, self._forward(todo, obs, t),
+                                                          strict=True):
             actions = result.pop(Columns.ACTIONS)
             extra = {k: v for k, v in result.items() if isinstance(v, np.ndarray)}
             if len(rows) == 1 and len(agents) == 1 and isinstance(rows[0][1], slice):
@@ -287,6 +272,29 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                     start += i.size
                 out[a] = full
         return out
+
+    def _forward(self, todo: list[Any], obs: dict[str, Any], t: int) -> list[dict[str, Any]]:
+        """The exploration outputs (numpy) of each module of ``todo`` on its rows."""
+        results: list[dict[str, Any]] = [{} for _ in todo]
+        stacks: dict[Any, list[tuple[int, str, np.ndarray]]] = defaultdict(list)
+        device = self._fields[1]
+        for j, (module_id, _, _, rows) in enumerate(todo):
+            if module_id in self._numpy:
+                local = stack_rows(obs, rows, "local")
+                stacks[self._numpy[module_id], local.shape[0]].append((j, module_id, local))
+                continue
+            batch = {Columns.OBS: {key: torch.from_numpy(stack_rows(obs, rows, key)).to(device)
+                                   for key in ("local", "state")}}
+            results[j] = to_numpy(self._explore[module_id](batch, t=t))
+        for members in stacks.values():
+            ids = tuple(m for _, m, _ in members)
+            actors = self._stacks.get(ids)
+            if actors is None:
+                actors = self._stacks[ids] = NumpyActors([self.module[m] for m in ids])
+            for (j, _, _), result in zip(members, actors.explore([x for _, _, x in members]),
+                                         strict=True):
+                results[j] = result
+        return results
 
     def _finish(self, rec: Recorder, step: Any, ended: np.ndarray, room: int) -> int:
         """Record the copies ``ended`` (in copy order, at most ``room`` of them) as finished
@@ -352,37 +360,6 @@ class VectorEnvRunner(MultiAgentEnvRunner):
         return super().get_metrics()
 
 
-@contextlib.contextmanager
-def _exploring(modules: Any, ids: Any) -> Iterator[dict[str, Any]]:
-    """Each module's exploration forward for one ``sample()`` call, without grad.
-
-    RLlib's ``TorchRLModule.forward_exploration`` switches the module to eval mode and
-    back around every call (a walk over its submodules each time); here the modules are
-    put in eval mode once and our :class:`ActorModule`'s own ``_forward_exploration``
-    called directly, which is what that wrapper calls. Any other module keeps RLlib's
-    public ``forward_exploration``.
-
-    Torch runs on one intra-op thread meanwhile (restored after): the forwards are small
-    (a few dozen rows), too small for torch to split, and a second thread only adds waits
-    (in the driver, with ``num_env_runners`` 0, torch otherwise uses every core; RLlib's
-    remote runners get one thread per CPU they reserve).
-    """
-    training = {m: modules[m].training for m in ids if isinstance(modules[m], ActorModule)}
-    threads = torch.get_num_threads()
-    for m in training:
-        modules[m].eval()
-    try:
-        torch.set_num_threads(1)
-        with torch.no_grad():
-            yield {m: modules[m]._forward_exploration if m in training
-                   else modules[m].forward_exploration for m in ids}
-    finally:
-        torch.set_num_threads(threads)
-        for m, was in training.items():
-            if was:
-                modules[m].train()
-
-
 class _CopyRng:
     """One copy's random state, in :class:`envs.rllib.RLlibEnv`'s format (+ its tile)."""
 
@@ -408,33 +385,6 @@ def _acting_rows(mask: np.ndarray) -> np.ndarray | slice:
 def _size(idx: np.ndarray | slice, n: int) -> int:
     """The number of copies ``idx`` (of ``n``) selects."""
     return n if isinstance(idx, slice) else int(idx.size)
-
-
-def _tensor(obs: dict[str, Any], rows: list[tuple[str, Any]], key: str,
-            device: Any) -> torch.Tensor:
-    """The ``key`` observations of the ``rows`` (agent, copies), stacked, as a tensor."""
-    parts = [obs[a][key][i] for a, i in rows]
-    array = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-
-def _to_numpy(result: dict[str, Any]) -> dict[str, Any]:
-    """A module output (flat dict of tensors) as numpy, as RLlib's module-to-env pipeline
-    makes it (``convert_to_numpy``: floats to float32, int64 to int32), without its tree
-    walk."""
-    out: dict[str, Any] = {}
-    for key, item in result.items():
-        if isinstance(item, torch.Tensor):
-            item = item.detach().cpu().numpy() if item.dim() else item.cpu().item()
-        elif isinstance(item, dict):
-            item = convert_to_numpy(item)
-        if isinstance(item, np.ndarray):
-            if np.issubdtype(item.dtype, np.floating):
-                item = item.astype(np.float32)
-            elif np.issubdtype(item.dtype, int):
-                item = item.astype(np.int32)
-        out[key] = item
-    return out
 
 
 def _rows(obs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:

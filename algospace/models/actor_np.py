@@ -1,0 +1,182 @@
+"""Actors' exploration forward in NumPy: what the vectorised sampler computes per step.
+
+:class:`NumpyActors` reads the weights of one or more
+:class:`~algospace.models.actor.ActorModule`\\ s (views of their parameters, taken once
+per ``sample()`` call: the weights do not change while a sampler steps) and computes what
+each module's ``_forward_exploration`` returns — the logits (under the row's
+consistent-dropout mask with ``train_dropout``), the sampled actions and their
+log-probabilities, the six MC-dropout statistics, the packed masks — from the same random
+draws (:meth:`ActorModule.draw_exploration`, each module's own generator, in the same
+order), in NumPy float32. The outputs are already what RLlib's module-to-env pipeline
+makes of the torch outputs (float32, int32 actions).
+
+Actors of one :func:`signature` (hidden widths, action heads, dropout, passes) are
+computed as one stack: their first layers one by one (their inputs differ in width),
+everything after as batched products over ``[actors, rows, ...]``. In ``joint_v0`` the
+three tactical voters form one stack and the four strategic agents another.
+
+Why: the sampler needs about five module forwards per vector step of ``joint_v0`` on a
+few dozen rows each, and at that size a torch forward is mostly dispatch (about 30
+operations of 5–20 µs); NumPy runs the same arithmetic with less overhead per operation,
+and a stack pays that overhead once for several actors. The values equal the torch
+forward's to float32 rounding (the matrix products may sum in another order), and the
+actions are the same but where a row's uniform lies within rounding of a cumulative
+probability (tests/test_actor_np.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+from ray.rllib.core.columns import Columns
+
+from algospace.models.actor import MC_STATS, ActorModule
+from algospace.models.consistent_dropout import DROPOUT_MASK
+from algospace.models.mc_dropout import N_AGENT_STATS
+from algospace.models.sampling_draws import Draws, inverse_cdf, keep_scale
+
+_ZERO = np.float32(0.0)
+
+
+def _array(tensor: Any) -> np.ndarray:
+    """A parameter as a float32 NumPy array (a view on CPU)."""
+    out: np.ndarray = tensor.detach().cpu().numpy()
+    return out
+
+
+def signature(module: ActorModule) -> tuple[Any, ...]:
+    """What actors must share to be computed as one stack: hidden widths, action heads,
+    dropout, MC passes and whether they train with dropout (not the input width: the
+    first layer runs per actor)."""
+    cfg = module.cfg
+    return (tuple(cfg.hidden), tuple(module.input_lens), bool(module.is_multi_discrete),
+            float(cfg.dropout), int(cfg.mc_passes), bool(module.trains_with_dropout))
+
+
+class NumpyActors:
+    """The exploration forward of ``k >= 1`` actors of one :func:`signature`, stacked."""
+
+    def __init__(self, modules: Sequence[ActorModule]) -> None:
+        self.modules = list(modules)
+        first = self.modules[0]
+        if any(signature(m) != signature(first) for m in self.modules):
+            raise ValueError("NumpyActors stacks actors of one signature only")
+        self.first = [(_array(m.layers[0].weight).T, _array(m.layers[0].bias))
+                      for m in self.modules]
+        p = first.cfg.dropout
+        scale = np.float32(keep_scale(p)) if p > 0 else np.float32(1.0)
+        # the layers after the first, then the head: (W [k, in, out], W * scale, b [k, 1,
+        # out]); under masks a layer's input scale is folded into its weights (float32,
+        # as the torch forward rounds x * mask * scale; tested to 1e-5)
+        self.layers = []
+        for i in range(1, len(first.layers) + 1):
+            parts = [m.layers[i] if i < len(m.layers) else m.head for m in self.modules]
+            # C order: a stacked product of non-contiguous slices skips BLAS (10x slower)
+            w = np.ascontiguousarray(np.stack([_array(part.weight).T for part in parts]))
+            b = np.stack([_array(part.bias) for part in parts])[:, None, :]
+            self.layers.append((w, np.ascontiguousarray(w * scale, dtype=np.float32), b))
+        self.lens = tuple(first.input_lens)
+        self.starts = np.cumsum((0, *self.lens))
+        self.units = [slice(int(a), int(b))
+                      for a, b in pairwise(np.cumsum((0, *first.cfg.hidden)))]
+        self.multi = bool(first.is_multi_discrete)
+        self.votes: np.ndarray | None = None  # [k, A, 1]; a stack member without: zeros
+        if not self.multi and any(m.votes is not None for m in self.modules):
+            self.votes = np.stack([np.zeros(self.lens[0], np.float32) if m.votes is None
+                                   else m.votes.detach().cpu().numpy().astype(np.float32)
+                                   for m in self.modules])[:, :, None]
+
+    def _rest(self, h: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+        """The logits ``[k, rows, sum(A)]`` from the first hidden layer's activation ``h``
+        ``[k, rows, width]`` (masks: ``keep``, 0/1 float32 ``[k, rows, bits]``)."""
+        if keep is not None:
+            h = h * keep[..., self.units[0]]
+        for i, (w, scaled, b) in enumerate(self.layers):
+            h = np.matmul(h, scaled if keep is not None else w)
+            h += b
+            if i + 1 < len(self.layers):
+                np.maximum(h, _ZERO, out=h)
+                if keep is not None:
+                    h *= keep[..., self.units[i + 1]]
+        return h
+
+    def explore(self, locals_: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Each actor's exploration outputs for its rows ``locals_[i] [B, width_i]`` (the
+        same ``B`` for all), in the actors' order."""
+        xs = [np.asarray(x, dtype=np.float32) for x in locals_]
+        rows, k = xs[0].shape[0], len(self.modules)
+        draws = [m.draw_exploration(rows) for m in self.modules]
+        first = np.stack([np.maximum(x @ w + b, _ZERO)
+                          for x, (w, b) in zip(xs, self.first, strict=True)])
+        train_keep = None if draws[0].train_keep is None else \
+            np.stack([d.train_keep for d in draws if d.train_keep is not None]) \
+            .astype(np.float32)
+        logits = self._rest(first, train_keep)
+        uniforms = np.stack([d.uniforms for d in draws])
+        actions = np.empty((k, rows, len(self.lens)), np.int64)
+        logp = np.zeros((k, rows), np.float64)
+        for j, (a, b) in enumerate(pairwise(self.starts)):
+            z = logits[..., a:b].astype(np.float64)
+            z -= z.max(axis=-1, keepdims=True)
+            e = np.exp(z)
+            total = e.sum(axis=-1)
+            chosen = inverse_cdf((e / total[..., None]).reshape(k * rows, -1),
+                                 uniforms[..., j].ravel()).reshape(k, rows)
+            actions[..., j] = chosen
+            logp += np.take_along_axis(z, chosen[..., None], axis=-1)[..., 0] - np.log(total)
+        stats = self.mc_stats(first, draws)
+        acts = (actions if self.multi else actions[..., 0]).astype(np.int32)
+        logp32 = logp.astype(np.float32)
+        out = []
+        for i, d in enumerate(draws):
+            one = {Columns.ACTION_DIST_INPUTS: logits[i], Columns.ACTIONS: acts[i],
+                   Columns.ACTION_LOGP: logp32[i], MC_STATS: stats[i]}
+            if d.train_keep is not None:
+                one[DROPOUT_MASK] = np.packbits(d.train_keep, axis=-1)
+            out.append(one)
+        return out
+
+    def mc_stats(self, first: np.ndarray, draws: Sequence[Draws]) -> np.ndarray:
+        """The ``[k, B, 6]`` statistics of :func:`~algospace.models.mc_dropout.agent_stats`
+        over the passes under the drawn masks (pass-major), from the first hidden layer."""
+        k, rows = first.shape[:2]
+        if draws[0].mc_keep is None:
+            return np.zeros((k, rows, N_AGENT_STATS), np.float32)
+        keep = np.stack([d.mc_keep for d in draws if d.mc_keep is not None])
+        passes = keep.shape[1] // max(rows, 1)
+        logits = self._rest(np.tile(first, (1, passes, 1)), keep.astype(np.float32))
+        heads = [_stats(logits[..., a:b].reshape(k, passes, rows, -1), self.votes)
+                 for a, b in pairwise(self.starts)]
+        out = heads[0] if len(heads) == 1 else np.mean(heads, axis=0)
+        if len(heads) > 1:
+            out[..., 5] = 0.0  # a MultiDiscrete agent has no direction
+        result: np.ndarray = out.astype(np.float32)
+        return result
+
+
+def _stats(logits: np.ndarray, votes: np.ndarray | None) -> np.ndarray:
+    """:func:`~algospace.models.mc_dropout.agent_stats` of the softmax of the passes'
+    ``logits [k, N, B, A]`` (votes ``[k, A, 1]``), in NumPy: ``[k, B, 6]``. The entropy of
+    a pass is ``log(total) - sum_a p_a z_a`` (``z`` the shifted logits, ``total`` the sum
+    of their exponentials): no log of a probability, and 0 log 0 never arises."""
+    passes, width = logits.shape[1], logits.shape[-1]
+    inv = np.float32(1.0 / passes)
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    ones = np.ones(width, np.float32)
+    total = e @ ones
+    probs = e / total[..., None]
+    mean = probs.sum(axis=1) * inv  # [k, B, A]
+    top = mean.argmax(axis=-1)
+    top_prob = np.take_along_axis(mean, top[..., None], axis=-1)[..., 0]
+    logs = np.log(mean, out=np.zeros_like(mean), where=mean > 0)
+    predictive = -((mean * logs) @ ones)
+    expected = (np.log(total) - (probs * z) @ ones).sum(axis=1) * inv
+    mutual = np.maximum(predictive - expected, _ZERO)
+    agreement = np.count_nonzero(probs.argmax(axis=-1) == top[:, None, :], axis=1) * inv
+    direction = np.zeros_like(top_prob) if votes is None \
+        else np.clip(np.matmul(mean, votes)[..., 0], -1.0, 1.0)
+    return np.stack([top_prob, predictive, expected, mutual, agreement, direction], axis=-1)

@@ -18,7 +18,7 @@ from algospace.models.mc_dropout import joint_features
 from algospace.schema import to_dict
 from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.diagnostics import VALUE_DIAGNOSTICS
-from algospace.training.mappo import _features, _steps_to_next, value_targets
+from algospace.training.mappo import _features, _logp_entropy, _steps_to_next, value_targets
 from algospace.training.train import train
 
 
@@ -71,6 +71,30 @@ def test_ippo_trains_joint(env_data: DataConfig, tmp_path: Path, ray_session: An
     assert result.iterations == 2 and result.env_steps > 0
     assert all(np.isfinite(row["losses/critic"]) for row in result.history)
     assert Path(result.checkpoint).is_dir()
+
+
+@pytest.mark.parametrize("space", ["discrete", "multidiscrete"])
+def test_policy_figures_use_rllibs_distribution_values(space: str) -> None:
+    """The learner's per-minibatch figures (log-probability, entropy) computed from one
+    log-softmax per head equal those of RLlib's distributions of the module."""
+    import gymnasium as gym
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from algospace.models.actor import ActorModule
+
+    obs = gym.spaces.Dict(local=gym.spaces.Box(-np.inf, np.inf, (6,), np.float32),
+                          state=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32))
+    action_space = gym.spaces.Discrete(5) if space == "discrete" \
+        else gym.spaces.MultiDiscrete([6, 6, 5])
+    module = RLModuleSpec(module_class=ActorModule, observation_space=obs,
+                          action_space=action_space, model_config={}).build()
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(300, sum(module.input_lens), generator=g) * 3
+    actions = torch.as_tensor(np.stack([action_space.sample() for _ in range(300)]))
+    logp, entropy = _logp_entropy(module, logits, actions)
+    dist = module.get_train_action_dist_cls().from_logits(logits)
+    torch.testing.assert_close(logp, dist.logp(actions), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(entropy, dist.entropy(), rtol=1e-5, atol=1e-5)
 
 
 def test_minibatch_larger_than_batch_is_rejected() -> None:

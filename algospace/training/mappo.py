@@ -340,21 +340,21 @@ class RowPPOLearner(OwnMinibatches, PPOTorchLearner):
                         fwd_out: dict[str, Any]) -> dict[str, Any]:
         """Masked sums of the minibatch's policy figures, with its row counts."""
         module = self.module[module_id].unwrapped()
-        dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
-        log_ratio = dist.logp(batch[Columns.ACTIONS]) - batch[Columns.ACTION_LOGP]
+        logits = fwd_out[Columns.ACTION_DIST_INPUTS]
+        logp, entropy = _logp_entropy(module, logits, batch[Columns.ACTIONS])
+        log_ratio = logp - batch[Columns.ACTION_LOGP]
         ratio = log_ratio.exp()
         adv = batch[Postprocessing.ADVANTAGES]
         surrogate = torch.min(adv * ratio,
                               adv * ratio.clamp(1 - config.clip_param, 1 + config.clip_param))
         mask = batch[Columns.LOSS_MASK].bool() if Columns.LOSS_MASK in batch \
             else torch.ones_like(ratio, dtype=torch.bool)
-        return {
-            "valid": float(mask.sum()), ROWS_TRAINED: float(len(ratio)),
-            "mean_policy_loss": float(-surrogate[mask].sum()),
-            "mean_entropy": float(dist.entropy()[mask].sum()),
-            "approx_kl": float(((ratio - 1) - log_ratio)[mask].sum()),
-            "clip_fraction": float(((ratio - 1).abs() > config.clip_param)[mask].sum()),
-        }
+        sums = torch.stack([mask.sum(), -surrogate[mask].sum(), entropy[mask].sum(),
+                            ((ratio - 1) - log_ratio)[mask].sum(),
+                            ((ratio - 1).abs() > config.clip_param)[mask].sum()]).tolist()
+        return {"valid": float(sums[0]), ROWS_TRAINED: float(len(ratio)),
+                "mean_policy_loss": sums[1], "mean_entropy": sums[2], "approx_kl": sums[3],
+                "clip_fraction": sums[4]}
 
     def _accumulate(self, module_id: str, figures: dict[str, float]) -> None:
         """Add one minibatch's sums to the iteration's."""
@@ -411,3 +411,23 @@ class MAPPOTorchLearner(RowPPOLearner):
 class IPPOTorchLearner(RowPPOLearner):
     """RLlib's PPO learner with each agent's own critic, and the per-row discount (the
     pipeline of :class:`RowPPOConfig` with ``shared_critic`` false)."""
+
+
+def _logp_entropy(module: Any, logits: torch.Tensor,
+                  actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of ``actions`` and entropy per row under ``logits``: for our actors
+    (``input_lens``) from one log-softmax per head, the values of RLlib's categorical
+    distributions to float rounding (tested) without building them; else the module's
+    train distribution."""
+    lens = getattr(module, "input_lens", None)
+    if lens is None:
+        dist = module.get_train_action_dist_cls().from_logits(logits)
+        return dist.logp(actions), dist.entropy()
+    heads = [torch.log_softmax(part, dim=-1) for part in torch.split(logits, list(lens), -1)]
+    columns = torch.unbind(actions, dim=-1) if module.is_multi_discrete else (actions,)
+    logp = torch.zeros_like(logits[..., 0])
+    entropy = torch.zeros_like(logp)
+    for log_probs, column in zip(heads, columns, strict=True):
+        logp = logp + log_probs.gather(-1, column.long().unsqueeze(-1)).squeeze(-1)
+        entropy = entropy - (log_probs.exp() * log_probs).sum(dim=-1)
+    return logp, entropy

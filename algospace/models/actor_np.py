@@ -83,11 +83,21 @@ class NumpyActors:
         self.units = [slice(int(a), int(b))
                       for a, b in pairwise(np.cumsum((0, *first.cfg.hidden)))]
         self.multi = bool(first.is_multi_discrete)
+        self._indices: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.votes: np.ndarray | None = None  # [k, A, 1]; a stack member without: zeros
         if not self.multi and any(m.votes is not None for m in self.modules):
             self.votes = np.stack([np.zeros(self.lens[0], np.float32) if m.votes is None
                                    else m.votes.detach().cpu().numpy().astype(np.float32)
                                    for m in self.modules])[:, :, None]
+
+    def _index(self, k: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Index arrays ``(actor [k, 1], row [1, rows])`` that pick one entry per actor
+        and row (cheaper than ``take_along_axis``)."""
+        key = (k, rows)
+        found = self._indices.get(key)
+        if found is None:
+            found = self._indices[key] = (np.arange(k)[:, None], np.arange(rows)[None, :])
+        return found
 
     def _rest(self, h: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
         """The logits ``[k, rows, sum(A)]`` from the first hidden layer's activation ``h``
@@ -126,7 +136,7 @@ class NumpyActors:
             chosen = inverse_cdf((e / total[..., None]).reshape(k * rows, -1),
                                  uniforms[..., j].ravel()).reshape(k, rows)
             actions[..., j] = chosen
-            logp += np.take_along_axis(z, chosen[..., None], axis=-1)[..., 0] - np.log(total)
+            logp += z[(*self._index(k, rows), chosen)] - np.log(total)
         stats = self.mc_stats(first, draws)
         acts = (actions if self.multi else actions[..., 0]).astype(np.int32)
         logp32 = logp.astype(np.float32)
@@ -148,8 +158,8 @@ class NumpyActors:
         keep = np.stack([d.mc_keep for d in draws if d.mc_keep is not None])
         passes = keep.shape[1] // max(rows, 1)
         logits = self._rest(np.tile(first, (1, passes, 1)), keep.astype(np.float32))
-        heads = [_stats(logits[..., a:b].reshape(k, passes, rows, -1), self.votes)
-                 for a, b in pairwise(self.starts)]
+        heads = [_stats(logits[..., a:b].reshape(k, passes, rows, -1), self.votes,
+                        self._index(k, rows)) for a, b in pairwise(self.starts)]
         out = heads[0] if len(heads) == 1 else np.mean(heads, axis=0)
         if len(heads) > 1:
             out[..., 5] = 0.0  # a MultiDiscrete agent has no direction
@@ -157,9 +167,11 @@ class NumpyActors:
         return result
 
 
-def _stats(logits: np.ndarray, votes: np.ndarray | None) -> np.ndarray:
+def _stats(logits: np.ndarray, votes: np.ndarray | None,
+           index: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """:func:`~algospace.models.mc_dropout.agent_stats` of the softmax of the passes'
-    ``logits [k, N, B, A]`` (votes ``[k, A, 1]``), in NumPy: ``[k, B, 6]``. The entropy of
+    ``logits [k, N, B, A]`` (votes ``[k, A, 1]``; ``index``: :meth:`NumpyActors._index`),
+    in NumPy: ``[k, B, 6]``. The entropy of
     a pass is ``log(total) - sum_a p_a z_a`` (``z`` the shifted logits, ``total`` the sum
     of their exponentials): no log of a probability, and 0 log 0 never arises."""
     passes, width = logits.shape[1], logits.shape[-1]
@@ -171,7 +183,7 @@ def _stats(logits: np.ndarray, votes: np.ndarray | None) -> np.ndarray:
     probs = e / total[..., None]
     mean = probs.sum(axis=1) * inv  # [k, B, A]
     top = mean.argmax(axis=-1)
-    top_prob = np.take_along_axis(mean, top[..., None], axis=-1)[..., 0]
+    top_prob = mean[(*index, top)]
     logs = np.log(mean, out=np.zeros_like(mean), where=mean > 0)
     predictive = -((mean * logs) @ ones)
     expected = (np.log(total) - (probs * z) @ ones).sum(axis=1) * inv

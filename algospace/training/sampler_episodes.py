@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -125,18 +126,16 @@ class Recorder:
                         f"{a_hi - a_lo} actions in one episode; expected one action less")
                 extra = {key: values[a_lo:a_hi] for key, values in act["extra"].items()}
                 extra["weights_seq_no"] = np.full(a_hi - a_lo, weights_seq_no, np.int64)
-                refs = obs["ref"][o_lo:o_hi]
                 agent_eps[agent] = single(
-                    observations={"local": obs["local"][o_lo:o_hi],
-                                  "state": obs["state"][o_lo:o_hi]},
-                    infos=[infos(int(r)) for r in refs],
+                    observations={"local": obs["local"][k], "state": obs["state"][k]},
+                    infos=[infos(int(r)) for r in obs["ref"][k]],
                     actions=act["actions"][a_lo:a_hi],
-                    rewards=obs["rewards"][o_lo + 1:o_hi],
+                    rewards=obs["rewards"][k][1:],
                     terminated=bool(fin.terminated[agent] or terminated),
                     truncated=bool(fin.truncated[agent] or truncated),
                     extra_model_outputs=extra, len_lookback_buffer=0, agent_id=agent,
                     module_id=module_of(agent), multi_agent_episode_id=episode.id_)
-                steps[agent] = obs["env_t"][o_lo:o_hi]
+                steps[agent] = obs["env_t"][k]
             out.append(fill(episode, agent_eps, env_t=fin.env_t, agent_env_steps=steps,
                             terminated=terminated, truncated=truncated,
                             start_time=fin.start_time, end_time=fin.end_time))
@@ -157,13 +156,31 @@ class Recorder:
         return info
 
     def _grouped_obs(self, agent: str, wanted: np.ndarray) -> dict[str, Any]:
-        """The agent's observation rows of the ``wanted`` episodes, grouped by episode."""
+        """The agent's observation rows of the ``wanted`` episodes: per column, one array
+        per episode (in ``wanted``'s order), and the group boundaries.
+
+        When every step recorded all copies and no copy restarted (the usual sample: every
+        copy runs one episode to its end) the rows of copy ``c`` are every ``n``-th row,
+        and each episode's arrays are strided views of the stacked steps (one copy of the
+        observations instead of two)."""
         chunks = self._obs[agent]
-        serial = np.concatenate([c[0] for c in chunks])
-        keep, bounds = _grouping(serial, wanted)
-        cols = [np.concatenate([c[j] for c in chunks])[keep] for j in range(1, 6)]
-        return {"bounds": bounds, "env_t": cols[0], "ref": cols[1], "rewards": cols[2],
-                "local": cols[3], "state": cols[4]}
+        serial = np.stack([c[0] for c in chunks]) \
+            if all(len(c[0]) == self.n for c in chunks) else None
+        names = ("env_t", "ref", "rewards", "local", "state")
+        if serial is not None and (serial == serial[0]).all() \
+                and np.array_equal(serial[0], wanted):
+            steps = len(chunks)
+            cols = [np.stack([c[j] for c in chunks]) for j in range(1, 6)]
+            out: dict[str, Any] = {name: [col[:, k] for k in range(len(wanted))]
+                                   for name, col in zip(names, cols, strict=True)}
+            out["bounds"] = np.arange(len(wanted) + 1) * steps
+            return out
+        keep, bounds = _grouping(np.concatenate([c[0] for c in chunks]), wanted)
+        out = {"bounds": bounds}
+        for name, j in zip(names, range(1, 6), strict=True):
+            col = np.concatenate([c[j] for c in chunks])[keep]
+            out[name] = [col[lo:hi] for lo, hi in pairwise(bounds)]
+        return out
 
     def _grouped_act(self, agent: str, wanted: np.ndarray) -> dict[str, Any]:
         """The agent's action rows of the ``wanted`` episodes, grouped by episode."""

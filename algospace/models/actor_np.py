@@ -36,9 +36,10 @@ from ray.rllib.core.columns import Columns
 from algospace.models.actor import MC_STATS, ActorModule
 from algospace.models.consistent_dropout import DROPOUT_MASK
 from algospace.models.mc_dropout import N_AGENT_STATS
-from algospace.models.sampling_draws import Draws, inverse_cdf, keep_scale
+from algospace.models.sampling_draws import Draws, keep_scale
 
 _ZERO = np.float32(0.0)
+_PAD = np.float32(-1e30)
 
 
 def _array(tensor: Any) -> np.ndarray:
@@ -83,21 +84,22 @@ class NumpyActors:
         self.units = [slice(int(a), int(b))
                       for a, b in pairwise(np.cumsum((0, *first.cfg.hidden)))]
         self.multi = bool(first.is_multi_discrete)
-        self._indices: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.last = np.array(self.lens) - 1  # each head's last action
         self.votes: np.ndarray | None = None  # [k, A, 1]; a stack member without: zeros
         if not self.multi and any(m.votes is not None for m in self.modules):
             self.votes = np.stack([np.zeros(self.lens[0], np.float32) if m.votes is None
                                    else m.votes.detach().cpu().numpy().astype(np.float32)
                                    for m in self.modules])[:, :, None]
 
-    def _index(self, k: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Index arrays ``(actor [k, 1], row [1, rows])`` that pick one entry per actor
-        and row (cheaper than ``take_along_axis``)."""
-        key = (k, rows)
-        found = self._indices.get(key)
-        if found is None:
-            found = self._indices[key] = (np.arange(k)[:, None], np.arange(rows)[None, :])
-        return found
+    def _heads(self, logits: np.ndarray) -> np.ndarray:
+        """Logits ``[..., sum(A)]`` as ``[..., heads, max(A)]``, a shorter head padded with
+        -1e30 (probability exactly 0: it changes no statistic, and is never drawn)."""
+        if len(self.lens) == 1:
+            return logits[..., None, :]
+        out = np.full((*logits.shape[:-1], len(self.lens), max(self.lens)), _PAD, np.float32)
+        for j, (a, b) in enumerate(pairwise(self.starts)):
+            out[..., j, :b - a] = logits[..., a:b]
+        return out
 
     def _rest(self, h: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
         """The logits ``[k, rows, sum(A)]`` from the first hidden layer's activation ``h``
@@ -117,7 +119,7 @@ class NumpyActors:
         """Each actor's exploration outputs for its rows ``locals_[i] [B, width_i]`` (the
         same ``B`` for all), in the actors' order."""
         xs = [np.asarray(x, dtype=np.float32) for x in locals_]
-        rows, k = xs[0].shape[0], len(self.modules)
+        rows = xs[0].shape[0]
         draws = [m.draw_exploration(rows) for m in self.modules]
         first = np.stack([np.maximum(x @ w + b, _ZERO)
                           for x, (w, b) in zip(xs, self.first, strict=True)])
@@ -125,18 +127,17 @@ class NumpyActors:
             np.stack([d.train_keep for d in draws if d.train_keep is not None]) \
             .astype(np.float32)
         logits = self._rest(first, train_keep)
-        uniforms = np.stack([d.uniforms for d in draws])
-        actions = np.empty((k, rows, len(self.lens)), np.int64)
-        logp = np.zeros((k, rows), np.float64)
-        for j, (a, b) in enumerate(pairwise(self.starts)):
-            z = logits[..., a:b].astype(np.float64)
-            z -= z.max(axis=-1, keepdims=True)
-            e = np.exp(z)
-            total = e.sum(axis=-1)
-            chosen = inverse_cdf((e / total[..., None]).reshape(k * rows, -1),
-                                 uniforms[..., j].ravel()).reshape(k, rows)
-            actions[..., j] = chosen
-            logp += z[(*self._index(k, rows), chosen)] - np.log(total)
+        # each head's action by inverse CDF (float64), as ActorModule.sample
+        z = self._heads(logits).astype(np.float64)  # [k, B, heads, A]
+        z -= z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        total = e.sum(axis=-1)
+        cdf = np.cumsum(e / total[..., None], axis=-1)
+        uniforms = np.stack([d.uniforms for d in draws])  # [k, B, heads]
+        actions = np.minimum((cdf < uniforms[..., None]).sum(axis=-1), self.last)
+        flat = z.reshape(-1, z.shape[-1])
+        picked = flat[np.arange(flat.shape[0]), actions.ravel()].reshape(actions.shape)
+        logp = (picked - np.log(total)).sum(axis=-1)
         stats = self.mc_stats(first, draws)
         acts = (actions if self.multi else actions[..., 0]).astype(np.int32)
         logp32 = logp.astype(np.float32)
@@ -158,20 +159,24 @@ class NumpyActors:
         keep = np.stack([d.mc_keep for d in draws if d.mc_keep is not None])
         passes = keep.shape[1] // max(rows, 1)
         logits = self._rest(np.tile(first, (1, passes, 1)), keep.astype(np.float32))
-        heads = [_stats(logits[..., a:b].reshape(k, passes, rows, -1), self.votes,
-                        self._index(k, rows)) for a, b in pairwise(self.starts)]
-        out = heads[0] if len(heads) == 1 else np.mean(heads, axis=0)
-        if len(heads) > 1:
+        heads = len(self.lens)
+        padded = self._heads(logits).reshape(k, passes, rows, heads, -1)
+        if heads > 1:  # every head of every actor as one more stack member
+            padded = padded.transpose(0, 3, 1, 2, 4).reshape(k * heads, passes, rows, -1)
+        else:
+            padded = padded[..., 0, :]
+        out = _stats(padded, self.votes)
+        if heads > 1:
+            out = out.reshape(k, heads, rows, N_AGENT_STATS).mean(axis=1)
             out[..., 5] = 0.0  # a MultiDiscrete agent has no direction
         result: np.ndarray = out.astype(np.float32)
         return result
 
 
-def _stats(logits: np.ndarray, votes: np.ndarray | None,
-           index: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _stats(logits: np.ndarray, votes: np.ndarray | None) -> np.ndarray:
     """:func:`~algospace.models.mc_dropout.agent_stats` of the softmax of the passes'
-    ``logits [k, N, B, A]`` (votes ``[k, A, 1]``; ``index``: :meth:`NumpyActors._index`),
-    in NumPy: ``[k, B, 6]``. The entropy of
+    ``logits [k, N, B, A]`` (votes ``[k, A, 1]``), in NumPy: ``[k, B, 6]``. ``top_prob``
+    is the largest mean probability (the argmax's, as torch gathers it). The entropy of
     a pass is ``log(total) - sum_a p_a z_a`` (``z`` the shifted logits, ``total`` the sum
     of their exponentials): no log of a probability, and 0 log 0 never arises."""
     passes, width = logits.shape[1], logits.shape[-1]
@@ -183,7 +188,7 @@ def _stats(logits: np.ndarray, votes: np.ndarray | None,
     probs = e / total[..., None]
     mean = probs.sum(axis=1) * inv  # [k, B, A]
     top = mean.argmax(axis=-1)
-    top_prob = mean[(*index, top)]
+    top_prob = mean.max(axis=-1)
     logs = np.log(mean, out=np.zeros_like(mean), where=mean > 0)
     predictive = -((mean * logs) @ ones)
     expected = (np.log(total) - (probs * z) @ ones).sum(axis=1) * inv

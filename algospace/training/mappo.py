@@ -102,7 +102,10 @@ class RowColumns(ConnectorV2):
                 parent_id = sa.multi_agent_episode_id
                 if parent_id not in timelines:
                     timelines[parent_id] = _timeline(parents[parent_id].agent_episodes)
-                feats = _features(_rows(sa), timelines[parent_id], self.threshold)
+                timeline = timelines[parent_id]
+                own = timeline.get(str(sa.agent_id))  # this episode's rows, read once
+                rows = own[0] if own is not None and len(own[0]) == len(sa) else _rows(sa)
+                feats = _features(rows, timeline, self.threshold)
                 self.add_n_batch_items(batch, MC_FEATURES_KEY, items_to_add=feats,
                                        num_items=len(sa), single_agent_episode=sa)
             self.add_n_batch_items(batch, STEPS_TO_NEXT, items_to_add=_steps_to_next(sa),

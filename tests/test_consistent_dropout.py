@@ -212,17 +212,21 @@ def test_the_model_setting_reaches_every_actor(env_data: DataConfig) -> None:
 
 # ------------------------------------------- the learner's first minibatch (no Ray)
 @pytest.mark.train
-@pytest.mark.parametrize("algorithm", ["mappo", "ippo"])
+@pytest.mark.parametrize(("algorithm", "sampler"),
+                         [("mappo", "stock"), ("ippo", "stock"), ("mappo", "vector")])
 def test_learner_ratio_is_one_at_the_first_minibatch(
-        algorithm: Literal["mappo", "ippo"], env_data: DataConfig, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Episodes sampled by RLlib's env runner go through the project's learner pipeline
-    (columns, GAE, per-module minibatches, shuffled); at the first minibatch of the update
-    the ratio of every training row is 1, while the same rows under redrawn masks are not."""
+        algorithm: Literal["mappo", "ippo"], sampler: str, env_data: DataConfig,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Episodes sampled by RLlib's env runner (or the vectorised sampler, whose NumPy
+    forward computes the stored log-probabilities) go through the project's learner
+    pipeline (columns, GAE, per-module minibatches, shuffled); at the first minibatch of
+    the update the ratio of every training row is 1, while the same rows under redrawn
+    masks are not."""
     from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 
     from algospace.training.builder import TrainConfig, build_ppo_config
     from algospace.training.mappo import RowPPOLearner
+    from algospace.training.sampler import VectorEnvRunner
 
     cfg = TrainConfig(env="joint_v0", env_config=EnvConfig(data=env_data, episode_steps=72),
                       algorithm=algorithm, iterations=1, num_env_runners=0,
@@ -230,7 +234,7 @@ def test_learner_ratio_is_one_at_the_first_minibatch(
                       ppo=PPOSettings(train_batch_size=150, minibatch_size=75, num_epochs=2),
                       model=ModelSettings(train_dropout=True), out_dir=str(tmp_path))
     config = build_ppo_config(cfg)
-    runner = MultiAgentEnvRunner(config=config)
+    runner = (VectorEnvRunner if sampler == "vector" else MultiAgentEnvRunner)(config=config)
     try:
         episodes = runner.sample(num_episodes=2, explore=True)
         learner = config.build_learner_group(env=runner.env)._learner

@@ -169,3 +169,23 @@ def test_a_stack_is_each_actor_on_its_own(train_dropout: bool) -> None:
             np.testing.assert_allclose(got[i][key], want[key].numpy(), rtol=1e-5, atol=1e-5,
                                        err_msg=f"{i} {key}")
     np.testing.assert_array_equal(got[1][MC_STATS][:, 5], 0.0)
+
+
+def test_sampler_speed_profile_shares_are_of_the_sample_calls() -> None:
+    """``experiments.sampler_speed --profile``: each part's cumulative time over the
+    vectorised ``sample()`` calls' (cProfile's stats rows: file, line, function ->
+    (calls, primitive calls, total, cumulative, callers))."""
+    from types import SimpleNamespace
+
+    from experiments.sampler_speed import PROFILED, _shares
+
+    stats = SimpleNamespace(stats={
+        ("/x/algospace/training/sampler.py", 140, "sample"): (3, 3, 0.1, 2.0, {}),
+        ("/x/algospace/models/actor_np.py", 118, "explore"): (9, 9, 0.2, 1.0, {}),
+        ("/x/envs/core/vector.py", 254, "step"): (9, 9, 0.1, 0.5, {}),
+        ("/x/envs/core/vector.py", 12, "reset"): (1, 1, 0.1, 0.4, {}),
+    })
+    shares = _shares(stats)
+    assert set(shares) == set(PROFILED)
+    assert shares["forwards"] == 0.5 and shares["env step"] == 0.25
+    assert shares["episodes"] == 0.0 and shares["random draws"] == 0.0

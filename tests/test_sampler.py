@@ -38,10 +38,14 @@ def _config(env: Any, data: DataConfig, tmp_path: Path, n: int = 4, steps: int =
                        out_dir=str(tmp_path), **kwargs)
 
 
-def _runners(cfg: TrainConfig, numpy_forward: bool = False) -> tuple[Any, Any]:
+def _runners(cfg: TrainConfig, numpy_forward: bool = False,
+             check_env: bool = True) -> tuple[Any, Any]:
     """The stock runner and the vector runner with the same weights and generators (the
-    vector runner calling the modules' torch forward unless ``numpy_forward``)."""
+    vector runner calling the modules' torch forward unless ``numpy_forward``;
+    ``check_env=False``: without RLlib's env pre-check)."""
     config = build_ppo_config(cfg)
+    if not check_env:
+        config.environment(disable_env_checking=True)
     stock = MultiAgentEnvRunner(config=config)
     vector = VectorEnvRunner(config=config)
     vector.numpy_forward = numpy_forward
@@ -152,14 +156,18 @@ def test_ruined_episodes(env_data: DataConfig, tmp_path: Path) -> None:
         env_config = EnvConfig(data=env_data, episode_steps=48, ruin_fraction=0.0005)
         return TrainConfig(**{**cfg.__dict__, "env_config": env_config})
 
-    stock, vector = _runners(config(1))
+    # RLlib's env pre-check steps the env once with unseeded random actions; at this ruin
+    # level (0.05 % of the capital) that step can ruin the account, and the check then
+    # compares the final observations with the (empty) list of live agents and fails: a
+    # flaky failure of the check, not of the env. These runners skip it.
+    stock, vector = _runners(config(1), check_env=False)
     ruined = 0
     for _ in range(4):
         a, b = stock.sample(), vector.sample()
         _assert_same(a, b)
         ruined += sum(e.is_truncated is False for e in b)
     assert ruined >= 1
-    _, vector = _runners(config(3))
+    _, vector = _runners(config(3), check_env=False)
     episodes = vector.sample() + vector.sample()
     assert len(episodes) == 6
     lengths = [len(e) for e in episodes]

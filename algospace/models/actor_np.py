@@ -36,7 +36,7 @@ from ray.rllib.core.columns import Columns
 from algospace.models.actor import MC_STATS, ActorModule
 from algospace.models.consistent_dropout import DROPOUT_MASK
 from algospace.models.mc_dropout import N_AGENT_STATS
-from algospace.models.sampling_draws import Draws, keep_scale
+from algospace.models.sampling_draws import Draws, inverse_cdf, keep_scale
 
 _ZERO = np.float32(0.0)
 _PAD = np.float32(-1e30)
@@ -132,9 +132,8 @@ class NumpyActors:
         z -= z.max(axis=-1, keepdims=True)
         e = np.exp(z)
         total = e.sum(axis=-1)
-        cdf = np.cumsum(e / total[..., None], axis=-1)
         uniforms = np.stack([d.uniforms for d in draws])  # [k, B, heads]
-        actions = np.minimum((cdf < uniforms[..., None]).sum(axis=-1), self.last)
+        actions = inverse_cdf(e / total[..., None], uniforms, self.last)
         flat = z.reshape(-1, z.shape[-1])
         picked = flat[np.arange(flat.shape[0]), actions.ravel()].reshape(actions.shape)
         logp = (picked - np.log(total)).sum(axis=-1)

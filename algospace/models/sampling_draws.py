@@ -21,7 +21,7 @@ numbers a step draws (8 passes × 128 units per row). The decision engine's NumP
 **Actions by inverse CDF.** A head's action is the number of its cumulative
 probabilities (float64, from the softmax of its logits) below the row's uniform,
 clipped to the last action — a draw from the head's categorical distribution
-(tests/test_sampling_draws.py checks the frequencies). Both the module's torch forward
+(tests/test_actor_np.py checks the frequencies). Both the module's torch forward
 and the sampler's NumPy forward (:mod:`algospace.models.actor_np`) turn the same draws
 into actions this way, so they sample the same actions from the same weights, up to the
 last bits of float32 arithmetic (a uniform within about 1e-7 of a cumulative
@@ -86,9 +86,12 @@ def draw_exploration(rng: np.random.Generator, rows: int, *, bits: int, p: float
     return Draws(train_keep=train_keep, uniforms=uniforms, mc_keep=mc_keep)
 
 
-def inverse_cdf(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """Actions ``[B]`` (int64) drawn from ``probs [B, A]`` (float64) by the uniforms ``[B]``:
-    the number of cumulative probabilities below each uniform, at most ``A - 1``."""
-    below = np.cumsum(probs, axis=-1) < uniforms[:, None]
-    actions: np.ndarray = np.minimum(below.sum(axis=-1), probs.shape[-1] - 1)
+def inverse_cdf(probs: np.ndarray, uniforms: np.ndarray,
+                last: np.ndarray | int | None = None) -> np.ndarray:
+    """Actions ``[...]`` (int64) drawn from ``probs [..., A]`` (float64) by the uniforms
+    ``[...]``: the number of cumulative probabilities below each uniform, at most ``last``
+    (default ``A - 1``; an array broadcast over ``[...]`` for heads padded to one width)."""
+    below = np.cumsum(probs, axis=-1) < uniforms[..., None]
+    top = probs.shape[-1] - 1 if last is None else last
+    actions: np.ndarray = np.minimum(below.sum(axis=-1), top)
     return actions

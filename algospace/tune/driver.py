@@ -144,8 +144,21 @@ def train_regime_detector(plan: Plan, opts: RunOptions, log: Log) -> dict[str, A
         f"({RDE_FILE})")
     cfg = plan.config
     rde = load_phase(RDE_FILE, replace(opts, file=RDE_FILE, resume=False, sets=(), name=None),
-                     data=plan.experiment.raw.get("data"), output_dir=cfg.output.dir)
+                     data=plan.experiment.raw.get("data"), inherit=detector_inherits(cfg))
     rde_plan = plan_phase(rde, opts, log)
     prepare_data(rde_plan, log)
     start_ray(rde_plan, cluster.address(opts.address), log, opts.dashboard_port)
     return run_phase(rde_plan, log)
+
+
+def detector_inherits(cfg: Any) -> dict[str, Any]:
+    """What the regime detector trained for a phase takes from that phase's settings (its
+    ``--set`` overrides included): where results go and the local Ray's dashboard."""
+    dashboard = cfg.logging.dashboard
+    inherit: dict[str, Any] = {"output.dir": cfg.output.dir,
+                               "logging.dashboard.enabled": dashboard.enabled,
+                               "logging.dashboard.host": dashboard.host,
+                               "logging.dashboard.port": dashboard.port}
+    if cfg.output.storage is not None:
+        inherit["output.storage"] = cfg.output.storage
+    return inherit

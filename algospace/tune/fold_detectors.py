@@ -52,7 +52,8 @@ def rde_settings(plan: Plan, opts: RunOptions) -> Any:
     from algospace.tune.prepare import RDE_FILE
 
     rde = load_phase(RDE_FILE, replace(opts, file=RDE_FILE, resume=False, sets=(), name=None),
-                     data=plan.experiment.raw.get("data"), output_dir=plan.config.output.dir)
+                     data=plan.experiment.raw.get("data"),
+                     inherit={"output.dir": plan.config.output.dir})
     return rde.config.rde
 
 

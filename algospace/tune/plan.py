@@ -109,11 +109,13 @@ class Plan:
 
 
 def load_phase(file: str, opts: RunOptions, data: dict[str, Any] | None = None,
-               output_dir: str | None = None, raw: dict[str, Any] | None = None) -> Experiment:
+               inherit: dict[str, Any] | None = None,
+               raw: dict[str, Any] | None = None) -> Experiment:
     """Read (once) and validate one phase file with the command line's overrides.
 
-    ``data`` replaces the file's data section and ``output_dir`` its ``output.dir`` (the
-    regime detector trained for another phase's data, :mod:`algospace.tune.driver`);
+    ``data`` replaces the file's data section and ``inherit`` sets dotted keys (the regime
+    detector trained for another phase's data takes that phase's ``output`` and dashboard
+    settings, :func:`algospace.tune.driver.detector_inherits`);
     ``raw``: the file's mapping where the caller has read it already.
     """
     path = resolve_path(file)
@@ -121,8 +123,7 @@ def load_phase(file: str, opts: RunOptions, data: dict[str, Any] | None = None,
     overrides: dict[str, Any] = quick_overrides(raw) if opts.quick else {}
     if data is not None:
         overrides["data"] = copy.deepcopy(data)
-    if output_dir is not None:
-        overrides["output.dir"] = output_dir
+    overrides.update(inherit or {})
     overrides.update(parse_set(list(opts.sets)))
     if opts.name:
         overrides["name"] = opts.name

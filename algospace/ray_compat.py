@@ -16,6 +16,9 @@ Ray has no public switch for these, so each is checked against the pinned Ray ve
 - :class:`OwnMinibatches`: a Learner mixin whose class supplies its own minibatch
   iterator (RLlib's iterator is fixed inside ``Learner``; this one replaces it for the
   classes that inherit the mixin, and nothing else);
+- :class:`FiniteOnce`: a Learner mixin that checks an update's gradients for NaN/inf
+  once, not once per tensor and again per optimizer (two host synchronisations per
+  parameter tensor on a GPU);
 - :func:`filled_episode`: a ``MultiAgentEpisode`` given whole ``SingleAgentEpisode`` objects
   (RLlib builds one only step by step, or from per-step dicts of every agent), for the
   vectorised sampler (:mod:`algospace.training.sampler`);
@@ -255,6 +258,41 @@ class OwnMinibatches:
         return self.minibatches(batch, num_epochs=num_epochs, minibatch_size=minibatch_size,
                                 shuffle=shuffle_batch_per_epoch,
                                 num_total_minibatches=num_total_minibatches)
+
+
+class FiniteOnce:
+    """Learner mixin: RLlib 2.60's ``TorchLearner.apply_gradients`` with one finiteness
+    check per update.
+
+    RLlib checks every gradient tensor with ``torch.isfinite(grad).all()`` (zeroing and
+    warning where one is not finite), then each optimizer's tensors again before its step.
+    Here the sum of all the update's gradients is checked once: a finite sum means every
+    element is finite, and then RLlib's checks would pass everything, so the grads are set
+    and every optimizer steps, as RLlib would. A sum that is not finite (a NaN or inf
+    somewhere, or an overflow) takes RLlib's own path, which zeroes exactly the tensors
+    that need it. So do loss scaling, learning-rate schedules and
+    ``torch_skip_nan_gradients``.
+    """
+
+    def apply_gradients(self, gradients_dict: dict[Any, Any]) -> None:
+        """Ray 2.60's method, checking the gradients once (see the class docstring)."""
+        check_ray_version("the learner's single gradient check")
+        import torch
+
+        learner: Any = self
+        parent: Any = super()
+        grads = [g for g in gradients_dict.values() if g is not None]
+        if (learner.config.torch_skip_nan_gradients or learner._grad_scalers is not None
+                or learner._lr_scheduler_classes is not None or len(grads) < len(
+                    gradients_dict) or not bool(torch.isfinite(
+                        torch.cat([g.reshape(-1) for g in grads]).sum()))):
+            return parent.apply_gradients(gradients_dict)
+        for ref, grad in gradients_dict.items():
+            learner._params[ref].grad = grad
+        for module_id, names in learner._module_optimizers.items():
+            for name in names:
+                learner.get_optimizer(module_id, name).step()
+        return None
 
 
 def filled_episode(episode: Any, agent_episodes: dict[str, Any], *, env_t: int,

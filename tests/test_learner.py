@@ -20,7 +20,7 @@ from algospace.config import DataConfig, EnvConfig, PPOSettings
 from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.diagnostics import summarise
 from algospace.training.mappo import standardised_advantages
-from algospace.training.minibatch import ModuleMinibatches, minibatches_per_epoch
+from algospace.training.minibatch import ModuleMinibatches, minibatches_per_epoch, shuffle_rows
 
 
 def _batch(rows: dict[str, int]) -> MultiAgentBatch:
@@ -52,6 +52,33 @@ def test_every_module_sees_each_row_num_epochs_times() -> None:
         assert set(mb) == set(ROWS)  # every module in every minibatch: one step for all
         assert all(len(ids) == len(set(ids.tolist())) for ids in mb.values())  # no repeats
         assert len(mb["fvg"]) == 1000 and len(mb["mlmi"]) in (166, 167)
+
+
+def test_shuffle_rows_is_rllibs_shuffle_to_the_bit() -> None:
+    """Torch columns gathered by index_select, numpy ones indexed, nested ones too: the same
+    rows as ``SampleBatch.shuffle`` from the same state of numpy's global generator."""
+    import torch
+
+    local = np.random.default_rng(3).standard_normal((50, 4))
+    ours = SampleBatch({"obs": {"local": torch.from_numpy(local)},
+                        "actions": torch.arange(50), "rows": np.arange(50) * 2})
+    theirs = SampleBatch({k: tree_copy(v) for k, v in dict(ours).items()})
+    np.random.seed(11)
+    shuffle_rows(ours)
+    np.random.seed(11)
+    theirs.shuffle()
+    assert not np.array_equal(ours["rows"], np.arange(50) * 2)  # it did shuffle
+    np.testing.assert_array_equal(ours["rows"], theirs["rows"])
+    assert torch.equal(ours["actions"], theirs["actions"])
+    assert torch.equal(ours["obs"]["local"], theirs["obs"]["local"])
+    assert torch.equal(ours["actions"] * 2, torch.from_numpy(ours["rows"]))  # rows stay whole
+
+
+def tree_copy(value: Any) -> Any:
+    """A deep copy of a column (nested dicts of tensors or arrays)."""
+    if isinstance(value, dict):
+        return {k: tree_copy(v) for k, v in value.items()}
+    return value.clone() if hasattr(value, "clone") else value.copy()
 
 
 def test_rllibs_own_iterator_trains_the_smaller_module_too_often() -> None:

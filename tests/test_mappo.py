@@ -18,7 +18,8 @@ from algospace.models.mc_dropout import joint_features
 from algospace.schema import to_dict
 from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.diagnostics import VALUE_DIAGNOSTICS
-from algospace.training.mappo import _features, _logp_entropy, _steps_to_next, value_targets
+from algospace.training.mappo import _features, _steps_to_next, value_targets
+from algospace.training.ppo_loss import logp_entropy
 from algospace.training.train import train
 
 
@@ -91,10 +92,92 @@ def test_policy_figures_use_rllibs_distribution_values(space: str) -> None:
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(300, sum(module.input_lens), generator=g) * 3
     actions = torch.as_tensor(np.stack([action_space.sample() for _ in range(300)]))
-    logp, entropy = _logp_entropy(module, logits, actions)
+    logp, entropy = logp_entropy(module, logits, actions)
     dist = module.get_train_action_dist_cls().from_logits(logits)
     torch.testing.assert_close(logp, dist.logp(actions), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(entropy, dist.entropy(), rtol=1e-5, atol=1e-5)
+
+
+def test_actor_loss_is_rllibs_ppo_loss(env_data: DataConfig, tmp_path: Path,
+                                       ray_session: Any) -> None:
+    """Our actors' PPO loss (one log-softmax per head, masked sums by torch.where) equals
+    RLlib's PPOTorchLearner loss and gradients on a learner batch of joint_v0, and its
+    diagnostics figures equal those computed beside RLlib's loss; our single gradient check
+    applies gradients as RLlib does."""
+    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+
+    from algospace.training.mappo import RowPPOLearner
+    from algospace.training.ppo_loss import fast_path, policy_figures
+
+    algo = build_ppo_config(small("joint_v0", env_data, tmp_path)).build_algo()
+    try:
+        learner = algo.learner_group._learner
+        batch = learner._learner_connector(rl_module=learner.module, batch={},
+                                           episodes=algo.env_runner.sample(), shared_data={},
+                                           metrics=None)
+        actors = [m for m in batch if m != "critic"]
+        assert len(actors) == 8
+        for mid in actors:
+            module, config = learner.module[mid].unwrapped(), learner.config
+            assert fast_path(module, config)
+            fwd = module.forward_train(batch[mid])
+            kwargs = {"module_id": mid, "config": config, "batch": batch[mid], "fwd_out": fwd}
+            learner.iteration_sums = None
+            ours = RowPPOLearner.compute_loss_for_module(learner, **kwargs)
+            figures = learner.iteration_sums[mid]  # type: ignore[index]
+            theirs = PPOTorchLearner.compute_loss_for_module(learner, **kwargs)
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+            params = [p for p in module.parameters() if p.requires_grad]
+            for a, b in zip(torch.autograd.grad(ours, params, retain_graph=True),
+                            torch.autograd.grad(theirs, params), strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+            with torch.no_grad():
+                beside = policy_figures(module, config, batch[mid], fwd)
+            assert figures.keys() == beside.keys()
+            for key, value in beside.items():
+                assert float(figures[key]) == pytest.approx(float(value), rel=1e-6, abs=1e-6)
+        learner.iteration_sums = None
+        _check_single_gradient_check(learner)
+    finally:
+        algo.stop()
+
+
+def _check_single_gradient_check(learner: Any) -> None:
+    """FiniteOnce.apply_gradients leaves the parameters and optimizers exactly as RLlib's
+    TorchLearner.apply_gradients does, with finite gradients and with a NaN in one tensor
+    (which RLlib zeroes)."""
+    import copy
+
+    from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+
+    from algospace.training.mappo import RowPPOLearner
+
+    params = learner._params
+    optims = [opt for mid in sorted(learner.module.keys())
+              for _, opt in learner.get_optimizers_for_module(mid)]
+    start = ({r: p.detach().clone() for r, p in params.items()},
+             [copy.deepcopy(o.state_dict()) for o in optims])
+
+    def applied(method: Any, grads: dict[Any, torch.Tensor]) -> list[torch.Tensor]:
+        with torch.no_grad():
+            for ref, p in params.items():
+                p.copy_(start[0][ref])
+        for opt, state in zip(optims, start[1], strict=True):
+            opt.load_state_dict(copy.deepcopy(state))
+        method(learner, {r: g.clone() for r, g in grads.items()})
+        return [p.detach().clone() for p in params.values()]
+
+    g = torch.Generator().manual_seed(5)
+    grads = {r: torch.randn(p.shape, generator=g) * 0.01 for r, p in params.items()}
+    nan = dict(grads)
+    first = next(iter(nan))
+    nan[first] = nan[first].clone().view(-1).index_fill(0, torch.tensor([0]), float("nan")) \
+        .view(nan[first].shape)
+    for case in (grads, nan):
+        ours, theirs = applied(RowPPOLearner.apply_gradients, case), \
+            applied(TorchLearner.apply_gradients, case)
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+        assert not all(torch.equal(a, start[0][r]) for a, r in zip(ours, params, strict=True))
 
 
 def test_minibatch_larger_than_batch_is_rejected() -> None:

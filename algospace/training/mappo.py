@@ -67,9 +67,16 @@ from algospace.models.actor import MC_STATS
 from algospace.models.critic import MC_FEATURES_KEY, critic_loss
 from algospace.models.ids import CRITIC_ID
 from algospace.models.mc_dropout import joint_features
-from algospace.ray_compat import OwnMinibatches
+from algospace.ray_compat import FiniteOnce, OwnMinibatches
 from algospace.training.diagnostics import ROWS_TRAINED, log_value_diagnostics
 from algospace.training.minibatch import ModuleMinibatches
+from algospace.training.ppo_loss import (
+    actor_loss,
+    fast_path,
+    masked_sum,
+    policy_figures,
+    row_mask,
+)
 
 VF_PREDS_NORM = "vf_preds_norm"
 """Batch column: the shared critic's own (normalised) output for each row at sampling time,
@@ -311,7 +318,7 @@ class RowPPOConfig(PPOConfig):
         return pipeline
 
 
-class RowPPOLearner(OwnMinibatches, PPOTorchLearner):
+class RowPPOLearner(FiniteOnce, OwnMinibatches, PPOTorchLearner):
     """RLlib's PPO learner with per-module minibatches and per-iteration diagnostics.
 
     Minibatches: :class:`algospace.training.minibatch.ModuleMinibatches` (each module sees
@@ -333,34 +340,24 @@ class RowPPOLearner(OwnMinibatches, PPOTorchLearner):
     @override(PPOTorchLearner)
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict[str, Any],
                                 fwd_out: dict[str, Any]) -> Any:
-        loss = super().compute_loss_for_module(module_id=module_id, config=config, batch=batch,
-                                               fwd_out=fwd_out)
-        with torch.no_grad():
-            self._accumulate(module_id, self._policy_figures(module_id, config, batch, fwd_out))
+        """The PPO loss: :func:`algospace.training.ppo_loss.actor_loss` for our actors
+        (RLlib's loss to float rounding, computed once with the diagnostics), else RLlib's
+        own and the figures beside it."""
+        module = self.module[module_id].unwrapped()
+        if not fast_path(module, config):
+            loss = super().compute_loss_for_module(module_id=module_id, config=config,
+                                                   batch=batch, fwd_out=fwd_out)
+            with torch.no_grad():
+                self._accumulate(module_id, policy_figures(module, config, batch, fwd_out))
+            return loss
+        coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
+        loss, logged, figures = actor_loss(module, config, batch, fwd_out, coeff)
+        self.metrics.log_dict(logged, key=module_id, window=1)
+        self._accumulate(module_id, figures)
         return loss
 
-    def _policy_figures(self, module_id: str, config: Any, batch: dict[str, Any],
-                        fwd_out: dict[str, Any]) -> dict[str, Any]:
-        """Masked sums of the minibatch's policy figures, with its row counts."""
-        module = self.module[module_id].unwrapped()
-        logits = fwd_out[Columns.ACTION_DIST_INPUTS]
-        logp, entropy = _logp_entropy(module, logits, batch[Columns.ACTIONS])
-        log_ratio = logp - batch[Columns.ACTION_LOGP]
-        ratio = log_ratio.exp()
-        adv = batch[Postprocessing.ADVANTAGES]
-        surrogate = torch.min(adv * ratio,
-                              adv * ratio.clamp(1 - config.clip_param, 1 + config.clip_param))
-        mask = batch[Columns.LOSS_MASK].bool() if Columns.LOSS_MASK in batch \
-            else torch.ones_like(ratio, dtype=torch.bool)
-        sums = torch.stack([mask.sum(), -surrogate[mask].sum(), entropy[mask].sum(),
-                            ((ratio - 1) - log_ratio)[mask].sum(),
-                            ((ratio - 1).abs() > config.clip_param)[mask].sum()]).tolist()
-        return {"valid": float(sums[0]), ROWS_TRAINED: float(len(ratio)),
-                "mean_policy_loss": sums[1], "mean_entropy": sums[2], "approx_kl": sums[3],
-                "clip_fraction": sums[4]}
-
-    def _accumulate(self, module_id: str, figures: dict[str, float]) -> None:
-        """Add one minibatch's sums to the iteration's."""
+    def _accumulate(self, module_id: str, figures: dict[str, Any]) -> None:
+        """Add one minibatch's sums (floats or tensors) to the iteration's."""
         if self.iteration_sums is None:
             self.iteration_sums = {}
         sums = self.iteration_sums.setdefault(module_id, {})
@@ -371,7 +368,8 @@ class RowPPOLearner(OwnMinibatches, PPOTorchLearner):
     def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)
         done, self.iteration_sums = self.iteration_sums or {}, None
-        for module_id, sums in done.items():
+        for module_id, tensors in done.items():
+            sums = {k: float(v) for k, v in tensors.items()}  # one read per figure
             valid = max(sums.pop("valid"), 1.0)
             figures = {k: (v if k == ROWS_TRAINED else v / valid) for k, v in sums.items()}
             self.metrics.log_dict(figures, key=module_id, window=1)
@@ -399,15 +397,15 @@ class MAPPOTorchLearner(RowPPOLearner):
         extra = self.config.learner_config_dict
         clip = extra.get("value_clip")
         losses = critic_loss(pred, old, target, clip=clip, huber_delta=extra.get("huber_delta"))
-        mask = batch[Columns.LOSS_MASK].bool() if Columns.LOSS_MASK in batch \
-            else torch.ones_like(losses, dtype=torch.bool)
-        value_loss = losses[mask].sum() / mask.sum()
+        mask = row_mask(batch, losses)
+        loss_sum = masked_sum(losses, mask)
+        value_loss = loss_sum / mask.sum()
         self.metrics.log_value((module_id, "critic_loss"), value_loss, window=1)
         with torch.no_grad():
-            clipped = ((pred - old).abs() > clip) if clip is not None \
-                else torch.zeros_like(mask)
-            self._accumulate(module_id, {"mean_critic_loss": float(losses[mask].sum()),
-                                         "value_clip_fraction": float(clipped[mask].sum())})
+            clipped = ((pred - old).abs() > clip).to(losses.dtype) if clip is not None \
+                else torch.zeros_like(losses)
+            self._accumulate(module_id, {"mean_critic_loss": loss_sum.detach(),
+                                         "value_clip_fraction": masked_sum(clipped, mask)})
         return actor_loss + config.vf_loss_coeff * value_loss
 
 
@@ -415,22 +413,3 @@ class IPPOTorchLearner(RowPPOLearner):
     """RLlib's PPO learner with each agent's own critic, and the per-row discount (the
     pipeline of :class:`RowPPOConfig` with ``shared_critic`` false)."""
 
-
-def _logp_entropy(module: Any, logits: torch.Tensor,
-                  actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability of ``actions`` and entropy per row under ``logits``: for our actors
-    (``input_lens``) from one log-softmax per head, the values of RLlib's categorical
-    distributions to float rounding (tested) without building them; else the module's
-    train distribution."""
-    lens = getattr(module, "input_lens", None)
-    if lens is None:
-        dist = module.get_train_action_dist_cls().from_logits(logits)
-        return dist.logp(actions), dist.entropy()
-    heads = [torch.log_softmax(part, dim=-1) for part in torch.split(logits, list(lens), -1)]
-    columns = torch.unbind(actions, dim=-1) if module.is_multi_discrete else (actions,)
-    logp = torch.zeros_like(logits[..., 0])
-    entropy = torch.zeros_like(logp)
-    for log_probs, column in zip(heads, columns, strict=True):
-        logp = logp + log_probs.gather(-1, column.long().unsqueeze(-1)).squeeze(-1)
-        entropy = entropy - (log_probs.exp() * log_probs).sum(dim=-1)
-    return logp, entropy

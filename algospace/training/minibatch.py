@@ -23,7 +23,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from ray.rllib.policy.sample_batch import MultiAgentBatch
+import torch
+import tree
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
 
 def minibatches_per_epoch(rows: dict[str, int], minibatch_size: int | None) -> int:
@@ -67,7 +69,7 @@ class ModuleMinibatches:
             cuts = {}
             for mid, module_batch in self.batch.policy_batches.items():
                 if self.shuffle:
-                    module_batch.shuffle()
+                    shuffle_rows(module_batch)
                 sizes = [len(part) for part in np.array_split(np.arange(len(module_batch)),
                                                               self.per_epoch)]
                 cuts[mid] = np.concatenate(([0], np.cumsum(sizes)))
@@ -79,3 +81,29 @@ class ModuleMinibatches:
                     for mid, module_batch in self.batch.policy_batches.items()}
                 yield MultiAgentBatch(parts, len(self.batch))
                 produced += 1
+
+
+def shuffle_rows(batch: SampleBatch) -> SampleBatch:
+    """``batch.shuffle()`` to the bit — the same permutation from numpy's global generator,
+    the same rows — with torch columns gathered by ``index_select`` (RLlib indexes them with
+    a numpy array, about four times slower: a tenth of a second per joint_v0 iteration)."""
+    if batch.get(SampleBatch.SEQ_LENS) is not None:
+        return batch.shuffle()
+    permutation = np.random.permutation(batch.count)
+    on: dict[torch.device, torch.Tensor] = {}
+
+    def take(column: Any) -> Any:
+        if not isinstance(column, torch.Tensor):
+            return column[permutation]
+        index = on.get(column.device)
+        if index is None:
+            index = on[column.device] = torch.from_numpy(permutation).to(column.device)
+        return column.index_select(0, index)
+
+    columns = dict(batch)
+    infos = columns.pop(SampleBatch.INFOS, None)
+    batch.update(tree.map_structure(take, columns))
+    if infos is not None:
+        batch[SampleBatch.INFOS] = [infos[i] for i in permutation]
+    batch.intercepted_values = {}
+    return batch

@@ -151,8 +151,10 @@ SUBSTITUTIONS: dict[str, Entry] = {
     "experiments.bench uncertainty [": Entry(
         help="{bin}/python -m experiments.bench uncertainty"),
     "data.synthetic.signal=12 --set data.synthetic.days=120": Entry(
-        # the 12x curriculum, shrunk to one iteration per phase: its overrides must hold
-        subs=(("pipeline.yaml --set", "pipeline.yaml --quick --set evaluation.final=false"
+        # the 12x curriculum's overrides must hold: they are data and env keys, the same in
+        # every phase (a pipeline passes its --set to each), so one phase of one iteration
+        # checks them; the "pipeline.yaml --quick" block runs the five phases
+        subs=(("pipeline.yaml --set", "strategic.yaml --quick --set evaluation.final=false"
                + ONE_ITER + " --set"),
               ("days=120", "days=20")),
         marks=RAY, timeout=600),

@@ -50,14 +50,7 @@ def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def actor_loss(module: Any, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any],
                entropy_coeff: float) -> tuple[torch.Tensor, dict[str, Any], dict[str, Any]]:
     """``(loss, RLlib's logged metrics, diagnostics figures)`` of one actor's minibatch."""
-    logp, entropy = logp_entropy(module, fwd_out[Columns.ACTION_DIST_INPUTS],
-                                 batch[Columns.ACTIONS])
-    log_ratio = logp - batch[Columns.ACTION_LOGP]
-    ratio = log_ratio.exp()
-    adv = batch[Postprocessing.ADVANTAGES]
-    surrogate = torch.min(adv * ratio,
-                          adv * ratio.clamp(1 - config.clip_param, 1 + config.clip_param))
-    mask = row_mask(batch, ratio)
+    mask, log_ratio, ratio, surrogate, entropy = _terms(module, config, batch, fwd_out)
     valid = mask.sum()
     loss = masked_sum(-surrogate - entropy_coeff * entropy, mask) / valid
     zero = torch.zeros((), device=ratio.device)
@@ -77,6 +70,14 @@ def actor_loss(module: Any, config: Any, batch: dict[str, Any], fwd_out: dict[st
 def policy_figures(module: Any, config: Any, batch: dict[str, Any],
                    fwd_out: dict[str, Any]) -> dict[str, Any]:
     """The diagnostics figures of a minibatch whose loss RLlib computed."""
+    mask, log_ratio, ratio, surrogate, entropy = _terms(module, config, batch, fwd_out)
+    return figure_sums(mask, ratio, log_ratio, config.clip_param,
+                       -masked_sum(surrogate, mask), masked_sum(entropy, mask))
+
+
+def _terms(module: Any, config: Any, batch: dict[str, Any],
+           fwd_out: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    """``(mask, log ratio, ratio, clipped surrogate, entropy)`` per row of a minibatch."""
     logp, entropy = logp_entropy(module, fwd_out[Columns.ACTION_DIST_INPUTS],
                                  batch[Columns.ACTIONS])
     log_ratio = logp - batch[Columns.ACTION_LOGP]
@@ -84,9 +85,7 @@ def policy_figures(module: Any, config: Any, batch: dict[str, Any],
     adv = batch[Postprocessing.ADVANTAGES]
     surrogate = torch.min(adv * ratio,
                           adv * ratio.clamp(1 - config.clip_param, 1 + config.clip_param))
-    mask = row_mask(batch, ratio)
-    return figure_sums(mask, ratio, log_ratio, config.clip_param,
-                       -masked_sum(surrogate, mask), masked_sum(entropy, mask))
+    return row_mask(batch, ratio), log_ratio, ratio, surrogate, entropy
 
 
 def figure_sums(mask: torch.Tensor, ratio: torch.Tensor, log_ratio: torch.Tensor,

@@ -328,8 +328,8 @@ class RowPPOLearner(FiniteOnce, OwnMinibatches, PPOTorchLearner):
     :mod:`algospace.training.diagnostics`).
     """
 
-    iteration_sums: dict[str, dict[str, float]] | None = None
-    """Per module: the sums of the current update's minibatch figures."""
+    iteration_sums: dict[str, dict[str, Any]] | None = None
+    """Per module: the sums (tensors, or floats) of the current update's minibatch figures."""
 
     def minibatches(self, batch: Any, *, num_epochs: int, minibatch_size: int | None,
                     shuffle: bool, num_total_minibatches: int) -> ModuleMinibatches:

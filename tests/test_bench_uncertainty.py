@@ -58,22 +58,21 @@ def test_uncertainty_bench_quick_on_a_checkpoint_writes_every_key(
 def test_uncertainty_bench_trains_at_the_quick_size_without_a_checkpoint(
         checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No --checkpoint: strategic_v0 is trained (here a stand-in records the config and
-    hands back the checkpoint) — 2 iterations on a 20-day market with --quick, 25 and the
-    250-day market otherwise, at the --signal given."""
+    stops the run there: the study of a checkpoint has its own test above) — 2 iterations
+    on a 20-day market with --quick, 25 and the 250-day market otherwise, at the --signal
+    given."""
     from algospace.training import train as training
     from experiments import uncertainty
     from experiments.bench import cli
 
     seen: list[Any] = []
 
-    class Result:
+    class Trained(Exception):
         pass
 
     def fake_train(cfg: Any, **_: Any) -> Any:
         seen.append(cfg)
-        result = Result()
-        result.checkpoint = str(checkpoint)  # type: ignore[attr-defined]
-        return result
+        raise Trained
 
     studied: list[dict[str, Any]] = []
 
@@ -84,11 +83,13 @@ def test_uncertainty_bench_trains_at_the_quick_size_without_a_checkpoint(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "machine", lambda: {"host": "test"})
     monkeypatch.setattr(training, "train", fake_train)
-    assert cli.main(["uncertainty", "--quick"]) == 0
+    with pytest.raises(Trained):
+        cli.main(["uncertainty", "--quick"])
     assert seen[0].iterations == 2 and seen[0].env == "strategic_v0"
     assert seen[0].env_config.data.synthetic.days == 20
     assert not seen[0].model.train_dropout
-    assert cli.main(["uncertainty", "--quick", "--train-dropout"]) == 0
+    with pytest.raises(Trained):
+        cli.main(["uncertainty", "--quick", "--train-dropout"])
     assert seen[1].model.train_dropout
     assert cli.main(["uncertainty", "--quick", "--train-dropout", "--checkpoint",
                      str(checkpoint)]) == 2  # --train-dropout trains; a checkpoint does not

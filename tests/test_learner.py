@@ -63,9 +63,9 @@ def test_shuffle_rows_is_rllibs_shuffle_to_the_bit() -> None:
     ours = SampleBatch({"obs": {"local": torch.from_numpy(local)},
                         "actions": torch.arange(50), "rows": np.arange(50) * 2})
     theirs = SampleBatch({k: tree_copy(v) for k, v in dict(ours).items()})
-    np.random.seed(11)
-    shuffle_rows(ours)
-    np.random.seed(11)
+    state = np.random.get_state()  # both draw their permutation from numpy's global
+    shuffle_rows(ours)              # generator (RLlib seeds it from the run's seed): the
+    np.random.set_state(state)      # same state must give the same permutation
     theirs.shuffle()
     assert not np.array_equal(ours["rows"], np.arange(50) * 2)  # it did shuffle
     np.testing.assert_array_equal(ours["rows"], theirs["rows"])

@@ -104,42 +104,51 @@ def test_actor_loss_is_rllibs_ppo_loss(env_data: DataConfig, tmp_path: Path,
     RLlib's PPOTorchLearner loss and gradients on a learner batch of joint_v0, and its
     diagnostics figures equal those computed beside RLlib's loss; our single gradient check
     applies gradients as RLlib does."""
+    algo = build_ppo_config(small("joint_v0", env_data, tmp_path)).build_algo()
+    try:
+        episodes = algo.env_runner.sample()
+        # the learner pipeline as the Learner builds it, through the config's public method
+        pipeline = algo.config.build_learner_connector(input_observation_space=None,
+                                                       input_action_space=None)
+        for result in algo.learner_group.foreach_learner(
+                lambda learner: _check_loss_and_gradients(learner, pipeline, episodes)):
+            result.get()  # a failed check raises here
+    finally:
+        algo.stop()
+
+
+def _check_loss_and_gradients(learner: Any, pipeline: Any, episodes: list[Any]) -> None:
+    """The checks of test_actor_loss_is_rllibs_ppo_loss on the (local) learner."""
     from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 
     from algospace.training.mappo import RowPPOLearner
     from algospace.training.ppo_loss import fast_path, policy_figures
 
-    algo = build_ppo_config(small("joint_v0", env_data, tmp_path)).build_algo()
-    try:
-        learner = algo.learner_group._learner
-        batch = learner._learner_connector(rl_module=learner.module, batch={},
-                                           episodes=algo.env_runner.sample(), shared_data={},
-                                           metrics=None)
-        actors = [m for m in batch if m != "critic"]
-        assert len(actors) == 8
-        for mid in actors:
-            module, config = learner.module[mid].unwrapped(), learner.config
-            assert fast_path(module, config)
-            fwd = module.forward_train(batch[mid])
-            kwargs = {"module_id": mid, "config": config, "batch": batch[mid], "fwd_out": fwd}
-            learner.iteration_sums = None
-            ours = RowPPOLearner.compute_loss_for_module(learner, **kwargs)
-            figures = learner.iteration_sums[mid]  # type: ignore[index]
-            theirs = PPOTorchLearner.compute_loss_for_module(learner, **kwargs)
-            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
-            params = [p for p in module.parameters() if p.requires_grad]
-            for a, b in zip(torch.autograd.grad(ours, params, retain_graph=True),
-                            torch.autograd.grad(theirs, params), strict=True):
-                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-            with torch.no_grad():
-                beside = policy_figures(module, config, batch[mid], fwd)
-            assert figures.keys() == beside.keys()
-            for key, value in beside.items():
-                assert float(figures[key]) == pytest.approx(float(value), rel=1e-6, abs=1e-6)
+    batch = pipeline(rl_module=learner.module, batch={}, episodes=episodes,
+                     shared_data={}, metrics=None)
+    actors = [m for m in batch if m != "critic"]
+    assert len(actors) == 8
+    for mid in actors:
+        module, config = learner.module[mid].unwrapped(), learner.config
+        assert fast_path(module, config)
+        fwd = module.forward_train(batch[mid])
+        kwargs = {"module_id": mid, "config": config, "batch": batch[mid], "fwd_out": fwd}
         learner.iteration_sums = None
-        _check_single_gradient_check(learner)
-    finally:
-        algo.stop()
+        ours = RowPPOLearner.compute_loss_for_module(learner, **kwargs)
+        figures = learner.iteration_sums[mid]  # type: ignore[index]
+        theirs = PPOTorchLearner.compute_loss_for_module(learner, **kwargs)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        params = [p for p in module.parameters() if p.requires_grad]
+        for a, b in zip(torch.autograd.grad(ours, params, retain_graph=True),
+                        torch.autograd.grad(theirs, params), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        with torch.no_grad():
+            beside = policy_figures(module, config, batch[mid], fwd)
+        assert figures.keys() == beside.keys()
+        for key, value in beside.items():
+            assert float(figures[key]) == pytest.approx(float(value), rel=1e-6, abs=1e-6)
+    learner.iteration_sums = None
+    _check_single_gradient_check(learner)
 
 
 def _check_single_gradient_check(learner: Any) -> None:
@@ -152,7 +161,8 @@ def _check_single_gradient_check(learner: Any) -> None:
 
     from algospace.training.mappo import RowPPOLearner
 
-    params = learner._params
+    params = {learner.get_param_ref(p): p for mid in sorted(learner.module.keys())
+              for p in learner.get_parameters(learner.module[mid])}
     optims = [opt for mid in sorted(learner.module.keys())
               for _, opt in learner.get_optimizers_for_module(mid)]
     start = ({r: p.detach().clone() for r, p in params.items()},

@@ -86,7 +86,9 @@ class ModuleMinibatches:
 def shuffle_rows(batch: SampleBatch) -> SampleBatch:
     """``batch.shuffle()`` to the bit — the same permutation from numpy's global generator,
     the same rows — with torch columns gathered by ``index_select`` (RLlib indexes them with
-    a numpy array, about four times slower: a tenth of a second per joint_v0 iteration)."""
+    a numpy array, about four times slower: a tenth of a second per joint_v0 iteration).
+    ``infos``, where a batch has them, are shuffled with the rest (RLlib 2.60's shuffle
+    computes them shuffled and then drops them, leaving them out of step)."""
     if batch.get(SampleBatch.SEQ_LENS) is not None:
         return batch.shuffle()
     permutation = np.random.permutation(batch.count)

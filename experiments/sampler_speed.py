@@ -32,7 +32,8 @@ def _steps(runner: Any) -> int:
     return int(value.peek() if hasattr(value, "peek") else value)
 
 
-PROFILED = {"forwards": ("actor_np.py", "explore"), "env step": ("vector.py", "step"),
+PROFILED = {"forwards": ("actor_np.py", "explore"),
+            "MC statistics": ("actor_np.py", "mc_stats_of"), "env step": ("vector.py", "step"),
             "episodes": ("sampler_episodes.py", "episodes"),
             "random draws": ("sampling_draws.py", "draw_exploration")}
 """The parts ``--profile`` reports: (file, function) whose cumulative time it shows."""

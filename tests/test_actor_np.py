@@ -23,6 +23,8 @@ from algospace.models.actor_np import NumpyActors
 from algospace.models.consistent_dropout import DROPOUT_MASK
 from algospace.models.sampling_draws import (
     draw_exploration,
+    draw_mc_blocks,
+    draw_mc_keep,
     effective_dropout,
     inverse_cdf,
     keep_scale,
@@ -34,6 +36,11 @@ OBS = gym.spaces.Dict(local=gym.spaces.Box(-np.inf, np.inf, (20,), np.float32),
 VOTES = [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0]
 CASES = [(gym.spaces.Discrete(7), {"votes": VOTES}),
          (gym.spaces.MultiDiscrete([6, 6, 5]), {})]
+
+
+def _states(actor: ActorModule) -> tuple[Any, Any]:
+    """The states of an actor's sampling and MC generators."""
+    return actor.sampling_rng().bit_generator.state, actor.mc_rng().bit_generator.state
 
 
 def _actor(space: gym.Space[Any], **config: Any) -> ActorModule:
@@ -54,10 +61,10 @@ def test_numpy_forward_is_the_torch_forward(space: Any, extra: dict[str, Any],
     for seed in range(5):
         actor.seed_sampling(seed)
         want = actor.forward_exploration({"obs": {"local": x}})
-        after_torch = actor.sampling_rng().bit_generator.state
+        after_torch = _states(actor)
         actor.seed_sampling(seed)
         got = numpy_actor.explore([x.numpy()])[0]
-        assert actor.sampling_rng().bit_generator.state == after_torch  # the same draws
+        assert _states(actor) == after_torch  # the same draws
         assert set(got) == set(want) == ({DROPOUT_MASK} if train_dropout else set()) | {
             Columns.ACTIONS, Columns.ACTION_DIST_INPUTS, Columns.ACTION_LOGP, MC_STATS}
         np.testing.assert_array_equal(got[Columns.ACTIONS], want[Columns.ACTIONS].numpy())
@@ -79,7 +86,9 @@ def test_no_passes_and_no_dropout() -> None:
     actor = _actor(gym.spaces.Discrete(7), mc_passes=0)
     actor.seed_sampling(1)
     assert np.all(NumpyActors([actor]).explore([x])[0][MC_STATS] == 0)
-    assert actor.draw_exploration(8).mc_keep is None
+    assert actor.draw_mc(8) is None
+    assert NumpyActors([actor]).mc_stats_of([[x], [x[:3]]])[0].shape == (11, 6)
+    assert np.all(NumpyActors([actor]).mc_stats_of([[x], [x[:3]]])[0] == 0)
     actor = _actor(gym.spaces.Discrete(7), dropout=0.0)
     stats = NumpyActors([actor]).explore([x])[0][MC_STATS]
     np.testing.assert_allclose(stats[:, 3], 0.0, atol=1e-6)
@@ -87,20 +96,72 @@ def test_no_passes_and_no_dropout() -> None:
 
 
 def test_draws_come_in_their_fixed_order() -> None:
-    """Masks of the logits (train_dropout), then one uniform per row and head, then the MC
-    passes' masks, pass-major; the masks drop a share ``p`` rounded to 2^-16."""
+    """The sampling stream: masks of the logits (train_dropout), then one uniform per row
+    and head; the MC stream: the passes' masks, pass-major. The masks drop a share ``p``
+    rounded to 2^-16."""
     rng = np.random.Generator(np.random.PCG64(3))
-    d = draw_exploration(rng, 50, bits=128, p=0.3, heads=3, passes=8, train_dropout=True)
+    d = draw_exploration(rng, 50, bits=128, p=0.3, heads=3, train_dropout=True)
     assert d.train_keep is not None and d.train_keep.shape == (50, 128)
-    assert d.uniforms.shape == (50, 3) and d.mc_keep is not None
-    assert d.mc_keep.shape == (400, 128)
+    assert d.uniforms.shape == (50, 3)
     again = np.random.Generator(np.random.PCG64(3))
     raw = again.bit_generator.random_raw(1600).view(np.uint16)
     np.testing.assert_array_equal(d.train_keep.ravel(), raw >= round(0.3 * 2 ** 16))
     np.testing.assert_array_equal(d.uniforms, again.random((50, 3)))
-    dropped = 1.0 - d.mc_keep.mean()
-    assert abs(dropped - effective_dropout(0.3)) < 5 * np.sqrt(0.21 / d.mc_keep.size)
+    mc = np.random.Generator(np.random.PCG64(4))
+    keep = draw_mc_keep(mc, 50, bits=128, p=0.3, passes=8)
+    assert keep is not None and keep.shape == (400, 128)
+    raw = np.random.Generator(np.random.PCG64(4)).bit_generator.random_raw(400 * 32)
+    np.testing.assert_array_equal(keep.ravel(), raw.view(np.uint16) >= round(0.3 * 2 ** 16))
+    dropped = 1.0 - keep.mean()
+    assert abs(dropped - effective_dropout(0.3)) < 5 * np.sqrt(0.21 / keep.size)
     assert keep_scale(0.3) == pytest.approx(1 / (1 - effective_dropout(0.3)))
+
+
+@pytest.mark.parametrize(("bits", "passes"), [(128, 8), (7, 3)], ids=["words", "odd"])
+def test_mc_blocks_are_the_forwards_draws_one_after_the_other(bits: int, passes: int) -> None:
+    """Many forwards' MC masks drawn at once equal each forward's own draw in turn (whole
+    64-bit words per forward, or not: 3 passes of 7 bits over odd row counts), arranged
+    pass-major over all the rows, and leave the generator where the forwards leave it."""
+    sizes = [5, 1, 16, 3, 0, 9]
+    one, blocks = (np.random.Generator(np.random.PCG64(21)) for _ in range(2))
+    singles = [draw_mc_keep(one, n, bits=bits, p=0.25, passes=passes) for n in sizes]
+    got = draw_mc_blocks(blocks, sizes, bits=bits, p=0.25, passes=passes)
+    assert got.shape == (passes, sum(sizes), bits)
+    want = np.concatenate([k.reshape(passes, n, bits)
+                           for k, n in zip(singles, sizes, strict=True)
+                           if k is not None], axis=1)
+    np.testing.assert_array_equal(got, want)
+    assert one.bit_generator.state == blocks.bit_generator.state
+
+
+@pytest.mark.parametrize(("space", "extra"), CASES, ids=["discrete", "multidiscrete"])
+@pytest.mark.parametrize("train_dropout", [False, True], ids=["plain", "train_dropout"])
+def test_mc_statistics_later_are_those_of_each_forward(space: Any, extra: dict[str, Any],
+                                                       train_dropout: bool) -> None:
+    """The vectorised sampler's bulk MC statistics (:meth:`NumpyActors.mc_stats_of`, over
+    blocks of rows smaller and larger than one forward) equal what each exploration forward
+    computes in turn, and the forwards without them draw the same actions: the two streams
+    are apart."""
+    actors = [_actor(space, train_dropout=train_dropout, dropout=0.2, **extra)
+              for _ in range(2)]
+    sizes = [16, 16, 3, 16, 1, 16]
+    xs = [[np.random.default_rng(10 * i + t).normal(size=(n, 20)).astype(np.float32) * 2
+           for i in range(2)] for t, n in enumerate(sizes)]
+    for block in (1, 20, 10_000):
+        for i, actor in enumerate(actors):
+            actor.seed_sampling(i)
+        stack = NumpyActors(actors)
+        want = [stack.explore(x) for x in xs]
+        for i, actor in enumerate(actors):
+            actor.seed_sampling(i)
+        plain = [stack.explore(x, mc=False) for x in xs]
+        got = stack.mc_stats_of(xs, block=block)
+        for i in range(2):
+            np.testing.assert_allclose(got[i], np.concatenate([w[i][MC_STATS] for w in want]),
+                                       rtol=1e-6, atol=1e-6)
+            for w, p in zip(want, plain, strict=True):
+                assert MC_STATS not in p[i]
+                np.testing.assert_array_equal(p[i][Columns.ACTIONS], w[i][Columns.ACTIONS])
 
 
 def test_inverse_cdf_draws_each_action_with_its_probability() -> None:

@@ -34,8 +34,10 @@ def _runner_snapshot() -> Any:
         state = json.dumps(runner_state(runner), sort_keys=True)  # numbers only
         sampling = hashlib.sha256()
         for module_id in sorted(runner.module.keys()):
-            generator = runner.module[module_id].sampling_rng()
-            sampling.update(json.dumps(generator.bit_generator.state, sort_keys=True).encode())
+            module = runner.module[module_id]
+            for generator in (module.sampling_rng(), module.mc_rng()):
+                sampling.update(json.dumps(generator.bit_generator.state,
+                                           sort_keys=True).encode())
         return (digest.hexdigest(), hashlib.sha256(state.encode()).hexdigest(),
                 sampling.hexdigest())
 

@@ -95,12 +95,13 @@ def test_exploration_shares_the_first_layer_with_the_mc_passes(space: Any, rows:
     got = actor.forward_exploration({"obs": {"local": x}})
     actor.seed_sampling(11)
     draws = actor.draw_exploration(rows)
+    mc_keep = actor.draw_mc(rows)
     passes = actor.cfg.mc_passes
-    assert draws.mc_keep is not None and draws.mc_keep.shape == (passes * rows, 128)
+    assert mc_keep is not None and mc_keep.shape == (passes * rows, 128)
     with torch.no_grad():
         logits = actor.logits(x)
         actions = actor.sample(logits, torch.from_numpy(draws.uniforms))
-        tiled = actor.logits(x.repeat(passes, 1), keep=torch.from_numpy(draws.mc_keep))
+        tiled = actor.logits(x.repeat(passes, 1), keep=torch.from_numpy(mc_keep))
         probs = [torch.softmax(p, -1).reshape(passes, rows, -1)
                  for p in torch.split(tiled, list(actor.input_lens), -1)]
         stats = agent_stats_multi(probs) if actor.is_multi_discrete else \

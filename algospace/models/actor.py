@@ -40,9 +40,10 @@ so it is on exactly when a pass asks for it, independent of ``module.train()`` /
   the learner can read them back to build the critic's MC features.
 
 **Reproducible sampling.** The module samples its own actions (and draws the
-masks of its MC passes and of consistent dropout) from a NumPy generator of its own
-(:mod:`algospace.models.sampling_draws`: what one step draws, in which order, and how
-the draws become masks and actions), seeded at construction
+masks of consistent dropout) from a NumPy generator of its own, and the masks of its MC
+passes from a second one (:mod:`algospace.models.sampling_draws`: what one step draws,
+from which stream, in which order, and how the draws become masks and actions), seeded
+at construction
 from torch's global generator — which RLlib seeds from the run's seed and the
 env runner's index, and which modules are built from in a fixed order. RLlib
 calls the modules of one step in the order of a Python ``set`` of agent ids,
@@ -84,7 +85,7 @@ from algospace.models.consistent_dropout import (
     unpack_bits,
 )
 from algospace.models.mc_dropout import N_AGENT_STATS, agent_stats, agent_stats_multi, mc_probs
-from algospace.models.sampling_draws import Draws, draw_exploration, keep_scale
+from algospace.models.sampling_draws import OwnGenerators, keep_scale
 
 MC_STATS = "mc_stats"
 """Key of the ``[B, 6]`` MC-dropout statistics in the exploration output."""
@@ -135,7 +136,7 @@ class ActorConfig:
             raise ValueError(f"votes must lie in [-1, 1], got {self.votes}")
 
 
-class ActorModule(TorchRLModule):
+class ActorModule(OwnGenerators, TorchRLModule):
     """Dropout-MLP policy over ``obs["local"]`` for Discrete and MultiDiscrete agents."""
 
     cfg: ActorConfig
@@ -150,6 +151,7 @@ class ActorModule(TorchRLModule):
         # the seed of this module's sampling generator (see the module docstring)
         self._sample_seed = int(torch.randint(0, 2**62, (1,)).item())
         self._sample_rng: np.random.Generator | None = None
+        self._mc_rng: np.random.Generator | None = None
         in_dim = _local_dim(self.observation_space)
         space = self.action_space
         if isinstance(space, gym.spaces.Discrete):
@@ -230,25 +232,6 @@ class ActorModule(TorchRLModule):
         """Whether sampling and training use stored dropout masks (consistent dropout)."""
         return self.cfg.train_dropout and self.cfg.dropout > 0
 
-    def seed_sampling(self, seed: int) -> None:
-        """Restart this module's sampling generator from ``seed``."""
-        self._sample_seed = int(seed)
-        self._sample_rng = None
-
-    def sampling_rng(self) -> np.random.Generator:
-        """This module's sampling generator (a NumPy PCG64, made on first use)."""
-        if self._sample_rng is None:
-            self._sample_rng = np.random.Generator(np.random.PCG64(self._sample_seed))
-        return self._sample_rng
-
-    def draw_exploration(self, rows: int) -> Draws:
-        """The random numbers of one exploration forward over ``rows`` rows, from this
-        module's generator (:func:`~algospace.models.sampling_draws.draw_exploration`)."""
-        return draw_exploration(self.sampling_rng(), rows, bits=self.mask_bits,
-                                p=self.cfg.dropout, heads=len(self.input_lens),
-                                passes=self.cfg.mc_passes,
-                                train_dropout=self.trains_with_dropout)
-
     def sample(self, logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
         """Actions ``[...]`` or ``[..., heads]`` drawn from the softmax of each head by
         inverse CDF (float64) at ``uniforms [..., heads]``
@@ -289,9 +272,9 @@ class ActorModule(TorchRLModule):
         """Sampling forward: the logits (under a fresh dropout mask per row, returned packed
         under :data:`DROPOUT_MASK`, when training with dropout; dropout-off otherwise), the
         actions sampled from them (with their log-probabilities) and the ``[B, 6]``
-        MC-dropout statistics; every random number from this module's own generator
-        (:meth:`draw_exploration`). The vectorised sampler computes the same from the same
-        draws in NumPy (:mod:`algospace.models.actor_np`)."""
+        MC-dropout statistics; every random number from this module's own generators
+        (:meth:`draw_exploration`, then :meth:`draw_mc`). The vectorised sampler computes
+        the same from the same draws in NumPy (:mod:`algospace.models.actor_np`)."""
         with torch.no_grad():
             local = self._local(batch)
             lead = local.shape[:-1]
@@ -307,7 +290,7 @@ class ActorModule(TorchRLModule):
                 logits = self.logits(first, first=True)
             actions = self.sample(logits, torch.from_numpy(draws.uniforms).to(local.device))
             logp = self.logp(logits, actions)
-            stats = self.mc_stats_under(first, draws.mc_keep)
+            stats = self.mc_stats_under(first, self.draw_mc(flat.shape[0]))
             out.update({Columns.ACTION_DIST_INPUTS: logits.reshape(*lead, -1),
                         Columns.ACTIONS: actions.reshape(*lead, *actions.shape[1:]),
                         Columns.ACTION_LOGP: logp.reshape(lead),

@@ -6,8 +6,10 @@ per ``sample()`` call: the weights do not change while a sampler steps) and comp
 each module's ``_forward_exploration`` returns — the logits (under the row's
 consistent-dropout mask with ``train_dropout``), the sampled actions and their
 log-probabilities, the six MC-dropout statistics, the packed masks — from the same random
-draws (:meth:`ActorModule.draw_exploration`, each module's own generator, in the same
-order), in NumPy float32. The outputs are already what RLlib's module-to-env pipeline
+draws (:meth:`ActorModule.draw_exploration` and :meth:`ActorModule.draw_mc`, each
+module's own generators, in the same order), in NumPy float32. The sampler asks for the
+MC statistics of all of a ``sample()``'s forwards at its end (:meth:`NumpyActors.mc_stats_of`,
+the same masks drawn in bulk). The outputs are already what RLlib's module-to-env pipeline
 makes of the torch outputs (float32, int32 actions).
 
 Actors of one :func:`signature` (hidden widths, action heads, dropout, passes) are
@@ -36,8 +38,10 @@ from ray.rllib.core.columns import Columns
 from algospace.models.actor import MC_STATS, ActorModule
 from algospace.models.consistent_dropout import DROPOUT_MASK
 from algospace.models.mc_dropout import N_AGENT_STATS
-from algospace.models.sampling_draws import Draws, inverse_cdf, keep_scale
+from algospace.models.sampling_draws import inverse_cdf, keep_scale
 
+MC_BLOCK_ROWS = 1024
+"""Rows per block when :meth:`NumpyActors.mc_stats_of` computes many forwards' statistics."""
 _ZERO = np.float32(0.0)
 _PAD = np.float32(-1e30)
 
@@ -101,11 +105,13 @@ class NumpyActors:
             out[..., j, :b - a] = logits[..., a:b]
         return out
 
-    def _rest(self, h: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    def _rest(self, h: np.ndarray, keep: np.ndarray | None, *,
+              masked: bool = False) -> np.ndarray:
         """The logits ``[k, rows, sum(A)]`` from the first hidden layer's activation ``h``
-        ``[k, rows, width]`` (masks: ``keep``, 0/1 float32 ``[k, rows, bits]``)."""
-        if keep is not None:
-            h = h * keep[..., self.units[0]]
+        ``[k, rows, width]`` (masks: ``keep``, bool ``[k, rows, bits]``; ``masked``: ``h``
+        is already under its mask)."""
+        if keep is not None and not masked:
+            h = np.multiply(h, keep[..., self.units[0]], dtype=np.float32)
         for i, (w, scaled, b) in enumerate(self.layers):
             h = np.matmul(h, scaled if keep is not None else w)
             h += b
@@ -115,17 +121,17 @@ class NumpyActors:
                     h *= keep[..., self.units[i + 1]]
         return h
 
-    def explore(self, locals_: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    def explore(self, locals_: Sequence[np.ndarray], *,
+                mc: bool = True) -> list[dict[str, np.ndarray]]:
         """Each actor's exploration outputs for its rows ``locals_[i] [B, width_i]`` (the
-        same ``B`` for all), in the actors' order."""
+        same ``B`` for all), in the actors' order. ``mc`` False: no MC statistics (and no
+        MC masks drawn): :meth:`mc_stats_of` computes them later, from the same masks."""
         xs = [np.asarray(x, dtype=np.float32) for x in locals_]
         rows = xs[0].shape[0]
         draws = [m.draw_exploration(rows) for m in self.modules]
-        first = np.stack([np.maximum(x @ w + b, _ZERO)
-                          for x, (w, b) in zip(xs, self.first, strict=True)])
+        first = self._first(xs)
         train_keep = None if draws[0].train_keep is None else \
-            np.stack([d.train_keep for d in draws if d.train_keep is not None]) \
-            .astype(np.float32)
+            np.stack([d.train_keep for d in draws if d.train_keep is not None])
         logits = self._rest(first, train_keep)
         # each head's action by inverse CDF (float64), as ActorModule.sample
         z = self._heads(logits).astype(np.float64)  # [k, B, heads, A]
@@ -137,27 +143,67 @@ class NumpyActors:
         flat = z.reshape(-1, z.shape[-1])
         picked = flat[np.arange(flat.shape[0]), actions.ravel()].reshape(actions.shape)
         logp = (picked - np.log(total)).sum(axis=-1)
-        stats = self.mc_stats(first, draws)
+        stats = self.mc_stats(first, [m.draw_mc(rows) for m in self.modules]) if mc else None
         acts = (actions if self.multi else actions[..., 0]).astype(np.int32)
         logp32 = logp.astype(np.float32)
         out = []
         for i, d in enumerate(draws):
             one = {Columns.ACTION_DIST_INPUTS: logits[i], Columns.ACTIONS: acts[i],
-                   Columns.ACTION_LOGP: logp32[i], MC_STATS: stats[i]}
+                   Columns.ACTION_LOGP: logp32[i]}
+            if stats is not None:
+                one[MC_STATS] = stats[i]
             if d.train_keep is not None:
                 one[DROPOUT_MASK] = np.packbits(d.train_keep, axis=-1)
             out.append(one)
         return out
 
-    def mc_stats(self, first: np.ndarray, draws: Sequence[Draws]) -> np.ndarray:
+    def _first(self, xs: Sequence[np.ndarray]) -> np.ndarray:
+        """The first hidden layer's activations ``[k, B, width]`` of each actor's rows."""
+        return np.stack([np.maximum(x @ w + b, _ZERO)
+                         for x, (w, b) in zip(xs, self.first, strict=True)])
+
+    def mc_stats_of(self, forwards: Sequence[Sequence[np.ndarray]],
+                    block: int = MC_BLOCK_ROWS) -> list[np.ndarray]:
+        """Each actor's ``[R, 6]`` MC statistics of the rows of many exploration forwards
+        (``forwards[t][i]``: actor ``i``'s rows of forward ``t``, all its ``R`` rows in
+        forward order), under the masks its MC generator gives the forwards one after the
+        other: what :meth:`explore` with ``mc`` would have returned forward by forward.
+        Computed over blocks of about ``block`` rows."""
+        k = len(self.modules)
+        if not forwards:
+            return [np.zeros((0, N_AGENT_STATS), np.float32) for _ in range(k)]
+        parts: list[list[np.ndarray]] = [[] for _ in range(k)]
+        start = 0
+        while start < len(forwards):
+            stop, rows = start, 0
+            while stop < len(forwards) and (rows < block or stop == start):
+                rows += len(forwards[stop][0])
+                stop += 1
+            group = forwards[start:stop]
+            sizes = [len(f[0]) for f in group]
+            xs = [np.concatenate([np.asarray(f[i], np.float32) for f in group])
+                  for i in range(k)]
+            keeps = [m.draw_mc_blocks(sizes).reshape(-1, m.mask_bits)
+                     if m.cfg.mc_passes > 0 else None for m in self.modules]
+            stats = self.mc_stats(self._first(xs), keeps)
+            for i in range(k):
+                parts[i].append(stats[i])
+            start = stop
+        return [np.concatenate(p) for p in parts]
+
+    def mc_stats(self, first: np.ndarray, keeps: Sequence[np.ndarray | None]) -> np.ndarray:
         """The ``[k, B, 6]`` statistics of :func:`~algospace.models.mc_dropout.agent_stats`
-        over the passes under the drawn masks (pass-major), from the first hidden layer."""
+        over the passes under the masks ``keeps[i]`` (``[passes * B, bits]``, pass-major;
+        None: no passes, zeros), from the first hidden layer ``[k, B, width]``."""
         k, rows = first.shape[:2]
-        if draws[0].mc_keep is None:
+        if keeps[0] is None:
             return np.zeros((k, rows, N_AGENT_STATS), np.float32)
-        keep = np.stack([d.mc_keep for d in draws if d.mc_keep is not None])
+        keep = np.stack([m for m in keeps if m is not None])
         passes = keep.shape[1] // max(rows, 1)
-        logits = self._rest(np.tile(first, (1, passes, 1)), keep.astype(np.float32))
+        # every pass's first layer under its mask, without tiling the layer first
+        h = np.multiply(first[:, None], keep.reshape(k, passes, rows, -1)[..., self.units[0]],
+                        dtype=np.float32).reshape(k, passes * rows, -1)
+        logits = self._rest(h, keep, masked=True)
         heads = len(self.lens)
         padded = self._heads(logits).reshape(k, passes, rows, heads, -1)
         if heads > 1:  # every head of every actor as one more stack member

@@ -4,8 +4,8 @@ RLlib's checkpoint holds the weights, optimiser state, connector state and count
 the random generators of the processes that draw random numbers during training:
 
 - each env runner's global generators (Python ``random``, numpy, torch), its modules'
-  own sampling generators (the actions and MC-dropout masks they draw,
-  :mod:`algospace.models.actor`) and its environments' own generator (the episodes' start
+  own sampling and MC generators (the actions and dropout masks they draw,
+  :mod:`algospace.models.sampling_draws`) and its environments' own generator (the episodes' start
   positions; the adapter seeds an env once, :mod:`envs.rllib`, so that generator runs on
   across iterations) — the local env runner's too (it samples when
   ``resources.num_env_runners`` is 0);
@@ -86,28 +86,30 @@ def runner_envs(runner: Any) -> list[Any]:
     return [e for e in found if hasattr(e, "get_rng_state") and hasattr(e, "set_rng_state")]
 
 
-def module_generators(runner: Any) -> dict[str, Any]:
-    """The sampling generators of an env runner's modules, by module id: each actor draws
-    its actions and its dropout masks from a NumPy generator of its own
-    (:mod:`algospace.models.sampling_draws`), made on first use from a seed fixed at
-    construction."""
+def module_generators(runner: Any, which: str = "sampling_rng") -> dict[str, Any]:
+    """The generators of an env runner's modules, by module id: each actor draws its
+    actions and its consistent-dropout masks from a NumPy generator of its own
+    (``sampling_rng``) and the masks of its MC-dropout passes from a second one
+    (``mc_rng``; :mod:`algospace.models.sampling_draws`), both made on first use from a
+    seed fixed at construction."""
     modules = getattr(runner, "module", None)
     if modules is None:
         return {}
     found = {}
     for module_id in sorted(modules.keys()):
         module = modules[module_id]
-        if hasattr(module, "sampling_rng"):
-            found[str(module_id)] = module.sampling_rng()
+        if hasattr(module, which):
+            found[str(module_id)] = getattr(module, which)()
     return found
 
 
 def runner_state(runner: Any) -> dict[str, Any]:
     """An env runner's random state: its process's generators, its envs' own and its
-    modules' sampling generators."""
+    modules' sampling and MC generators."""
     return {**rng_state(), "envs": [e.get_rng_state() for e in runner_envs(runner)],
-            "modules": {module_id: generator.bit_generator.state
-                        for module_id, generator in module_generators(runner).items()}}
+            **{key: {module_id: generator.bit_generator.state
+                     for module_id, generator in module_generators(runner, which).items()}
+               for key, which in _MODULE_GENERATORS.items()}}
 
 
 def set_runner_state(runner: Any, state: dict[str, Any]) -> None:
@@ -117,12 +119,18 @@ def set_runner_state(runner: Any, state: dict[str, Any]) -> None:
     if len(envs) == len(state["envs"]):
         for env, env_state in zip(envs, state["envs"], strict=True):
             env.set_rng_state(env_state)
-    generators = module_generators(runner)
-    for module_id, generator_state in state.get("modules", {}).items():
-        # a checkpoint of a version that sampled from torch generators holds byte lists:
-        # those modules sample on from their own seed
-        if module_id in generators and isinstance(generator_state, dict):
-            generators[module_id].bit_generator.state = generator_state
+    for key, which in _MODULE_GENERATORS.items():
+        generators = module_generators(runner, which)
+        for module_id, generator_state in state.get(key, {}).items():
+            # a checkpoint of a version that sampled from torch generators holds byte lists
+            # (one written before the MC generator, no "mc_modules"): those generators
+            # draw on from the module's seed
+            if module_id in generators and isinstance(generator_state, dict):
+                generators[module_id].bit_generator.state = generator_state
+
+
+_MODULE_GENERATORS = {"modules": "sampling_rng", "mc_modules": "mc_rng"}
+"""Key in a runner's state -> the module method that gives the generator."""
 
 
 def _runner_state(runner: Any) -> tuple[int, dict[str, Any]]:

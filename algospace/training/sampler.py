@@ -13,7 +13,10 @@ as :mod:`envs.rllib` seeds its adapters once). Each agent episode carries the
 observations (layer sharing's padding included), actions, rewards, terminated /
 truncated flags, infos and the extra model outputs (``action_dist_inputs``,
 ``action_logp``, the MC statistics, ``weights_seq_no``), built in bulk at the end
-(:mod:`algospace.training.sampler_episodes`). The multi-timescale rows of ``joint_v0``
+(:mod:`algospace.training.sampler_episodes`); the MC statistics of the NumPy-computed
+forwards are computed at the end too, all of a call's forwards in blocks
+(:meth:`~algospace.models.actor_np.NumpyActors.mc_stats_of`, the masks each module's MC
+generator would have given the forwards one by one). The multi-timescale rows of ``joint_v0``
 are the adapter's: a strategic agent observes at its 30-minute decisions and at the end,
 its reward the discounted sum Σ γ^i r_i of the team rewards in between.
 
@@ -72,10 +75,11 @@ from ray.rllib.utils.metrics import (
 )
 
 from algospace.config import STRATEGIC_AGENTS
+from algospace.models.actor import MC_STATS
 from algospace.models.actor_np import NumpyActors, signature
 from algospace.ray_compat import filled_episode, runner_fields
 from algospace.training.sampler_config import check_vector_config
-from algospace.training.sampler_episodes import Recorder
+from algospace.training.sampler_episodes import LATER, Recorder
 from algospace.training.sampler_forward import exploring, plain_actor, stack_rows, to_numpy
 from envs.core.costs import sampling_cost_weight
 
@@ -98,6 +102,8 @@ class VectorEnvRunner(MultiAgentEnvRunner):
         self._explore: dict[str, Any] = {}
         self._numpy: dict[str, Any] = {}  # module id -> its signature (NumPy forward)
         self._stacks: dict[tuple[str, ...], NumpyActors] = {}
+        self._mc_rows: dict[str, list[np.ndarray]] = {}  # module id -> rows of each forward
+        self._mc_count: dict[str, int] = {}
         self._fields = runner_fields(self)  # seed, device, weights version (each sample())
         if self.env is not None:
             self._make_vector_env()
@@ -156,7 +162,8 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                            if self.numpy_forward and plain_actor(self.module[m])}
             episodes = self._sample_vector(self.num_envs if num_episodes is None
                                            else int(num_episodes))
-            self._numpy, self._stacks = {}, {}  # the weights change before the next call
+            # the weights change before the next call
+            self._numpy, self._stacks, self._mc_rows, self._mc_count = {}, {}, {}, {}
         self._done_for_metrics.extend(episodes)
         return episodes
 
@@ -218,6 +225,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                     rec.observed(agent, ended, _rows(obs[agent], ended), None, event)
             else:
                 obs, acting = new_obs, step.acting
+        self._mc_later(rec)
         for agent, count in agent_steps.items():
             self._count_agent_steps(agent, count)
         self.metrics.log_value(NUM_ENV_STEPS_SAMPLED, vector_steps * n, reduce="sum")
@@ -291,10 +299,33 @@ class VectorEnvRunner(MultiAgentEnvRunner):
             actors = self._stacks.get(ids)
             if actors is None:
                 actors = self._stacks[ids] = NumpyActors([self.module[m] for m in ids])
-            for (j, _, _), result in zip(members, actors.explore([x for _, _, x in members]),
-                                         strict=True):
+            for (j, module_id, x), result in zip(
+                    members, actors.explore([x for _, _, x in members], mc=False), strict=True):
+                done = self._mc_rows.setdefault(module_id, [])
+                offset = self._mc_count.get(module_id, 0)
+                self._mc_count[module_id] = offset + len(x)
+                done.append(x)
+                result[LATER + MC_STATS] = np.arange(offset, offset + len(x))
                 results[j] = result
         return results
+
+    def _mc_later(self, rec: Recorder) -> None:
+        """The MC statistics of every NumPy-computed forward of this ``sample()``, in bulk
+        (:meth:`NumpyActors.mc_stats_of`: the masks each module's MC generator gives the
+        forwards in their order, as its torch forward would have drawn them step by step),
+        handed to the recorder for the rows that recorded their number. Modules of one
+        signature with forwards of the same sizes are computed as one stack."""
+        groups: dict[Any, list[str]] = defaultdict(list)
+        for module_id, done in self._mc_rows.items():
+            sizes = tuple(len(x) for x in done)
+            groups[self._numpy[module_id], sizes].append(module_id)
+        for ids in groups.values():
+            actors = NumpyActors([self.module[m] for m in ids])
+            forwards = [list(rows) for rows in zip(*(self._mc_rows[m] for m in ids),
+                                                   strict=True)]
+            for module_id, table in zip(ids, actors.mc_stats_of(forwards), strict=True):
+                for agent in self._modules[module_id]:
+                    rec.fill_later(agent, MC_STATS, table)
 
     def _finish(self, rec: Recorder, step: Any, ended: np.ndarray, room: int) -> int:
         """Record the copies ``ended`` (in copy order, at most ``room`` of them) as finished

@@ -24,6 +24,10 @@ import numpy as np
 Batch = dict[str, np.ndarray]
 OUTPUTS = ("action_dist_inputs", "action_logp")
 """Extra model outputs every module returns with its actions (RLlib's column names)."""
+LATER = "later:"
+"""Prefix of an extra output computed after the steps: ``extra[LATER + name]`` holds each
+row's number in the table :meth:`Recorder.fill_later` gives for ``name``, and the episodes
+carry that table's rows under ``name``."""
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Recorder:
         self._act: dict[str, list[tuple[np.ndarray, np.ndarray, Batch]]] = {
             a: [] for a in agents}
         self._infos: list[Batch] = []
+        self._later: dict[tuple[str, str], np.ndarray] = {}
         self.finished: list[Finished] = []
 
     def info(self, info: Batch) -> int:
@@ -83,6 +88,11 @@ class Recorder:
         outputs, rows aligned)."""
         if len(idx):
             self._act[agent].append((self.serial[idx], actions, extra))
+
+    def fill_later(self, agent: str, name: str, table: np.ndarray) -> None:
+        """The rows of the extra output ``name`` of ``agent``'s actions recorded under
+        ``LATER + name`` (row numbers into ``table``)."""
+        self._later[agent, name] = table
 
     def finish(self, copy: int, terminated: Mapping[str, bool], truncated: Mapping[str, bool],
                all_terminated: bool) -> None:
@@ -193,6 +203,9 @@ class Recorder:
         actions = np.concatenate([c[1] for c in chunks])[keep]
         extra = {key: np.concatenate([c[2][key] for c in chunks])[keep]
                  for key in chunks[0][2]}
+        for key in [k for k in extra if k.startswith(LATER)]:
+            name = key[len(LATER):]
+            extra[name] = self._later[agent, name][extra.pop(key)]
         return {"bounds": bounds, "actions": actions, "extra": extra}
 
 

@@ -18,8 +18,9 @@ from algospace.models.mc_dropout import joint_features
 from algospace.schema import to_dict
 from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.diagnostics import VALUE_DIAGNOSTICS
-from algospace.training.mappo import _features, _steps_to_next, value_targets
+from algospace.training.mappo import _features, _rows, _steps_to_next, value_targets
 from algospace.training.ppo_loss import logp_entropy
+from algospace.training.sampler_episodes import INFO_COLUMNS
 from algospace.training.train import train
 
 
@@ -230,11 +231,15 @@ def test_value_targets_discount_each_row_by_its_own_gamma() -> None:
 
 
 class _Episode:
-    """The two methods of a single-agent episode that _steps_to_next reads."""
+    """What _steps_to_next and _rows read of a single-agent episode: the stock runner's info
+    dicts, or (``columns``) the vectorised sampler's info columns, which the learner
+    pipeline's bootstrap row does not extend."""
 
-    def __init__(self, clocks: list[int], rows: int) -> None:
-        self.infos = [{"clock": c} for c in clocks]
+    def __init__(self, clocks: list[int], rows: int, columns: bool = False) -> None:
+        self.infos = [{"clock": c, "row": 100 + c} for c in clocks]
         self.rows = rows
+        self.custom_data = {INFO_COLUMNS: {"clock": np.asarray(clocks),
+                                           "row": 100 + np.asarray(clocks)}} if columns else {}
 
     def get_infos(self) -> list[dict[str, int]]:
         return self.infos
@@ -249,6 +254,13 @@ def test_steps_to_next_counts_env_steps_between_observations() -> None:
     # With the bootstrap row the learner appends (a copy of the final obs and its info).
     np.testing.assert_array_equal(_steps_to_next(_Episode([0, 6, 12, 15, 15], 4)),
                                   [6, 6, 3, 1])
+    np.testing.assert_array_equal(_rows(_Episode([0, 6, 12, 15, 15], 4)), [100, 106, 112, 115])
+    # the vectorised sampler's columns: the same figures, without the repeated final info
+    for rows in (3, 4):
+        for read in (_steps_to_next, _rows):
+            np.testing.assert_array_equal(
+                read(_Episode([0, 6, 12, 15], rows, columns=True)),
+                read(_Episode([0, 6, 12, 15, 15][:rows + 1], rows)), err_msg=read.__name__)
 
 
 def test_rllib_sampling_draws_new_episodes_on_every_call(env_data: DataConfig, tmp_path: Path,

@@ -77,6 +77,7 @@ from algospace.training.ppo_loss import (
     policy_figures,
     row_mask,
 )
+from algospace.training.sampler_episodes import INFO_COLUMNS
 
 VF_PREDS_NORM = "vf_preds_norm"
 """Batch column: the shared critic's own (normalised) output for each row at sampling time,
@@ -120,23 +121,32 @@ class RowColumns(ConnectorV2):
         return batch
 
 
+def _info_column(sa: Any, key: str) -> np.ndarray:
+    """The env's ``info[key]`` at each of an agent episode's observations (int64): from the
+    vectorised sampler's info columns (:data:`~algospace.training.sampler_episodes.INFO_COLUMNS`),
+    else from the stock runner's info dicts. The pipeline's bootstrap row (a copy of the final
+    observation) repeats the final info in the dicts only."""
+    columns = sa.custom_data.get(INFO_COLUMNS)
+    if columns is not None:
+        return np.asarray(columns[key], dtype=np.int64)
+    return np.asarray([int(info[key]) for info in sa.get_infos()], dtype=np.int64)
+
+
 def _rows(sa: Any) -> np.ndarray:
     """The env's 5-minute row (``info["row"]``) at each of an agent episode's rows."""
-    infos = sa.get_infos()
+    rows = _info_column(sa, "row")
     n = len(sa)
-    rows = [int(infos[min(k, len(infos) - 1)]["row"]) for k in range(n)]
-    return np.asarray(rows, dtype=np.int64)
+    return rows[np.minimum(np.arange(n), len(rows) - 1)]
 
 
 def _steps_to_next(sa: Any) -> np.ndarray:
     """Env steps between each row's observation and the next one (1 for the last row).
 
-    The infos of an agent episode run one past its rows (the final observation's info),
-    so the last real row sees the final observation; the row the learner pipeline appends
-    to bootstrap from (a copy of the final observation) gets 1.
+    The observations of an agent episode run one past its rows (the final observation), so
+    the last real row sees the final observation; the row the learner pipeline appends to
+    bootstrap from (a copy of the final observation) gets 1.
     """
-    infos = sa.get_infos()
-    clock = np.asarray([int(i["clock"]) for i in infos], dtype=np.int64)
+    clock = _info_column(sa, "clock")
     n = len(sa)
     steps = np.ones(n, dtype=np.float32)
     m = min(n, len(clock) - 1)

@@ -8,7 +8,8 @@ carries the serial number of the copy's episode. :meth:`Recorder.episodes` sorts
 by episode (stable, so in time order) and builds each finished episode's
 ``SingleAgentEpisode``\\ s in one go from array slices (``len_lookback_buffer=0``, already
 numpy, as RLlib's runner returns them after ``to_numpy()``), then the
-``MultiAgentEpisode`` around them (:func:`algospace.ray_compat.filled_episode`).
+``MultiAgentEpisode`` around them (:func:`algospace.ray_compat.filled_episode`). The env's
+infos travel as columns (:data:`INFO_COLUMNS`), not as one dict per observation.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import numpy as np
 Batch = dict[str, np.ndarray]
 OUTPUTS = ("action_dist_inputs", "action_logp")
 """Extra model outputs every module returns with its actions (RLlib's column names)."""
+INFO_COLUMNS = "algospace_infos"
+"""Key, in each agent episode's ``custom_data``, of the env's infos at its observations as
+columns: ``{key: array}``, one entry per observation (the stock runner's episodes hold the
+same values as the list of dicts ``get_infos()``; these hold no such list)."""
 LATER = "later:"
 """Prefix of an extra output computed after the steps: ``extra[LATER + name]`` holds each
 row's number in the table :meth:`Recorder.fill_later` gives for ``name``, and the episodes
@@ -138,32 +143,25 @@ class Recorder:
                 extra["weights_seq_no"] = np.full(a_hi - a_lo, weights_seq_no, np.int64)
                 agent_eps[agent] = single(
                     observations={"local": obs["local"][k], "state": obs["state"][k]},
-                    infos=[infos(int(r)) for r in obs["ref"][k]],
+                    infos=[{} for _ in range(o_hi - o_lo)],  # the infos: in custom_data
                     actions=act["actions"][a_lo:a_hi],
                     rewards=obs["rewards"][k][1:],
                     terminated=bool(fin.terminated[agent] or terminated),
                     truncated=bool(fin.truncated[agent] or truncated),
                     extra_model_outputs=extra, len_lookback_buffer=0, agent_id=agent,
                     module_id=module_of(agent), multi_agent_episode_id=episode.id_)
+                refs = obs["ref"][k]
+                agent_eps[agent].custom_data[INFO_COLUMNS] = {
+                    key: column[refs] for key, column in infos.items()}
                 steps[agent] = obs["env_t"][k]
             out.append(fill(episode, agent_eps, env_t=fin.env_t, agent_env_steps=steps,
                             terminated=terminated, truncated=truncated,
                             start_time=fin.start_time, end_time=fin.end_time))
         return out
 
-    def _info_table(self) -> Callable[[int], dict[str, Any]]:
-        """ref → the info dict of that event and copy (one dict per ref, shared)."""
-        keys = list(self._infos[0])
-        columns = {k: np.concatenate([ev[k] for ev in self._infos]).tolist() for k in keys}
-        cache: dict[int, dict[str, Any]] = {}
-
-        def info(ref: int) -> dict[str, Any]:
-            found = cache.get(ref)
-            if found is None:
-                found = cache[ref] = {k: columns[k][ref] for k in keys}
-            return found
-
-        return info
+    def _info_table(self) -> dict[str, np.ndarray]:
+        """Each info key's values of every event and copy, indexed by ref."""
+        return {k: np.concatenate([ev[k] for ev in self._infos]) for k in self._infos[0]}
 
     def _grouped_obs(self, agent: str, wanted: np.ndarray) -> dict[str, Any]:
         """The agent's observation rows of the ``wanted`` episodes: per column, one array

@@ -149,7 +149,40 @@ def _check_loss_and_gradients(learner: Any, pipeline: Any, episodes: list[Any]) 
         for key, value in beside.items():
             assert float(figures[key]) == pytest.approx(float(value), rel=1e-6, abs=1e-6)
     learner.iteration_sums = None
+    _check_shared_critic(learner, batch, actors)
     _check_single_gradient_check(learner)
+
+
+def _check_shared_critic(learner: Any, batch: Any, actors: list[str]) -> None:
+    """Rows of one key have one critic input (several modules' rows share it in joint_v0),
+    and the learner's losses with the critic run once per key (its default) are those of
+    one critic call per module, and so are the critic's gradients."""
+    from algospace.training.critic_rows import ROW_KEY
+    from algospace.training.mappo import MAPPOTorchLearner
+
+    critic = learner.module["critic"].unwrapped()
+    with torch.no_grad():
+        inputs = torch.cat([critic.critic_input(batch[m]) for m in actors])
+    keys = torch.cat([torch.as_tensor(batch[m][ROW_KEY]) for m in actors])
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    assert len(unique) * 3 < len(keys)
+    for k in range(len(unique)):
+        rows = inputs[inverse == k]
+        assert torch.equal(rows, rows[:1].expand_as(rows)), k
+    fwd = {m: learner.module[m].unwrapped().forward_train(batch[m]) for m in actors}
+    shared = learner.compute_losses(fwd_out=fwd, batch=batch)
+    assert learner.shared is None  # computed per call, then dropped
+    alone = {m: MAPPOTorchLearner.compute_loss_for_module(
+        learner, module_id=m, config=learner.config, batch=batch[m], fwd_out=fwd[m])
+        for m in actors}
+    learner.iteration_sums = None
+    params = [p for p in critic.parameters() if p.requires_grad]
+    for total in (sum(shared.values()), sum(alone.values())):
+        assert isinstance(total, torch.Tensor)
+    torch.testing.assert_close(sum(shared.values()), sum(alone.values()), rtol=1e-5, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(sum(shared.values()), params, retain_graph=True),
+                    torch.autograd.grad(sum(alone.values()), params), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def _check_single_gradient_check(learner: Any) -> None:

@@ -68,6 +68,7 @@ from algospace.models.critic import MC_FEATURES_KEY, critic_loss
 from algospace.models.ids import CRITIC_ID
 from algospace.models.mc_dropout import joint_features
 from algospace.ray_compat import FiniteOnce, OwnMinibatches
+from algospace.training.critic_rows import ROW_KEY, row_keys, shared_values
 from algospace.training.diagnostics import ROWS_TRAINED, log_value_diagnostics
 from algospace.training.minibatch import ModuleMinibatches
 from algospace.training.ppo_loss import (
@@ -90,8 +91,10 @@ for a strategic agent in joint_v0); GAE discounts that transition by ``gamma ** 
 class RowColumns(ConnectorV2):
     """Learner piece: per-row columns read from the episodes.
 
-    ``steps_to_next`` always; with ``mc_features`` also the 15 joint MC features of every
-    row, from the statistics the actors stored when they acted.
+    ``steps_to_next`` always; with ``mc_features`` (the shared critic) also the 15 joint MC
+    features of every row, from the statistics the actors stored when they acted, and the
+    row's key (:data:`~algospace.training.critic_rows.ROW_KEY`: rows with the same key
+    have the same critic input).
     """
 
     def __init__(self, *args: Any, mc_features: bool = True,
@@ -103,18 +106,21 @@ class RowColumns(ConnectorV2):
     @override(ConnectorV2)
     def __call__(self, *, rl_module: Any, batch: dict[str, Any], episodes: list[Any],
                  **kwargs: Any) -> Any:
-        parents = {ep.id_: ep for ep in episodes}
+        parents = {ep.id_: (i, ep) for i, ep in enumerate(episodes)}
         timelines: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         for sa in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
             if self.mc_features:
                 parent_id = sa.multi_agent_episode_id
+                index, parent = parents[parent_id]
                 if parent_id not in timelines:
-                    timelines[parent_id] = _timeline(parents[parent_id].agent_episodes)
+                    timelines[parent_id] = _timeline(parent.agent_episodes)
                 timeline = timelines[parent_id]
                 own = timeline.get(str(sa.agent_id))  # this episode's rows, read once
                 rows = own[0] if own is not None and len(own[0]) == len(sa) else _rows(sa)
                 feats = _features(rows, timeline, self.threshold)
                 self.add_n_batch_items(batch, MC_FEATURES_KEY, items_to_add=feats,
+                                       num_items=len(sa), single_agent_episode=sa)
+                self.add_n_batch_items(batch, ROW_KEY, items_to_add=row_keys(index, rows),
                                        num_items=len(sa), single_agent_episode=sa)
             self.add_n_batch_items(batch, STEPS_TO_NEXT, items_to_add=_steps_to_next(sa),
                                    num_items=len(sa), single_agent_episode=sa)
@@ -205,13 +211,17 @@ class RowGAE(GeneralAdvantageEstimation):
         targets_all = []
         results: dict[str, dict[str, np.ndarray]] = {}
         diagnostics = {}
+        with torch.no_grad():
+            shared = {} if critic is None else shared_values(
+                critic, batch, sorted(m for m in batch if m != CRITIC_ID))
         for module_id, module_batch in sorted(batch.items()):
             if module_id == CRITIC_ID:
                 continue
             valuer = critic if critic is not None else rl_module[module_id]
             with torch.no_grad():
                 if critic is not None:  # the network's own output, before the stats move
-                    values_norm = critic.normalised_values(module_batch)
+                    values_norm = shared[module_id] if module_id in shared \
+                        else critic.normalised_values(module_batch)
                     values = critic.denormalise(values_norm).cpu().numpy()
                     values_norm = values_norm.cpu().numpy()
                 else:
@@ -392,13 +402,27 @@ class MAPPOTorchLearner(RowPPOLearner):
     def rl_module_required_apis(self) -> list[type]:
         return []
 
+    shared: dict[str, torch.Tensor] | None = None  # the critic on each module's rows
+
+    @override(PPOTorchLearner)
+    def compute_losses(self, *, fwd_out: dict[str, Any], batch: dict[str, Any]) -> Any:
+        """Each module's loss, the critic's output on all their rows computed first, in one
+        call over the distinct rows."""
+        critic = self.module[CRITIC_ID].unwrapped()
+        self.shared = shared_values(critic, batch, sorted(m for m in fwd_out if m != CRITIC_ID))
+        try:
+            return super().compute_losses(fwd_out=fwd_out, batch=batch)
+        finally:
+            self.shared = None
+
     @override(PPOTorchLearner)
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict[str, Any],
                                 fwd_out: dict[str, Any]) -> Any:
         actor_loss = super().compute_loss_for_module(
             module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
         critic = self.module[CRITIC_ID].unwrapped()
-        pred = critic.normalised_values(batch)
+        pred = self.shared[module_id] if self.shared and module_id in self.shared \
+            else critic.normalised_values(batch)
         # the targets in the statistics of now; the clip anchor is the network's own output
         # when the rows were valued (before this iteration's statistics update), so at the
         # first minibatch pred == anchor and every row is inside the clip range

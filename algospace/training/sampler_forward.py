@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from ray.rllib.utils.numpy import convert_to_numpy
+from threadpoolctl import threadpool_limits
 
 from algospace.models.actor import ActorModule
 
@@ -24,10 +25,12 @@ def exploring(modules: Any, ids: Any) -> Iterator[dict[str, Any]]:
     called directly, which is what that wrapper calls. Any other module keeps RLlib's
     public ``forward_exploration``.
 
-    Torch runs on one intra-op thread meanwhile (restored after): the forwards are small
-    (a few dozen rows), too small for torch to split, and a second thread only adds waits
-    (in the driver, with ``num_env_runners`` 0, torch otherwise uses every core; RLlib's
-    remote runners get one thread per CPU they reserve).
+    Torch and NumPy's BLAS run on one thread meanwhile (restored after): the forwards are
+    small (a few dozen rows), too small to split, and a second thread only adds waits (in
+    the driver, with ``num_env_runners`` 0, both otherwise use every core; RLlib's remote
+    runners get one thread per CPU they reserve). The MC statistics' blocks of a few hundred
+    rows (:meth:`~algospace.models.actor_np.NumpyActors.mc_stats_of`) run no faster on two
+    BLAS threads here, only busier.
     """
     training = {m: modules[m].training for m in ids if isinstance(modules[m], ActorModule)}
     threads = torch.get_num_threads()
@@ -35,7 +38,7 @@ def exploring(modules: Any, ids: Any) -> Iterator[dict[str, Any]]:
         modules[m].eval()
     try:
         torch.set_num_threads(1)
-        with torch.no_grad():
+        with torch.no_grad(), threadpool_limits(limits=1, user_api="blas"):
             yield {m: modules[m]._forward_exploration if m in training
                    else modules[m].forward_exploration for m in ids}
     finally:

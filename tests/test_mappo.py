@@ -18,7 +18,13 @@ from algospace.models.mc_dropout import joint_features
 from algospace.schema import to_dict
 from algospace.training.builder import TrainConfig, build_ppo_config
 from algospace.training.diagnostics import VALUE_DIAGNOSTICS
-from algospace.training.mappo import _features, _rows, _steps_to_next, value_targets
+from algospace.training.mappo import (
+    _episode_features,
+    _features,
+    _rows,
+    _steps_to_next,
+    value_targets,
+)
 from algospace.training.ppo_loss import logp_entropy
 from algospace.training.sampler_episodes import INFO_COLUMNS
 from algospace.training.train import train
@@ -36,6 +42,36 @@ def test_joint_features_use_each_agents_latest_decision() -> None:
     strategic = torch.as_tensor(s_stats[[0, 0, 1, 1]])[:, None, :]
     tactical = torch.as_tensor(t_stats[[0, 5, 6, 9]])[:, None, :]
     np.testing.assert_allclose(got, joint_features(strategic, tactical).numpy(), rtol=1e-6)
+
+
+class _Decisions:
+    """An agent episode as _timeline reads it: rows (info columns) and MC statistics."""
+
+    def __init__(self, rows: np.ndarray, stats: np.ndarray) -> None:
+        self.custom_data = {INFO_COLUMNS: {"row": rows, "clock": rows}}
+        self.stats = stats
+
+    def get_extra_model_outputs(self, key: str) -> np.ndarray:
+        return self.stats
+
+    def __len__(self) -> int:
+        return len(self.stats)
+
+
+def test_episode_features_equal_each_agents_own_rows_features() -> None:
+    """The learner computes the 15 features once per row of an episode and gathers each
+    agent's rows from that table: the same as computing them at the agent's rows."""
+    rng = np.random.default_rng(1)
+    rows = {"mlmi": np.array([0, 6, 12]), "regime": np.array([0, 12]),
+            "fvg": np.arange(0, 15), "risk": np.array([1, 2, 7, 14])}
+    episode = type("Ep", (), {"agent_episodes": {
+        a: _Decisions(r, rng.uniform(0, 1, (len(r), 6)).astype(np.float32))
+        for a, r in rows.items()}})()
+    timeline, seen, joined = _episode_features(episode, 0.65)
+    np.testing.assert_array_equal(seen, np.arange(0, 15))
+    for agent_rows in rows.values():
+        np.testing.assert_allclose(joined[np.searchsorted(seen, agent_rows)],
+                                   _features(agent_rows, timeline, 0.65), rtol=1e-6)
 
 
 def small(env: str, data: DataConfig, tmp_path: Path, **kwargs: Any) -> TrainConfig:

@@ -19,7 +19,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from algospace.models.actor import MC_STATS, ActorModule
-from algospace.models.actor_np import NumpyActors
+from algospace.models.actor_np import FIRST_LAYER, NumpyActors
 from algospace.models.consistent_dropout import DROPOUT_MASK
 from algospace.models.sampling_draws import (
     draw_exploration,
@@ -87,8 +87,9 @@ def test_no_passes_and_no_dropout() -> None:
     actor.seed_sampling(1)
     assert np.all(NumpyActors([actor]).explore([x])[0][MC_STATS] == 0)
     assert actor.draw_mc(8) is None
-    assert NumpyActors([actor]).mc_stats_of([[x], [x[:3]]])[0].shape == (11, 6)
-    assert np.all(NumpyActors([actor]).mc_stats_of([[x], [x[:3]]])[0] == 0)
+    first = NumpyActors([actor]).explore([x], mc=False)[0][FIRST_LAYER]
+    assert NumpyActors([actor]).mc_stats_of([[first], [first[:3]]])[0].shape == (11, 6)
+    assert np.all(NumpyActors([actor]).mc_stats_of([[first], [first[:3]]])[0] == 0)
     actor = _actor(gym.spaces.Discrete(7), dropout=0.0)
     stats = NumpyActors([actor]).explore([x])[0][MC_STATS]
     np.testing.assert_allclose(stats[:, 3], 0.0, atol=1e-6)
@@ -155,7 +156,8 @@ def test_mc_statistics_later_are_those_of_each_forward(space: Any, extra: dict[s
         for i, actor in enumerate(actors):
             actor.seed_sampling(i)
         plain = [stack.explore(x, mc=False) for x in xs]
-        got = stack.mc_stats_of(xs, block=block)
+        got = stack.mc_stats_of([[p[i].pop(FIRST_LAYER) for i in range(2)] for p in plain],
+                                block=block)
         for i in range(2):
             np.testing.assert_allclose(got[i], np.concatenate([w[i][MC_STATS] for w in want]),
                                        rtol=1e-6, atol=1e-6)

@@ -183,3 +183,16 @@ def test_bench_counts_every_copy_and_restart(env_data: DataConfig) -> None:
     venv.reset(seed=0)
     steps, resets, _, _ = run_vector(venv, random_action_arrays(venv, 10), 0.0)
     assert (steps, resets) == (30, 6)  # 10 batches of 3 copies; episodes end at 4 and 8
+
+
+def test_agents_with_equal_locals_share_one_array(env_data: DataConfig) -> None:
+    """``entry`` and ``risk`` read the same columns (layout.AGENT_COLUMNS): the vector env
+    builds their local observation once and hands both the same array (the tables hold
+    NaN warm-up rows, equal for this purpose); other agents get their own."""
+    venv = VectorEnv("joint_v0", 2, data=env_data, episode_steps=8)
+    obs, _, _ = venv.reset(seed=0)
+    step = venv.step(draw(venv, np.random.default_rng(0)))
+    for o in (obs, step.obs):
+        assert o["risk"]["local"] is o["entry"]["local"]
+        locals_ = [id(o[a]["local"]) for a in o if a != "risk"]
+        assert len(set(locals_)) == len(locals_)

@@ -40,6 +40,10 @@ from algospace.models.consistent_dropout import DROPOUT_MASK
 from algospace.models.mc_dropout import N_AGENT_STATS
 from algospace.models.sampling_draws import inverse_cdf, keep_scale
 
+FIRST_LAYER = "first_layer"
+"""Key of an actor's first hidden layer activations ``[B, width]`` in what
+:meth:`NumpyActors.explore` returns without MC statistics: the input of
+:meth:`NumpyActors.mc_stats_of` (not a module output: the sampler does not record it)."""
 MC_BLOCK_ROWS = 128
 """Rows per block when :meth:`NumpyActors.mc_stats_of` computes many forwards' statistics."""
 _ZERO = np.float32(0.0)
@@ -126,7 +130,8 @@ class NumpyActors:
                 mc: bool = True) -> list[dict[str, np.ndarray]]:
         """Each actor's exploration outputs for its rows ``locals_[i] [B, width_i]`` (the
         same ``B`` for all), in the actors' order. ``mc`` False: no MC statistics (and no
-        MC masks drawn): :meth:`mc_stats_of` computes them later, from the same masks."""
+        MC masks drawn) but the first hidden layer's activations (:data:`FIRST_LAYER`),
+        from which :meth:`mc_stats_of` computes them later, under the same masks."""
         xs = [np.asarray(x, dtype=np.float32) for x in locals_]
         rows = xs[0].shape[0]
         draws = [m.draw_exploration(rows) for m in self.modules]
@@ -153,6 +158,8 @@ class NumpyActors:
                    Columns.ACTION_LOGP: logp32[i]}
             if stats is not None:
                 one[MC_STATS] = stats[i]
+            else:
+                one[FIRST_LAYER] = first[i]
             if d.train_keep is not None:
                 one[DROPOUT_MASK] = np.packbits(d.train_keep, axis=-1)
             out.append(one)
@@ -171,10 +178,12 @@ class NumpyActors:
     def mc_stats_of(self, forwards: Sequence[Sequence[np.ndarray]],
                     block: int = MC_BLOCK_ROWS) -> list[np.ndarray]:
         """Each actor's ``[R, 6]`` MC statistics of the rows of many exploration forwards
-        (``forwards[t][i]``: actor ``i``'s rows of forward ``t``, all its ``R`` rows in
-        forward order), under the masks its MC generator gives the forwards one after the
-        other: what :meth:`explore` with ``mc`` would have returned forward by forward.
-        Computed over blocks of about ``block`` rows."""
+        (``forwards[t][i]``: the first hidden layer activations, :data:`FIRST_LAYER`, of
+        actor ``i``'s rows of forward ``t``, all its ``R`` rows in forward order), under
+        the masks its MC generator gives the forwards one after the other: what
+        :meth:`explore` with ``mc`` would have returned forward by forward (the passes
+        start from the forward's own first layer). Computed over blocks of about ``block``
+        rows."""
         k = len(self.modules)
         if not forwards:
             return [np.zeros((0, N_AGENT_STATS), np.float32) for _ in range(k)]
@@ -187,11 +196,10 @@ class NumpyActors:
                 stop += 1
             group = forwards[start:stop]
             sizes = [len(f[0]) for f in group]
-            xs = [np.concatenate([np.asarray(f[i], np.float32) for f in group])
-                  for i in range(k)]
+            first = _stacked([np.concatenate([f[i] for f in group]) for i in range(k)])
             keeps = [m.draw_mc_blocks(sizes).reshape(-1, m.mask_bits)
                      if m.cfg.mc_passes > 0 else None for m in self.modules]
-            stats = self.mc_stats(self._first(xs), keeps)
+            stats = self.mc_stats(first, keeps)
             for i in range(k):
                 parts[i].append(stats[i])
             start = stop

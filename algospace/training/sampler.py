@@ -76,7 +76,7 @@ from ray.rllib.utils.metrics import (
 
 from algospace.config import STRATEGIC_AGENTS
 from algospace.models.actor import MC_STATS
-from algospace.models.actor_np import NumpyActors, signature
+from algospace.models.actor_np import FIRST_LAYER, NumpyActors, signature
 from algospace.ray_compat import filled_episode, runner_fields
 from algospace.training.sampler_config import check_vector_config
 from algospace.training.sampler_episodes import LATER, Recorder
@@ -102,7 +102,8 @@ class VectorEnvRunner(MultiAgentEnvRunner):
         self._explore: dict[str, Any] = {}
         self._numpy: dict[str, Any] = {}  # module id -> its signature (NumPy forward)
         self._stacks: dict[tuple[str, ...], NumpyActors] = {}
-        self._mc_rows: dict[str, list[np.ndarray]] = {}  # module id -> rows of each forward
+        # module id -> the first hidden layer of each of its forwards (for the MC passes)
+        self._mc_rows: dict[str, list[np.ndarray]] = {}
         self._mc_count: dict[str, int] = {}
         self._fields = runner_fields(self)  # seed, device, weights version (each sample())
         if self.env is not None:
@@ -304,7 +305,7 @@ class VectorEnvRunner(MultiAgentEnvRunner):
                 done = self._mc_rows.setdefault(module_id, [])
                 offset = self._mc_count.get(module_id, 0)
                 self._mc_count[module_id] = offset + len(x)
-                done.append(x)
+                done.append(result.pop(FIRST_LAYER))
                 result[LATER + MC_STATS] = np.arange(offset, offset + len(x))
                 results[j] = result
         return results

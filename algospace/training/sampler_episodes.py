@@ -119,7 +119,8 @@ class Recorder:
             return []
         wanted = np.asarray([f.serial for f in self.finished], np.int64)
         infos = self._info_table()
-        per_agent = {a: (self._grouped_obs(a, wanted), self._grouped_act(a, wanted))
+        stacked: dict[tuple[int, ...], np.ndarray] = {}
+        per_agent = {a: (self._grouped_obs(a, wanted, stacked), self._grouped_act(a, wanted))
                      for a in self.agents}
         out = []
         for k, fin in enumerate(self.finished):
@@ -163,14 +164,17 @@ class Recorder:
         """Each info key's values of every event and copy, indexed by ref."""
         return {k: np.concatenate([ev[k] for ev in self._infos]) for k in self._infos[0]}
 
-    def _grouped_obs(self, agent: str, wanted: np.ndarray) -> dict[str, Any]:
+    def _grouped_obs(self, agent: str, wanted: np.ndarray,
+                     stacked: dict[tuple[int, ...], np.ndarray]) -> dict[str, Any]:
         """The agent's observation rows of the ``wanted`` episodes: per column, one array
         per episode (in ``wanted``'s order), and the group boundaries.
 
         When every step recorded all copies and no copy restarted (the usual sample: every
         copy runs one episode to its end) the rows of copy ``c`` are every ``n``-th row,
         and each episode's arrays are strided views of the stacked steps (one copy of the
-        observations instead of two)."""
+        observations instead of two). Agents that observed the very same arrays (the
+        global state; ``entry`` and ``risk``'s equal locals) share one stack (``stacked``,
+        by the arrays' identities: all of them alive while the recorder holds them)."""
         chunks = self._obs[agent]
         serial = np.stack([c[0] for c in chunks]) \
             if all(len(c[0]) == self.n for c in chunks) else None
@@ -178,7 +182,7 @@ class Recorder:
         if serial is not None and (serial == serial[0]).all() \
                 and np.array_equal(serial[0], wanted):
             steps = len(chunks)
-            cols = [np.stack([c[j] for c in chunks]) for j in range(1, 6)]
+            cols = [_stack_once([c[j] for c in chunks], stacked) for j in range(1, 6)]
             out: dict[str, Any] = {name: [col[:, k] for k in range(len(wanted))]
                                    for name, col in zip(names, cols, strict=True)}
             out["bounds"] = np.arange(len(wanted) + 1) * steps
@@ -205,6 +209,16 @@ class Recorder:
             name = key[len(LATER):]
             extra[name] = self._later[agent, name][extra.pop(key)]
         return {"bounds": bounds, "actions": actions, "extra": extra}
+
+
+def _stack_once(arrays: list[np.ndarray], stacked: dict[tuple[int, ...], np.ndarray]
+                ) -> np.ndarray:
+    """``np.stack(arrays)``, or the stack of the same array objects made before."""
+    key = tuple(map(id, arrays))
+    out = stacked.get(key)
+    if out is None:
+        out = stacked[key] = np.stack(arrays)
+    return out
 
 
 def _grouping(serial: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

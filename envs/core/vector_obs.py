@@ -28,6 +28,9 @@ class Observer:
                  ohlc: np.ndarray, max_position: int, initial_equity: float) -> None:
         self._views = [(agent, windows(table, window), window - 1, strategic)
                        for agent, table, window, strategic in views]
+        self._same = _same_locals(views)
+        """Agent -> an earlier agent whose local observation is always equal to its own
+        (``entry`` and ``risk`` read the same columns): one array serves both."""
         extra = {agent: arrays["latent"].shape[1] if agent == "regime" else 0
                  for agent, *_ in views}
         self._width = sum(flat.shape[1] + extra[agent] + len(CONTEXT)
@@ -75,6 +78,9 @@ class Observer:
         whole = np.empty((n, self._width), np.float32) if joined else None
         at = 0
         for agent, flat, back, strategic in self._views:
+            if whole is None and agent in self._same:
+                locals_[agent] = locals_[self._same[agent]]
+                continue
             width = flat.shape[1]
             extra = self._latent.shape[1] if agent == "regime" else 0
             size = width + extra + context.shape[1]
@@ -90,6 +96,21 @@ class Observer:
         if whole is not None:
             locals_[""] = whole
         return locals_, state
+
+
+def _same_locals(views: list[tuple[str, np.ndarray, int, bool]]) -> dict[str, str]:
+    """Agent -> the first earlier agent with an equal window table, window and clock
+    (and neither is ``regime``, whose local also holds the latent): their local
+    observations are equal at every step."""
+    out: dict[str, str] = {}
+    for i, (agent, table, window, strategic) in enumerate(views):
+        for other, o_table, o_window, o_strategic in views[:i]:
+            if other not in out and "regime" not in (agent, other) \
+                    and (window, strategic) == (o_window, o_strategic) \
+                    and np.array_equal(table, o_table, equal_nan=True):
+                out[agent] = other
+                break
+    return out
 
 
 def windows(table: np.ndarray, window: int) -> np.ndarray:

@@ -12,8 +12,8 @@ minibatch, epochs, learning rate; our modules, learner and MAPPO critic):
   best point of the grid ``num_env_runners`` {0, 1} × ``num_envs_per_env_runner``
   {1, 4, 8, 16}. Every grid point is built as for training and timed sampling alone
   (one warm-up ``sample()``, then ``sample()`` calls until at least 2,000 env steps came
-  back, episodes returned to the driver included); whole iterations then run at the best
-  point. Ours' sampling alone is timed the same way;
+  back, episodes returned to the driver included, and at least 1.5 s passed); whole
+  iterations then run at the best point. Ours' sampling alone is timed the same way;
 - **env alone**: one ``joint_v0`` stepping with pre-drawn random actions in this process
   (as ``bench env`` steps it, not pinned), and the vector env of ``--copies`` copies.
 
@@ -58,6 +58,7 @@ class Setting:
     envs: tuple[int, ...] = GRID_ENVS
     iterations: int = 3
     grid_steps: int = 2000  # env steps timed per grid point (at least one sample() call)
+    sampling_seconds: float = 1.5  # ... and at least this long (one call of ours: 0.25 s)
     env_seconds: float = 2.0
     episode_steps: int | None = None  # None: the env's default (276)
     days: int | None = None  # None: the default synthetic market
@@ -66,7 +67,7 @@ class Setting:
 
 
 SMOKE = Setting(copies=2, runners=(0,), envs=(1, 2), iterations=1, grid_steps=24,
-                env_seconds=0.2,
+                sampling_seconds=0.0, env_seconds=0.2,
                 episode_steps=12, days=20, train_batch=24, minibatch=12)
 """``--quick``: a run of every part on a tiny market and batch; its figures are no result."""
 
@@ -109,19 +110,21 @@ def _sample_once(algo: Any) -> list[Any]:
     return out
 
 
-def time_sampling(algo: Any, batch: int) -> dict[str, float]:
+def time_sampling(algo: Any, batch: int, seconds: float = 0.0) -> dict[str, float]:
     """Sampling alone: one warm-up ``sample()``, then ``sample()`` until ``batch`` env
-    steps came back (at least once); env and agent steps per second (none for 0)."""
+    steps came back (at least once) and ``seconds`` passed (one call of a fast sampler is
+    too short to time on a shared machine); env and agent steps per second (none for 0)."""
     if batch <= 0:
         return {}
     _sample_once(algo)
     env_steps = agent_steps = 0
     start = time.perf_counter()
-    while env_steps < batch or not env_steps:
+    wall = 0.0
+    while env_steps < batch or not env_steps or wall < seconds:
         for episode in _sample_once(algo):
             env_steps += episode.env_steps()
             agent_steps += episode.agent_steps()
-    wall = time.perf_counter() - start
+        wall = time.perf_counter() - start
     return {"env_steps_per_s": env_steps / wall, "agent_steps_per_s": agent_steps / wall,
             "env_steps": float(env_steps), "seconds": wall}
 
@@ -147,13 +150,13 @@ def time_iterations(algo: Any, iterations: int) -> dict[str, float]:
             "sampling_share": sampling / wall, "learning_share": learning / wall}
 
 
-def measure(cfg: Any, iterations: int, steps: int) -> tuple[dict[str, float],
-                                                           dict[str, float]]:
-    """Sampling alone (``steps`` env steps at least), then whole iterations, of one config
-    (one algorithm)."""
+def measure(cfg: Any, iterations: int, steps: int,
+            seconds: float = 0.0) -> tuple[dict[str, float], dict[str, float]]:
+    """Sampling alone (``steps`` env steps and ``seconds`` at least), then whole
+    iterations, of one config (one algorithm)."""
     algo = _build(cfg)
     try:
-        sampling = time_sampling(algo, steps)
+        sampling = time_sampling(algo, steps, seconds)
         return sampling, time_iterations(algo, iterations) if iterations else {}
     finally:
         algo.stop()
@@ -216,7 +219,8 @@ def _run(setting: Setting, gpu: bool) -> dict[str, Any]:
     for runners in setting.runners:
         for envs in setting.envs:
             cfg = train_config(setting, sampler="stock", runners=runners, envs=envs)
-            grid[(runners, envs)] = measure(cfg, 0, setting.grid_steps)[0]
+            grid[(runners, envs)] = measure(cfg, 0, setting.grid_steps,
+                                            setting.sampling_seconds)[0]
             _progress(f"stock, {runners} env runner(s) x {envs} env(s): sampling "
                       f"{grid[(runners, envs)]['env_steps_per_s']:,.0f} env steps/s")
             figures[f"stock_grid_r{runners}_e{envs}_env_steps_per_s"] = \
@@ -227,7 +231,8 @@ def _run(setting: Setting, gpu: bool) -> dict[str, Any]:
     _progress(f"stock at its best: {stock_train['env_steps_per_s']:,.0f} env steps/s training")
     ours_cfg = train_config(setting, sampler="vector", runners=0, envs=setting.copies,
                             gpus=1.0 if gpu else 0.0)
-    ours_sampling, ours_train = measure(ours_cfg, setting.iterations, setting.grid_steps)
+    ours_sampling, ours_train = measure(ours_cfg, setting.iterations, setting.grid_steps,
+                                        setting.sampling_seconds)
     stock_sampling = grid[best]
     _progress(f"ours: sampling {ours_sampling['env_steps_per_s']:,.0f}, training "
               f"{ours_train['env_steps_per_s']:,.0f} env steps/s")

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_dir", "atomic_write", "locked", "publish_dir", "write_bytes", "write_json",
-           "write_text"]
+__all__ = ["atomic_dir", "atomic_write", "locked", "numbered", "publish_dir", "publish_numbered",
+           "write_bytes", "write_json", "write_text"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -101,6 +101,41 @@ def publish_dir(path: str | os.PathLike[str], fill: Callable[[Path], object], *,
                 raise
             return False
         return True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def numbered(base: str | os.PathLike[str], n: int) -> Path:
+    """``base`` for ``n`` = 1, else ``base`` with ``-n`` appended to its name."""
+    path = Path(base)
+    return path if n == 1 else path.with_name(f"{path.name}-{n}")
+
+
+def publish_numbered(base: str | os.PathLike[str], fill: Callable[[Path], object]) -> Path:
+    """Fill a temporary folder beside ``base``, then rename it to the first of ``base``,
+    ``base-2``, ``base-3``, … that is free *at the rename* — never over another folder.
+
+    Two processes that finish at the same moment get two names: a rename onto a folder
+    that holds files fails, and the next name is tried. Returns the folder's path.
+    """
+    target = Path(base)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=target.parent))
+    try:
+        fill(tmp)
+        n = 1
+        while True:
+            candidate = numbered(target, n)
+            if not candidate.exists():
+                try:
+                    os.rename(tmp, candidate)  # fails on a folder with files in it
+                    return candidate
+                except OSError:
+                    if not candidate.exists():
+                        raise
+            n += 1
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

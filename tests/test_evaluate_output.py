@@ -139,6 +139,35 @@ def test_report_goes_to_the_run_folder_without_replacing_one(
     assert not (run["checkpoint"].parent / "evaluation-test").exists()
 
 
+def test_a_report_finished_meanwhile_is_not_replaced(
+        run: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Two evaluations of one run at once: the one that finishes second takes the next
+    free name at its rename and leaves the first one's report alone (it used to replace
+    the folder both had chosen when they started)."""
+    import algospace.evaluation.report as report_module
+
+    figures = report_module._report
+    taken: list[Path] = []
+
+    def another_evaluation_finishes_first(cfg: Any, *args: Any) -> dict[str, Any]:
+        other = report_dir(cfg)  # the name this evaluation would have used
+        other.mkdir()
+        (other / "report.json").write_text('{"other": true}')
+        taken.append(other)
+        return figures(cfg, *args)
+
+    monkeypatch.setattr(report_module, "_report", another_evaluation_finishes_first)
+    assert main(["evaluate", str(run["checkpoint"]), *FAST, "--no-gates"]) == 0
+    (other,) = taken
+    assert json.loads((other / "report.json").read_text()) == {"other": True}
+    mine = other.with_name(f"evaluation-test-{int(other.name.rsplit('-', 1)[-1]) + 1}"
+                           if other.name != "evaluation-test" else "evaluation-test-2")
+    assert f"report: {mine}/report.html" in capsys.readouterr().out
+    assert (mine / "report.html").is_file()
+    assert not [p for p in run["run"].iterdir() if p.name.startswith(".")]
+
+
 def test_report_dir_choices(tmp_path: Path) -> None:
     assert RUN_SUMMARY == SUMMARY  # the file a run writes is the one looked for
     run = tmp_path / "results" / "x" / "20261202"

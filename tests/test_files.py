@@ -52,3 +52,22 @@ def test_publish_dir_keeps_the_first_writers_folder(tmp_path):
     assert not publish_dir(target, lambda d: (d / "a").write_text("second"))
     assert (target / "a").read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+
+
+def test_publish_numbered_takes_the_first_free_name_and_leaves_nothing_on_failure(tmp_path):
+    from algospace.files import publish_numbered
+
+    base = tmp_path / "evaluation-test"
+    assert publish_numbered(base, lambda d: (d / "a").write_text("1")) == base
+    assert publish_numbered(base, lambda d: (d / "a").write_text("2")) == tmp_path / (
+        "evaluation-test-2")
+    assert (base / "a").read_text() == "1"
+
+    def broken(d):
+        (d / "a").write_text("3")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        publish_numbered(base, broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation-test",
+                                                          "evaluation-test-2"]

@@ -6,7 +6,7 @@ greedy policy over the chosen split (default ``test``) with
 ``out``, or by default into ``<run>/evaluation-<split>/`` (``<run>``: the run folder holding
 ``summary.json`` above the checkpoint; a checkpoint outside a run: next to it) — never over
 an earlier report: when that folder exists (the run's own test evaluation, say) the report
-goes to ``evaluation-<split>-2`` (``-3``, …) instead (:func:`report_dir`):
+goes to ``evaluation-<split>-2`` (``-3``, …), first free at the rename (:func:`report_dir`):
 
 - ``report.json`` — the split, its dates and bars, the costs assumed, where
   the feature normalisation came from, the agents' metrics, every baseline's
@@ -89,7 +89,7 @@ from algospace.evaluation.page import write_html
 from algospace.evaluation.plots import write_plots
 from algospace.evaluation.stats import deflated_sharpe_ratio
 from algospace.evaluation.uncertainty import Study, uncertainty_study
-from algospace.files import atomic_dir
+from algospace.files import atomic_dir, numbered, publish_numbered
 from algospace.inference.gates import GateConfig
 from envs.core.layout import RISK_CONTRACTS, STRATEGIC_ACTIONS, TACTICAL_ACTIONS
 
@@ -206,7 +206,10 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
         (folder / "report.json").write_text(json.dumps(report, indent=2, default=_json))
         write_html(report, folder)
 
-    atomic_dir(out, fill)
+    if cfg.out is not None:
+        atomic_dir(out, fill)
+    else:  # the free name at the rename: a report finished meanwhile is never replaced
+        out = publish_numbered(_default_base(cfg), fill)
     report["out"] = str(out)
     log(f"[evaluate] wrote {out / 'report.html'}")
     return report
@@ -263,6 +266,12 @@ def run_folder(checkpoint: str | Path) -> Path | None:
     return None
 
 
+def _default_base(cfg: EvaluateConfig) -> Path:
+    """``<run>/evaluation-<split>``, or ``evaluation-<split>`` next to the checkpoint."""
+    checkpoint = Path(cfg.checkpoint).expanduser().resolve()
+    return (run_folder(checkpoint) or checkpoint.parent) / f"evaluation-{cfg.split}"
+
+
 def report_dir(cfg: EvaluateConfig) -> Path:
     """Where the report goes: ``cfg.out`` (replaced if it exists); else
     ``<run>/evaluation-<split>`` when the checkpoint lies in a run folder, or
@@ -270,13 +279,11 @@ def report_dir(cfg: EvaluateConfig) -> Path:
     that folder exists, so a default never replaces an earlier report."""
     if cfg.out is not None:
         return Path(cfg.out).expanduser().resolve()
-    checkpoint = Path(cfg.checkpoint).expanduser().resolve()
-    base = (run_folder(checkpoint) or checkpoint.parent) / f"evaluation-{cfg.split}"
-    out, n = base, 1
-    while out.exists():
+    base = _default_base(cfg)
+    n = 1
+    while numbered(base, n).exists():
         n += 1
-        out = base.with_name(f"{base.name}-{n}")
-    return out
+    return numbered(base, n)
 
 
 # ------------------------------------------------------------------ figures

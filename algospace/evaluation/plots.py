@@ -21,7 +21,27 @@ from algospace.evaluation.attribution import hour_weekday
 from algospace.evaluation.backtest import Backtest
 from algospace.evaluation.metrics import Metrics
 
-__all__ = ["calibration_plot", "cost_plot", "strategy_label", "write_plots"]
+__all__ = ["at_bar_closes", "calibration_plot", "cost_plot", "strategy_label", "write_plots"]
+
+
+def _bar_length(index: pd.DatetimeIndex) -> pd.Timedelta:
+    """The usual spacing of ``index`` (its median positive step; zero for one row)."""
+    steps = index[1:] - index[:-1]
+    steps = steps[steps > pd.Timedelta(0)]
+    return pd.Timedelta(steps.median()) if len(steps) else pd.Timedelta(0)
+
+
+def at_bar_closes(curve: pd.Series, index: pd.DatetimeIndex) -> np.ndarray:
+    """``curve``'s values at the closes of ``index``'s bars.
+
+    Both are indexed by bar open times, and a value belongs to its bar's close (equity after
+    the bar). A curve on finer bars (the 5-minute oracle under 30-minute agents) is read at
+    its last bar inside each of ``index``'s bars — the one closing with it — not at the
+    first, which would show it one coarse bar minus one fine bar late.
+    """
+    shift = max(_bar_length(index) - _bar_length(pd.DatetimeIndex(curve.index)),
+                pd.Timedelta(0))
+    return curve.reindex(index + shift, method="ffill").to_numpy()
 
 
 def _equity_plot(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
@@ -44,7 +64,7 @@ def _equity_plot(bt: Backtest, curves: dict[str, tuple[pd.Series, Metrics]],
         top.plot(x, curve.to_numpy(), label=strategy_label(name), lw=0.9, alpha=0.8)
     low, high = min(map(np.nanmin, shown)), max(map(np.nanmax, shown))
     for layer, run in bt.oracles.items():
-        oracle = run.equity.reindex(bt.equity.index, method="ffill").to_numpy()
+        oracle = at_bar_closes(run.equity, bt.equity.index)
         label = f"{layer} oracle"
         off_scale = np.nanmax(oracle) - initial > 3 * max(high - low, 1.0)
         if off_scale:  # keep the agents and baselines readable; say where the oracle ends

@@ -114,8 +114,12 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.lr=1e-4")
         try:
             out[key.strip()] = yaml.load(text, Loader=YamlLoader)  # 1e-4 is a float
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or "not parseable"
+            quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+            raise ConfigError(
+                f"--set {item!r}: the value is not valid YAML ({problem}). Fix: quote it as a "
+                f"YAML string, e.g. --set '{key.strip()}=\"{quoted}\"'") from None
     return out
 
 

@@ -56,15 +56,22 @@ def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2
     return write_text(path, json.dumps(obj, indent=indent, default=default) + "\n")
 
 
+def _temporary_folder(target: Path, *, prefix: str | None = None, suffix: str = ".tmp"
+                      ) -> Path:
+    """A new empty folder beside ``target`` (its parent created), named
+    ``.<name>.<pid>.<random><suffix>`` unless ``prefix`` is given."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix or f".{target.name}.{os.getpid()}.",
+                                 suffix=suffix, dir=target.parent))
+
+
 def atomic_dir(path: str | os.PathLike[str], fill: Callable[[Path], object]) -> Path:
     """Fill a temporary folder beside ``path`` with ``fill(tmp)``, then rename it onto ``path``.
 
     An existing ``path`` is replaced only after the new folder is complete.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
-                                dir=target.parent))
+    tmp = _temporary_folder(target)
     try:
         fill(tmp)
         if target.exists():
@@ -89,9 +96,7 @@ def publish_dir(path: str | os.PathLike[str], fill: Callable[[Path], object], *,
     (default ``.<name>.<pid>.``) so that a cleaner can find leftovers of killed writers.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix or f".{target.name}.{os.getpid()}.",
-                                dir=target.parent))
+    tmp = _temporary_folder(target, prefix=prefix, suffix="")
     try:
         fill(tmp)
         try:
@@ -120,9 +125,7 @@ def publish_numbered(base: str | os.PathLike[str], fill: Callable[[Path], object
     that holds files fails, and the next name is tried. Returns the folder's path.
     """
     target = Path(base)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
-                                dir=target.parent))
+    tmp = _temporary_folder(target)
     try:
         fill(tmp)
         n = 1

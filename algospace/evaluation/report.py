@@ -198,7 +198,6 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
                                   seed=cfg.seed, grid=cfg.gate_grid, progress=progress,
                                   log=log)
         log(_ran("gated run", study.gated, time.monotonic() - began))
-    out = report_dir(cfg)
     report: dict[str, Any] = {}
 
     def fill(folder: Path) -> None:
@@ -207,7 +206,7 @@ def evaluate(cfg: EvaluateConfig, log: Log = print) -> dict[str, Any]:
         write_html(report, folder)
 
     if cfg.out is not None:
-        atomic_dir(out, fill)
+        out = atomic_dir(report_dir(cfg), fill)
     else:  # the free name at the rename: a report finished meanwhile is never replaced
         out = publish_numbered(_default_base(cfg), fill)
     report["out"] = str(out)
